@@ -1,0 +1,1 @@
+//! Procedural macros for `framework` (the declarative layer lands with its issue).

@@ -1,0 +1,424 @@
+//! Layer 7: the [`App`] builder and the running [`AppHandle`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::panic::Location;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::broker::{Broker, InMemoryBroker};
+use crate::dispatch::{BoxedHandler, Dispatcher, Handler};
+use crate::hub::Hub;
+use crate::node::{AppState, Node};
+use crate::protocol::{Opcode, FIRST_APPLICATION_OPCODE};
+use crate::services::limits::IpLimiter;
+use crate::Config;
+
+/// Where a service listens: a port on every interface (`8081`) or an exact address
+/// (`"127.0.0.1:0".parse::<SocketAddr>()?`, port 0 picks a free port).
+///
+/// ```
+/// use framework::app::ListenAddr;
+/// assert_eq!(ListenAddr::from(8081).0.port(), 8081);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl From<u16> for ListenAddr {
+    fn from(port: u16) -> Self {
+        ListenAddr(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+    }
+}
+impl From<SocketAddr> for ListenAddr {
+    fn from(addr: SocketAddr) -> Self {
+        ListenAddr(addr)
+    }
+}
+impl From<(IpAddr, u16)> for ListenAddr {
+    fn from((ip, port): (IpAddr, u16)) -> Self {
+        ListenAddr(SocketAddr::new(ip, port))
+    }
+}
+
+/// Why an app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A custom handler was registered for a reserved opcode.
+    #[error("opcode {opcode} is reserved for the framework (application opcodes are 200..=65535), registered at {origin}")]
+    ReservedOpcode {
+        /// The refused opcode.
+        opcode: u16,
+        /// Where it was registered.
+        origin: String,
+    },
+    /// `override_websocket_handler` was given an opcode a client cannot send.
+    #[error(
+        "opcode {opcode} is not a built-in a client sends; it cannot be overridden (at {origin})"
+    )]
+    NotOverridable {
+        /// The refused opcode.
+        opcode: u16,
+        /// Where it was registered.
+        origin: String,
+    },
+    /// Two handlers for one opcode.
+    #[error("opcode {opcode} has two handlers: {first} and {second}")]
+    DuplicateHandler {
+        /// The opcode.
+        opcode: u16,
+        /// The first registration.
+        first: String,
+        /// The second registration.
+        second: String,
+    },
+    /// Nothing to run.
+    #[error("no service configured: call run_websocket_service (or another run_* method)")]
+    NoService,
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Waiting for a shutdown signal failed.
+    #[error("cannot wait for a shutdown signal: {0}")]
+    Signal(std::io::Error),
+}
+
+type BrokerFactory = Box<dyn FnOnce(Uuid, Arc<Hub>) -> Arc<dyn Broker> + Send>;
+
+struct Registration {
+    opcode: u16,
+    handler: BoxedHandler,
+    origin: String,
+}
+
+/// Builds and runs a real-time server (the C++ guide's `framework::app`).
+///
+/// ```no_run
+/// use framework::{App, dispatch::Request, helpers, Reply};
+///
+/// fn on_200(mut ctx: Request) -> Reply {
+///     helpers::make_empty_response(&mut ctx, 200)
+/// }
+///
+/// # async fn run() -> Result<(), framework::app::AppError> {
+/// App::new()
+///     .run_websocket_service(8081)
+///     .register_custom_handler(200, on_200)
+///     .run()
+///     .await
+/// # }
+/// ```
+pub struct App {
+    config: Config,
+    state: AppState,
+    node_id: Option<Uuid>,
+    websocket: Vec<ListenAddr>,
+    custom: Vec<Registration>,
+    overrides: Vec<Registration>,
+    errors: Vec<AppError>,
+    broker: Option<BrokerFactory>,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("websocket", &self.websocket)
+            .field("custom_handlers", &self.custom.len())
+            .finish()
+    }
+}
+
+impl App {
+    /// An app with default [`Config`] and no services.
+    pub fn new() -> Self {
+        Self {
+            config: Config::default(),
+            state: AppState::default(),
+            node_id: None,
+            websocket: Vec::new(),
+            custom: Vec::new(),
+            overrides: Vec::new(),
+            errors: Vec::new(),
+            broker: None,
+        }
+    }
+
+    /// Replaces the configuration.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds shared state of type `T`, available to handlers via
+    /// [`Request::state_of`](crate::dispatch::Request::state_of).
+    pub fn with_state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Fixes this node's id (default: a random UUID per start).
+    pub fn node_id(mut self, id: Uuid) -> Self {
+        self.node_id = Some(id);
+        self
+    }
+
+    /// Uses a cluster broker instead of the in-memory one. The factory receives the
+    /// node id and the node's hub, through which it delivers locally.
+    pub fn broker<F>(mut self, factory: F) -> Self
+    where
+        F: FnOnce(Uuid, Arc<Hub>) -> Arc<dyn Broker> + Send + 'static,
+    {
+        self.broker = Some(Box::new(factory));
+        self
+    }
+
+    /// Serves the protocol over WebSocket on `addr` (C++ `run_websocket_service`).
+    pub fn run_websocket_service(mut self, addr: impl Into<ListenAddr>) -> Self {
+        self.websocket.push(addr.into());
+        self
+    }
+
+    /// Handles application opcode `opcode` (200..=65535) with `handler` (C++
+    /// `register_custom_handler`). A reserved opcode makes `start` fail.
+    #[track_caller]
+    pub fn register_custom_handler<M, H: Handler<M>>(mut self, opcode: u16, handler: H) -> Self {
+        let origin = Location::caller().to_string();
+        self.register_custom_boxed(opcode, handler.into_boxed(), origin);
+        self
+    }
+
+    /// [`register_custom_handler`](Self::register_custom_handler) with an already
+    /// erased handler and an explicit origin (used by the macros' registry).
+    pub fn register_custom_boxed(&mut self, opcode: u16, handler: BoxedHandler, origin: String) {
+        if opcode < FIRST_APPLICATION_OPCODE {
+            self.errors
+                .push(AppError::ReservedOpcode { opcode, origin });
+            return;
+        }
+        self.custom.push(Registration {
+            opcode,
+            handler,
+            origin,
+        });
+    }
+
+    /// Replaces a built-in opcode's handler (C++ `override_websocket_handler`).
+    #[track_caller]
+    pub fn override_websocket_handler<M, H: Handler<M>>(
+        mut self,
+        opcode: Opcode,
+        handler: H,
+    ) -> Self {
+        let origin = Location::caller().to_string();
+        self.override_boxed(opcode, handler.into_boxed(), origin);
+        self
+    }
+
+    /// [`override_websocket_handler`](Self::override_websocket_handler) with an
+    /// erased handler and an explicit origin.
+    pub fn override_boxed(&mut self, opcode: Opcode, handler: BoxedHandler, origin: String) {
+        let client_sent = [
+            Opcode::Ping,
+            Opcode::Subscribe,
+            Opcode::Unsubscribe,
+            Opcode::Publish,
+            Opcode::Send,
+            Opcode::Broadcast,
+            Opcode::Auth,
+        ];
+        if !client_sent.contains(&opcode) {
+            self.errors.push(AppError::NotOverridable {
+                opcode: opcode.0,
+                origin,
+            });
+            return;
+        }
+        self.overrides.push(Registration {
+            opcode: opcode.0,
+            handler,
+            origin,
+        });
+    }
+
+    fn dispatcher(&mut self) -> Result<Dispatcher, AppError> {
+        if let Some(e) = self.errors.drain(..).next() {
+            return Err(e);
+        }
+        let mut table = Dispatcher::new();
+        for (opcode, handler) in crate::builtins::defaults() {
+            table.insert(opcode.0, handler);
+        }
+        for group in [&self.overrides, &self.custom] {
+            let mut seen: std::collections::HashMap<u16, &str> = Default::default();
+            for r in group.iter() {
+                if let Some(first) = seen.insert(r.opcode, &r.origin) {
+                    return Err(AppError::DuplicateHandler {
+                        opcode: r.opcode,
+                        first: first.to_string(),
+                        second: r.origin.clone(),
+                    });
+                }
+                table.insert(r.opcode, r.handler.clone());
+            }
+        }
+        Ok(table)
+    }
+
+    /// Binds every configured service and starts serving; returns at once with a
+    /// handle that knows the bound addresses.
+    pub async fn start(mut self) -> Result<AppHandle, AppError> {
+        if self.websocket.is_empty() {
+            return Err(AppError::NoService);
+        }
+        let dispatcher = Arc::new(self.dispatcher()?);
+        let node_id = self.node_id.unwrap_or_else(Uuid::new_v4);
+        let hub = Arc::new(Hub::new(
+            self.config.max_channels_per_session,
+            self.config.max_subscribers_per_channel,
+        ));
+        let broker: Arc<dyn Broker> = match self.broker.take() {
+            Some(factory) => factory(node_id, hub.clone()),
+            None => Arc::new(InMemoryBroker::new(node_id, hub.clone())),
+        };
+        let node = Node::new(
+            hub,
+            broker,
+            self.config.clone(),
+            std::mem::take(&mut self.state),
+        );
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let limiter = IpLimiter::new(self.config.max_connections_per_ip);
+
+        let mut websocket_addrs = Vec::new();
+        let mut listeners = Vec::new();
+        for ListenAddr(addr) in &self.websocket {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| AppError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            websocket_addrs.push(listener.local_addr().map_err(|source| AppError::Bind {
+                addr: *addr,
+                source,
+            })?);
+            listeners.push(listener);
+        }
+        let mut accept_loops = Vec::new();
+        for listener in listeners {
+            accept_loops.push(tokio::spawn(crate::services::listener::serve_websocket(
+                listener,
+                node.clone(),
+                dispatcher.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+                limiter.clone(),
+            )));
+        }
+        tracing::info!(node = %node_id, addrs = ?websocket_addrs, "serving");
+        Ok(AppHandle {
+            node,
+            websocket_addrs,
+            shutdown,
+            tracker,
+            accept_loops,
+        })
+    }
+
+    /// Starts, serves until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run(self) -> Result<(), AppError> {
+        let handle = self.start().await?;
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        handle.shutdown().await;
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() -> Result<(), AppError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map_err(AppError::Signal),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.map_err(AppError::Signal)
+}
+
+/// A running app: its bound addresses, its node, and graceful shutdown.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), framework::app::AppError> {
+/// let handle = framework::App::new()
+///     .run_websocket_service("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())
+///     .start()
+///     .await?;
+/// println!("listening on {}", handle.websocket_addr());
+/// handle.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct AppHandle {
+    node: Node,
+    websocket_addrs: Vec<SocketAddr>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    accept_loops: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl AppHandle {
+    /// Addresses of the protocol WebSocket services, in configuration order.
+    pub fn websocket_addrs(&self) -> &[SocketAddr] {
+        &self.websocket_addrs
+    }
+
+    /// The first protocol WebSocket service's address.
+    pub fn websocket_addr(&self) -> SocketAddr {
+        self.websocket_addrs[0]
+    }
+
+    /// The running node (publish from the server, counters, sessions).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Graceful shutdown: stop accepting, close every session with 1001 after its
+    /// queue drains, and wait for them within `Config::shutdown_timeout`.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for l in self.accept_loops {
+            let _ = l.await;
+        }
+        self.tracker.close();
+        let deadline = self.node.config().shutdown_timeout + std::time::Duration::from_secs(1);
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions still open after the shutdown deadline");
+        }
+    }
+}

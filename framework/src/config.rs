@@ -1,0 +1,83 @@
+//! Limits and timeouts. Every limit has a safe default and can be changed.
+
+use std::time::Duration;
+
+/// Default maximum size of one WebSocket message: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+
+/// Server limits and timeouts, shared by every service of an [`App`](crate::App).
+///
+/// ```
+/// use std::time::Duration;
+/// use framework::Config;
+/// let config = Config {
+///     max_message_size: 64 * 1024,
+///     idle_timeout: Duration::from_secs(30),
+///     ..Config::default()
+/// };
+/// assert_eq!(config.max_channels_per_session, 1024);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest accepted WebSocket message (and frame); over it the connection is
+    /// closed with 1009.
+    pub max_message_size: usize,
+    /// Bytes that may wait in one session's outgoing queue. A consumer that falls
+    /// further behind is closed with 1008 so it never slows anyone else.
+    pub max_queued_bytes: usize,
+    /// Channels one session may join.
+    pub max_channels_per_session: usize,
+    /// Sessions one channel may hold on this node.
+    pub max_subscribers_per_channel: usize,
+    /// Concurrent connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Time allowed for the TCP connection to complete the WebSocket handshake.
+    pub handshake_timeout: Duration,
+    /// A session that sends nothing (not even a WebSocket ping) for this long is closed.
+    pub idle_timeout: Duration,
+    /// On shutdown, how long sessions may take to drain their queues.
+    pub shutdown_timeout: Duration,
+    /// Read buffer of each connection (tungstenite's default of 128 KiB would cost
+    /// that much per idle connection).
+    pub read_buffer_size: usize,
+    /// Bytes gathered before the writer writes to the socket mid-batch.
+    pub write_buffer_size: usize,
+    /// Frames the writer takes from the queue before flushing once.
+    pub max_batch_frames: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_queued_bytes: 4 * 1024 * 1024,
+            max_channels_per_session: 1024,
+            max_subscribers_per_channel: 1_000_000,
+            max_connections_per_ip: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            shutdown_timeout: Duration::from_secs(5),
+            read_buffer_size: 4 * 1024,
+            write_buffer_size: 16 * 1024,
+            max_batch_frames: 64,
+        }
+    }
+}
+
+impl Config {
+    pub(crate) fn websocket_config(
+        &self,
+    ) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_size)
+            .write_buffer_size(self.write_buffer_size)
+            // Bounded: a whole batch plus one maximal message, never unbounded growth.
+            .max_write_buffer_size(self.write_buffer_size + 2 * self.max_message_size + 64 * 1024)
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size))
+    }
+
+    pub(crate) fn decode_limits(&self) -> crate::protocol::DecodeLimits {
+        crate::protocol::DecodeLimits::for_max_size(self.max_message_size)
+    }
+}

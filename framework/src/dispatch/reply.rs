@@ -1,0 +1,221 @@
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::broker::BrokerError;
+use crate::protocol::{ErrorCode, FrameFields, IntoOpcode, Opcode};
+
+/// A handler's failure, answered with an `Error` frame carrying `code` and
+/// `message` (and the failed frame's `transaction_id`). The message is shown to the
+/// client: never put internals in it.
+///
+/// ```
+/// use framework::{HandlerError, protocol::ErrorCode};
+/// let e = HandlerError::new(ErrorCode::Forbidden, "not in this room");
+/// assert_eq!(e.code(), ErrorCode::Forbidden);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct HandlerError {
+    code: ErrorCode,
+    message: Cow<'static, str>,
+    retry_after_ms: u32,
+}
+
+impl HandlerError {
+    /// An error with `code` and a client-visible `message`.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after_ms: 0,
+        }
+    }
+    /// `Internal`, with a generic message (details belong in the server's logs).
+    pub fn internal() -> Self {
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+    /// `BadPayload`.
+    pub fn bad_payload(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::BadPayload, message)
+    }
+    /// `InvalidArgument`.
+    pub fn invalid_argument(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+    /// `NotFound`.
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+    /// `RateLimited`, retry after `retry_after_ms`.
+    pub fn rate_limited(retry_after_ms: u32) -> Self {
+        Self {
+            retry_after_ms,
+            ..Self::new(ErrorCode::RateLimited, "rate limited")
+        }
+    }
+    /// The error code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+    /// The client-visible message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<BrokerError> for HandlerError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::NotFound(id) => Self::not_found(format!("no session {id}")),
+            BrokerError::Unavailable(_) => {
+                Self::new(ErrorCode::Unavailable, "the cluster broker is unavailable")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ReplyKind {
+    Nothing,
+    Ack,
+    Respond(Option<u16>, Option<Bytes>),
+    Frame(Bytes),
+    Error(HandlerError),
+}
+
+/// What a handler answers. Application opcodes answer by default with an empty
+/// response (same opcode and `transaction_id`); built-ins answer `Ack` only when
+/// the frame asked for one.
+///
+/// ```
+/// use framework::Reply;
+/// let _ = Reply::empty();
+/// let _ = Reply::payload(b"result".to_vec());
+/// let _ = Reply::none();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reply(pub(crate) ReplyKind);
+
+impl Reply {
+    /// No frame at all.
+    pub fn none() -> Self {
+        Reply(ReplyKind::Nothing)
+    }
+    /// An `Ack` if the frame had `requires_ack`, else nothing.
+    pub fn ack() -> Self {
+        Reply(ReplyKind::Ack)
+    }
+    /// A response with the request's opcode, `transaction_id` and trace id, no payload.
+    pub fn empty() -> Self {
+        Reply(ReplyKind::Respond(None, None))
+    }
+    /// A response with the request's opcode carrying `payload`.
+    pub fn payload(payload: impl Into<Bytes>) -> Self {
+        Reply(ReplyKind::Respond(None, Some(payload.into())))
+    }
+    /// A response with another opcode (e.g. `Pong` for `Ping`), same correlation.
+    pub fn with_opcode(opcode: impl IntoOpcode, payload: Option<Bytes>) -> Self {
+        Reply(ReplyKind::Respond(Some(opcode.into_opcode()), payload))
+    }
+    /// A complete pre-encoded frame, sent as is.
+    pub fn frame(frame: Bytes) -> Self {
+        Reply(ReplyKind::Frame(frame))
+    }
+    /// An `Error` frame.
+    pub fn error(error: HandlerError) -> Self {
+        Reply(ReplyKind::Error(error))
+    }
+}
+
+/// What the reply needs to know of the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplyMeta {
+    pub(crate) opcode: u16,
+    pub(crate) transaction_id: Option<Uuid>,
+    pub(crate) trace_id: Uuid,
+    pub(crate) span_id: u64,
+    pub(crate) requires_ack: bool,
+}
+
+impl ReplyMeta {
+    /// The frame this reply becomes, and the error code when it is an `Error`.
+    pub(crate) fn encode(&self, reply: Reply) -> Option<(Bytes, Option<ErrorCode>)> {
+        let base = |opcode: u16| {
+            FrameFields::new(opcode)
+                .transaction_id(self.transaction_id)
+                .trace_id(Some(self.trace_id))
+                .span_id(self.span_id)
+        };
+        match reply.0 {
+            ReplyKind::Nothing => None,
+            ReplyKind::Ack if !self.requires_ack => None,
+            ReplyKind::Ack => Some((base(Opcode::Ack.0).encode(), None)),
+            ReplyKind::Respond(opcode, payload) => {
+                let mut f = base(opcode.unwrap_or(self.opcode));
+                if let Some(p) = &payload {
+                    f = f.payload(p);
+                }
+                Some((f.encode(), None))
+            }
+            ReplyKind::Frame(bytes) => Some((bytes, None)),
+            ReplyKind::Error(e) => {
+                let f = base(Opcode::Error.0)
+                    .error(e.code, &e.message)
+                    .retry_after_ms(e.retry_after_ms);
+                Some((f.encode(), Some(e.code)))
+            }
+        }
+    }
+}
+
+/// Conversion of a handler's return value into a [`Reply`].
+///
+/// ```
+/// use framework::{HandlerError, IntoReply};
+/// let ok: Result<Vec<u8>, HandlerError> = Ok(vec![1, 2]);
+/// let _reply = ok.into_reply();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler's return type",
+    note = "return `()`, `Reply`, `Vec<u8>`, `Bytes`, a derived message, or `Result<T, E>` where `E: Into<HandlerError>`"
+)]
+pub trait IntoReply {
+    /// The reply.
+    fn into_reply(self) -> Reply;
+}
+
+impl IntoReply for Reply {
+    fn into_reply(self) -> Reply {
+        self
+    }
+}
+impl IntoReply for () {
+    fn into_reply(self) -> Reply {
+        Reply::empty()
+    }
+}
+impl IntoReply for Bytes {
+    fn into_reply(self) -> Reply {
+        Reply::payload(self)
+    }
+}
+impl IntoReply for Vec<u8> {
+    fn into_reply(self) -> Reply {
+        Reply::payload(self)
+    }
+}
+impl IntoReply for HandlerError {
+    fn into_reply(self) -> Reply {
+        Reply::error(self)
+    }
+}
+impl<T: IntoReply, E: Into<HandlerError>> IntoReply for Result<T, E> {
+    fn into_reply(self) -> Reply {
+        match self {
+            Ok(v) => v.into_reply(),
+            Err(e) => Reply::error(e.into()),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+use bytes::Bytes;
+use flatbuffers::FlatBufferBuilder;
+use uuid::Uuid;
+
+use crate::node::{AppState, Node};
+use crate::protocol::{fbs, Frame};
+use crate::session::Connection;
+
+use super::Reply;
+
+/// The result of evaluating the sender's quotas for this frame (the C++ guide's
+/// `quota_evaluation_result`). Without configured quotas every frame is `Allowed`.
+///
+/// ```
+/// let q = framework::dispatch::QuotaResult::default();
+/// assert!(q.is_allowed());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QuotaResult {
+    /// No quota applies to this frame.
+    #[default]
+    Unlimited,
+    /// Within quota; `remaining` more frames fit in the current window.
+    Allowed {
+        /// Frames left in the window.
+        remaining: u32,
+    },
+    /// Over quota; retry after this many milliseconds.
+    Exceeded {
+        /// Retry hint.
+        retry_after_ms: u32,
+    },
+}
+
+impl QuotaResult {
+    /// Whether the frame may proceed.
+    pub fn is_allowed(&self) -> bool {
+        !matches!(self, QuotaResult::Exceeded { .. })
+    }
+}
+
+/// One incoming protocol frame and everything a handler may use to answer it (the
+/// C++ guide's `websocket_request`): the application state, the sending
+/// connection, the parsed message, its payload ("body"), a FlatBuffers builder
+/// reused per connection, the trace and span ids, and the quota result.
+///
+/// ```
+/// use framework::{dispatch::Request, helpers, Reply};
+/// fn handler(mut ctx: Request) -> Reply {
+///     assert!(ctx.body().len() <= ctx.message().payload().map_or(0, |p| p.len()));
+///     helpers::make_empty_response(&mut ctx, 200)
+/// }
+/// ```
+pub struct Request {
+    pub(crate) node: Node,
+    pub(crate) connection: Connection,
+    pub(crate) frame: Frame,
+    pub(crate) body: Bytes,
+    pub(crate) trace_id: Uuid,
+    pub(crate) span_id: u64,
+    pub(crate) parent_span_id: u64,
+    pub(crate) quota: QuotaResult,
+    pub(crate) builder: Option<FlatBufferBuilder<'static>>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("opcode", &self.frame.opcode())
+            .field("session", &self.connection.id())
+            .field("trace_id", &self.trace_id)
+            .finish()
+    }
+}
+
+impl Request {
+    /// The application state (C++ `state_`).
+    pub fn state(&self) -> &AppState {
+        self.node.state()
+    }
+
+    /// Shared state of type `T`, registered with [`App::with_state`](crate::App::with_state).
+    pub fn state_of<T: Send + Sync + 'static>(&self) -> Option<std::sync::Arc<T>> {
+        self.node.state().get::<T>()
+    }
+
+    /// The running node: publish, send, broadcast, subscribe from a handler.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The sending connection (C++ `websocket_connection_`).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// The parsed, verified message (C++ `message_`).
+    pub fn message(&self) -> fbs::Message<'_> {
+        self.frame.message()
+    }
+
+    /// The verified frame.
+    pub fn frame(&self) -> &Frame {
+        &self.frame
+    }
+
+    /// The message's payload, zero-copy (C++ `body_`).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The frame's opcode.
+    pub fn opcode(&self) -> u16 {
+        self.frame.opcode()
+    }
+
+    /// The frame's transaction id.
+    pub fn transaction_id(&self) -> Option<Uuid> {
+        self.frame.transaction_id()
+    }
+
+    /// The trace id: the frame's, or a new one the server created (C++ `trace_id_`).
+    pub fn trace_id(&self) -> Uuid {
+        self.trace_id
+    }
+
+    /// The span id of this request's handling (C++ `span_id_`).
+    pub fn span_id(&self) -> u64 {
+        self.span_id
+    }
+
+    /// The sender's span id (C++ `parent_span_id_`).
+    pub fn parent_span_id(&self) -> u64 {
+        self.parent_span_id
+    }
+
+    /// The quota evaluation for this frame (C++ `quota_result_`).
+    pub fn quota_result(&self) -> QuotaResult {
+        self.quota
+    }
+
+    /// The connection's FlatBuffers builder (C++ `builder_`), reset and ready. It is
+    /// reused across the connection's requests rather than allocated per frame.
+    pub fn builder(&mut self) -> &mut FlatBufferBuilder<'static> {
+        let conn = &self.connection;
+        self.builder.get_or_insert_with(|| conn.take_builder())
+    }
+
+    /// Finishes a `Message` built with [`builder`](Self::builder) into a reply frame.
+    pub fn finish(&mut self, root: flatbuffers::WIPOffset<fbs::Message<'static>>) -> Reply {
+        let bytes = crate::protocol::finish(self.builder(), root);
+        Reply::frame(bytes)
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(mut b) = self.builder.take() {
+            b.reset();
+            self.connection.return_builder(b);
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Layer 4: local sessions, channel membership and fan-out on this node.
+//!
+//! A delivery is encoded once by the caller; every recipient's queue receives a
+//! refcounted clone of the same bytes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use uuid::Uuid;
+
+use crate::session::{Connection, SendError};
+
+/// Why a session could not join a channel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// The session is in `max_channels_per_session` channels already.
+    #[error("this session has joined the maximum of {0} channels")]
+    TooManyChannels(usize),
+    /// The channel holds `max_subscribers_per_channel` sessions already.
+    #[error("the channel has the maximum of {0} subscribers")]
+    ChannelFull(usize),
+}
+
+/// What a fan-out reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Sessions whose queue took the frame.
+    pub queued: usize,
+    /// Sessions that were closing or over their queue limit (they are being closed).
+    pub dropped: usize,
+}
+
+impl Delivered {
+    fn count(&mut self, result: Result<(), SendError>) {
+        match result {
+            Ok(()) => self.queued += 1,
+            Err(_) => self.dropped += 1,
+        }
+    }
+}
+
+/// The sessions of this node and the channels they joined.
+///
+/// ```
+/// let hub = framework::hub::Hub::new(1024, 1_000_000);
+/// assert_eq!(hub.session_count(), 0);
+/// assert_eq!(hub.channel_count(), 0);
+/// ```
+pub struct Hub {
+    sessions: DashMap<Uuid, Connection>,
+    channels: DashMap<Arc<str>, HashMap<Uuid, Connection>>,
+    max_channels_per_session: usize,
+    max_subscribers_per_channel: usize,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("sessions", &self.sessions.len())
+            .field("channels", &self.channels.len())
+            .finish()
+    }
+}
+
+impl Hub {
+    /// An empty hub with the given membership limits.
+    pub fn new(max_channels_per_session: usize, max_subscribers_per_channel: usize) -> Self {
+        Self {
+            sessions: DashMap::new(),
+            channels: DashMap::new(),
+            max_channels_per_session,
+            max_subscribers_per_channel,
+        }
+    }
+
+    /// Adds a live session.
+    pub fn register(&self, conn: &Connection) {
+        self.sessions.insert(conn.id(), conn.clone());
+    }
+
+    /// Removes a session and its memberships. Returns the channels that lost their
+    /// last local subscriber.
+    pub fn unregister(&self, conn: &Connection) -> Vec<Arc<str>> {
+        self.sessions.remove(&conn.id());
+        let joined: Vec<Arc<str>> = conn.0.channels.lock().drain().collect();
+        joined
+            .into_iter()
+            .filter(|ch| self.remove_member(ch, conn.id()))
+            .collect()
+    }
+
+    /// The live session with this id, if this node owns it.
+    pub fn session(&self, id: &Uuid) -> Option<Connection> {
+        self.sessions.get(id).map(|c| c.clone())
+    }
+
+    /// Sessions on this node.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Channels with at least one subscriber on this node.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Subscribers of `channel` on this node.
+    pub fn subscriber_count(&self, channel: &str) -> usize {
+        self.channels.get(channel).map_or(0, |m| m.len())
+    }
+
+    /// Joins `channel`. `Ok(true)` when the channel had no local subscriber before
+    /// (the node's interest in it starts); joining twice is a no-op.
+    pub fn subscribe(&self, conn: &Connection, channel: &str) -> Result<bool, JoinError> {
+        let mut joined = conn.0.channels.lock();
+        if joined.contains(channel) {
+            return Ok(false);
+        }
+        if joined.len() >= self.max_channels_per_session {
+            return Err(JoinError::TooManyChannels(self.max_channels_per_session));
+        }
+        let key: Arc<str> = match self.channels.get(channel) {
+            Some(entry) => entry.key().clone(),
+            None => Arc::from(channel),
+        };
+        let mut members = self.channels.entry(key.clone()).or_default();
+        if members.len() >= self.max_subscribers_per_channel {
+            return Err(JoinError::ChannelFull(self.max_subscribers_per_channel));
+        }
+        let first = members.is_empty();
+        members.insert(conn.id(), conn.clone());
+        joined.insert(key);
+        Ok(first)
+    }
+
+    /// Leaves `channel`. `true` when it was the last local subscriber (the node's
+    /// interest ends); leaving a channel not joined is a no-op.
+    pub fn unsubscribe(&self, conn: &Connection, channel: &str) -> bool {
+        let removed = conn.0.channels.lock().remove(channel);
+        removed && self.remove_member(channel, conn.id())
+    }
+
+    fn remove_member(&self, channel: &str, id: Uuid) -> bool {
+        let emptied = match self.channels.get_mut(channel) {
+            Some(mut members) => {
+                members.remove(&id);
+                members.is_empty()
+            }
+            None => return false,
+        };
+        // Re-checked under the shard lock: a subscriber may have joined meanwhile.
+        emptied
+            && self
+                .channels
+                .remove_if(channel, |_, m| m.is_empty())
+                .is_some()
+    }
+
+    /// Queues `frame` for every local subscriber of `channel`.
+    pub fn publish_local(&self, channel: &str, frame: &Bytes) -> Delivered {
+        let mut out = Delivered::default();
+        if let Some(members) = self.channels.get(channel) {
+            for conn in members.values() {
+                out.count(conn.send(frame.clone()));
+            }
+        }
+        out
+    }
+
+    /// Queues `frame` for the local session `id`; `None` when this node does not own it.
+    pub fn send_local(&self, id: &Uuid, frame: Bytes) -> Option<Result<(), SendError>> {
+        self.sessions.get(id).map(|conn| conn.send(frame))
+    }
+
+    /// Queues `frame` for every local session.
+    pub fn broadcast_local(&self, frame: &Bytes) -> Delivered {
+        let mut out = Delivered::default();
+        for conn in self.sessions.iter() {
+            out.count(conn.send(frame.clone()));
+        }
+        out
+    }
+
+    /// Every local session (a snapshot).
+    pub fn sessions(&self) -> Vec<Connection> {
+        self.sessions.iter().map(|c| c.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> (Connection, crate::session::OutboundQueue) {
+        Connection::new(Uuid::nil(), "127.0.0.1:9".parse().unwrap(), 1 << 20)
+    }
+
+    #[test]
+    fn membership_is_idempotent_and_tracks_interest() {
+        let hub = Hub::new(2, 10);
+        let (a, _qa) = conn();
+        let (b, _qb) = conn();
+        hub.register(&a);
+        hub.register(&b);
+        assert_eq!(hub.subscribe(&a, "x"), Ok(true));
+        assert_eq!(hub.subscribe(&a, "x"), Ok(false));
+        assert_eq!(hub.subscribe(&b, "x"), Ok(false));
+        assert_eq!(hub.subscriber_count("x"), 2);
+        assert!(!hub.unsubscribe(&a, "x"));
+        assert!(!hub.unsubscribe(&a, "x"));
+        assert!(hub.unsubscribe(&b, "x"));
+        assert_eq!(hub.channel_count(), 0);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let hub = Hub::new(1, 1);
+        let (a, _qa) = conn();
+        let (b, _qb) = conn();
+        assert_eq!(hub.subscribe(&a, "x"), Ok(true));
+        assert_eq!(hub.subscribe(&a, "y"), Err(JoinError::TooManyChannels(1)));
+        assert_eq!(hub.subscribe(&b, "x"), Err(JoinError::ChannelFull(1)));
+        assert_eq!(hub.channel_count(), 1);
+    }
+
+    #[test]
+    fn unregister_leaves_every_channel() {
+        let hub = Hub::new(10, 10);
+        let (a, _qa) = conn();
+        hub.register(&a);
+        hub.subscribe(&a, "x").unwrap();
+        hub.subscribe(&a, "y").unwrap();
+        let mut emptied = hub.unregister(&a);
+        emptied.sort();
+        assert_eq!(emptied, vec![Arc::from("x"), Arc::from("y")]);
+        assert_eq!((hub.session_count(), hub.channel_count()), (0, 0));
+    }
+
+    #[test]
+    fn publish_shares_one_allocation() {
+        let hub = Hub::new(10, 10);
+        let (a, mut qa) = conn();
+        let (b, mut qb) = conn();
+        hub.subscribe(&a, "x").unwrap();
+        hub.subscribe(&b, "x").unwrap();
+        let frame = Bytes::from(vec![1u8; 32]);
+        assert_eq!(hub.publish_local("x", &frame).queued, 2);
+        let get = |q: &mut crate::session::OutboundQueue| match q.rx.try_recv() {
+            Ok(crate::session::Outbound::Binary(b)) => b,
+            _ => panic!("no frame"),
+        };
+        assert_eq!(get(&mut qa).as_ptr(), frame.as_ptr());
+        assert_eq!(get(&mut qb).as_ptr(), frame.as_ptr());
+    }
+}

@@ -1,0 +1,270 @@
+//! The running node: its hub, broker, configuration, shared state and counters.
+//! Handlers reach it through [`Request::node`](crate::dispatch::Request::node); the
+//! application reaches it through [`AppHandle::node`](crate::AppHandle::node).
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use uuid::Uuid;
+
+use crate::broker::{Broker, BrokerError};
+use crate::hub::{Hub, JoinError};
+use crate::protocol::{ErrorCode, FrameFields, Opcode};
+use crate::session::Connection;
+use crate::Config;
+
+/// Shared application state, keyed by type (the C++ guide's `state::instance`).
+///
+/// ```
+/// let mut state = framework::node::AppState::default();
+/// state.insert(42u32);
+/// assert_eq!(*state.get::<u32>().unwrap(), 42);
+/// assert!(state.get::<String>().is_none());
+/// ```
+#[derive(Default, Clone)]
+pub struct AppState {
+    values: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("values", &self.values.len())
+            .finish()
+    }
+}
+
+impl AppState {
+    /// Stores `value`, replacing a previous value of the same type.
+    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.values.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// The value of type `T`, if one was stored.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.values
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.clone().downcast::<T>().ok())
+    }
+}
+
+/// Node-wide counters (exported in Prometheus format by the HTTP service).
+#[derive(Debug, Default)]
+pub struct NodeMetrics {
+    /// Sessions ever opened.
+    pub sessions_opened: AtomicU64,
+    /// Sessions ended.
+    pub sessions_closed: AtomicU64,
+    /// Sessions closed with 1008 because their queue overflowed.
+    pub slow_consumer_closes: AtomicU64,
+    /// Sessions closed with 1009 for an oversized message.
+    pub oversized_closes: AtomicU64,
+    /// Connections refused before the handshake completed (limits, timeouts).
+    pub handshakes_refused: AtomicU64,
+    /// Protocol frames received.
+    pub frames_in: AtomicU64,
+    /// Error frames sent, indexed by `ErrorCode` value.
+    pub errors: [AtomicU64; 12],
+}
+
+impl NodeMetrics {
+    pub(crate) fn count_error(&self, code: ErrorCode) {
+        if let Some(c) = self.errors.get(code.0 as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Error frames sent with `code`.
+    pub fn errors_sent(&self, code: ErrorCode) -> u64 {
+        self.errors
+            .get(code.0 as usize)
+            .map_or(0, |c| c.load(Relaxed))
+    }
+}
+
+/// Why a `Subscribe` failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// A membership limit.
+    #[error(transparent)]
+    Limit(#[from] JoinError),
+    /// The broker could not register the node's interest.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+pub(crate) struct NodeInner {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) config: Config,
+    pub(crate) state: AppState,
+    pub(crate) metrics: NodeMetrics,
+    pub(crate) started: Instant,
+}
+
+/// A handle to the running node. Cheap to clone.
+///
+/// ```no_run
+/// # async fn f(handle: framework::AppHandle) {
+/// let node = handle.node();
+/// node.publish("news", b"from the server", node.node_id(), None).await.unwrap();
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Node(pub(crate) Arc<NodeInner>);
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.node_id()).finish()
+    }
+}
+
+impl Node {
+    pub(crate) fn new(
+        hub: Arc<Hub>,
+        broker: Arc<dyn Broker>,
+        config: Config,
+        state: AppState,
+    ) -> Self {
+        Node(Arc::new(NodeInner {
+            hub,
+            broker,
+            config,
+            state,
+            metrics: NodeMetrics::default(),
+            started: Instant::now(),
+        }))
+    }
+
+    /// This node's id (sent in `Welcome`).
+    pub fn node_id(&self) -> Uuid {
+        self.0.broker.node_id()
+    }
+
+    /// Local sessions and channels.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.0.hub
+    }
+
+    /// The broker that carries deliveries between nodes.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.0.broker
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The application's shared state.
+    pub fn state(&self) -> &AppState {
+        &self.0.state
+    }
+
+    /// Node-wide counters.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.0.metrics
+    }
+
+    /// Time since the node started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.0.started.elapsed()
+    }
+
+    /// Joins `conn` to `channel`, telling the broker when this node's interest starts.
+    pub async fn subscribe(&self, conn: &Connection, channel: &str) -> Result<(), SubscribeError> {
+        if self.0.hub.subscribe(conn, channel)? {
+            if let Err(e) = self
+                .0
+                .broker
+                .channel_interest(Arc::from(channel), true)
+                .await
+            {
+                self.0.hub.unsubscribe(conn, channel);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `conn` from `channel`; a no-op when it had not joined.
+    pub async fn unsubscribe(&self, conn: &Connection, channel: &str) -> Result<(), BrokerError> {
+        if self.0.hub.unsubscribe(conn, channel) {
+            self.0
+                .broker
+                .channel_interest(Arc::from(channel), false)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes `payload` to `channel` on every node, encoded once.
+    pub async fn publish(
+        &self,
+        channel: &str,
+        payload: &[u8],
+        emitter: Uuid,
+        trace_id: Option<Uuid>,
+    ) -> Result<(), BrokerError> {
+        let frame = FrameFields::new(Opcode::Publish.0)
+            .channel(channel)
+            .payload(payload)
+            .emitter_id(Some(emitter))
+            .trace_id(trace_id)
+            .encode();
+        self.0.broker.publish(Arc::from(channel), frame).await
+    }
+
+    /// Sends `payload` to the session `receiver`, wherever it lives.
+    pub async fn send(
+        &self,
+        receiver: Uuid,
+        payload: &[u8],
+        emitter: Uuid,
+        trace_id: Option<Uuid>,
+    ) -> Result<(), BrokerError> {
+        let frame = FrameFields::new(Opcode::Send.0)
+            .receiver_id(Some(receiver))
+            .payload(payload)
+            .emitter_id(Some(emitter))
+            .trace_id(trace_id)
+            .encode();
+        self.0.broker.send(receiver, frame).await
+    }
+
+    /// Sends `payload` to every session on every node.
+    pub async fn broadcast(
+        &self,
+        payload: &[u8],
+        emitter: Uuid,
+        trace_id: Option<Uuid>,
+    ) -> Result<(), BrokerError> {
+        let frame = FrameFields::new(Opcode::Broadcast.0)
+            .payload(payload)
+            .emitter_id(Some(emitter))
+            .trace_id(trace_id)
+            .encode();
+        self.0.broker.broadcast(frame).await
+    }
+
+    pub(crate) async fn session_opened(&self, conn: &Connection) -> Result<(), BrokerError> {
+        self.0.hub.register(conn);
+        if let Err(e) = self.0.broker.session_opened(conn.id()).await {
+            self.0.hub.unregister(conn);
+            return Err(e);
+        }
+        self.0.metrics.sessions_opened.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    pub(crate) async fn session_closed(&self, conn: &Connection) {
+        for channel in self.0.hub.unregister(conn) {
+            let _ = self.0.broker.channel_interest(channel, false).await;
+        }
+        self.0.broker.session_closed(conn.id()).await;
+        self.0.metrics.sessions_closed.fetch_add(1, Relaxed);
+    }
+}

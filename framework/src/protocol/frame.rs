@@ -1,0 +1,298 @@
+use bytes::Bytes;
+use flatbuffers::VerifierOptions;
+use uuid::Uuid;
+
+use super::{fbs, from_fbs_uuid, ErrorCode, Opcode, FILE_IDENTIFIER};
+
+/// Limits applied when verifying an untrusted frame, tighter than flatbuffers'
+/// defaults: a protocol `Message` is one table with no nesting.
+///
+/// ```
+/// let limits = framework::protocol::DecodeLimits::for_max_size(64 * 1024);
+/// assert_eq!(limits.max_size, 64 * 1024);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest accepted frame in bytes (also the verifier's apparent-size bound).
+    pub max_size: usize,
+    /// Maximum table nesting depth.
+    pub max_depth: usize,
+    /// Maximum number of tables.
+    pub max_tables: usize,
+}
+
+impl DecodeLimits {
+    /// Limits for frames of at most `max_size` bytes.
+    pub const fn for_max_size(max_size: usize) -> Self {
+        Self {
+            max_size,
+            max_depth: 8,
+            max_tables: 16,
+        }
+    }
+
+    pub(crate) fn verifier_options(&self) -> VerifierOptions {
+        VerifierOptions {
+            max_depth: self.max_depth,
+            max_tables: self.max_tables,
+            max_apparent_size: self.max_size,
+            ignore_missing_null_terminator: false,
+        }
+    }
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self::for_max_size(crate::config::DEFAULT_MAX_MESSAGE_SIZE)
+    }
+}
+
+/// Why bytes are not a protocol frame. Every variant is answered with
+/// `Error`/`BadFrame` (or `TooLarge`) by the server.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    /// No bytes at all.
+    #[error("empty frame")]
+    Empty,
+    /// Larger than the configured maximum.
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The frame's size.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The buffer does not carry the `FWK1` file identifier.
+    #[error("missing FWK1 file identifier")]
+    MissingIdentifier,
+    /// The FlatBuffers verifier rejected the buffer.
+    #[error("not a valid protocol Message: {0}")]
+    Invalid(String),
+}
+
+impl FrameError {
+    /// The protocol error code this failure is answered with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FrameError::TooLarge { .. } => ErrorCode::TooLarge,
+            _ => ErrorCode::BadFrame,
+        }
+    }
+}
+
+/// A verified protocol frame: the received bytes plus the guarantee that they hold a
+/// valid `Message` with the `FWK1` identifier. Cloning is cheap (refcounted bytes).
+///
+/// ```
+/// use framework::protocol::{DecodeLimits, Frame, FrameFields, Opcode};
+/// let bytes = FrameFields::new(Opcode::Subscribe.0).channel("news").encode();
+/// let frame = Frame::decode(bytes, &DecodeLimits::default()).unwrap();
+/// assert_eq!(frame.opcode(), Opcode::Subscribe.0);
+/// assert_eq!(frame.channel(), Some("news"));
+/// ```
+#[derive(Clone)]
+pub struct Frame {
+    bytes: Bytes,
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.message().fmt(f)
+    }
+}
+
+impl Frame {
+    /// Verifies untrusted bytes. Never panics, whatever the input.
+    pub fn decode(bytes: Bytes, limits: &DecodeLimits) -> Result<Frame, FrameError> {
+        if bytes.is_empty() {
+            return Err(FrameError::Empty);
+        }
+        if bytes.len() > limits.max_size {
+            return Err(FrameError::TooLarge {
+                size: bytes.len(),
+                limit: limits.max_size,
+            });
+        }
+        // root offset (4) + identifier (4); buffer_has_identifier asserts on shorter input.
+        if bytes.len() < 8 || !flatbuffers::buffer_has_identifier(&bytes, FILE_IDENTIFIER, false) {
+            return Err(FrameError::MissingIdentifier);
+        }
+        flatbuffers::root_with_opts::<fbs::Message<'_>>(&limits.verifier_options(), &bytes)
+            .map_err(|e| FrameError::Invalid(e.to_string()))?;
+        Ok(Frame { bytes })
+    }
+
+    /// The parsed message (zero-copy view over the frame's bytes).
+    pub fn message(&self) -> fbs::Message<'_> {
+        // SAFETY: `bytes` is immutable and passed `root_with_opts::<Message>` in
+        // `decode`, the only constructor, so it is a valid `Message` buffer.
+        #[allow(unsafe_code)]
+        unsafe {
+            flatbuffers::root_unchecked::<fbs::Message<'_>>(&self.bytes)
+        }
+    }
+
+    /// The frame's encoded bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The raw opcode value (a value not named in [`Opcode`] is legal).
+    pub fn opcode(&self) -> u16 {
+        self.message().opcode().0
+    }
+
+    /// The opcode as the generated enum type.
+    pub fn opcode_enum(&self) -> Opcode {
+        self.message().opcode()
+    }
+
+    /// The transaction id, if the sender set one.
+    pub fn transaction_id(&self) -> Option<Uuid> {
+        self.message().transaction_id().map(from_fbs_uuid)
+    }
+
+    /// Whether the sender asked for an `Ack`.
+    pub fn requires_ack(&self) -> bool {
+        self.message().requires_ack()
+    }
+
+    /// The channel field.
+    pub fn channel(&self) -> Option<&str> {
+        self.message().channel()
+    }
+
+    /// The receiver id (`Send` target; in `Welcome`, the session's own id).
+    pub fn receiver_id(&self) -> Option<Uuid> {
+        self.message().receiver_id().map(from_fbs_uuid)
+    }
+
+    /// The emitter id (set by the server on deliveries).
+    pub fn emitter_id(&self) -> Option<Uuid> {
+        self.message().emitter_id().map(from_fbs_uuid)
+    }
+
+    /// The payload as a zero-copy slice of the frame (empty when absent).
+    pub fn payload(&self) -> Bytes {
+        match self.message().payload() {
+            Some(v) => self.bytes.slice_ref(v.bytes()),
+            None => Bytes::new(),
+        }
+    }
+
+    /// Whether the payload field is present.
+    pub fn has_payload(&self) -> bool {
+        self.message().payload().is_some()
+    }
+
+    /// The JWT carried by this frame.
+    pub fn token(&self) -> Option<&str> {
+        self.message().token()
+    }
+
+    /// The trace id.
+    pub fn trace_id(&self) -> Option<Uuid> {
+        self.message().trace_id().map(from_fbs_uuid)
+    }
+
+    /// The span id.
+    pub fn span_id(&self) -> u64 {
+        self.message().span_id()
+    }
+
+    /// The parent span id.
+    pub fn parent_span_id(&self) -> u64 {
+        self.message().parent_span_id()
+    }
+
+    /// The error code (on `Error` frames).
+    pub fn error_code(&self) -> ErrorCode {
+        self.message().error_code()
+    }
+
+    /// The error message (on `Error` frames).
+    pub fn error_message(&self) -> Option<&str> {
+        self.message().error_message()
+    }
+
+    /// The node id (on `Welcome`).
+    pub fn node_id(&self) -> Option<Uuid> {
+        self.message().node_id().map(from_fbs_uuid)
+    }
+
+    /// `retry_after_ms` (on `RateLimited` errors).
+    pub fn retry_after_ms(&self) -> u32 {
+        self.message().retry_after_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::FrameFields;
+
+    #[test]
+    fn rejects_short_empty_and_unidentified_buffers() {
+        let l = DecodeLimits::default();
+        assert_eq!(
+            Frame::decode(Bytes::new(), &l).unwrap_err(),
+            FrameError::Empty
+        );
+        for n in 1..8 {
+            let e = Frame::decode(Bytes::from(vec![0u8; n]), &l).unwrap_err();
+            assert_eq!(e, FrameError::MissingIdentifier);
+        }
+        let mut ok = FrameFields::new(Opcode::Ping.0).encode().to_vec();
+        ok[4] = b'X';
+        let e = Frame::decode(Bytes::from(ok), &l).unwrap_err();
+        assert_eq!(e, FrameError::MissingIdentifier);
+    }
+
+    #[test]
+    fn rejects_oversized_buffers() {
+        let l = DecodeLimits::for_max_size(64);
+        let big = FrameFields::new(Opcode::Publish.0)
+            .channel("c")
+            .payload(&[7u8; 100])
+            .encode();
+        assert!(matches!(
+            Frame::decode(big, &l),
+            Err(FrameError::TooLarge { limit: 64, .. })
+        ));
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let tx = Uuid::new_v4();
+        let bytes = FrameFields::new(250)
+            .transaction_id(Some(tx))
+            .requires_ack(true)
+            .channel("room")
+            .receiver_id(Some(Uuid::from_u128(1)))
+            .emitter_id(Some(Uuid::from_u128(2)))
+            .payload(b"hello")
+            .token("t")
+            .trace_id(Some(Uuid::from_u128(3)))
+            .span_id(4)
+            .parent_span_id(5)
+            .error(ErrorCode::NotFound, "nope")
+            .node_id(Some(Uuid::from_u128(6)))
+            .retry_after_ms(7)
+            .encode();
+        let f = Frame::decode(bytes, &DecodeLimits::default()).unwrap();
+        assert_eq!(f.opcode(), 250);
+        assert_eq!(f.transaction_id(), Some(tx));
+        assert!(f.requires_ack());
+        assert_eq!(f.channel(), Some("room"));
+        assert_eq!(f.receiver_id(), Some(Uuid::from_u128(1)));
+        assert_eq!(f.emitter_id(), Some(Uuid::from_u128(2)));
+        assert_eq!(&f.payload()[..], b"hello");
+        assert_eq!(f.token(), Some("t"));
+        assert_eq!(f.trace_id(), Some(Uuid::from_u128(3)));
+        assert_eq!((f.span_id(), f.parent_span_id()), (4, 5));
+        assert_eq!(f.error_code(), ErrorCode::NotFound);
+        assert_eq!(f.error_message(), Some("nope"));
+        assert_eq!(f.node_id(), Some(Uuid::from_u128(6)));
+        assert_eq!(f.retry_after_ms(), 7);
+    }
+}

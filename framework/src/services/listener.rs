@@ -1,0 +1,81 @@
+//! The standalone protocol WebSocket service (`run_websocket_service`).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::limits::IpLimiter;
+use crate::dispatch::Dispatcher;
+use crate::node::Node;
+
+#[allow(clippy::result_large_err)]
+fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
+    let mut r = ErrorResponse::new(Some(why.to_string()));
+    *r.status_mut() = status;
+    r
+}
+
+/// Accepts connections until `shutdown`, each upgraded to a protocol session.
+pub(crate) async fn serve_websocket(
+    listener: TcpListener,
+    node: Node,
+    dispatcher: Arc<Dispatcher>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    limiter: Arc<IpLimiter>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors or a reset before accept: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (node, dispatcher, shutdown) = (node.clone(), dispatcher.clone(), shutdown.clone());
+        let slot = limiter.acquire(peer.ip());
+        tracker.spawn(async move {
+            let config = node.config().clone();
+            let over_limit = slot.is_none();
+            // The error type is tungstenite's, sized by its API.
+            #[allow(clippy::result_large_err)]
+            let callback = move |_req: &Request, resp: Response| {
+                if over_limit {
+                    Err(refuse(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many connections from this address",
+                    ))
+                } else {
+                    Ok(resp)
+                }
+            };
+            let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+                tcp,
+                callback,
+                Some(config.websocket_config()),
+            );
+            let ws = match tokio::time::timeout(config.handshake_timeout, handshake).await {
+                Ok(Ok(ws)) if !over_limit => ws,
+                _ => {
+                    node.metrics().handshakes_refused.fetch_add(1, Relaxed);
+                    return;
+                }
+            };
+            super::protocol::serve(ws, peer, node, dispatcher, shutdown).await;
+            drop(slot);
+        });
+    }
+}

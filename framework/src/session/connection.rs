@@ -1,0 +1,299 @@
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::SessionMetrics;
+
+/// WebSocket close codes the framework uses (RFC 6455 §7.4.1).
+pub mod close_code {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// Invalid UTF-8 in a text message.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Policy violation: slow consumer, auth required and never given.
+    pub const POLICY: u16 = 1008;
+    /// Message over the configured maximum.
+    pub const TOO_BIG: u16 = 1009;
+    /// Internal failure of the connection itself.
+    pub const INTERNAL: u16 = 1011;
+}
+
+/// Why a frame could not be queued for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The session is closing or closed.
+    #[error("the session is closed")]
+    Closed,
+    /// The session's queue was over its byte limit: it is being closed with 1008.
+    #[error("the session's outgoing queue is full (slow consumer)")]
+    Overflow,
+}
+
+/// An item of a session's outgoing queue.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A pre-encoded binary frame.
+    Binary(Bytes),
+    /// A text frame (raw mode only).
+    #[allow(dead_code)] // constructed by the raw WebSocket service
+    Text(tokio_tungstenite::tungstenite::Utf8Bytes),
+    /// Close after everything queued before it was written.
+    Close(u16, &'static str),
+}
+
+pub(crate) struct ConnectionInner {
+    pub(crate) id: Uuid,
+    pub(crate) node_id: Uuid,
+    pub(crate) peer: SocketAddr,
+    tx: mpsc::UnboundedSender<Outbound>,
+    queued: AtomicUsize,
+    max_queued: usize,
+    /// Non-zero once an immediate close (dropping what is queued) was requested.
+    abort_code: AtomicU16,
+    /// Cancelled when the session must end now: stops both its reader and writer.
+    pub(crate) ended: CancellationToken,
+    /// Cancelled by `abort`: the writer stops whatever it is doing.
+    pub(crate) aborted: CancellationToken,
+    pub(crate) metrics: SessionMetrics,
+    pub(crate) channels: Mutex<HashSet<Arc<str>>>,
+    /// The builder handlers of this connection reuse (see `Request::builder`).
+    builder: Mutex<Option<flatbuffers::FlatBufferBuilder<'static>>>,
+}
+
+/// A handle to one live session (the C++ guide's `websocket_connection`). Cheap to
+/// clone; every clone refers to the same session.
+///
+/// Sending never blocks: frames go to the session's bounded queue, drained by its
+/// writer task. A session that falls more than `max_queued_bytes` behind is closed
+/// with 1008, so one slow consumer never slows the others.
+///
+/// The C++ names map as: `get_id` → [`id`](Self::id), `get_node_id` →
+/// [`node_id`](Self::node_id), `get_ip` → [`ip`](Self::ip), `get_port` →
+/// [`port`](Self::port), `get_metrics` → [`metrics`](Self::metrics), `send`, `stop`.
+///
+/// ```
+/// use framework::{dispatch::Request, Reply};
+/// fn who_am_i(ctx: Request) -> Reply {
+///     let conn = ctx.connection();
+///     println!("{} from {}:{}", conn.id(), conn.ip(), conn.port());
+///     Reply::empty()
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Connection(pub(crate) Arc<ConnectionInner>);
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.0.id)
+            .field("peer", &self.0.peer)
+            .finish()
+    }
+}
+
+impl PartialEq for Connection {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for Connection {}
+
+pub(crate) struct OutboundQueue {
+    pub(crate) rx: mpsc::UnboundedReceiver<Outbound>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        node_id: Uuid,
+        peer: SocketAddr,
+        max_queued: usize,
+    ) -> (Connection, OutboundQueue) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = ConnectionInner {
+            id: Uuid::new_v4(),
+            node_id,
+            peer,
+            tx,
+            queued: AtomicUsize::new(0),
+            max_queued,
+            abort_code: AtomicU16::new(0),
+            ended: CancellationToken::new(),
+            aborted: CancellationToken::new(),
+            metrics: SessionMetrics::new(),
+            channels: Mutex::new(HashSet::new()),
+            builder: Mutex::new(None),
+        };
+        (Connection(Arc::new(inner)), OutboundQueue { rx })
+    }
+
+    /// The session's UUID (C++ `get_id`).
+    #[doc(alias = "get_id")]
+    pub fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    /// The node that owns this session (C++ `get_node_id`).
+    #[doc(alias = "get_node_id")]
+    pub fn node_id(&self) -> Uuid {
+        self.0.node_id
+    }
+
+    /// The client's IP address (C++ `get_ip`).
+    #[doc(alias = "get_ip")]
+    pub fn ip(&self) -> IpAddr {
+        self.0.peer.ip()
+    }
+
+    /// The client's TCP port (C++ `get_port`).
+    #[doc(alias = "get_port")]
+    pub fn port(&self) -> u16 {
+        self.0.peer.port()
+    }
+
+    /// The client's address.
+    #[doc(alias = "remote_endpoint")]
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.0.peer
+    }
+
+    /// The session's counters (C++ `get_metrics`).
+    #[doc(alias = "get_metrics")]
+    pub fn metrics(&self) -> &SessionMetrics {
+        &self.0.metrics
+    }
+
+    /// Queues a pre-encoded frame (e.g. from [`helpers`](crate::helpers)) as one binary
+    /// WebSocket message. Never blocks.
+    pub fn send(&self, frame: impl Into<Bytes>) -> Result<(), SendError> {
+        self.enqueue(Outbound::Binary(frame.into()))
+    }
+
+    /// Queues a text WebSocket message (raw mode; the protocol itself is binary).
+    #[allow(dead_code)] // used by the raw WebSocket service
+    pub(crate) fn send_text(
+        &self,
+        text: tokio_tungstenite::tungstenite::Utf8Bytes,
+    ) -> Result<(), SendError> {
+        self.enqueue(Outbound::Text(text))
+    }
+
+    pub(crate) fn enqueue(&self, item: Outbound) -> Result<(), SendError> {
+        let len = match &item {
+            Outbound::Binary(b) => b.len(),
+            Outbound::Text(t) => t.len(),
+            Outbound::Close(..) => 0,
+        };
+        if self.is_closing() {
+            self.0.metrics.record_dropped();
+            return Err(SendError::Closed);
+        }
+        let before = self.0.queued.fetch_add(len, Ordering::AcqRel);
+        if len > 0 && before + len > self.0.max_queued {
+            self.0.queued.fetch_sub(len, Ordering::AcqRel);
+            self.0.metrics.record_dropped();
+            self.abort(super::close_code::POLICY);
+            return Err(SendError::Overflow);
+        }
+        if self.0.tx.send(item).is_err() {
+            self.0.queued.fetch_sub(len, Ordering::AcqRel);
+            self.0.metrics.record_dropped();
+            return Err(SendError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Closes the session normally (1000) after what is already queued is written.
+    pub fn stop(&self) {
+        self.close(super::close_code::NORMAL, "");
+    }
+
+    /// Closes with `code` after what is already queued is written.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let _ = self.0.tx.send(Outbound::Close(code, reason));
+    }
+
+    /// Closes at once with `code`, dropping what is queued (slow consumer, fatal error).
+    pub(crate) fn abort(&self, code: u16) {
+        if self
+            .0
+            .abort_code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // Interrupts the writer even when it is blocked on a full socket.
+            self.0.aborted.cancel();
+        }
+    }
+
+    pub(crate) fn abort_code(&self) -> Option<u16> {
+        match self.0.abort_code.load(Ordering::Acquire) {
+            0 => None,
+            c => Some(c),
+        }
+    }
+
+    /// Whether the session is closing (a close was requested or it ended).
+    pub fn is_closing(&self) -> bool {
+        self.0.abort_code.load(Ordering::Acquire) != 0 || self.0.ended.is_cancelled()
+    }
+
+    /// Bytes currently waiting in the outgoing queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.0.queued.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn dequeued(&self, bytes: usize) {
+        self.0.queued.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    pub(crate) fn take_builder(&self) -> flatbuffers::FlatBufferBuilder<'static> {
+        self.0
+            .builder
+            .lock()
+            .take()
+            .unwrap_or_else(|| flatbuffers::FlatBufferBuilder::with_capacity(256))
+    }
+
+    pub(crate) fn return_builder(&self, builder: flatbuffers::FlatBufferBuilder<'static>) {
+        *self.0.builder.lock() = Some(builder);
+    }
+
+    /// The channels this session has joined on this node.
+    pub fn channels(&self) -> Vec<String> {
+        self.0
+            .channels
+            .lock()
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_the_byte_limit_the_session_is_aborted_with_1008() {
+        let (c, mut q) = Connection::new(Uuid::nil(), "127.0.0.1:1".parse().unwrap(), 10);
+        assert!(c.send(Bytes::from_static(b"12345")).is_ok());
+        assert!(c.send(Bytes::from_static(b"12345")).is_ok());
+        assert_eq!(c.send(Bytes::from_static(b"1")), Err(SendError::Overflow));
+        assert_eq!(c.abort_code(), Some(close_code::POLICY));
+        assert_eq!(c.send(Bytes::from_static(b"1")), Err(SendError::Closed));
+        assert_eq!(c.metrics().dropped(), 2);
+        assert!(matches!(q.rx.try_recv(), Ok(Outbound::Binary(_))));
+        assert!(matches!(q.rx.try_recv(), Ok(Outbound::Binary(_))));
+        assert!(c.0.aborted.is_cancelled());
+        assert!(q.rx.try_recv().is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! Layer 2: sessions. One reader and one writer task per connection; the writer
+//! drains a byte-bounded queue of pre-encoded frames and batches them into few
+//! syscalls.
+
+mod connection;
+mod metrics;
+pub(crate) mod writer;
+
+pub use connection::{close_code, Connection, SendError};
+pub(crate) use connection::{Outbound, OutboundQueue};
+pub use metrics::SessionMetrics;

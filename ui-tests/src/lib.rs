@@ -1,0 +1,1 @@
+//! Compile-fail tests for the macros live in `tests/` (added with the macros).
