@@ -14,8 +14,12 @@ use crate::dispatch::{BoxedHandler, Dispatcher, Handler};
 use crate::hub::Hub;
 use crate::node::{AppState, Node};
 use crate::protocol::{Opcode, FIRST_APPLICATION_OPCODE};
+use crate::raw::{BoxedRawHandler, RawHandler};
+use crate::services::http::HttpState;
 use crate::services::limits::IpLimiter;
+use crate::services::Service;
 use crate::Config;
+use axum::Router;
 
 /// Where a service listens: a port on every interface (`8081`) or an exact address
 /// (`"127.0.0.1:0".parse::<SocketAddr>()?`, port 0 picks a free port).
@@ -75,7 +79,7 @@ pub enum AppError {
         second: String,
     },
     /// Nothing to run.
-    #[error("no service configured: call run_websocket_service (or another run_* method)")]
+    #[error("no service configured: call run_websocket_service, run_service or run_raw_websocket_service")]
     NoService,
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
@@ -120,6 +124,9 @@ pub struct App {
     state: AppState,
     node_id: Option<Uuid>,
     websocket: Vec<ListenAddr>,
+    services: Vec<ListenAddr>,
+    raw: Vec<(ListenAddr, BoxedRawHandler)>,
+    router: Option<Router>,
     custom: Vec<Registration>,
     overrides: Vec<Registration>,
     errors: Vec<AppError>,
@@ -136,6 +143,8 @@ impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
             .field("websocket", &self.websocket)
+            .field("services", &self.services)
+            .field("raw", &self.raw.iter().map(|(a, _)| a).collect::<Vec<_>>())
             .field("custom_handlers", &self.custom.len())
             .finish()
     }
@@ -149,6 +158,9 @@ impl App {
             state: AppState::default(),
             node_id: None,
             websocket: Vec::new(),
+            services: Vec::new(),
+            raw: Vec::new(),
+            router: None,
             custom: Vec::new(),
             overrides: Vec::new(),
             errors: Vec::new(),
@@ -188,6 +200,36 @@ impl App {
     /// Serves the protocol over WebSocket on `addr` (C++ `run_websocket_service`).
     pub fn run_websocket_service(mut self, addr: impl Into<ListenAddr>) -> Self {
         self.websocket.push(addr.into());
+        self
+    }
+
+    /// Serves HTTP and the protocol WebSocket on one port (C++ `run_service`): the
+    /// upgrade path (`Config::websocket_path`, default `/ws`) speaks the protocol
+    /// exactly like `run_websocket_service`; `/`, `/healthz`, `/metrics` and the
+    /// server API (`/api/*`, with `Config::api_key`) are built in, and routes from
+    /// [`router`](Self::router) are merged in.
+    pub fn run_service(mut self, addr: impl Into<ListenAddr>) -> Self {
+        self.services.push(addr.into());
+        self
+    }
+
+    /// Merges the application's own axum routes into every `run_service` port.
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = Some(match self.router.take() {
+            Some(r) => r.merge(router),
+            None => router,
+        });
+        self
+    }
+
+    /// Serves raw WebSocket on `addr`: `handler` is called once per connection with
+    /// its [`RawConnection`](crate::raw::RawConnection) (C++ `run_raw_websocket_service`).
+    pub fn run_raw_websocket_service<M, H: RawHandler<M>>(
+        mut self,
+        addr: impl Into<ListenAddr>,
+        handler: H,
+    ) -> Self {
+        self.raw.push((addr.into(), handler.into_boxed()));
         self
     }
 
@@ -280,10 +322,10 @@ impl App {
     /// Binds every configured service and starts serving; returns at once with a
     /// handle that knows the bound addresses.
     pub async fn start(mut self) -> Result<AppHandle, AppError> {
-        if self.websocket.is_empty() {
+        if self.websocket.is_empty() && self.services.is_empty() && self.raw.is_empty() {
             return Err(AppError::NoService);
         }
-        let dispatcher = Arc::new(self.dispatcher()?);
+        let protocol = Service::Protocol(Arc::new(self.dispatcher()?));
         let node_id = self.node_id.unwrap_or_else(Uuid::new_v4);
         let hub = Arc::new(Hub::new(
             self.config.max_channels_per_session,
@@ -300,40 +342,66 @@ impl App {
             std::mem::take(&mut self.state),
         );
         let shutdown = CancellationToken::new();
+        let draining = CancellationToken::new();
         let tracker = TaskTracker::new();
         let limiter = IpLimiter::new(self.config.max_connections_per_ip);
 
-        let mut websocket_addrs = Vec::new();
-        let mut listeners = Vec::new();
-        for ListenAddr(addr) in &self.websocket {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| AppError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            websocket_addrs.push(listener.local_addr().map_err(|source| AppError::Bind {
-                addr: *addr,
-                source,
-            })?);
-            listeners.push(listener);
-        }
+        // Bind everything first: a port in use fails start before anything serves.
+        let websocket = bind_all(&self.websocket).await?;
+        let services = bind_all(&self.services).await?;
+        let raw_addrs: Vec<ListenAddr> = self.raw.iter().map(|(a, _)| *a).collect();
+        let raw = bind_all(&raw_addrs).await?;
+
         let mut accept_loops = Vec::new();
-        for listener in listeners {
-            accept_loops.push(tokio::spawn(crate::services::listener::serve_websocket(
+        let mut spawn_ws = |listener: TcpListener, service: Service| {
+            accept_loops.push(tokio::spawn(crate::services::listener::serve(
                 listener,
                 node.clone(),
-                dispatcher.clone(),
+                service,
                 shutdown.clone(),
                 tracker.clone(),
                 limiter.clone(),
             )));
+        };
+        let websocket_addrs = local_addrs(&websocket);
+        for l in websocket {
+            spawn_ws(l, protocol.clone());
         }
-        tracing::info!(node = %node_id, addrs = ?websocket_addrs, "serving");
+        let raw_addrs = local_addrs(&raw);
+        for (l, (_, handler)) in raw.into_iter().zip(&self.raw) {
+            spawn_ws(l, Service::Raw(handler.0.clone()));
+        }
+        let service_addrs = local_addrs(&services);
+        let http_state = HttpState {
+            node: node.clone(),
+            service: protocol,
+            shutdown: shutdown.clone(),
+            draining: draining.clone(),
+            tracker: tracker.clone(),
+            limiter,
+        };
+        let router = crate::services::http::router(http_state.clone(), self.router.take());
+        for l in services {
+            accept_loops.push(tokio::spawn(crate::services::http::serve(
+                l,
+                router.clone(),
+                http_state.clone(),
+            )));
+        }
+        tracing::info!(
+            node = %node_id,
+            websocket = ?websocket_addrs,
+            service = ?service_addrs,
+            raw = ?raw_addrs,
+            "serving"
+        );
         Ok(AppHandle {
             node,
             websocket_addrs,
+            service_addrs,
+            raw_addrs,
             shutdown,
+            draining,
             tracker,
             accept_loops,
         })
@@ -347,6 +415,27 @@ impl App {
         handle.shutdown().await;
         Ok(())
     }
+}
+
+async fn bind_all(addrs: &[ListenAddr]) -> Result<Vec<TcpListener>, AppError> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for ListenAddr(addr) in addrs {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect()
 }
 
 async fn wait_for_signal() -> Result<(), AppError> {
@@ -379,7 +468,10 @@ async fn wait_for_signal() -> Result<(), AppError> {
 pub struct AppHandle {
     node: Node,
     websocket_addrs: Vec<SocketAddr>,
+    service_addrs: Vec<SocketAddr>,
+    raw_addrs: Vec<SocketAddr>,
     shutdown: CancellationToken,
+    draining: CancellationToken,
     tracker: TaskTracker,
     accept_loops: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -391,8 +483,29 @@ impl AppHandle {
     }
 
     /// The first protocol WebSocket service's address.
+    ///
+    /// # Panics
+    /// When no `run_websocket_service` was configured.
     pub fn websocket_addr(&self) -> SocketAddr {
         self.websocket_addrs[0]
+    }
+
+    /// Addresses of the HTTP + WebSocket services (`run_service`), in order.
+    pub fn service_addrs(&self) -> &[SocketAddr] {
+        &self.service_addrs
+    }
+
+    /// The first `run_service` address.
+    ///
+    /// # Panics
+    /// When no `run_service` was configured.
+    pub fn service_addr(&self) -> SocketAddr {
+        self.service_addrs[0]
+    }
+
+    /// Addresses of the raw WebSocket services, in configuration order.
+    pub fn raw_addrs(&self) -> &[SocketAddr] {
+        &self.raw_addrs
     }
 
     /// The running node (publish from the server, counters, sessions).
@@ -402,12 +515,18 @@ impl AppHandle {
 
     /// Whether shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
-        self.shutdown.is_cancelled()
+        self.draining.is_cancelled()
     }
 
     /// Graceful shutdown: stop accepting, close every session with 1001 after its
     /// queue drains, and wait for them within `Config::shutdown_timeout`.
     pub async fn shutdown(self) {
+        // Health turns 503 first; keep serving through the grace period.
+        self.draining.cancel();
+        let grace = self.node.config().drain_grace;
+        if !grace.is_zero() {
+            tokio::time::sleep(grace).await;
+        }
         self.shutdown.cancel();
         for l in self.accept_loops {
             let _ = l.await;

@@ -44,6 +44,19 @@ pub struct Config {
     pub write_buffer_size: usize,
     /// Frames the writer takes from the queue before flushing once.
     pub max_batch_frames: usize,
+    /// Browser origins allowed to upgrade (exact match of the `Origin` header).
+    /// Empty: every origin. Requests without `Origin` (non-browser clients) are
+    /// always allowed. A refused origin gets HTTP 403.
+    pub allowed_origins: Vec<String>,
+    /// `run_service`: the path that upgrades to the protocol.
+    pub websocket_path: String,
+    /// `run_service`: the key of the server API (`/api/publish`, `/api/send`,
+    /// `/api/broadcast`), sent as `Authorization: Bearer <key>` or `X-Api-Key`.
+    /// `None` turns the API off (404).
+    pub api_key: Option<String>,
+    /// On shutdown, how long the node keeps serving with `/healthz` answering 503
+    /// before it stops accepting (time for a load balancer to notice).
+    pub drain_grace: Duration,
 }
 
 impl Default for Config {
@@ -60,6 +73,10 @@ impl Default for Config {
             read_buffer_size: 4 * 1024,
             write_buffer_size: 16 * 1024,
             max_batch_frames: 64,
+            allowed_origins: Vec::new(),
+            websocket_path: "/ws".to_string(),
+            api_key: None,
+            drain_grace: Duration::ZERO,
         }
     }
 }
@@ -75,6 +92,15 @@ impl Config {
             .max_write_buffer_size(self.write_buffer_size + 2 * self.max_message_size + 64 * 1024)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))
+    }
+
+    /// Whether an upgrade with this `Origin` header value may proceed.
+    pub fn origin_allowed(&self, origin: Option<&[u8]>) -> bool {
+        match origin {
+            None => true,
+            Some(_) if self.allowed_origins.is_empty() => true,
+            Some(o) => self.allowed_origins.iter().any(|a| a.as_bytes() == o),
+        }
     }
 
     pub(crate) fn decode_limits(&self) -> crate::protocol::DecodeLimits {

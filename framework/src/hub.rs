@@ -4,6 +4,7 @@
 //! refcounted clone of the same bytes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -41,6 +42,31 @@ impl Delivered {
     }
 }
 
+/// Deliveries this hub queued, by kind, for the node's metrics.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    /// Frames queued for `Publish`, `Send`, `Broadcast` deliveries (in that order).
+    pub frames: [AtomicU64; 3],
+    /// Bytes queued, same order.
+    pub bytes: [AtomicU64; 3],
+    /// Deliveries not queued because the recipient was closing or over its limit.
+    pub dropped: AtomicU64,
+}
+
+impl DeliveryStats {
+    fn record(&self, kind: usize, frame_len: usize, d: Delivered) {
+        self.frames[kind].fetch_add(d.queued as u64, Relaxed);
+        self.bytes[kind].fetch_add((d.queued * frame_len) as u64, Relaxed);
+        if d.dropped > 0 {
+            self.dropped.fetch_add(d.dropped as u64, Relaxed);
+        }
+    }
+}
+
+const PUBLISH: usize = 0;
+const SEND: usize = 1;
+const BROADCAST: usize = 2;
+
 /// The sessions of this node and the channels they joined.
 ///
 /// ```
@@ -53,6 +79,7 @@ pub struct Hub {
     channels: DashMap<Arc<str>, HashMap<Uuid, Connection>>,
     max_channels_per_session: usize,
     max_subscribers_per_channel: usize,
+    stats: DeliveryStats,
 }
 
 impl std::fmt::Debug for Hub {
@@ -72,7 +99,13 @@ impl Hub {
             channels: DashMap::new(),
             max_channels_per_session,
             max_subscribers_per_channel,
+            stats: DeliveryStats::default(),
         }
+    }
+
+    /// What this hub delivered so far.
+    pub fn stats(&self) -> &DeliveryStats {
+        &self.stats
     }
 
     /// Adds a live session.
@@ -166,12 +199,18 @@ impl Hub {
                 out.count(conn.send(frame.clone()));
             }
         }
+        self.stats.record(PUBLISH, frame.len(), out);
         out
     }
 
     /// Queues `frame` for the local session `id`; `None` when this node does not own it.
     pub fn send_local(&self, id: &Uuid, frame: Bytes) -> Option<Result<(), SendError>> {
-        self.sessions.get(id).map(|conn| conn.send(frame))
+        let len = frame.len();
+        let result = self.sessions.get(id).map(|conn| conn.send(frame))?;
+        let mut d = Delivered::default();
+        d.count(result);
+        self.stats.record(SEND, len, d);
+        Some(result)
     }
 
     /// Queues `frame` for every local session.
@@ -180,6 +219,7 @@ impl Hub {
         for conn in self.sessions.iter() {
             out.count(conn.send(frame.clone()));
         }
+        self.stats.record(BROADCAST, frame.len(), out);
         out
     }
 
@@ -194,7 +234,12 @@ mod tests {
     use super::*;
 
     fn conn() -> (Connection, crate::session::OutboundQueue) {
-        Connection::new(Uuid::nil(), "127.0.0.1:9".parse().unwrap(), 1 << 20)
+        Connection::new(
+            Uuid::nil(),
+            "127.0.0.1:9".parse().unwrap(),
+            1 << 20,
+            Arc::default(),
+        )
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod helpers;
 pub mod hub;
 pub mod node;
 pub mod protocol;
+pub mod raw;
 pub mod session;
 
 mod services;

@@ -51,23 +51,90 @@ impl AppState {
     }
 }
 
-/// Node-wide counters (exported in Prometheus format by the HTTP service).
-#[derive(Debug, Default)]
+/// Opcode buckets of the per-opcode counters: the 12 named opcodes, then
+/// "reserved" (12..=199), then "application" (200..).
+pub const OPCODE_BUCKETS: usize = 14;
+
+/// The bucket of `opcode` in per-opcode counters.
+///
+/// ```
+/// use framework::node::opcode_bucket;
+/// assert_eq!(opcode_bucket(2), 2);
+/// assert_eq!(opcode_bucket(150), 12);
+/// assert_eq!(opcode_bucket(200), 13);
+/// ```
+pub fn opcode_bucket(opcode: u16) -> usize {
+    match opcode {
+        0..=11 => opcode as usize,
+        12..=199 => 12,
+        _ => 13,
+    }
+}
+
+/// The label of a bucket of [`opcode_bucket`].
+pub fn opcode_bucket_label(bucket: usize) -> &'static str {
+    match bucket {
+        12 => "reserved",
+        13 => "application",
+        b => Opcode(b as u16).variant_name().unwrap_or("reserved"),
+    }
+}
+
+/// Node-wide counters, exported in Prometheus format by the HTTP service.
+#[derive(Debug)]
 pub struct NodeMetrics {
-    /// Sessions ever opened.
+    /// Sessions ever opened (protocol and raw).
     pub sessions_opened: AtomicU64,
     /// Sessions ended.
     pub sessions_closed: AtomicU64,
-    /// Sessions closed with 1008 because their queue overflowed.
-    pub slow_consumer_closes: AtomicU64,
+    /// Sessions closed with 1008 because their queue overflowed (shared with the
+    /// sessions, which count themselves).
+    pub slow_consumer_closes: Arc<AtomicU64>,
     /// Sessions closed with 1009 for an oversized message.
     pub oversized_closes: AtomicU64,
-    /// Connections refused before the handshake completed (limits, timeouts).
+    /// Connections refused before the handshake completed (limits, timeouts, origin).
     pub handshakes_refused: AtomicU64,
     /// Protocol frames received.
     pub frames_in: AtomicU64,
+    /// Protocol frames received, by [`opcode_bucket`].
+    pub frames_in_by_opcode: [AtomicU64; OPCODE_BUCKETS],
+    /// Bytes of protocol frames received, by [`opcode_bucket`].
+    pub bytes_in_by_opcode: [AtomicU64; OPCODE_BUCKETS],
+    /// Replies sent (responses, acks, errors, pongs), by [`opcode_bucket`].
+    pub replies_by_opcode: [AtomicU64; OPCODE_BUCKETS],
+    /// Bytes of replies sent, by [`opcode_bucket`].
+    pub reply_bytes_by_opcode: [AtomicU64; OPCODE_BUCKETS],
     /// Error frames sent, indexed by `ErrorCode` value.
     pub errors: [AtomicU64; 12],
+    /// Time handlers took, in seconds.
+    pub handler_duration: prometheus::Histogram,
+}
+
+impl Default for NodeMetrics {
+    fn default() -> Self {
+        let opts = prometheus::HistogramOpts::new(
+            "framework_handler_duration_seconds",
+            "Time from a frame's dispatch to its reply.",
+        )
+        .buckets(vec![
+            0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+        ]);
+        Self {
+            sessions_opened: AtomicU64::new(0),
+            sessions_closed: AtomicU64::new(0),
+            slow_consumer_closes: Arc::default(),
+            oversized_closes: AtomicU64::new(0),
+            handshakes_refused: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
+            frames_in_by_opcode: Default::default(),
+            bytes_in_by_opcode: Default::default(),
+            replies_by_opcode: Default::default(),
+            reply_bytes_by_opcode: Default::default(),
+            errors: Default::default(),
+            handler_duration: prometheus::Histogram::with_opts(opts)
+                .expect("static histogram options are valid"),
+        }
+    }
 }
 
 impl NodeMetrics {
@@ -77,11 +144,29 @@ impl NodeMetrics {
         }
     }
 
+    pub(crate) fn count_in(&self, opcode: u16, bytes: usize) {
+        let b = opcode_bucket(opcode);
+        self.frames_in_by_opcode[b].fetch_add(1, Relaxed);
+        self.bytes_in_by_opcode[b].fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn count_reply(&self, opcode: u16, bytes: usize) {
+        let b = opcode_bucket(opcode);
+        self.replies_by_opcode[b].fetch_add(1, Relaxed);
+        self.reply_bytes_by_opcode[b].fetch_add(bytes as u64, Relaxed);
+    }
+
     /// Error frames sent with `code`.
     pub fn errors_sent(&self, code: ErrorCode) -> u64 {
         self.errors
             .get(code.0 as usize)
             .map_or(0, |c| c.load(Relaxed))
+    }
+
+    /// Sessions open now.
+    pub fn sessions_active(&self) -> u64 {
+        let opened = self.sessions_opened.load(Relaxed);
+        opened.saturating_sub(self.sessions_closed.load(Relaxed))
     }
 }
 

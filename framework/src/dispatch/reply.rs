@@ -140,8 +140,9 @@ pub(crate) struct ReplyMeta {
 }
 
 impl ReplyMeta {
-    /// The frame this reply becomes, and the error code when it is an `Error`.
-    pub(crate) fn encode(&self, reply: Reply) -> Option<(Bytes, Option<ErrorCode>)> {
+    /// The frame this reply becomes, the error code when it is an `Error`, and the
+    /// reply's opcode (for metrics; a pre-encoded frame counts as the request's).
+    pub(crate) fn encode(&self, reply: Reply) -> Option<(Bytes, Option<ErrorCode>, u16)> {
         let base = |opcode: u16| {
             FrameFields::new(opcode)
                 .transaction_id(self.transaction_id)
@@ -151,20 +152,21 @@ impl ReplyMeta {
         match reply.0 {
             ReplyKind::Nothing => None,
             ReplyKind::Ack if !self.requires_ack => None,
-            ReplyKind::Ack => Some((base(Opcode::Ack.0).encode(), None)),
+            ReplyKind::Ack => Some((base(Opcode::Ack.0).encode(), None, Opcode::Ack.0)),
             ReplyKind::Respond(opcode, payload) => {
-                let mut f = base(opcode.unwrap_or(self.opcode));
+                let opcode = opcode.unwrap_or(self.opcode);
+                let mut f = base(opcode);
                 if let Some(p) = &payload {
                     f = f.payload(p);
                 }
-                Some((f.encode(), None))
+                Some((f.encode(), None, opcode))
             }
-            ReplyKind::Frame(bytes) => Some((bytes, None)),
+            ReplyKind::Frame(bytes) => Some((bytes, None, self.opcode)),
             ReplyKind::Error(e) => {
                 let f = base(Opcode::Error.0)
                     .error(e.code, &e.message)
                     .retry_after_ms(e.retry_after_ms);
-                Some((f.encode(), Some(e.code)))
+                Some((f.encode(), Some(e.code), Opcode::Error.0))
             }
         }
     }

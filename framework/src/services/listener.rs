@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::limits::IpLimiter;
-use crate::dispatch::Dispatcher;
+use super::Service;
 use crate::node::Node;
 
 #[allow(clippy::result_large_err)]
@@ -21,11 +21,11 @@ fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
     r
 }
 
-/// Accepts connections until `shutdown`, each upgraded to a protocol session.
-pub(crate) async fn serve_websocket(
+/// Accepts connections until `shutdown`, each upgraded to a session of `service`.
+pub(crate) async fn serve(
     listener: TcpListener,
     node: Node,
-    dispatcher: Arc<Dispatcher>,
+    service: Service,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     limiter: Arc<IpLimiter>,
@@ -45,7 +45,7 @@ pub(crate) async fn serve_websocket(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (node, dispatcher, shutdown) = (node.clone(), dispatcher.clone(), shutdown.clone());
+        let (node, service, shutdown) = (node.clone(), service.clone(), shutdown.clone());
         let slot = limiter.acquire(peer.ip());
         tracker.spawn(async move {
             let config = node.config().clone();
@@ -74,7 +74,7 @@ pub(crate) async fn serve_websocket(
                     return;
                 }
             };
-            super::protocol::serve(ws, peer, node, dispatcher, shutdown).await;
+            service.serve(ws, peer, node, shutdown).await;
             drop(slot);
         });
     }

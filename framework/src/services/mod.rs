@@ -1,5 +1,43 @@
 //! Layer 6: the services that accept connections and run sessions.
 
+pub(crate) mod http;
 pub(crate) mod limits;
 pub(crate) mod listener;
+pub(crate) mod metrics;
 pub(crate) mod protocol;
+pub(crate) mod raw;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::Dispatcher;
+use crate::node::Node;
+use crate::raw::ErasedRawHandler;
+
+/// What an upgraded connection runs: the protocol, or a raw handler.
+#[derive(Clone)]
+pub(crate) enum Service {
+    Protocol(Arc<Dispatcher>),
+    Raw(Arc<dyn ErasedRawHandler>),
+}
+
+impl Service {
+    pub(crate) async fn serve<S>(
+        &self,
+        ws: WebSocketStream<S>,
+        peer: SocketAddr,
+        node: Node,
+        shutdown: CancellationToken,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match self {
+            Service::Protocol(d) => protocol::serve(ws, peer, node, d.clone(), shutdown).await,
+            Service::Raw(h) => raw::serve(ws, peer, node, h.clone(), shutdown).await,
+        }
+    }
+}

@@ -3,11 +3,12 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::tungstenite::{error::CapacityError, Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -15,7 +16,7 @@ use uuid::Uuid;
 use crate::dispatch::{Dispatcher, HandlerError, QuotaResult, Reply, ReplyMeta, Request};
 use crate::node::Node;
 use crate::protocol::{ErrorCode, Frame, FrameFields, Opcode};
-use crate::session::{close_code, writer, Connection};
+use crate::session::{close_code, finish, next_message, writer, Connection, Next};
 
 /// Runs one protocol session to its end.
 pub(crate) async fn serve<S>(
@@ -28,7 +29,12 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = node.config().clone();
-    let (conn, queue) = Connection::new(node.node_id(), peer, config.max_queued_bytes);
+    let (conn, queue) = Connection::new(
+        node.node_id(),
+        peer,
+        config.max_queued_bytes,
+        node.metrics().slow_consumer_closes.clone(),
+    );
     let (sink, mut stream) = ws.split();
     let writer = tokio::spawn(writer::run(
         sink,
@@ -49,70 +55,30 @@ pub(crate) async fn serve<S>(
     let _ = conn.send(welcome);
 
     let limits = config.decode_limits();
-    let ended = conn.0.ended.clone();
-    // Whether the server queued a close (then the writer ends the session after it).
-    let mut closing = false;
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = ended.cancelled() => break,
-            _ = shutdown.cancelled() => {
-                conn.close(close_code::GOING_AWAY, "server shutting down");
-                closing = true;
-                break;
-            }
-            next = tokio::time::timeout(config.idle_timeout, stream.next()) => next,
-        };
-        let msg = match next {
-            Err(_) => {
-                conn.close(close_code::NORMAL, "idle timeout");
-                closing = true;
-                break;
-            }
-            Ok(None) => break,
-            Ok(Some(Ok(msg))) => msg,
-            Ok(Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. })))) => {
-                node.metrics().oversized_closes.fetch_add(1, Relaxed);
-                conn.close(close_code::TOO_BIG, "message too big");
-                closing = true;
-                break;
-            }
-            Ok(Some(Err(e))) => {
-                tracing::debug!(session = %conn.id(), error = %e, "read failed");
-                break;
+    let closed_by_server = loop {
+        let msg = match next_message(&mut stream, &conn, &shutdown, config.idle_timeout).await {
+            Next::Data(msg) => msg,
+            Next::Done(close) => {
+                if let Some((close_code::TOO_BIG, _)) = close {
+                    node.metrics().oversized_closes.fetch_add(1, Relaxed);
+                }
+                break close.is_some();
             }
         };
         match msg {
             Message::Binary(bytes) => {
-                conn.metrics().record_in(bytes.len());
-                node.metrics().frames_in.fetch_add(1, Relaxed);
                 handle_frame(&node, &dispatcher, &conn, bytes, &limits).await;
             }
-            Message::Text(text) => {
-                conn.metrics().record_in(text.len());
+            _ => {
                 let err = HandlerError::new(
                     ErrorCode::BadFrame,
                     "text messages are not protocol frames; send binary FlatBuffers",
                 );
                 reply_error(&node, &conn, err, None, None);
             }
-            Message::Ping(_) | Message::Pong(_) => conn.metrics().touch(),
-            Message::Close(_) => break,
-            Message::Frame(_) => {}
         }
-    }
-    // Peer gone or a close queued: let the writer finish (bounded), then clean up.
-    if !closing {
-        // The peer closed or failed: the writer flushes the close reply and stops.
-        ended.cancel();
-    }
-    if tokio::time::timeout(config.shutdown_timeout, writer)
-        .await
-        .is_err()
-    {
-        tracing::debug!(session = %conn.id(), "writer did not finish in time");
-    }
-    ended.cancel();
+    };
+    finish(&conn, writer, closed_by_server, config.shutdown_timeout).await;
     node.session_closed(&conn).await;
 }
 
@@ -128,6 +94,7 @@ fn reply_error(
         .transaction_id(transaction_id)
         .trace_id(trace_id)
         .encode();
+    node.metrics().count_reply(Opcode::Error.0, frame.len());
     let _ = conn.send(frame);
 }
 
@@ -138,6 +105,8 @@ async fn handle_frame(
     bytes: Bytes,
     limits: &crate::protocol::DecodeLimits,
 ) {
+    let size = bytes.len();
+    node.metrics().frames_in.fetch_add(1, Relaxed);
     let frame = match Frame::decode(bytes, limits) {
         Ok(f) => f,
         Err(e) => {
@@ -146,6 +115,7 @@ async fn handle_frame(
         }
     };
     let opcode = frame.opcode();
+    node.metrics().count_in(opcode, size);
     let transaction_id = frame.transaction_id();
     let trace_id = frame.trace_id().unwrap_or_else(Uuid::new_v4);
     let Some(handler) = dispatcher.get(opcode) else {
@@ -173,11 +143,17 @@ async fn handle_frame(
         quota: QuotaResult::Unlimited,
         builder: None,
     };
+    let started = Instant::now();
     let reply: Reply = handler.0.call(request).reply().await;
-    if let Some((bytes, error)) = meta.encode(reply) {
+    let metrics = node.metrics();
+    metrics
+        .handler_duration
+        .observe(started.elapsed().as_secs_f64());
+    if let Some((bytes, error, reply_opcode)) = meta.encode(reply) {
         if let Some(code) = error {
-            node.metrics().count_error(code);
+            metrics.count_error(code);
         }
+        metrics.count_reply(reply_opcode, bytes.len());
         let _ = conn.send(bytes);
     }
 }

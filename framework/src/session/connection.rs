@@ -1,6 +1,6 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,6 +17,8 @@ pub mod close_code {
     pub const NORMAL: u16 = 1000;
     /// The server is going away (shutdown).
     pub const GOING_AWAY: u16 = 1001;
+    /// WebSocket protocol violation.
+    pub const PROTOCOL: u16 = 1002;
     /// Invalid UTF-8 in a text message.
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// Policy violation: slow consumer, auth required and never given.
@@ -36,6 +38,9 @@ pub enum SendError {
     /// The session's queue was over its byte limit: it is being closed with 1008.
     #[error("the session's outgoing queue is full (slow consumer)")]
     Overflow,
+    /// Text mode was asked to send bytes that are not UTF-8.
+    #[error("text messages must be UTF-8")]
+    NotUtf8,
 }
 
 /// An item of a session's outgoing queue.
@@ -44,7 +49,6 @@ pub(crate) enum Outbound {
     /// A pre-encoded binary frame.
     Binary(Bytes),
     /// A text frame (raw mode only).
-    #[allow(dead_code)] // constructed by the raw WebSocket service
     Text(tokio_tungstenite::tungstenite::Utf8Bytes),
     /// Close after everything queued before it was written.
     Close(u16, &'static str),
@@ -67,6 +71,8 @@ pub(crate) struct ConnectionInner {
     pub(crate) channels: Mutex<HashSet<Arc<str>>>,
     /// The builder handlers of this connection reuse (see `Request::builder`).
     builder: Mutex<Option<flatbuffers::FlatBufferBuilder<'static>>>,
+    /// The node's count of slow-consumer closes.
+    slow_consumers: Arc<AtomicU64>,
 }
 
 /// A handle to one live session (the C++ guide's `websocket_connection`). Cheap to
@@ -116,6 +122,7 @@ impl Connection {
         node_id: Uuid,
         peer: SocketAddr,
         max_queued: usize,
+        slow_consumers: Arc<AtomicU64>,
     ) -> (Connection, OutboundQueue) {
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = ConnectionInner {
@@ -131,6 +138,7 @@ impl Connection {
             metrics: SessionMetrics::new(),
             channels: Mutex::new(HashSet::new()),
             builder: Mutex::new(None),
+            slow_consumers,
         };
         (Connection(Arc::new(inner)), OutboundQueue { rx })
     }
@@ -178,7 +186,6 @@ impl Connection {
     }
 
     /// Queues a text WebSocket message (raw mode; the protocol itself is binary).
-    #[allow(dead_code)] // used by the raw WebSocket service
     pub(crate) fn send_text(
         &self,
         text: tokio_tungstenite::tungstenite::Utf8Bytes,
@@ -200,7 +207,10 @@ impl Connection {
         if len > 0 && before + len > self.0.max_queued {
             self.0.queued.fetch_sub(len, Ordering::AcqRel);
             self.0.metrics.record_dropped();
-            self.abort(super::close_code::POLICY);
+            if self.abort(super::close_code::POLICY) {
+                self.0.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session = %self.0.id, "slow consumer: closing with 1008");
+            }
             return Err(SendError::Overflow);
         }
         if self.0.tx.send(item).is_err() {
@@ -222,16 +232,17 @@ impl Connection {
     }
 
     /// Closes at once with `code`, dropping what is queued (slow consumer, fatal error).
-    pub(crate) fn abort(&self, code: u16) {
-        if self
+    pub(crate) fn abort(&self, code: u16) -> bool {
+        let first = self
             .0
             .abort_code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+            .is_ok();
+        if first {
             // Interrupts the writer even when it is blocked on a full socket.
             self.0.aborted.cancel();
         }
+        first
     }
 
     pub(crate) fn abort_code(&self) -> Option<u16> {
@@ -284,7 +295,12 @@ mod tests {
 
     #[test]
     fn over_the_byte_limit_the_session_is_aborted_with_1008() {
-        let (c, mut q) = Connection::new(Uuid::nil(), "127.0.0.1:1".parse().unwrap(), 10);
+        let (c, mut q) = Connection::new(
+            Uuid::nil(),
+            "127.0.0.1:1".parse().unwrap(),
+            10,
+            Arc::default(),
+        );
         assert!(c.send(Bytes::from_static(b"12345")).is_ok());
         assert!(c.send(Bytes::from_static(b"12345")).is_ok());
         assert_eq!(c.send(Bytes::from_static(b"1")), Err(SendError::Overflow));

@@ -4,8 +4,10 @@
 
 mod connection;
 mod metrics;
+mod reader;
 pub(crate) mod writer;
 
 pub use connection::{close_code, Connection, SendError};
 pub(crate) use connection::{Outbound, OutboundQueue};
 pub use metrics::SessionMetrics;
+pub(crate) use reader::{finish, next_message, Next};

@@ -1,0 +1,120 @@
+//! The raw WebSocket session: the user's handler sees every message.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Node;
+use crate::raw::{ErasedRawHandler, RawConnection, RawError, RawMessage};
+use crate::session::{finish, next_message, writer, Connection, Next};
+
+/// Runs one raw session to its end.
+pub(crate) async fn serve<S>(
+    ws: WebSocketStream<S>,
+    peer: std::net::SocketAddr,
+    node: Node,
+    handler: Arc<dyn ErasedRawHandler>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = node.config().clone();
+    let (conn, queue) = Connection::new(
+        node.node_id(),
+        peer,
+        config.max_queued_bytes,
+        node.metrics().slow_consumer_closes.clone(),
+    );
+    let (sink, mut stream) = ws.split();
+    let writer = tokio::spawn(writer::run(
+        sink,
+        conn.clone(),
+        queue,
+        config.max_batch_frames,
+    ));
+    let (raw, inbox) = RawConnection::new(conn.clone());
+
+    // The handler runs as its own task: a panic there closes only this connection.
+    let mut handler_task = tokio::spawn(handler.call(raw.clone()));
+    let mut handler_running = true;
+    let ended = conn.0.ended.clone();
+
+    let closed_by_server = loop {
+        let next = tokio::select! {
+            joined = &mut handler_task, if handler_running => {
+                handler_running = false;
+                if joined.is_err() {
+                    tracing::error!(session = %conn.id(), "raw handler panicked");
+                    raw.internal_error();
+                    break true;
+                }
+                release_if_abandoned(&raw, &conn);
+                continue;
+            }
+            next = next_message(&mut stream, &conn, &shutdown, config.idle_timeout) => next,
+        };
+        let msg = match next {
+            Next::Data(Message::Binary(b)) => RawMessage::Binary(b),
+            Next::Data(Message::Text(t)) => RawMessage::Text(t),
+            Next::Data(_) => continue,
+            Next::Done(close) => {
+                if let Some((code, reason)) = close {
+                    if code != crate::session::close_code::GOING_AWAY
+                        && code != crate::session::close_code::NORMAL
+                    {
+                        raw.fire_error(&RawError {
+                            close_code: code,
+                            message: reason.to_string(),
+                        });
+                    }
+                }
+                break close.is_some();
+            }
+        };
+        match raw.data_callback() {
+            Some(callback) => {
+                let called = std::panic::catch_unwind(AssertUnwindSafe(|| callback(&raw, msg)));
+                if called.is_err() {
+                    tracing::error!(session = %conn.id(), "raw on_data callback panicked");
+                    raw.internal_error();
+                    break true;
+                }
+            }
+            None => {
+                // Bounded: a handler that stops reading holds the peer back via TCP.
+                let queued = tokio::select! {
+                    r = inbox.send(msg) => r.is_ok(),
+                    _ = ended.cancelled() => false,
+                    _ = shutdown.cancelled() => false,
+                };
+                if !queued && !ended.is_cancelled() && !shutdown.is_cancelled() {
+                    // Nobody can ever read it: the handler dropped the connection.
+                    conn.stop();
+                    break true;
+                }
+            }
+        }
+    };
+    drop(inbox);
+    finish(&conn, writer, closed_by_server, config.shutdown_timeout).await;
+    if handler_running {
+        // A handler still looping on recv() sees `None` now; give it a moment to end.
+        let _ = AssertUnwindSafe(tokio::time::timeout(config.shutdown_timeout, handler_task))
+            .catch_unwind()
+            .await;
+    }
+    raw.fire_close();
+}
+
+/// A handler that returned without `on_data` and kept no handle can never read:
+/// close the connection instead of leaving it open forever.
+fn release_if_abandoned(raw: &RawConnection, conn: &Connection) {
+    if raw.data_callback().is_none() && Arc::strong_count(&raw.0) == 1 {
+        conn.stop();
+    }
+}
