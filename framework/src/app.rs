@@ -78,6 +78,16 @@ pub enum AppError {
         /// The second registration.
         second: String,
     },
+    /// Two raw services on one port.
+    #[error("port {port} has two raw WebSocket services: {first} and {second}")]
+    DuplicateRawService {
+        /// The port.
+        port: u16,
+        /// The first registration.
+        first: String,
+        /// The second registration.
+        second: String,
+    },
     /// Nothing to run.
     #[error("no service configured: call run_websocket_service, run_service or run_raw_websocket_service")]
     NoService,
@@ -125,7 +135,7 @@ pub struct App {
     node_id: Option<Uuid>,
     websocket: Vec<ListenAddr>,
     services: Vec<ListenAddr>,
-    raw: Vec<(ListenAddr, BoxedRawHandler)>,
+    raw: Vec<(ListenAddr, BoxedRawHandler, String)>,
     router: Option<Router>,
     custom: Vec<Registration>,
     overrides: Vec<Registration>,
@@ -144,7 +154,10 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("websocket", &self.websocket)
             .field("services", &self.services)
-            .field("raw", &self.raw.iter().map(|(a, _)| a).collect::<Vec<_>>())
+            .field(
+                "raw",
+                &self.raw.iter().map(|(a, _, _)| a).collect::<Vec<_>>(),
+            )
             .field("custom_handlers", &self.custom.len())
             .finish()
     }
@@ -224,12 +237,37 @@ impl App {
 
     /// Serves raw WebSocket on `addr`: `handler` is called once per connection with
     /// its [`RawConnection`](crate::raw::RawConnection) (C++ `run_raw_websocket_service`).
+    #[track_caller]
     pub fn run_raw_websocket_service<M, H: RawHandler<M>>(
-        mut self,
+        self,
         addr: impl Into<ListenAddr>,
         handler: H,
     ) -> Self {
-        self.raw.push((addr.into(), handler.into_boxed()));
+        let origin = Location::caller().to_string();
+        self.raw_service_boxed(addr.into(), handler.into_boxed(), origin)
+    }
+
+    /// [`run_raw_websocket_service`](Self::run_raw_websocket_service) with an
+    /// erased handler and an explicit origin (used by the macros' registry).
+    pub fn raw_service_boxed(
+        mut self,
+        addr: ListenAddr,
+        handler: BoxedRawHandler,
+        origin: String,
+    ) -> Self {
+        let taken = self
+            .raw
+            .iter()
+            .find(|(a, _, _)| a.0.port() != 0 && a.0.port() == addr.0.port());
+        if let Some((_, _, first)) = taken {
+            self.errors.push(AppError::DuplicateRawService {
+                port: addr.0.port(),
+                first: first.clone(),
+                second: origin,
+            });
+            return self;
+        }
+        self.raw.push((addr, handler, origin));
         self
     }
 
@@ -349,7 +387,7 @@ impl App {
         // Bind everything first: a port in use fails start before anything serves.
         let websocket = bind_all(&self.websocket).await?;
         let services = bind_all(&self.services).await?;
-        let raw_addrs: Vec<ListenAddr> = self.raw.iter().map(|(a, _)| *a).collect();
+        let raw_addrs: Vec<ListenAddr> = self.raw.iter().map(|(a, _, _)| *a).collect();
         let raw = bind_all(&raw_addrs).await?;
 
         let mut accept_loops = Vec::new();
@@ -368,7 +406,7 @@ impl App {
             spawn_ws(l, protocol.clone());
         }
         let raw_addrs = local_addrs(&raw);
-        for (l, (_, handler)) in raw.into_iter().zip(&self.raw) {
+        for (l, (_, handler, _)) in raw.into_iter().zip(&self.raw) {
             spawn_ws(l, Service::Raw(handler.0.clone()));
         }
         let service_addrs = local_addrs(&services);

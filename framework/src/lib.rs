@@ -7,9 +7,11 @@ pub mod config;
 pub mod dispatch;
 pub mod helpers;
 pub mod hub;
+pub mod message;
 pub mod node;
 pub mod protocol;
 pub mod raw;
+pub mod registry;
 pub mod session;
 
 mod services;
@@ -20,12 +22,61 @@ pub mod client;
 pub use app::{App, AppHandle};
 pub use config::Config;
 pub use dispatch::{HandlerError, IntoReply, Reply, Request};
+#[doc = include_str!("../docs/main.md")]
+pub use framework_macros::main;
+#[doc = include_str!("../docs/opcode.md")]
+pub use framework_macros::opcode;
+#[doc = include_str!("../docs/override_opcode.md")]
+pub use framework_macros::override_opcode;
+#[doc = include_str!("../docs/raw_ws.md")]
+pub use framework_macros::raw_ws;
+#[doc = include_str!("../docs/message.md")]
+pub use framework_macros::Message;
+pub use message::Message;
 pub use session::Connection;
+
+/// Used by the macros' generated code; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::dispatch::{is_message, BoxedHandler, FromRequest};
+    pub use crate::message::{DecodeError, Field, Schema, TableRef};
+    pub use crate::raw::BoxedRawHandler;
+    pub use crate::registry::{port_from_env, Kind, Registration};
+    pub use flatbuffers;
+    pub use inventory;
+
+    /// Runs `build()`'s app on a multi-threaded runtime until SIGINT/SIGTERM;
+    /// what `framework::main!` expands to.
+    pub fn run_main(build: impl FnOnce() -> crate::App) -> std::process::ExitCode {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: cannot start the tokio runtime: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        match runtime.block_on(build().run()) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+}
 
 /// Re-exports for the common case: `use framework::prelude::*;`.
 pub mod prelude {
-    pub use crate::dispatch::{HandlerError, IntoReply, Reply, Request};
+    pub use crate::dispatch::{Body, HandlerError, IntoReply, Reply, Request, State, Trace};
     pub use crate::protocol::{ErrorCode, Opcode};
+    pub use crate::raw::{RawConnection, RawMessage};
     pub use crate::session::Connection;
     pub use crate::{helpers, App, AppHandle, Config};
+    pub use crate::{main, opcode, override_opcode, raw_ws, Message};
 }

@@ -2,12 +2,16 @@
 //! a [`Request`] carries everything a handler may use; its return value becomes
 //! the reply frame.
 
+mod extract;
 mod handler;
 mod reply;
 mod request;
 
 use std::collections::HashMap;
 
+pub use extract::{
+    is_message, Body, FromRequest, State, Trace, TransactionId, ViaMessage, ViaParts, ViaTable,
+};
 pub use handler::{AsyncHandler, BoxedHandler, Handler, SyncHandler};
 pub(crate) use reply::ReplyMeta;
 pub use reply::{HandlerError, IntoReply, Reply};

@@ -221,3 +221,9 @@ impl<T: IntoReply, E: Into<HandlerError>> IntoReply for Result<T, E> {
         }
     }
 }
+
+impl<M: crate::message::Message> IntoReply for M {
+    fn into_reply(self) -> Reply {
+        Reply::payload(self.encode())
+    }
+}

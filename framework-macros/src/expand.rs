@@ -1,0 +1,358 @@
+//! Expansion: quote only. Each macro becomes calls on the public runtime API
+//! through `::framework::__private`, plus an `inventory` registration.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{DeriveInput, ItemFn, Lifetime, Type};
+
+use crate::ast::*;
+use crate::check;
+use crate::ctxt::Ctxt;
+use crate::parse::Target;
+
+/// Emits the user's item unchanged next to the errors, so IDEs keep working.
+fn with_errors(item: TokenStream, errors: TokenStream) -> TokenStream {
+    quote! { #item #errors }
+}
+
+fn parse_fn(item: TokenStream) -> Result<ItemFn, TokenStream> {
+    syn::parse2::<ItemFn>(item.clone()).map_err(|e| {
+        let err = syn::Error::new(e.span(), "this attribute goes on a function").to_compile_error();
+        with_errors(item, err)
+    })
+}
+
+/// Replaces every lifetime with `lt` (types are re-used in expressions and consts).
+struct Lifetimes(&'static str);
+
+impl VisitMut for Lifetimes {
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        *l = Lifetime::new(self.0, l.span());
+    }
+    fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+        if r.lifetime.is_none() {
+            r.lifetime = Some(Lifetime::new(self.0, r.and_token.span));
+        }
+        syn::visit_mut::visit_type_reference_mut(self, r);
+    }
+}
+
+fn with_lifetimes(ty: &Type, lt: &'static str) -> Type {
+    let mut ty = ty.clone();
+    Lifetimes(lt).visit_type_mut(&mut ty);
+    ty
+}
+
+/// `#[opcode(N)]` / `#[override_opcode(Name)]`.
+pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStream {
+    let func = match parse_fn(item.clone()) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let cx = Ctxt::new();
+    let target = match target {
+        Target::Opcode => check::opcode_args(&cx, args),
+        Target::Override => check::override_args(&cx, args),
+    };
+    let handler = check::handler_fn(&cx, &func);
+    if let Err(errors) = cx.check() {
+        return with_errors(item, errors);
+    }
+    let target = target.expect("checked");
+    let name = &handler.name;
+    let name_str = name.to_string();
+
+    let mut extract = Vec::new();
+    let mut call_args = Vec::new();
+    let mut checks = Vec::new();
+    let mut messages_before: Vec<TokenStream> = Vec::new();
+    for (i, arg) in handler.args.iter().enumerate() {
+        let var = format_ident!("__arg{}", i);
+        match arg.kind {
+            ArgKind::Request => call_args.push(quote!(__req)),
+            ArgKind::RequestRef => call_args.push(quote!(&__req)),
+            ArgKind::RequestMut => call_args.push(quote!(&mut __req)),
+            ArgKind::Extract => {
+                let ty = with_lifetimes(&arg.ty, "'_");
+                let span = arg.ty.span();
+                extract.push(quote_spanned! {span=>
+                    let #var = match <#ty as ::framework::__private::FromRequest<'_, _>>::from_request(&__req, &__body) {
+                        ::core::result::Result::Ok(v) => v,
+                        ::core::result::Result::Err(e) => return ::framework::IntoReply::into_reply(e),
+                    };
+                });
+                call_args.push(quote!(#var));
+                // At most one typed message: flag each message after the first.
+                let static_ty = with_lifetimes(&arg.ty, "'static");
+                let is_msg = quote!(::framework::__private::is_message::<#static_ty, _>());
+                let before = if messages_before.is_empty() {
+                    quote!(false)
+                } else {
+                    quote!(#(#messages_before)||*)
+                };
+                let message = format!(
+                    "handler `{name_str}` takes a second typed message argument: a frame carries one payload, so a handler takes at most one message"
+                );
+                checks.push(quote_spanned! {span=>
+                    const _: () = ::core::assert!(!((#before) && #is_msg), #message);
+                });
+                messages_before.push(is_msg);
+            }
+        }
+    }
+    let mutability = if handler
+        .args
+        .iter()
+        .any(|a| matches!(a.kind, ArgKind::RequestMut))
+    {
+        quote!(mut)
+    } else {
+        quote!()
+    };
+    let body_clone = quote! {
+        let __body = ::core::clone::Clone::clone(::framework::Request::body(&__req));
+    };
+    let call = quote!(#name(#(#call_args),*));
+    let wrapper = if handler.is_async {
+        quote! {
+            fn __framework_handler(#mutability __req: ::framework::Request)
+                -> impl ::core::future::Future<Output = ::framework::Reply> + ::core::marker::Send + 'static
+            {
+                async move {
+                    #body_clone
+                    #(#extract)*
+                    ::framework::IntoReply::into_reply(#call.await)
+                }
+            }
+        }
+    } else {
+        quote! {
+            fn __framework_handler(#mutability __req: ::framework::Request) -> ::framework::Reply {
+                #body_clone
+                #(#extract)*
+                ::framework::IntoReply::into_reply(#call)
+            }
+        }
+    };
+    let kind = match target {
+        HandlerTarget::Opcode(n) => {
+            quote!(::framework::__private::Kind::Opcode(#n, __framework_make))
+        }
+        HandlerTarget::Override(ident) => {
+            quote!(::framework::__private::Kind::Override(::framework::protocol::Opcode::#ident, __framework_make))
+        }
+    };
+    quote! {
+        #func
+        #[doc(hidden)]
+        const _: () = {
+            #(#checks)*
+            #wrapper
+            fn __framework_make() -> ::framework::__private::BoxedHandler {
+                ::framework::__private::BoxedHandler::new(__framework_handler)
+            }
+            ::framework::__private::inventory::submit! {
+                ::framework::__private::Registration {
+                    kind: #kind,
+                    name: #name_str,
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                }
+            }
+        };
+    }
+}
+
+/// `#[raw_ws(port = P)]`.
+pub fn raw_ws(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func = match parse_fn(item.clone()) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let cx = Ctxt::new();
+    let raw = check::raw_args(&cx, args, &func);
+    if let Err(errors) = cx.check() {
+        return with_errors(item, errors);
+    }
+    let port = raw.expect("checked").port;
+    let name = &func.sig.ident;
+    let name_str = name.to_string();
+    let span = func.sig.span();
+    let make = quote_spanned! {span=>
+        fn __framework_make() -> ::framework::__private::BoxedRawHandler {
+            ::framework::__private::BoxedRawHandler::new(#name)
+        }
+    };
+    quote! {
+        #func
+        #[doc(hidden)]
+        const _: () = {
+            #make
+            ::framework::__private::inventory::submit! {
+                ::framework::__private::Registration {
+                    kind: ::framework::__private::Kind::Raw(#port, __framework_make),
+                    name: #name_str,
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                }
+            }
+        };
+    }
+}
+
+/// `framework::main!(...)`.
+pub fn main(args: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    let main = check::main_args(&cx, args);
+    if let Err(errors) = cx.check() {
+        // Still a `main`, so the only errors are ours.
+        return quote! { fn main() {} #errors };
+    }
+    let mut steps = Vec::new();
+    if let Some(config) = &main.config {
+        steps.push(quote!(let app = app.config(#config);));
+    }
+    for state in &main.state {
+        steps.push(quote!(let app = app.with_state(#state);));
+    }
+    if let Some(port) = &main.websocket {
+        steps.push(quote! {
+            let app = app.run_websocket_service(::framework::__private::port_from_env("WEBSOCKET", #port));
+        });
+    }
+    if let Some(port) = &main.service {
+        steps.push(quote! {
+            let app = app.run_service(::framework::__private::port_from_env("SERVICE", #port));
+        });
+    }
+    quote! {
+        fn main() -> ::std::process::ExitCode {
+            ::framework::__private::run_main(|| {
+                let app = ::framework::App::new().with_registered();
+                #(#steps)*
+                app
+            })
+        }
+    }
+}
+
+/// `#[derive(Message)]`.
+pub fn message(item: TokenStream) -> TokenStream {
+    let input: DeriveInput = match syn::parse2(item) {
+        Ok(i) => i,
+        Err(e) => return e.to_compile_error(),
+    };
+    let cx = Ctxt::new();
+    let def = check::message(&cx, &input);
+    if let Err(errors) = cx.check() {
+        return errors;
+    }
+    let def = def.expect("checked");
+    let ident = &def.ident;
+    let table = &def.table;
+    let live: Vec<&MessageField> = def.fields.iter().filter(|f| !f.deprecated).collect();
+
+    let field_check = |f: &MessageField| {
+        let ty = &f.ty;
+        quote_spanned! {f.span=> <#ty as ::framework::__private::Field> }
+    };
+    let prepare = live.iter().map(|f| {
+        let var = format_ident!("__f_{}", f.ident);
+        let name = &f.ident;
+        let as_field = field_check(f);
+        quote!(let #var = #as_field::prepare(&self.#name, fbb);)
+    });
+    let push = live.iter().map(|f| {
+        let var = format_ident!("__f_{}", f.ident);
+        let slot = 4 + 2 * f.id;
+        let as_field = field_check(f);
+        quote!(#as_field::push(fbb, #slot, #var);)
+    });
+    let verify = live.iter().map(|f| {
+        let slot = 4 + 2 * f.id;
+        let name = f.ident.to_string();
+        let as_field = field_check(f);
+        quote!(let tv = #as_field::verify(tv, #name, #slot)?;)
+    });
+    let read = def.fields.iter().map(|f| {
+        let name = &f.ident;
+        let name_str = name.to_string();
+        let ty = &f.ty;
+        let slot = 4 + 2 * f.id;
+        let as_field = field_check(f);
+        if f.deprecated {
+            // Never read or written; keeps its default.
+            quote!(#name: <#ty as ::core::default::Default>::default(),)
+        } else {
+            quote! {
+                #name: match #as_field::read(&table, #slot)? {
+                    ::core::option::Option::Some(v) => v,
+                    ::core::option::Option::None => #as_field::absent(#name_str)?,
+                },
+            }
+        }
+    });
+    let mut by_id: Vec<&MessageField> = def.fields.iter().collect();
+    by_id.sort_by_key(|f| f.id);
+    let describe_fields = by_id.iter().map(|f| {
+        let as_field = field_check(f);
+        let name = f.ident.to_string();
+        let id = f.id;
+        let deprecated = if f.deprecated { ", deprecated" } else { "" };
+        quote! {
+            let ty = #as_field::fbs_type(schema);
+            text.push_str(&::std::format!("  {}: {}{} (id: {}{});\n", #name, ty, #as_field::fbs_default(), #id, #deprecated));
+        }
+    });
+    let fb = quote!(::framework::__private::flatbuffers);
+    let name_str = ident.to_string();
+    quote! {
+        impl ::framework::message::Message for #ident {
+            const TABLE: &'static str = #table;
+
+            fn build_table<'b>(&self, fbb: &mut #fb::FlatBufferBuilder<'b>)
+                -> #fb::WIPOffset<#fb::TableFinishedWIPOffset>
+            {
+                #(#prepare)*
+                let start = fbb.start_table();
+                #(#push)*
+                fbb.end_table(start)
+            }
+
+            fn verify_table(v: &mut #fb::Verifier<'_, '_>, pos: usize)
+                -> ::core::result::Result<(), #fb::InvalidFlatbuffer>
+            {
+                let tv = v.visit_table(pos)?;
+                #(#verify)*
+                tv.finish();
+                ::core::result::Result::Ok(())
+            }
+
+            fn read_table(table: ::framework::__private::TableRef<'_>)
+                -> ::core::result::Result<Self, ::framework::__private::DecodeError>
+            {
+                ::core::result::Result::Ok(Self { #(#read)* })
+            }
+
+            fn describe(schema: &mut ::framework::__private::Schema) {
+                schema.add_table(#table, |schema| {
+                    let mut text = ::std::format!("table {} {{\n", #table);
+                    #(#describe_fields)*
+                    text.push_str("}\n");
+                    text
+                });
+            }
+        }
+
+        ::framework::__private::inventory::submit! {
+            ::framework::__private::Registration {
+                kind: ::framework::__private::Kind::Message(#table, <#ident as ::framework::message::Message>::describe),
+                name: #name_str,
+                file: ::core::file!(),
+                line: ::core::line!(),
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! What the macros register through `inventory`, and how an [`App`] collects it.
+//!
+//! Handlers in another library crate register too, as long as that crate is
+//! linked into the binary: Rust links a dependency only when something in it is
+//! used, so a crate that holds nothing but `#[opcode]` functions needs a
+//! `use handlers_crate as _;` (or any other use) in the binary.
+
+use crate::app::App;
+use crate::dispatch::BoxedHandler;
+use crate::message::Schema;
+use crate::protocol::Opcode;
+use crate::raw::BoxedRawHandler;
+
+/// What a registration is.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// `#[opcode(N)]`.
+    Opcode(u16, fn() -> BoxedHandler),
+    /// `#[override_opcode(Name)]`.
+    Override(Opcode, fn() -> BoxedHandler),
+    /// `#[raw_ws(port = P)]`.
+    Raw(u16, fn() -> BoxedRawHandler),
+    /// `#[derive(Message)]`: adds the type's table to a schema.
+    Message(&'static str, fn(&mut Schema)),
+}
+
+/// One item the macros registered, with where it was written.
+#[derive(Debug, Clone, Copy)]
+pub struct Registration {
+    /// What it is.
+    pub kind: Kind,
+    /// The function or type name.
+    pub name: &'static str,
+    /// `file!()` of the item.
+    pub file: &'static str,
+    /// `line!()` of the item.
+    pub line: u32,
+}
+
+impl Registration {
+    /// "`name` at file:line", for error messages.
+    pub fn origin(&self) -> String {
+        format!("`{}` at {}:{}", self.name, self.file, self.line)
+    }
+}
+
+inventory::collect!(Registration);
+
+/// Every registration linked into this binary.
+///
+/// ```
+/// let n = framework::registry::all().count();
+/// # let _ = n;
+/// ```
+pub fn all() -> impl Iterator<Item = &'static Registration> {
+    inventory::iter::<Registration>.into_iter()
+}
+
+/// The `.fbs` schema of every `#[derive(Message)]` type linked into this binary,
+/// in `namespace`, for generating clients in other languages with flatc.
+///
+/// ```
+/// let fbs = framework::registry::export_schema(Some("app"));
+/// assert!(fbs.contains("namespace app;"));
+/// ```
+pub fn export_schema(namespace: Option<&str>) -> String {
+    let mut schema = Schema::new(namespace);
+    let mut messages: Vec<_> = all()
+        .filter_map(|r| match r.kind {
+            Kind::Message(name, describe) => Some((name, describe)),
+            _ => None,
+        })
+        .collect();
+    messages.sort_by_key(|(name, _)| *name);
+    for (_, describe) in messages {
+        describe(&mut schema);
+    }
+    schema.to_fbs()
+}
+
+/// The port for a service, from `FRAMEWORK_<NAME>_PORT` when set (deployment
+/// override), else `default`.
+///
+/// ```
+/// assert_eq!(framework::registry::port_from_env("NO_SUCH_SERVICE", 8081), 8081);
+/// ```
+pub fn port_from_env(name: &str, default: u16) -> u16 {
+    std::env::var(format!("FRAMEWORK_{name}_PORT"))
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+impl App {
+    /// Adds every handler and raw service the macros registered in this binary.
+    /// Raw services listen on their declared port unless
+    /// `FRAMEWORK_RAW_<port>_PORT` overrides it. Duplicates fail `start`, naming both.
+    pub fn with_registered(mut self) -> Self {
+        for r in all() {
+            match r.kind {
+                Kind::Opcode(opcode, make) => {
+                    self.register_custom_boxed(opcode, make(), r.origin())
+                }
+                Kind::Override(opcode, make) => self.override_boxed(opcode, make(), r.origin()),
+                Kind::Raw(port, make) => {
+                    let port = port_from_env(&format!("RAW_{port}"), port);
+                    self = self.raw_service_boxed(port.into(), make(), r.origin());
+                }
+                Kind::Message(..) => {}
+            }
+        }
+        self
+    }
+}
