@@ -99,6 +99,9 @@ pub enum AppError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The broker refused the node.
+    #[error("broker: {0}")]
+    Broker(String),
     /// Waiting for a shutdown signal failed.
     #[error("cannot wait for a shutdown signal: {0}")]
     Signal(std::io::Error),
@@ -357,13 +360,9 @@ impl App {
         Ok(table)
     }
 
-    /// Binds every configured service and starts serving; returns at once with a
-    /// handle that knows the bound addresses.
-    pub async fn start(mut self) -> Result<AppHandle, AppError> {
-        if self.websocket.is_empty() && self.services.is_empty() && self.raw.is_empty() {
-            return Err(AppError::NoService);
-        }
-        let protocol = Service::Protocol(Arc::new(self.dispatcher()?));
+    /// The node and dispatch table, without any listener.
+    pub(crate) fn assemble(&mut self) -> Result<(Node, Arc<Dispatcher>), AppError> {
+        let dispatcher = Arc::new(self.dispatcher()?);
         let node_id = self.node_id.unwrap_or_else(Uuid::new_v4);
         let hub = Arc::new(Hub::new(
             self.config.max_channels_per_session,
@@ -379,6 +378,18 @@ impl App {
             self.config.clone(),
             std::mem::take(&mut self.state),
         );
+        Ok((node, dispatcher))
+    }
+
+    /// Binds every configured service and starts serving; returns at once with a
+    /// handle that knows the bound addresses.
+    pub async fn start(mut self) -> Result<AppHandle, AppError> {
+        if self.websocket.is_empty() && self.services.is_empty() && self.raw.is_empty() {
+            return Err(AppError::NoService);
+        }
+        let (node, dispatcher) = self.assemble()?;
+        let node_id = node.node_id();
+        let protocol = Service::Protocol(dispatcher);
         let shutdown = CancellationToken::new();
         let draining = CancellationToken::new();
         let tracker = TaskTracker::new();

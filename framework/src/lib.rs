@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod raw;
 pub mod registry;
 pub mod session;
+pub mod testing;
 
 mod services;
 

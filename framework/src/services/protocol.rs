@@ -98,7 +98,7 @@ fn reply_error(
     let _ = conn.send(frame);
 }
 
-async fn handle_frame(
+pub(crate) async fn handle_frame(
     node: &Node,
     dispatcher: &Dispatcher,
     conn: &Connection,
