@@ -54,7 +54,9 @@ pub enum ClientError {
     Timeout(Duration),
 }
 
-type Pending = Arc<Mutex<HashMap<Uuid, oneshot::Sender<Frame>>>>;
+/// Waiters by transaction id; `None` once the connection is gone, so late calls
+/// fail at once instead of waiting for their timeout.
+type Pending = Arc<Mutex<Option<HashMap<Uuid, oneshot::Sender<Frame>>>>>;
 
 /// A connected protocol client. Methods take `&self`; the client can be shared.
 pub struct Client {
@@ -132,7 +134,7 @@ impl Client {
             let _ = sink.close().await;
         });
 
-        let pending: Pending = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let close = Arc::new(Mutex::new(None));
         let (events_tx, events) = mpsc::unbounded_channel();
         let (pending2, close2) = (pending.clone(), close.clone());
@@ -145,7 +147,7 @@ impl Client {
                         };
                         let waiter = frame
                             .transaction_id()
-                            .and_then(|tx| pending2.lock().remove(&tx));
+                            .and_then(|tx| pending2.lock().as_mut()?.remove(&tx));
                         match waiter {
                             Some(w) => {
                                 let _ = w.send(frame);
@@ -163,8 +165,8 @@ impl Client {
                     Err(_) => break,
                 }
             }
-            // Fails every waiter: their senders drop.
-            pending2.lock().clear();
+            // Fails every waiter (their senders drop) and every later call.
+            *pending2.lock() = None;
         });
 
         Ok(Client {
@@ -206,6 +208,9 @@ impl Client {
 
     /// Sends any WebSocket message, without waiting.
     pub fn send_message(&self, msg: Message) -> Result<(), ClientError> {
+        if self.is_closed() {
+            return Err(ClientError::Closed);
+        }
         self.out.send(msg).map_err(|_| ClientError::Closed)
     }
 
@@ -214,17 +219,20 @@ impl Client {
     pub async fn call(&self, fields: FrameFields<'_>) -> Result<Frame, ClientError> {
         let tx = Uuid::new_v4();
         let (done, answer) = oneshot::channel();
-        self.pending.lock().insert(tx, done);
+        match self.pending.lock().as_mut() {
+            Some(p) => p.insert(tx, done),
+            None => return Err(ClientError::Closed),
+        };
         let frame = fields.transaction_id(Some(tx)).encode();
         if let Err(e) = self.send_frame(frame) {
-            self.pending.lock().remove(&tx);
+            self.forget(tx);
             return Err(e);
         }
         let frame = match tokio::time::timeout(self.timeout, answer).await {
             Ok(Ok(f)) => f,
             Ok(Err(_)) => return Err(ClientError::Closed),
             Err(_) => {
-                self.pending.lock().remove(&tx);
+                self.forget(tx);
                 return Err(ClientError::Timeout(self.timeout));
             }
         };
@@ -236,6 +244,17 @@ impl Client {
             });
         }
         Ok(frame)
+    }
+
+    fn forget(&self, tx: Uuid) {
+        if let Some(p) = self.pending.lock().as_mut() {
+            p.remove(&tx);
+        }
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.pending.lock().is_none()
     }
 
     /// Calls application opcode `opcode` with `payload`; returns the response frame.

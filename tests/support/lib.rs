@@ -1,17 +1,25 @@
 //! Helpers shared by the end-to-end tests: start a server on `127.0.0.1:0`, connect
 //! clients, and speak raw WebSocket when a test needs to send malformed input.
 
+pub mod http;
+
+use std::fmt::Debug;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use framework::client::Client;
-use framework::protocol::{DecodeLimits, Frame};
+use framework::client::{Client, ClientError};
+use framework::protocol::{DecodeLimits, ErrorCode, Frame, FrameFields};
 use framework::{App, AppHandle};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for something that should happen promptly (generous, so a
+/// loaded machine does not make a test flaky; a passing test never waits this long).
+pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A loopback address with a free port.
 pub fn any_port() -> SocketAddr {
@@ -38,6 +46,61 @@ pub async fn client(handle: &AppHandle) -> Client {
         .expect("client connects")
 }
 
+/// Polls `condition` every few milliseconds until it holds; panics naming `what`
+/// when it still does not hold after `timeout`.
+pub async fn eventually(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// [`eventually`] with an async condition.
+pub async fn eventually_async<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !condition().await {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Asserts that a client call failed with an `Error` frame carrying `code`; returns
+/// the server's message.
+#[track_caller]
+pub fn expect_server_error<T: Debug>(result: Result<T, ClientError>, code: ErrorCode) -> String {
+    match result {
+        Err(ClientError::Server {
+            code: got, message, ..
+        }) => {
+            assert_eq!(got, code, "error code (message: {message:?})");
+            message
+        }
+        other => panic!("expected an Error frame with {code:?}, got {other:?}"),
+    }
+}
+
+/// How a raw socket's stream ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// A close frame (with its code, if it had one).
+    Close(Option<u16>),
+    /// The stream ended or failed without a close frame.
+    Dropped,
+    /// Still open when the deadline passed.
+    TimedOut,
+}
+
 /// A raw WebSocket to the server, for sending what the client would never send.
 pub struct RawWs {
     /// The socket.
@@ -53,6 +116,61 @@ impl RawWs {
         let mut raw = RawWs { ws };
         let welcome = raw.next_frame().await.expect("welcome");
         (raw, welcome)
+    }
+
+    /// Connects over a socket whose kernel receive buffer is `recv_buffer` bytes (set
+    /// before connecting, so the kernel does not grow it), and consumes `Welcome`.
+    /// Never reading from it afterwards makes it a consumer that cannot keep up.
+    pub async fn connect_with_recv_buffer(handle: &AppHandle, recv_buffer: u32) -> (RawWs, Frame) {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket
+            .set_recv_buffer_size(recv_buffer)
+            .expect("set SO_RCVBUF");
+        let tcp = socket
+            .connect(handle.websocket_addr())
+            .await
+            .expect("tcp connect");
+        let (ws, _) = tokio_tungstenite::client_async(url(handle), MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("raw handshake");
+        let mut raw = RawWs { ws };
+        let welcome = raw.next_frame().await.expect("welcome");
+        (raw, welcome)
+    }
+
+    /// Makes dropping this socket reset the TCP connection (`SO_LINGER` 0) instead
+    /// of closing it in order.
+    pub fn reset_on_drop(&self) {
+        match self.ws.get_ref() {
+            MaybeTlsStream::Plain(tcp) => tcp.set_zero_linger().expect("linger"),
+            _ => unreachable!("tests use plain TCP"),
+        }
+    }
+
+    /// Sends an encoded frame.
+    pub async fn send_fields(&mut self, fields: FrameFields<'_>) {
+        self.send_binary(fields.encode()).await;
+    }
+
+    /// Sends a frame and returns the next frame the server sends.
+    pub async fn request(&mut self, fields: FrameFields<'_>) -> Frame {
+        self.send_fields(fields).await;
+        self.next_frame().await.expect("an answer")
+    }
+
+    /// Reads (and discards) everything until the stream ends, for at most `timeout`.
+    pub async fn drain(&mut self, timeout: Duration) -> Ending {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return Ending::TimedOut,
+                Ok(None) | Ok(Some(Err(_))) => return Ending::Dropped,
+                Ok(Some(Ok(Message::Close(c)))) => {
+                    return Ending::Close(c.map(|c| u16::from(c.code)))
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
     }
 
     /// Sends one binary message.

@@ -360,6 +360,7 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, state: HttpStat
         let _ = tcp.set_nodelay(true);
         let router = router.clone();
         let shutdown = state.shutdown.clone();
+        let drain = state.node.config().shutdown_timeout;
         state.tracker.spawn(async move {
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -382,8 +383,9 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, state: HttpStat
                     }
                 }
                 _ = shutdown.cancelled() => {
+                    // Requests in flight finish (bounded); idle connections close.
                     conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+                    let _ = tokio::time::timeout(drain, conn).await;
                 }
             }
         });

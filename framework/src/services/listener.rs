@@ -50,10 +50,14 @@ pub(crate) async fn serve(
         tracker.spawn(async move {
             let config = node.config().clone();
             let over_limit = slot.is_none();
+            let origin_config = config.clone();
             // The error type is tungstenite's, sized by its API.
             #[allow(clippy::result_large_err)]
-            let callback = move |_req: &Request, resp: Response| {
-                if over_limit {
+            let callback = move |req: &Request, resp: Response| {
+                let origin = req.headers().get("origin").map(|o| o.as_bytes());
+                if !origin_config.origin_allowed(origin) {
+                    Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"))
+                } else if over_limit {
                     Err(refuse(
                         StatusCode::TOO_MANY_REQUESTS,
                         "too many connections from this address",
@@ -67,7 +71,12 @@ pub(crate) async fn serve(
                 callback,
                 Some(config.websocket_config()),
             );
-            let ws = match tokio::time::timeout(config.handshake_timeout, handshake).await {
+            let handshake = tokio::select! {
+                // A connection still handshaking must not hold shutdown up.
+                _ = shutdown.cancelled() => return,
+                r = tokio::time::timeout(config.handshake_timeout, handshake) => r,
+            };
+            let ws = match handshake {
                 Ok(Ok(ws)) if !over_limit => ws,
                 _ => {
                     node.metrics().handshakes_refused.fetch_add(1, Relaxed);

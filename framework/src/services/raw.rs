@@ -40,8 +40,16 @@ pub(crate) async fn serve<S>(
     let (raw, inbox) = RawConnection::new(conn.clone());
 
     // The handler runs as its own task: a panic there closes only this connection.
-    let mut handler_task = tokio::spawn(handler.call(raw.clone()));
-    let mut handler_running = true;
+    // A sync handler runs inside `call` itself, so that call is guarded too.
+    let (mut handler_task, mut handler_running) =
+        match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(raw.clone()))) {
+            Ok(fut) => (tokio::spawn(fut), true),
+            Err(_) => {
+                tracing::error!(session = %conn.id(), "raw handler panicked");
+                raw.internal_error();
+                (tokio::spawn(async {}), false)
+            }
+        };
     let ended = conn.0.ended.clone();
 
     let closed_by_server = loop {

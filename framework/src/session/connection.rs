@@ -204,7 +204,9 @@ impl Connection {
             return Err(SendError::Closed);
         }
         let before = self.0.queued.fetch_add(len, Ordering::AcqRel);
-        if len > 0 && before + len > self.0.max_queued {
+        // An empty queue always takes one frame, so a frame larger than the limit
+        // does not close a consumer that keeps up.
+        if len > 0 && before > 0 && before + len > self.0.max_queued {
             self.0.queued.fetch_sub(len, Ordering::AcqRel);
             self.0.metrics.record_dropped();
             if self.abort(super::close_code::POLICY) {
@@ -292,6 +294,18 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_queue_takes_a_frame_larger_than_the_limit() {
+        let (c, _q) = Connection::new(
+            Uuid::nil(),
+            "127.0.0.1:1".parse().unwrap(),
+            10,
+            Arc::default(),
+        );
+        assert!(c.send(Bytes::from(vec![0u8; 100])).is_ok());
+        assert_eq!(c.send(Bytes::from_static(b"1")), Err(SendError::Overflow));
+    }
 
     #[test]
     fn over_the_byte_limit_the_session_is_aborted_with_1008() {

