@@ -1,9 +1,13 @@
-//! The guide's custom handler: application opcode 200 answered with
-//! `helpers::make_empty_response`, on port 8081 (`PORT` overrides).
+//! The guide's custom handler, in macro form: application opcode 200 answered with
+//! `helpers::make_empty_response`, protocol WebSocket on port 8081 (`PORT` overrides).
+//!
+//! Without the macros this is
+//! `App::new().run_websocket_service(8081).register_custom_handler(200, on_200).run()`.
 
-use framework::{helpers, App, Reply, Request};
+use framework::prelude::*;
 
-fn on_200(mut ctx: Request) -> Reply {
+#[opcode(200)]
+fn on_200(ctx: &mut Request) -> Reply {
     // ctx.message() is the parsed frame, ctx.body() its payload,
     // ctx.connection() the sender.
     tracing::info!(
@@ -12,16 +16,7 @@ fn on_200(mut ctx: Request) -> Reply {
         trace = %ctx.trace_id(),
         "opcode 200"
     );
-    helpers::make_empty_response(&mut ctx, 200)
+    helpers::make_empty_response(ctx, 200)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    examples::init_logging();
-    App::new()
-        .run_websocket_service(examples::port_or(8081))
-        .register_custom_handler(200, on_200)
-        .run()
-        .await?;
-    Ok(())
-}
+framework::main!(websocket = examples::port_or(8081));

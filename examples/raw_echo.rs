@@ -1,9 +1,11 @@
-//! The guide's raw WebSocket example: every message is echoed back, on port 8082
-//! (`PORT` overrides). Text comes back as text, binary as binary.
+//! The guide's raw WebSocket example, in macro form: every message is echoed back,
+//! on port 8082 (`PORT` overrides). Text comes back as text, binary as binary.
+//!
+//! Without the macros this is `App::new().run_raw_websocket_service(8082, echo).run()`.
 
-use framework::raw::{RawConnection, RawMessage};
-use framework::App;
+use framework::prelude::*;
 
+#[raw_ws(port = 8082, env = "PORT")]
 fn echo(conn: RawConnection) {
     tracing::info!(id = %conn.id(), peer = %conn.remote_endpoint(), "client connected");
     conn.on_data(|conn, data| {
@@ -18,19 +20,11 @@ fn echo(conn: RawConnection) {
     conn.on_close(|conn| tracing::info!(id = %conn.id(), "client disconnected"));
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    examples::init_logging();
-    let config = framework::Config {
-        // Autobahn's limits cases send up to 16 MiB messages.
+framework::main!(
+    config = framework::Config {
+        // Autobahn's limits cases send messages of up to 16 MiB.
         max_message_size: 64 * 1024 * 1024,
         max_queued_bytes: 128 * 1024 * 1024,
         ..framework::Config::default()
-    };
-    App::new()
-        .config(config)
-        .run_raw_websocket_service(examples::port_or(8082), echo)
-        .run()
-        .await?;
-    Ok(())
-}
+    }
+);

@@ -36,6 +36,8 @@ pub enum HandlerTarget {
 /// `#[raw_ws(port = P)]`.
 pub struct RawArgs {
     pub port: u16,
+    /// The environment variable that overrides the port.
+    pub env: Option<syn::LitStr>,
 }
 
 /// `main!(...)`.

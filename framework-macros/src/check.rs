@@ -252,9 +252,19 @@ pub fn raw_args(cx: &Ctxt, args: TokenStream, item: &ItemFn) -> Option<RawArgs> 
             return None;
         }
     };
-    let keys = known_keys(cx, &list, &["port"], "#[raw_ws]");
+    let keys = known_keys(cx, &list, &["port", "env"], "#[raw_ws]");
+    let env = match keys.get("env").and_then(|m| m.value.as_ref()) {
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        })) => Some(s.clone()),
+        Some(other) => {
+            cx.error_spanned_by(other, "`env` names an environment variable: env = \"PORT\"");
+            None
+        }
+        None => None,
+    };
     match keys.get("port").and_then(|m| m.value.as_ref()) {
-        Some(expr) => port(cx, expr).map(|port| RawArgs { port }),
+        Some(expr) => port(cx, expr).map(|port| RawArgs { port, env }),
         None => {
             if list.iter().all(|m| m.key != "port") {
                 cx.error_spanned_by(

@@ -176,7 +176,12 @@ pub fn raw_ws(args: TokenStream, item: TokenStream) -> TokenStream {
     if let Err(errors) = cx.check() {
         return with_errors(item, errors);
     }
-    let port = raw.expect("checked").port;
+    let raw = raw.expect("checked");
+    let port = raw.port;
+    let env = match &raw.env {
+        Some(var) => quote!(::core::option::Option::Some(#var)),
+        None => quote!(::core::option::Option::None),
+    };
     let name = &func.sig.ident;
     let name_str = name.to_string();
     let span = func.sig.span();
@@ -192,7 +197,7 @@ pub fn raw_ws(args: TokenStream, item: TokenStream) -> TokenStream {
             #make
             ::framework::__private::inventory::submit! {
                 ::framework::__private::Registration {
-                    kind: ::framework::__private::Kind::Raw(#port, __framework_make),
+                    kind: ::framework::__private::Kind::Raw(#port, #env, __framework_make),
                     name: #name_str,
                     file: ::core::file!(),
                     line: ::core::line!(),

@@ -1,4 +1,4 @@
-#![doc = include_str!("../README.md")]
+#![doc = include_str!("../../README.md")]
 
 pub mod app;
 pub mod broker;
@@ -42,7 +42,7 @@ pub mod __private {
     pub use crate::dispatch::{is_message, BoxedHandler, FromRequest};
     pub use crate::message::{DecodeError, Field, Schema, TableRef};
     pub use crate::raw::BoxedRawHandler;
-    pub use crate::registry::{port_from_env, Kind, Registration};
+    pub use crate::registry::{port_from_env, port_from_var, Kind, Registration};
     pub use flatbuffers;
     pub use inventory;
 

@@ -18,8 +18,9 @@ pub enum Kind {
     Opcode(u16, fn() -> BoxedHandler),
     /// `#[override_opcode(Name)]`.
     Override(Opcode, fn() -> BoxedHandler),
-    /// `#[raw_ws(port = P)]`.
-    Raw(u16, fn() -> BoxedRawHandler),
+    /// `#[raw_ws(port = P)]`, and the environment variable that overrides the port
+    /// (`None`: `FRAMEWORK_RAW_<P>_PORT`).
+    Raw(u16, Option<&'static str>, fn() -> BoxedRawHandler),
     /// `#[derive(Message)]`: adds the type's table to a schema.
     Message(&'static str, fn(&mut Schema)),
 }
@@ -85,7 +86,16 @@ pub fn export_schema(namespace: Option<&str>) -> String {
 /// assert_eq!(framework::registry::port_from_env("NO_SUCH_SERVICE", 8081), 8081);
 /// ```
 pub fn port_from_env(name: &str, default: u16) -> u16 {
-    std::env::var(format!("FRAMEWORK_{name}_PORT"))
+    port_from_var(&format!("FRAMEWORK_{name}_PORT"), default)
+}
+
+/// The port in environment variable `var` when set and valid, else `default`.
+///
+/// ```
+/// assert_eq!(framework::registry::port_from_var("NO_SUCH_VARIABLE", 8082), 8082);
+/// ```
+pub fn port_from_var(var: &str, default: u16) -> u16 {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
@@ -93,8 +103,8 @@ pub fn port_from_env(name: &str, default: u16) -> u16 {
 
 impl App {
     /// Adds every handler and raw service the macros registered in this binary.
-    /// Raw services listen on their declared port unless
-    /// `FRAMEWORK_RAW_<port>_PORT` overrides it. Duplicates fail `start`, naming both.
+    /// Raw services listen on their declared port unless `FRAMEWORK_RAW_<port>_PORT`
+    /// (or the variable named by `#[raw_ws(env = "...")]`) overrides it. Duplicates fail `start`, naming both.
     pub fn with_registered(mut self) -> Self {
         for r in all() {
             match r.kind {
@@ -102,8 +112,11 @@ impl App {
                     self.register_custom_boxed(opcode, make(), r.origin())
                 }
                 Kind::Override(opcode, make) => self.override_boxed(opcode, make(), r.origin()),
-                Kind::Raw(port, make) => {
-                    let port = port_from_env(&format!("RAW_{port}"), port);
+                Kind::Raw(port, var, make) => {
+                    let port = match var {
+                        Some(var) => port_from_var(var, port),
+                        None => port_from_env(&format!("RAW_{port}"), port),
+                    };
                     self = self.raw_service_boxed(port.into(), make(), r.origin());
                 }
                 Kind::Message(..) => {}
