@@ -875,3 +875,20 @@ async fn shutdown_closes_raw_sessions_with_1001() {
         .expect("the recv loop ends on shutdown")
         .expect("handler reported");
 }
+
+#[tokio::test]
+async fn raw_sessions_count_in_the_node_metrics() {
+    let server = start_raw(Config::default(), |conn: RawConnection| echo(&conn)).await;
+    let metrics = || server.node().metrics().sessions_active();
+    let mut a = connect(&server).await;
+    let ping = Message::Binary(Bytes::from_static(b"x"));
+    a.send(ping.clone()).await.expect("send");
+    assert_eq!(next_data(&mut a).await, ping);
+    assert_eq!(metrics(), 1);
+    a.close(None).await.expect("close");
+    framework_tests::eventually("the raw session is counted closed", DEADLINE, || {
+        metrics() == 0
+    })
+    .await;
+    server.shutdown().await;
+}

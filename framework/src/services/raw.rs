@@ -1,6 +1,7 @@
 //! The raw WebSocket session: the user's handler sees every message.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use futures_util::{FutureExt, StreamExt};
@@ -38,6 +39,10 @@ pub(crate) async fn serve<S>(
         config.max_batch_frames,
     ));
     let (raw, inbox) = RawConnection::new(conn.clone());
+    // Raw sessions are not in the hub (no protocol traffic reaches them), but they
+    // count in the node's session metrics.
+    let metrics = node.metrics();
+    metrics.sessions_opened.fetch_add(1, Relaxed);
 
     // The handler runs as its own task: a panic there closes only this connection.
     // A sync handler runs inside `call` itself, so that call is guarded too.
@@ -117,6 +122,7 @@ pub(crate) async fn serve<S>(
             .await;
     }
     raw.fire_close();
+    node.metrics().sessions_closed.fetch_add(1, Relaxed);
 }
 
 /// A handler that returned without `on_data` and kept no handle can never read:
