@@ -221,14 +221,7 @@ impl Field for Vec<String> {
         >>(name, slot, false)
     }
     fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<Self>, DecodeError> {
-        let Some(p) = t.field_pos(slot)? else {
-            return Ok(None);
-        };
-        let (data, len) = t.vector(p, 4)?;
-        (0..len)
-            .map(|i| t.string(data + 4 * i).map(str::to_string))
-            .collect::<Result<_, _>>()
-            .map(Some)
+        t.offset_vector(slot, |pos| t.string(pos).map(str::to_string))
     }
     fn absent(_: &'static str) -> Result<Self, DecodeError> {
         Ok(Vec::new())
@@ -382,14 +375,7 @@ impl<M: Message> Field for Vec<M> {
         Ok(tv)
     }
     fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<Self>, DecodeError> {
-        let Some(p) = t.field_pos(slot)? else {
-            return Ok(None);
-        };
-        let (data, len) = t.vector(p, 4)?;
-        (0..len)
-            .map(|i| t.table(data + 4 * i).and_then(M::read_table))
-            .collect::<Result<_, _>>()
-            .map(Some)
+        t.offset_vector(slot, |pos| t.table(pos).and_then(M::read_table))
     }
     fn absent(_: &'static str) -> Result<Self, DecodeError> {
         Ok(Vec::new())

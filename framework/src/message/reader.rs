@@ -96,6 +96,23 @@ impl<'a> TableRef<'a> {
         std::str::from_utf8(slice(self.buf, data, len)?).map_err(|_| DecodeError::InvalidUtf8)
     }
 
+    /// A vector of offsets (strings, tables) in `slot`, each element read by
+    /// `read(position of the element's offset)`; `None` when absent.
+    pub fn offset_vector<T>(
+        &self,
+        slot: u16,
+        read: impl Fn(usize) -> Result<T, DecodeError>,
+    ) -> Result<Option<Vec<T>>, DecodeError> {
+        let Some(p) = self.field_pos(slot)? else {
+            return Ok(None);
+        };
+        let (data, len) = self.vector(p, 4)?;
+        (0..len)
+            .map(|i| read(data + 4 * i))
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
     /// The table whose offset is stored at `pos`.
     pub fn table(&self, pos: usize) -> Result<TableRef<'a>, DecodeError> {
         TableRef::at(self.buf, follow(self.buf, pos)?)

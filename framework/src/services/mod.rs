@@ -18,6 +18,38 @@ use crate::dispatch::Dispatcher;
 use crate::node::Node;
 use crate::raw::ErasedRawHandler;
 
+/// Creates the session of an upgraded connection and starts its writer; returns
+/// the connection handle, the reading half, and the writer task.
+pub(crate) fn open_session<S>(
+    ws: WebSocketStream<S>,
+    peer: SocketAddr,
+    node: &Node,
+) -> (
+    crate::session::Connection,
+    futures_util::stream::SplitStream<WebSocketStream<S>>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let config = node.config();
+    let (conn, queue) = crate::session::Connection::new(
+        node.node_id(),
+        peer,
+        config.max_queued_bytes,
+        node.metrics().slow_consumer_closes.clone(),
+    );
+    let (sink, stream) = ws.split();
+    let writer = tokio::spawn(crate::session::writer::run(
+        sink,
+        conn.clone(),
+        queue,
+        config.max_batch_frames,
+    ));
+    (conn, stream, writer)
+}
+
 /// What an upgraded connection runs: the protocol, or a raw handler.
 #[derive(Clone)]
 pub(crate) enum Service {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -16,7 +15,7 @@ use uuid::Uuid;
 use crate::dispatch::{Dispatcher, HandlerError, QuotaResult, Reply, ReplyMeta, Request};
 use crate::node::Node;
 use crate::protocol::{ErrorCode, Frame, FrameFields, Opcode};
-use crate::session::{close_code, finish, next_message, writer, Connection, Next};
+use crate::session::{close_code, finish, next_message, Connection, Next};
 
 /// Runs one protocol session to its end.
 pub(crate) async fn serve<S>(
@@ -28,24 +27,13 @@ pub(crate) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let config = node.config().clone();
-    let (conn, queue) = Connection::new(
-        node.node_id(),
-        peer,
-        config.max_queued_bytes,
-        node.metrics().slow_consumer_closes.clone(),
-    );
-    let (sink, mut stream) = ws.split();
-    let writer = tokio::spawn(writer::run(
-        sink,
-        conn.clone(),
-        queue,
-        config.max_batch_frames,
-    ));
+    // Only what the session needs, not a copy of the whole configuration.
+    let (idle_timeout, drain) = (node.config().idle_timeout, node.config().shutdown_timeout);
+    let (conn, mut stream, writer) = super::open_session(ws, peer, &node);
 
     if node.session_opened(&conn).await.is_err() {
         conn.close(close_code::INTERNAL, "cluster broker unavailable");
-        let _ = tokio::time::timeout(config.shutdown_timeout, writer).await;
+        let _ = tokio::time::timeout(drain, writer).await;
         return;
     }
     let welcome = FrameFields::new(Opcode::Welcome.0)
@@ -54,9 +42,9 @@ pub(crate) async fn serve<S>(
         .encode();
     let _ = conn.send(welcome);
 
-    let limits = config.decode_limits();
+    let limits = node.config().decode_limits();
     let closed_by_server = loop {
-        let msg = match next_message(&mut stream, &conn, &shutdown, config.idle_timeout).await {
+        let msg = match next_message(&mut stream, &conn, &shutdown, idle_timeout).await {
             Next::Data(msg) => msg,
             Next::Done(close) => {
                 if let Some((close_code::TOO_BIG, _)) = close {
@@ -78,7 +66,7 @@ pub(crate) async fn serve<S>(
             }
         }
     };
-    finish(&conn, writer, closed_by_server, config.shutdown_timeout).await;
+    finish(&conn, writer, closed_by_server, drain).await;
     node.session_closed(&conn).await;
 }
 

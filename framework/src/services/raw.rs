@@ -4,7 +4,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 use crate::raw::{ErasedRawHandler, RawConnection, RawError, RawMessage};
-use crate::session::{finish, next_message, writer, Connection, Next};
+use crate::session::{finish, next_message, Connection, Next};
 
 /// Runs one raw session to its end.
 pub(crate) async fn serve<S>(
@@ -24,20 +24,9 @@ pub(crate) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let config = node.config().clone();
-    let (conn, queue) = Connection::new(
-        node.node_id(),
-        peer,
-        config.max_queued_bytes,
-        node.metrics().slow_consumer_closes.clone(),
-    );
-    let (sink, mut stream) = ws.split();
-    let writer = tokio::spawn(writer::run(
-        sink,
-        conn.clone(),
-        queue,
-        config.max_batch_frames,
-    ));
+    // Only what the session needs, not a copy of the whole configuration.
+    let (idle_timeout, drain) = (node.config().idle_timeout, node.config().shutdown_timeout);
+    let (conn, mut stream, writer) = super::open_session(ws, peer, &node);
     let (raw, inbox) = RawConnection::new(conn.clone());
     // Raw sessions are not in the hub (no protocol traffic reaches them), but they
     // count in the node's session metrics.
@@ -69,7 +58,7 @@ pub(crate) async fn serve<S>(
                 release_if_abandoned(&raw, &conn);
                 continue;
             }
-            next = next_message(&mut stream, &conn, &shutdown, config.idle_timeout) => next,
+            next = next_message(&mut stream, &conn, &shutdown, idle_timeout) => next,
         };
         let msg = match next {
             Next::Data(Message::Binary(b)) => RawMessage::Binary(b),
@@ -114,10 +103,10 @@ pub(crate) async fn serve<S>(
         }
     };
     drop(inbox);
-    finish(&conn, writer, closed_by_server, config.shutdown_timeout).await;
+    finish(&conn, writer, closed_by_server, drain).await;
     if handler_running {
         // A handler still looping on recv() sees `None` now; give it a moment to end.
-        let _ = AssertUnwindSafe(tokio::time::timeout(config.shutdown_timeout, handler_task))
+        let _ = AssertUnwindSafe(tokio::time::timeout(drain, handler_task))
             .catch_unwind()
             .await;
     }
