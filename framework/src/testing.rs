@@ -19,20 +19,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
 use crate::app::{App, AppError};
 use crate::dispatch::Dispatcher;
 use crate::node::Node;
 use crate::protocol::DecodeLimits;
-use crate::session::{Connection, Outbound, OutboundQueue};
+use crate::session::{Connection, Outbound};
 
 /// A node with one in-process session and no listener.
 pub struct TestNode {
     node: Node,
     dispatcher: Arc<Dispatcher>,
     conn: Connection,
-    queue: Mutex<OutboundQueue>,
     limits: DecodeLimits,
 }
 
@@ -51,7 +49,7 @@ impl TestNode {
         let (node, dispatcher) = app.assemble()?;
         let config = node.config().clone();
         let peer: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let (conn, queue) = Connection::new(
+        let conn = Connection::new(
             node.node_id(),
             peer,
             config.max_queued_bytes,
@@ -65,7 +63,6 @@ impl TestNode {
             node,
             dispatcher,
             conn,
-            queue: Mutex::new(queue),
         })
     }
 
@@ -95,9 +92,8 @@ impl TestNode {
 
     /// Frames queued to the session and not yet taken.
     pub fn take_queued(&self) -> Vec<Bytes> {
-        let mut queue = self.queue.lock();
         let mut out = Vec::new();
-        while let Ok(item) = queue.rx.try_recv() {
+        for item in self.conn.0.outbox.take() {
             if let Outbound::Binary(b) = item {
                 self.conn.dequeued(b.len());
                 out.push(b);

@@ -34,7 +34,7 @@ where
 {
     use futures_util::StreamExt;
     let config = node.config();
-    let (conn, queue) = crate::session::Connection::new(
+    let conn = crate::session::Connection::new(
         node.node_id(),
         peer,
         config.max_queued_bytes,
@@ -44,7 +44,6 @@ where
     let writer = tokio::spawn(crate::session::writer::run(
         sink,
         conn.clone(),
-        queue,
         config.max_batch_frames,
     ));
     (conn, stream, writer)

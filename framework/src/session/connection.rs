@@ -1,11 +1,11 @@
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -58,7 +58,7 @@ pub(crate) struct ConnectionInner {
     pub(crate) id: Uuid,
     pub(crate) node_id: Uuid,
     pub(crate) peer: SocketAddr,
-    tx: mpsc::UnboundedSender<Outbound>,
+    pub(crate) outbox: Outbox,
     queued: AtomicUsize,
     max_queued: usize,
     /// Non-zero once an immediate close (dropping what is queued) was requested.
@@ -113,8 +113,30 @@ impl PartialEq for Connection {
 }
 impl Eq for Connection {}
 
-pub(crate) struct OutboundQueue {
-    pub(crate) rx: mpsc::UnboundedReceiver<Outbound>,
+/// A session's outgoing queue. A `VecDeque` behind a lock rather than a channel:
+/// an idle session's empty deque allocates nothing (a channel allocates a block
+/// up front), and the writer takes everything queued in one lock.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    items: Mutex<VecDeque<Outbound>>,
+    ready: Notify,
+}
+
+impl Outbox {
+    fn push(&self, item: Outbound) {
+        self.items.lock().push_back(item);
+        self.ready.notify_one();
+    }
+
+    /// Everything queued, leaving the queue empty (and unallocated).
+    pub(crate) fn take(&self) -> VecDeque<Outbound> {
+        std::mem::take(&mut *self.items.lock())
+    }
+
+    /// Resolves once something was pushed since the last wait.
+    pub(crate) async fn ready(&self) {
+        self.ready.notified().await
+    }
 }
 
 impl Connection {
@@ -123,13 +145,12 @@ impl Connection {
         peer: SocketAddr,
         max_queued: usize,
         slow_consumers: Arc<AtomicU64>,
-    ) -> (Connection, OutboundQueue) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ) -> Connection {
         let inner = ConnectionInner {
             id: Uuid::new_v4(),
             node_id,
             peer,
-            tx,
+            outbox: Outbox::default(),
             queued: AtomicUsize::new(0),
             max_queued,
             abort_code: AtomicU16::new(0),
@@ -140,7 +161,7 @@ impl Connection {
             builder: Mutex::new(None),
             slow_consumers,
         };
-        (Connection(Arc::new(inner)), OutboundQueue { rx })
+        Connection(Arc::new(inner))
     }
 
     /// The session's UUID (C++ `get_id`).
@@ -215,11 +236,7 @@ impl Connection {
             }
             return Err(SendError::Overflow);
         }
-        if self.0.tx.send(item).is_err() {
-            self.0.queued.fetch_sub(len, Ordering::AcqRel);
-            self.0.metrics.record_dropped();
-            return Err(SendError::Closed);
-        }
+        self.0.outbox.push(item);
         Ok(())
     }
 
@@ -230,7 +247,7 @@ impl Connection {
 
     /// Closes with `code` after what is already queued is written.
     pub fn close(&self, code: u16, reason: &'static str) {
-        let _ = self.0.tx.send(Outbound::Close(code, reason));
+        self.0.outbox.push(Outbound::Close(code, reason));
     }
 
     /// Closes at once with `code`, dropping what is queued (slow consumer, fatal error).
@@ -297,7 +314,7 @@ mod tests {
 
     #[test]
     fn an_empty_queue_takes_a_frame_larger_than_the_limit() {
-        let (c, _q) = Connection::new(
+        let c = Connection::new(
             Uuid::nil(),
             "127.0.0.1:1".parse().unwrap(),
             10,
@@ -309,7 +326,7 @@ mod tests {
 
     #[test]
     fn over_the_byte_limit_the_session_is_aborted_with_1008() {
-        let (c, mut q) = Connection::new(
+        let c = Connection::new(
             Uuid::nil(),
             "127.0.0.1:1".parse().unwrap(),
             10,
@@ -321,9 +338,9 @@ mod tests {
         assert_eq!(c.abort_code(), Some(close_code::POLICY));
         assert_eq!(c.send(Bytes::from_static(b"1")), Err(SendError::Closed));
         assert_eq!(c.metrics().dropped(), 2);
-        assert!(matches!(q.rx.try_recv(), Ok(Outbound::Binary(_))));
-        assert!(matches!(q.rx.try_recv(), Ok(Outbound::Binary(_))));
+        let queued = c.0.outbox.take();
+        assert_eq!(queued.len(), 2);
+        assert!(queued.iter().all(|o| matches!(o, Outbound::Binary(_))));
         assert!(c.0.aborted.is_cancelled());
-        assert!(q.rx.try_recv().is_err());
     }
 }

@@ -7,7 +7,7 @@ mod metrics;
 mod reader;
 pub(crate) mod writer;
 
+pub(crate) use connection::Outbound;
 pub use connection::{close_code, Connection, SendError};
-pub(crate) use connection::{Outbound, OutboundQueue};
 pub use metrics::SessionMetrics;
 pub(crate) use reader::{finish, next_message, Next};

@@ -1,12 +1,14 @@
 //! The writer task: drains a session's queue and batches frames into few syscalls.
 
-use futures_util::{Sink, SinkExt};
+use std::collections::VecDeque;
 use std::time::Duration;
+
+use futures_util::{Sink, SinkExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::{Connection, Outbound, OutboundQueue};
+use super::{Connection, Outbound};
 
 /// How long a close frame may take to go out when a session is aborted.
 const ABORT_CLOSE_DEADLINE: Duration = Duration::from_secs(1);
@@ -26,35 +28,33 @@ enum Step {
 
 /// Runs until the queue asks for a close, the session is aborted or ended, or the
 /// socket fails. Always leaves the session marked as ended.
-pub(crate) async fn run<S>(
-    mut sink: S,
-    conn: Connection,
-    mut queue: OutboundQueue,
-    max_batch: usize,
-) where
+pub(crate) async fn run<S>(mut sink: S, conn: Connection, max_batch: usize)
+where
     S: Sink<Message, Error = WsError> + Unpin,
 {
     let aborted = conn.0.aborted.clone();
     let ended = conn.0.ended.clone();
     loop {
-        let first = tokio::select! {
-            biased;
-            _ = aborted.cancelled() => break,
-            item = queue.rx.recv() => match item {
-                Some(item) => item,
-                None => break,
-            },
-            // The reader ended (peer closed or failed): flush what remains and stop.
-            _ = ended.cancelled() => {
-                let _ = tokio::time::timeout(ABORT_CLOSE_DEADLINE, sink.close()).await;
-                break;
+        let batch = conn.0.outbox.take();
+        if batch.is_empty() {
+            tokio::select! {
+                biased;
+                _ = aborted.cancelled() => break,
+                _ = conn.0.outbox.ready() => continue,
+                // The reader ended (peer closed or failed): send the close reply, stop.
+                _ = ended.cancelled() => {
+                    if conn.0.outbox.take().is_empty() {
+                        let _ = tokio::time::timeout(ABORT_CLOSE_DEADLINE, sink.close()).await;
+                        break;
+                    }
+                    continue;
+                }
             }
-        };
-        let batch = write_batch(&mut sink, &conn, &mut queue, first, max_batch);
+        }
         let step = tokio::select! {
             biased;
             _ = aborted.cancelled() => break,
-            step = batch => step,
+            step = write_batch(&mut sink, &conn, batch, max_batch) => step,
         };
         match step {
             Ok(Step::Continue) => {}
@@ -72,45 +72,43 @@ pub(crate) async fn run<S>(
     conn.0.ended.cancel();
 }
 
+/// Writes `batch`, flushing once per `max_batch` frames and at the end.
 async fn write_batch<S>(
     sink: &mut S,
     conn: &Connection,
-    queue: &mut OutboundQueue,
-    first: Outbound,
+    batch: VecDeque<Outbound>,
     max_batch: usize,
 ) -> Result<Step, WsError>
 where
     S: Sink<Message, Error = WsError> + Unpin,
 {
-    let mut next = Some(first);
-    let (mut messages, mut bytes) = (0u64, 0u64);
+    let (mut messages, mut bytes, mut unflushed) = (0u64, 0u64, 0usize);
     let mut step = Step::Continue;
-    while let Some(item) = next.take() {
-        match item {
+    for item in batch {
+        let (message, len) = match item {
             Outbound::Binary(frame) => {
                 let len = frame.len();
-                sink.feed(Message::Binary(frame)).await?;
-                conn.dequeued(len);
-                messages += 1;
-                bytes += len as u64;
+                (Message::Binary(frame), len)
             }
             Outbound::Text(text) => {
                 let len = text.len();
-                sink.feed(Message::Text(text)).await?;
-                conn.dequeued(len);
-                messages += 1;
-                bytes += len as u64;
+                (Message::Text(text), len)
             }
             Outbound::Close(code, reason) => {
                 sink.feed(close_message(code, reason)).await?;
                 step = Step::Closed;
                 break;
             }
+        };
+        sink.feed(message).await?;
+        conn.dequeued(len);
+        messages += 1;
+        bytes += len as u64;
+        unflushed += 1;
+        if unflushed >= max_batch {
+            sink.flush().await?;
+            unflushed = 0;
         }
-        if messages as usize >= max_batch {
-            break;
-        }
-        next = queue.rx.try_recv().ok();
     }
     sink.flush().await?;
     conn.metrics().record_out(messages, bytes);
