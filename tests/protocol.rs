@@ -45,3 +45,22 @@ async fn garbage_is_bad_frame_and_connection_survives() {
     assert_eq!(raw.next_frame().await.unwrap().opcode(), Opcode::Pong.0);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_client_offers_deliveries_as_a_stream() {
+    use futures_util::StreamExt;
+    let server = start(App::new()).await;
+    let a = client(&server).await;
+    a.subscribe("s").await.unwrap();
+    for i in 0..5u8 {
+        a.publish("s", &[i]).await.unwrap();
+    }
+    let got: Vec<u8> = a
+        .deliveries()
+        .take(5)
+        .map(|f| f.payload()[0])
+        .collect()
+        .await;
+    assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    server.shutdown().await;
+}

@@ -325,6 +325,24 @@ impl Client {
         self.events.lock().await.recv().await
     }
 
+    /// The deliveries as a `Stream` (what [`recv`](Self::recv) returns, until the
+    /// connection closes).
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    /// # async fn f(client: framework::client::Client) {
+    /// let mut deliveries = std::pin::pin!(client.deliveries());
+    /// while let Some(frame) = deliveries.next().await {
+    ///     println!("{:?} from {:?}", frame.channel(), frame.emitter_id());
+    /// }
+    /// # }
+    /// ```
+    pub fn deliveries(&self) -> impl futures_util::Stream<Item = Frame> + '_ {
+        futures_util::stream::unfold(self, |client| async move {
+            client.recv().await.map(|frame| (frame, client))
+        })
+    }
+
     /// [`recv`](Self::recv) with a deadline.
     pub async fn recv_timeout(&self, timeout: Duration) -> Option<Frame> {
         tokio::time::timeout(timeout, self.recv())
