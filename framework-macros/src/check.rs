@@ -297,10 +297,15 @@ pub fn main_args(cx: &Ctxt, args: TokenStream) -> MainArgs {
         "framework::main!",
     );
     let get = |k: &str| keys.get(k).and_then(|m| m.value.clone());
+    // `state = [a, b]` registers several states (one key, several values).
+    let state = match get("state") {
+        Some(Expr::Array(list)) => list.elems.into_iter().collect(),
+        other => other.into_iter().collect(),
+    };
     MainArgs {
         websocket: get("websocket"),
         service: get("service"),
-        state: get("state").into_iter().collect(),
+        state,
         config: get("config"),
     }
 }
@@ -315,7 +320,22 @@ fn unsupported_type(ty: &Type) -> Option<&'static str> {
         Type::Tuple(_) => Some("tuples are not supported: use a nested #[derive(Message)] struct"),
         Type::Array(_) | Type::Slice(_) => Some("arrays are not supported: use `Vec<_>`"),
         Type::Path(p) => {
-            let last = p.path.segments.last()?.ident.to_string();
+            let last_segment = p.path.segments.last()?;
+            let last = last_segment.ident.to_string();
+            if last == "Option" {
+                if let syn::PathArguments::AngleBracketed(a) = &last_segment.arguments {
+                    if let Some(syn::GenericArgument::Type(Type::Path(inner))) = a.args.first() {
+                        if inner
+                            .path
+                            .segments
+                            .last()
+                            .is_some_and(|s| s.ident == "Option")
+                        {
+                            return Some("`Option<Option<_>>` cannot round-trip: a table field is present or absent, one level of `Option`");
+                        }
+                    }
+                }
+            }
             match last.as_str() {
                 "usize" | "isize" => Some("`usize`/`isize` have no fixed size on the wire: use `u32`/`u64` or `i32`/`i64`"),
                 "u128" | "i128" => Some("128-bit integers are not supported by FlatBuffers: use `Uuid` or two `u64`"),
@@ -415,6 +435,10 @@ pub fn message(cx: &Ctxt, input: &DeriveInput) -> Option<MessageDef> {
                     ),
                 },
                 ("deprecated", None) => deprecated = true,
+                ("id", None) => cx.error_spanned_by(&m.key, "`id` needs a value: #[fbs(id = 3)]"),
+                ("deprecated", Some(v)) => {
+                    cx.error_spanned_by(v, "`deprecated` takes no value: #[fbs(deprecated)]")
+                }
                 (k, _) => cx.error_spanned_by(
                     &m.key,
                     format!("unknown key `{k}` for #[fbs] on a field; valid keys: id, deprecated"),

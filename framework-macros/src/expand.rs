@@ -3,6 +3,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{DeriveInput, ItemFn, Lifetime, Type};
@@ -51,16 +52,17 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
         Ok(f) => f,
         Err(e) => return e,
     };
-    let cx = Ctxt::new();
+    let target_cx = Ctxt::new();
     let target = match target {
-        Target::Opcode => check::opcode_args(&cx, args),
-        Target::Override => check::override_args(&cx, args),
+        Target::Opcode => check::opcode_args(&target_cx, args),
+        Target::Override => check::override_args(&target_cx, args),
     };
-    let handler = check::handler_fn(&cx, &func);
-    if let Err(errors) = cx.check() {
-        return with_errors(item, errors);
+    let fn_cx = Ctxt::new();
+    let handler = check::handler_fn(&fn_cx, &func);
+    let target_errors = target_cx.check().err();
+    if let Err(errors) = fn_cx.check() {
+        return with_errors(item, quote!(#target_errors #errors));
     }
-    let target = target.expect("checked");
     let name = &handler.name;
     let name_str = name.to_string();
 
@@ -87,17 +89,16 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
                 // At most one typed message: flag each message after the first.
                 let static_ty = with_lifetimes(&arg.ty, "'static");
                 let is_msg = quote!(::framework::__private::is_message::<#static_ty, _>());
-                let before = if messages_before.is_empty() {
-                    quote!(false)
-                } else {
-                    quote!(#(#messages_before)||*)
-                };
-                let message = format!(
-                    "handler `{name_str}` takes a second typed message argument: a frame carries one payload, so a handler takes at most one message"
-                );
-                checks.push(quote_spanned! {span=>
-                    const _: () = ::core::assert!(!((#before) && #is_msg), #message);
-                });
+                // The first extracted argument cannot be a second message; skipping
+                // it also avoids repeating its trait error when it is no extractor.
+                if !messages_before.is_empty() {
+                    let message = format!(
+                        "handler `{name_str}` takes a second typed message argument: a frame carries one payload, so a handler takes at most one message"
+                    );
+                    checks.push(quote_spanned! {span=>
+                        const _: () = ::core::assert!(!((#(#messages_before)||*) && #is_msg), #message);
+                    });
+                }
                 messages_before.push(is_msg);
             }
         }
@@ -115,6 +116,13 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
         let __body = ::core::clone::Clone::clone(::framework::Request::body(&__req));
     };
     let call = quote!(#name(#(#call_args),*));
+    // A return type that is no reply is reported at the return type.
+    let ret_span = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => func.sig.ident.span(),
+    };
+    let into_reply = quote_spanned!(ret_span=> ::framework::IntoReply::into_reply);
+    let ret = proc_macro2::Ident::new("__ret", ret_span);
     let wrapper = if handler.is_async {
         quote! {
             fn __framework_handler(#mutability __req: ::framework::Request)
@@ -123,7 +131,8 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
                 async move {
                     #body_clone
                     #(#extract)*
-                    ::framework::IntoReply::into_reply(#call.await)
+                    let #ret = #call.await;
+                    #into_reply(#ret)
                 }
             }
         }
@@ -132,9 +141,23 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
             fn __framework_handler(#mutability __req: ::framework::Request) -> ::framework::Reply {
                 #body_clone
                 #(#extract)*
-                ::framework::IntoReply::into_reply(#call)
+                let #ret = #call;
+                #into_reply(#ret)
             }
         }
+    };
+    // With a bad opcode, the function's own type checks still run, so every error
+    // shows at once; nothing is registered.
+    let (Some(target), None) = (target, &target_errors) else {
+        return quote! {
+            #func
+            #target_errors
+            #[doc(hidden)]
+            const _: () = {
+                #(#checks)*
+                #wrapper
+            };
+        };
     };
     let kind = match target {
         HandlerTarget::Opcode(n) => {
@@ -277,13 +300,13 @@ pub fn message(item: TokenStream) -> TokenStream {
     });
     let verify = live.iter().map(|f| {
         let slot = 4 + 2 * f.id;
-        let name = f.ident.to_string();
+        let name = f.ident.unraw().to_string();
         let as_field = field_check(f);
         quote!(let tv = #as_field::verify(tv, #name, #slot)?;)
     });
     let read = def.fields.iter().map(|f| {
         let name = &f.ident;
-        let name_str = name.to_string();
+        let name_str = name.unraw().to_string();
         let ty = &f.ty;
         let slot = 4 + 2 * f.id;
         let as_field = field_check(f);
@@ -303,7 +326,7 @@ pub fn message(item: TokenStream) -> TokenStream {
     by_id.sort_by_key(|f| f.id);
     let describe_fields = by_id.iter().map(|f| {
         let as_field = field_check(f);
-        let name = f.ident.to_string();
+        let name = f.ident.unraw().to_string();
         let id = f.id;
         let deprecated = if f.deprecated { ", deprecated" } else { "" };
         quote! {

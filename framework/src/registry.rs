@@ -57,26 +57,56 @@ pub fn all() -> impl Iterator<Item = &'static Registration> {
     inventory::iter::<Registration>.into_iter()
 }
 
+/// Two Rust types that export different tables under one name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("two different tables are named `{table}`: {first} and {second}; rename one with #[fbs(name = \"...\")]")]
+pub struct SchemaConflict {
+    /// The table name.
+    pub table: String,
+    /// The first type.
+    pub first: String,
+    /// The second type.
+    pub second: String,
+}
+
 /// The `.fbs` schema of every `#[derive(Message)]` type linked into this binary,
 /// in `namespace`, for generating clients in other languages with flatc.
 ///
 /// ```
-/// let fbs = framework::registry::export_schema(Some("app"));
+/// let fbs = framework::registry::export_schema(Some("app")).unwrap();
 /// assert!(fbs.contains("namespace app;"));
 /// ```
-pub fn export_schema(namespace: Option<&str>) -> String {
-    let mut schema = Schema::new(namespace);
+pub fn export_schema(namespace: Option<&str>) -> Result<String, SchemaConflict> {
     let mut messages: Vec<_> = all()
         .filter_map(|r| match r.kind {
-            Kind::Message(name, describe) => Some((name, describe)),
+            Kind::Message(table, describe) => Some((table, describe, r)),
             _ => None,
         })
         .collect();
-    messages.sort_by_key(|(name, _)| *name);
-    for (_, describe) in messages {
+    messages.sort_by_key(|(table, _, r)| (*table, r.file, r.line));
+    // One table per name: the same type linked twice is fine, two types are not.
+    let mut seen: Vec<(&str, String, &Registration)> = Vec::new();
+    for (table, describe, r) in &messages {
+        let mut alone = Schema::new(None);
+        describe(&mut alone);
+        let text = alone.table_text(table).unwrap_or_default().to_string();
+        match seen.iter().find(|(t, _, _)| t == table) {
+            Some((_, first_text, first)) if *first_text != text => {
+                return Err(SchemaConflict {
+                    table: table.to_string(),
+                    first: first.origin(),
+                    second: r.origin(),
+                });
+            }
+            Some(_) => {}
+            None => seen.push((table, text, r)),
+        }
+    }
+    let mut schema = Schema::new(namespace);
+    for (_, describe, _) in messages {
         describe(&mut schema);
     }
-    schema.to_fbs()
+    Ok(schema.to_fbs())
 }
 
 /// The port for a service, from `FRAMEWORK_<NAME>_PORT` when set (deployment

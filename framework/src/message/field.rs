@@ -65,6 +65,8 @@ pub trait Scalar:
     const SIZE: usize;
     const FBS: &'static str;
     fn from_le(bytes: &[u8]) -> Self;
+    /// Whether the value is the table default (bitwise, so `-0.0` is not).
+    fn is_default(self) -> bool;
 }
 
 macro_rules! scalars {
@@ -77,13 +79,18 @@ macro_rules! scalars {
                 a.copy_from_slice(bytes);
                 <$t>::from_le_bytes(a)
             }
+            fn is_default(self) -> bool {
+                self.to_le_bytes().iter().all(|b| *b == 0)
+            }
         }
         impl Field for $t {
             const IS_SCALAR: bool = true;
             type Prepared = $t;
             fn prepare(&self, _: &mut FlatBufferBuilder<'_>) -> $t { *self }
             fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, v: $t) {
-                fbb.push_slot::<$t>(slot, v, <$t>::default());
+                if !<$t as Scalar>::is_default(v) {
+                    fbb.push_slot_always::<$t>(slot, v);
+                }
             }
             fn push_always(fbb: &mut FlatBufferBuilder<'_>, slot: u16, v: $t) {
                 fbb.push_slot_always::<$t>(slot, v);
@@ -138,6 +145,9 @@ impl Scalar for bool {
     fn from_le(bytes: &[u8]) -> Self {
         bytes[0] != 0
     }
+    fn is_default(self) -> bool {
+        !self
+    }
 }
 
 impl Field for bool {
@@ -170,6 +180,38 @@ impl Field for bool {
     }
     fn fbs_type(_: &mut Schema) -> String {
         "bool".to_string()
+    }
+}
+
+impl Field for Vec<bool> {
+    type Prepared = Offset;
+    fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
+        fbb.create_vector(self.as_slice()).as_union_value()
+    }
+    fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, o: Offset) {
+        fbb.push_slot_always(slot, o);
+    }
+    fn verify<'v, 'o, 'b>(
+        tv: TableVerifier<'v, 'o, 'b>,
+        name: &'static str,
+        slot: u16,
+    ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
+        tv.visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, bool>>>(
+            name, slot, false,
+        )
+    }
+    fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<Self>, DecodeError> {
+        let Some(p) = t.field_pos(slot)? else {
+            return Ok(None);
+        };
+        let (data, len) = t.vector(p, 1)?;
+        Ok(Some(t.bytes(data, len)?.iter().map(|b| *b != 0).collect()))
+    }
+    fn absent(_: &'static str) -> Result<Self, DecodeError> {
+        Ok(Vec::new())
+    }
+    fn fbs_type(_: &mut Schema) -> String {
+        "[bool]".to_string()
     }
 }
 

@@ -90,12 +90,15 @@ impl From<InvalidFlatbuffer> for DecodeError {
     }
 }
 
-/// Limits for decoding untrusted payloads.
+/// Limits for decoding untrusted payloads. The buffer's own length is checked
+/// against `max_size` separately; the verifier's "apparent size" counts shared
+/// vtables once per table that uses them, so it gets headroom beyond the length
+/// (it is the bound against DAG blow-up, not against size).
 pub(crate) fn payload_options(max_size: usize) -> VerifierOptions {
     VerifierOptions {
         max_depth: 32,
         max_tables: 100_000,
-        max_apparent_size: max_size,
+        max_apparent_size: max_size.saturating_mul(8),
         ignore_missing_null_terminator: false,
     }
 }

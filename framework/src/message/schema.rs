@@ -54,6 +54,14 @@ impl Schema {
         self.tables.push((entry.0, Some(text)));
     }
 
+    /// The `.fbs` text of table `name`, once rendered.
+    pub fn table_text(&self, name: &str) -> Option<&str> {
+        self.tables
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, t)| t.as_deref())
+    }
+
     /// The schema as `.fbs` text.
     pub fn to_fbs(&self) -> String {
         let mut out =

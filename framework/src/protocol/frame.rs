@@ -35,7 +35,8 @@ impl DecodeLimits {
         VerifierOptions {
             max_depth: self.max_depth,
             max_tables: self.max_tables,
-            max_apparent_size: self.max_size,
+            // The length is checked separately; vtables count again per table.
+            max_apparent_size: self.max_size.saturating_mul(2),
             ignore_missing_null_terminator: false,
         }
     }

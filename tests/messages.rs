@@ -1,0 +1,998 @@
+//! `#[derive(Message)]` without sockets: round trips of every supported field
+//! type, absent fields, schema evolution (appended, deprecated and pinned fields),
+//! the exported `.fbs` text, and property tests that decoding untrusted bytes never
+//! panics and that encode → decode is the identity.
+
+use std::collections::HashMap;
+
+use framework::message::DecodeError;
+use framework::Message;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use uuid::Uuid;
+
+// ---------------------------------------------------------------- types
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Scalars {
+    b: bool,
+    i8: i8,
+    u8: u8,
+    i16: i16,
+    u16: u16,
+    i32: i32,
+    u32: u32,
+    i64: i64,
+    u64: u64,
+    f32: f32,
+    f64: f64,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Vectors {
+    bytes: Vec<u8>,
+    i8: Vec<i8>,
+    i16: Vec<i16>,
+    u16: Vec<u16>,
+    i32: Vec<i32>,
+    u32: Vec<u32>,
+    i64: Vec<i64>,
+    u64: Vec<u64>,
+    f32: Vec<f32>,
+    f64: Vec<f64>,
+    strings: Vec<String>,
+    uuids: Vec<Uuid>,
+    inners: Vec<Inner>,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Options {
+    b: Option<bool>,
+    i8: Option<i8>,
+    u8: Option<u8>,
+    i16: Option<i16>,
+    u16: Option<u16>,
+    i32: Option<i32>,
+    u32: Option<u32>,
+    i64: Option<i64>,
+    u64: Option<u64>,
+    f32: Option<f32>,
+    f64: Option<f64>,
+    s: Option<String>,
+    bytes: Option<Vec<u8>>,
+    u32s: Option<Vec<u32>>,
+    strings: Option<Vec<String>>,
+    uuid: Option<Uuid>,
+    uuids: Option<Vec<Uuid>>,
+    inner: Option<Inner>,
+    inners: Option<Vec<Inner>>,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Inner {
+    name: String,
+    id: Uuid,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Text {
+    s: String,
+    id: Uuid,
+}
+
+/// Nested messages: one level and four levels deep.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Nested {
+    inner: Inner,
+    deep: Level1,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Level1 {
+    l2: Level2,
+    tag: u8,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Level2 {
+    l3: Option<Level3>,
+    l3s: Vec<Level3>,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Level3 {
+    leaf: Inner,
+    note: String,
+}
+
+/// Recursive through a vector.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Tree {
+    value: i32,
+    children: Vec<Tree>,
+}
+
+/// A table with no fields: what a struct whose fields are all absent looks like.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Empty {}
+
+// ------------------------------------------------------ round trips
+
+fn round_trip<M: Message + std::fmt::Debug + PartialEq>(value: &M) {
+    let bytes = value.encode();
+    let back = M::decode(&bytes).unwrap_or_else(|e| panic!("{value:?} does not decode: {e}"));
+    assert_eq!(&back, value);
+}
+
+#[test]
+fn every_scalar_round_trips_at_its_limits() {
+    round_trip(&Scalars::default());
+    round_trip(&Scalars {
+        b: true,
+        i8: i8::MIN,
+        u8: u8::MAX,
+        i16: i16::MIN,
+        u16: u16::MAX,
+        i32: i32::MIN,
+        u32: u32::MAX,
+        i64: i64::MIN,
+        u64: u64::MAX,
+        f32: f32::MIN_POSITIVE,
+        f64: f64::MAX,
+    });
+    round_trip(&Scalars {
+        b: false,
+        i8: i8::MAX,
+        u8: 1,
+        i16: i16::MAX,
+        u16: 1,
+        i32: i32::MAX,
+        u32: 1,
+        i64: i64::MAX,
+        u64: 1,
+        f32: f32::INFINITY,
+        f64: -1.5e-300,
+    });
+    let nan = Scalars::decode(
+        &Scalars {
+            f32: f32::NAN,
+            f64: f64::NAN,
+            ..Scalars::default()
+        }
+        .encode(),
+    )
+    .unwrap();
+    assert!(nan.f32.is_nan() && nan.f64.is_nan());
+}
+
+/// FlatBuffers omits a field equal to its default, and `-0.0 == 0.0`: the sign of
+/// a negative zero must still survive (compare bits, not values, before omitting).
+#[test]
+fn negative_zero_keeps_its_sign() {
+    let value = Scalars {
+        f32: -0.0,
+        f64: -0.0,
+        ..Scalars::default()
+    };
+    let back = Scalars::decode(&value.encode()).unwrap();
+    assert!(
+        back.f32.is_sign_negative() && back.f64.is_sign_negative(),
+        "-0.0 decoded as {:?} / {:?}",
+        back.f32,
+        back.f64
+    );
+}
+
+#[test]
+fn strings_and_uuids_round_trip() {
+    round_trip(&Text::default());
+    round_trip(&Text {
+        s: "héllo, мир, 世界, 🦀 \0 \n".into(),
+        id: Uuid::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+    });
+    round_trip(&Text {
+        s: "x".repeat(100_000),
+        id: Uuid::max(),
+    });
+    // The UUID keeps its byte order (network order, as `Uuid::as_bytes`).
+    let id = Uuid::new_v4();
+    let back = Text::decode(
+        &Text {
+            s: String::new(),
+            id,
+        }
+        .encode(),
+    )
+    .unwrap();
+    assert_eq!(back.id.as_bytes(), id.as_bytes());
+}
+
+#[test]
+fn vectors_of_every_element_type_round_trip() {
+    round_trip(&Vectors::default());
+    round_trip(&Vectors {
+        bytes: (0..=255).collect(),
+        i8: vec![i8::MIN, -1, 0, 1, i8::MAX],
+        i16: vec![i16::MIN, 0, i16::MAX],
+        u16: vec![0, 1, u16::MAX],
+        i32: vec![i32::MIN, 0, i32::MAX],
+        u32: vec![0, u32::MAX],
+        i64: vec![i64::MIN, -1, i64::MAX],
+        u64: vec![0, u64::MAX],
+        f32: vec![0.0, 1.5, -2.25, f32::MAX],
+        f64: vec![0.0, -1e300, f64::EPSILON],
+        strings: vec![String::new(), "a".into(), "ünï".into()],
+        uuids: vec![Uuid::nil(), Uuid::from_u128(7), Uuid::max()],
+        inners: vec![
+            Inner::default(),
+            Inner {
+                name: "second".into(),
+                id: Uuid::from_u128(2),
+            },
+        ],
+    });
+    // One element each, and many elements.
+    round_trip(&Vectors {
+        bytes: vec![0],
+        strings: vec![String::new()],
+        inners: vec![Inner::default()],
+        u64: (0..10_000).collect(),
+        ..Vectors::default()
+    });
+}
+
+/// `Vec<bool>` is a vector of scalars (`[bool]` in FlatBuffers) and the docs
+/// promise `Vec` of scalars; it must be a supported field type.
+#[test]
+#[allow(clippy::needless_borrow)] // the borrow is what makes the probe work
+fn vec_of_bool_is_a_supported_field_type() {
+    use std::marker::PhantomData;
+    struct Probe<T>(PhantomData<T>);
+    trait Supported {
+        fn supported(&self) -> bool {
+            true
+        }
+    }
+    impl<T: framework::message::Field> Supported for Probe<T> {}
+    trait Unsupported {
+        fn supported(&self) -> bool {
+            false
+        }
+    }
+    impl<T> Unsupported for &Probe<T> {}
+    // Autoref specialization: picks `Supported` only when `T: Field`.
+    assert!(
+        (&Probe::<Vec<u8>>(PhantomData)).supported(),
+        "probe is broken"
+    );
+    assert!(
+        !(&Probe::<HashMap<u8, u8>>(PhantomData)).supported(),
+        "probe is broken"
+    );
+    assert!(
+        (&Probe::<Vec<bool>>(PhantomData)).supported(),
+        "`Vec<bool>` does not implement framework::message::Field (field.rs implements \
+         `Vec<T>` for the numeric scalars only)"
+    );
+}
+
+#[test]
+fn options_tell_some_default_from_none() {
+    round_trip(&Options::default());
+    let zeros = Options {
+        b: Some(false),
+        i8: Some(0),
+        u8: Some(0),
+        i16: Some(0),
+        u16: Some(0),
+        i32: Some(0),
+        u32: Some(0),
+        i64: Some(0),
+        u64: Some(0),
+        f32: Some(0.0),
+        f64: Some(0.0),
+        s: Some(String::new()),
+        bytes: Some(vec![]),
+        u32s: Some(vec![]),
+        strings: Some(vec![]),
+        uuid: Some(Uuid::nil()),
+        uuids: Some(vec![]),
+        inner: Some(Inner::default()),
+        inners: Some(vec![]),
+    };
+    round_trip(&zeros);
+    let back = Options::decode(&zeros.encode()).unwrap();
+    assert_eq!(back.u32, Some(0));
+    assert_eq!(back.b, Some(false));
+    assert_eq!(back.s.as_deref(), Some(""));
+    assert_eq!(back.inner, Some(Inner::default()));
+    round_trip(&Options {
+        b: Some(true),
+        i8: Some(-8),
+        u64: Some(u64::MAX),
+        f64: Some(-0.5),
+        s: Some("s".into()),
+        bytes: Some(vec![1, 2, 3]),
+        u32s: Some(vec![4, 5]),
+        strings: Some(vec!["x".into()]),
+        uuid: Some(Uuid::from_u128(9)),
+        uuids: Some(vec![Uuid::from_u128(10)]),
+        inner: Some(Inner {
+            name: "in".into(),
+            id: Uuid::from_u128(11),
+        }),
+        inners: Some(vec![Inner::default(); 3]),
+        ..Options::default()
+    });
+    // `None` is absent on the wire: the same bytes as a table without the field.
+    assert_eq!(Options::default().encode(), Empty {}.encode());
+}
+
+#[test]
+fn nested_and_deeply_nested_messages_round_trip() {
+    round_trip(&Nested::default());
+    let leaf = |n: u128| Level3 {
+        leaf: Inner {
+            name: format!("leaf {n}"),
+            id: Uuid::from_u128(n),
+        },
+        note: "note".into(),
+    };
+    round_trip(&Nested {
+        inner: Inner {
+            name: "top".into(),
+            id: Uuid::from_u128(1),
+        },
+        deep: Level1 {
+            l2: Level2 {
+                l3: Some(leaf(2)),
+                l3s: vec![leaf(3), leaf(4), Level3::default()],
+            },
+            tag: 5,
+        },
+    });
+    let mut tree = Tree {
+        value: 0,
+        children: vec![],
+    };
+    for depth in 1..20 {
+        tree = Tree {
+            value: depth,
+            children: vec![tree.clone(), Tree::default()],
+        };
+    }
+    round_trip(&tree);
+}
+
+#[test]
+fn absent_fields_read_as_defaults() {
+    let empty = Empty {}.encode();
+    assert_eq!(Scalars::decode(&empty).unwrap(), Scalars::default());
+    assert_eq!(Vectors::decode(&empty).unwrap(), Vectors::default());
+    assert_eq!(Options::decode(&empty).unwrap(), Options::default());
+    assert_eq!(Text::decode(&empty).unwrap(), Text::default());
+    assert_eq!(Tree::decode(&empty).unwrap(), Tree::default());
+    // Defaults are not written: an all-default table is an empty table.
+    assert_eq!(Scalars::default().encode(), empty);
+    // A nested message has no default on the wire: its absence is an error.
+    assert_eq!(
+        Nested::decode(&empty).unwrap_err(),
+        DecodeError::Missing("inner")
+    );
+}
+
+#[test]
+fn invalid_buffers_are_errors() {
+    assert!(Scalars::decode(&[]).is_err());
+    assert!(Scalars::decode(&[1, 2, 3]).is_err());
+    assert!(Scalars::decode(&[0xff; 64]).is_err());
+    // A string whose bytes are not UTF-8.
+    let mut bytes = Text {
+        s: "abcd".into(),
+        id: Uuid::nil(),
+    }
+    .encode()
+    .to_vec();
+    let at = bytes.windows(4).position(|w| w == b"abcd").unwrap();
+    bytes[at] = 0xff;
+    assert!(Text::decode(&bytes).is_err());
+    // A truncated buffer (its last 3 bytes are padding after the terminator of
+    // the last string written, so only shorter prefixes are invalid).
+    let full = Nested::default().encode();
+    assert_eq!(&full[full.len() - 4..], &[0, 0, 0, 0]);
+    for len in 0..full.len() - 3 {
+        assert!(
+            Nested::decode(&full[..len]).is_err(),
+            "prefix of {len} bytes"
+        );
+    }
+    // Over the size limit.
+    let big = Vectors {
+        bytes: vec![7; 2000],
+        ..Vectors::default()
+    }
+    .encode();
+    assert_eq!(
+        Vectors::decode_limited(&big, 1000).unwrap_err(),
+        DecodeError::TooLarge(big.len())
+    );
+}
+
+/// The limit is on the buffer's length: a valid buffer of at most `max_size`
+/// bytes decodes. (flatbuffers' verifier also bounds the "apparent size", which
+/// counts a vtable again for every table sharing it, so it exceeds the length.)
+#[test]
+fn a_valid_buffer_within_the_limit_decodes() {
+    let text = Text {
+        s: "abc".into(),
+        id: Uuid::nil(),
+    }
+    .encode();
+    assert_eq!(
+        Text::decode_limited(&text, text.len()).map(|_| ()),
+        Ok(()),
+        "a {}-byte buffer with a {}-byte limit",
+        text.len(),
+        text.len()
+    );
+    // Many small tables sharing one vtable, under the default 1 MiB limit.
+    let many = Vectors {
+        inners: vec![Inner::default(); 25_000],
+        ..Vectors::default()
+    };
+    let bytes = many.encode();
+    assert!(bytes.len() < 1024 * 1024, "{}", bytes.len());
+    assert_eq!(
+        Vectors::decode(&bytes).map(|v| v.inners.len()),
+        Ok(25_000),
+        "a {}-byte buffer under the 1 MiB default limit",
+        bytes.len()
+    );
+}
+
+// ------------------------------------------------- schema evolution
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+#[fbs(name = "Profile")]
+struct ProfileV1 {
+    id: u32,
+    name: String,
+}
+
+/// V1 with fields appended.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+#[fbs(name = "Profile")]
+struct ProfileV2 {
+    id: u32,
+    name: String,
+    nickname: Option<String>,
+    age: Option<u8>,
+    tags: Vec<String>,
+}
+
+/// V2 with `name` retired: its id stays reserved, it is never written or read.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+#[fbs(name = "Profile")]
+struct ProfileV3 {
+    id: u32,
+    #[fbs(deprecated)]
+    name: String,
+    nickname: Option<String>,
+    age: Option<u8>,
+    tags: Vec<String>,
+}
+
+/// V1's fields declared in another order, with their ids pinned.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+#[fbs(name = "Profile")]
+struct ProfilePinned {
+    #[fbs(id = 1)]
+    display_name: String,
+    #[fbs(id = 0)]
+    number: u32,
+}
+
+#[test]
+fn old_bytes_decode_into_a_new_struct() {
+    let v1 = ProfileV1 {
+        id: 7,
+        name: "ada".into(),
+    };
+    assert_eq!(
+        ProfileV2::decode(&v1.encode()).unwrap(),
+        ProfileV2 {
+            id: 7,
+            name: "ada".into(),
+            nickname: None,
+            age: None,
+            tags: vec![],
+        }
+    );
+}
+
+#[test]
+fn new_bytes_decode_into_an_old_struct() {
+    let v2 = ProfileV2 {
+        id: 7,
+        name: "ada".into(),
+        nickname: Some("countess".into()),
+        age: Some(36),
+        tags: vec!["math".into()],
+    };
+    assert_eq!(
+        ProfileV1::decode(&v2.encode()).unwrap(),
+        ProfileV1 {
+            id: 7,
+            name: "ada".into(),
+        }
+    );
+}
+
+#[test]
+fn deprecated_fields_are_never_written_and_read_as_default() {
+    let v3 = ProfileV3 {
+        id: 1,
+        name: "ignored".into(),
+        nickname: Some("n".into()),
+        age: Some(0),
+        tags: vec![],
+    };
+    let bytes = v3.encode();
+    assert!(!bytes.windows(7).any(|w| w == b"ignored"));
+    // Readers of the old schema see the retired field as absent.
+    let as_v2 = ProfileV2::decode(&bytes).unwrap();
+    assert_eq!(as_v2.name, "");
+    assert_eq!(as_v2.nickname.as_deref(), Some("n"));
+    assert_eq!(as_v2.age, Some(0));
+    // Bytes that still carry the field: it is not read.
+    let old = ProfileV2 {
+        id: 2,
+        name: "still sent".into(),
+        ..ProfileV2::default()
+    };
+    let back = ProfileV3::decode(&old.encode()).unwrap();
+    assert_eq!(back.name, "");
+    assert_eq!(back.id, 2);
+}
+
+#[test]
+fn pinned_ids_decide_the_wire_layout_not_the_declaration_order() {
+    let v1 = ProfileV1 {
+        id: 3,
+        name: "grace".into(),
+    };
+    let pinned = ProfilePinned::decode(&v1.encode()).unwrap();
+    assert_eq!(
+        pinned,
+        ProfilePinned {
+            display_name: "grace".into(),
+            number: 3,
+        }
+    );
+    assert_eq!(ProfileV1::decode(&pinned.encode()).unwrap(), v1);
+    // The schema lists fields by id.
+    let fbs = ProfilePinned::schema(None);
+    let number = fbs.find("number: uint (id: 0);").expect(&fbs);
+    let name = fbs.find("display_name: string (id: 1);").expect(&fbs);
+    assert!(number < name, "{fbs}");
+}
+
+// ----------------------------------------------------------- schema text
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Point {
+    x: i32,
+    y: Option<u32>,
+    #[fbs(deprecated)]
+    z: u8,
+    tags: Vec<String>,
+}
+
+#[test]
+fn schema_of_a_small_struct_is_exact() {
+    assert_eq!(
+        Point::schema(Some("app")),
+        "// Generated from Rust types by framework's #[derive(Message)].\n\
+         \n\
+         namespace app;\n\
+         \n\
+         table Point {\n\
+         \x20 x: int (id: 0);\n\
+         \x20 y: uint = null (id: 1);\n\
+         \x20 z: ubyte (id: 2, deprecated);\n\
+         \x20 tags: [string] (id: 3);\n\
+         }\n\
+         \n\
+         root_type Point;\n"
+    );
+    assert_eq!(
+        Empty::schema(None),
+        "// Generated from Rust types by framework's #[derive(Message)].\n\
+         \n\
+         table Empty {\n\
+         }\n\
+         \n\
+         root_type Empty;\n"
+    );
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Outer {
+    first: Inner,
+    all: Vec<Inner>,
+    other: Other,
+    id: Uuid,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Other {
+    inner: Option<Inner>,
+    ids: Vec<Uuid>,
+}
+
+#[test]
+fn schema_lists_dependencies_first_each_once_with_one_uuid_struct() {
+    let fbs = Outer::schema(Some("deps"));
+    assert_eq!(fbs.matches("struct Uuid {").count(), 1, "{fbs}");
+    assert_eq!(fbs.matches("table Inner {").count(), 1, "{fbs}");
+    assert_eq!(fbs.matches("table Other {").count(), 1, "{fbs}");
+    assert_eq!(fbs.matches("table Outer {").count(), 1, "{fbs}");
+    let pos = |s: &str| {
+        fbs.find(s)
+            .unwrap_or_else(|| panic!("{s} missing in {fbs}"))
+    };
+    assert!(pos("struct Uuid {") < pos("table Inner {"), "{fbs}");
+    assert!(pos("table Inner {") < pos("table Other {"), "{fbs}");
+    assert!(pos("table Other {") < pos("table Outer {"), "{fbs}");
+    assert!(pos("table Outer {") < pos("root_type Outer;"), "{fbs}");
+    assert!(fbs.contains("  ids: [Uuid] (id: 1);"), "{fbs}");
+    assert!(fbs.contains("  all: [Inner] (id: 1);"), "{fbs}");
+    assert!(fbs.contains("  inner: Inner (id: 0);"), "{fbs}");
+    // A schema without UUIDs has no Uuid struct.
+    assert!(!Point::schema(None).contains("Uuid"));
+    // A recursive type terminates and refers to itself.
+    let tree = Tree::schema(None);
+    assert_eq!(tree.matches("table Tree {").count(), 1, "{tree}");
+    assert!(tree.contains("  children: [Tree] (id: 1);"), "{tree}");
+}
+
+#[test]
+fn export_schema_refuses_two_versions_of_one_table() {
+    // `ProfileV1` and `ProfileV2` are two versions of table `Profile` in one binary
+    // (for the evolution tests): an export of everything cannot pick one.
+    let err = framework::registry::export_schema(Some("all")).unwrap_err();
+    assert_eq!(err.table, "Profile");
+    assert!(
+        err.first.contains("ProfileV1") && err.second.contains("ProfileV2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_schema_has_every_table_it_needs_once() {
+    let mut schema = framework::message::Schema::new(Some("all"));
+    <Scalars as Message>::describe(&mut schema);
+    <Vectors as Message>::describe(&mut schema);
+    <Options as Message>::describe(&mut schema);
+    <Nested as Message>::describe(&mut schema);
+    <Tree as Message>::describe(&mut schema);
+    <Outer as Message>::describe(&mut schema);
+    let fbs = schema.to_fbs();
+    assert!(fbs.starts_with("// Generated"), "{fbs}");
+    assert!(fbs.contains("namespace all;"), "{fbs}");
+    assert!(!fbs.contains("root_type"), "{fbs}");
+    for table in [
+        "Scalars", "Vectors", "Options", "Inner", "Nested", "Tree", "Outer",
+    ] {
+        assert_eq!(
+            fbs.matches(&format!("table {table} {{")).count(),
+            1,
+            "{table} in {fbs}"
+        );
+    }
+    assert!(fbs.matches("struct Uuid {").count() <= 1, "{fbs}");
+}
+
+/// Rust keywords as field names are written `r#type`; the schema must name the
+/// field `type`, as every other language sees it.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Keywords {
+    r#type: u8,
+    r#match: String,
+}
+
+#[test]
+fn raw_identifiers_are_written_without_their_prefix() {
+    round_trip(&Keywords {
+        r#type: 1,
+        r#match: "m".into(),
+    });
+    let fbs = Keywords::schema(None);
+    assert!(!fbs.contains("r#"), "{fbs}");
+    assert!(fbs.contains("  type: ubyte (id: 0);"), "{fbs}");
+    assert!(fbs.contains("  match: string (id: 1);"), "{fbs}");
+}
+
+// ------------------------------------------------------------- proptests
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Everything {
+    scalars: Scalars,
+    vectors: Vectors,
+    options: Options,
+    tree: Tree,
+    s: String,
+    id: Uuid,
+}
+
+/// Any float but `-0.0` (see `negative_zero_keeps_its_sign`), NaN included.
+fn f32s() -> impl Strategy<Value = f32> {
+    any::<f32>().prop_map(|f| if f == 0.0 { 0.0 } else { f })
+}
+
+fn f64s() -> impl Strategy<Value = f64> {
+    any::<f64>().prop_map(|f| if f == 0.0 { 0.0 } else { f })
+}
+
+fn uuids() -> impl Strategy<Value = Uuid> {
+    any::<u128>().prop_map(Uuid::from_u128)
+}
+
+fn inners() -> impl Strategy<Value = Inner> {
+    (".{0,12}", uuids()).prop_map(|(name, id)| Inner { name, id })
+}
+
+fn scalars() -> impl Strategy<Value = Scalars> {
+    (
+        (any::<bool>(), any::<i8>(), any::<u8>(), any::<i16>()),
+        (any::<u16>(), any::<i32>(), any::<u32>(), any::<i64>()),
+        (any::<u64>(), f32s(), f64s()),
+    )
+        .prop_map(
+            |((b, i8, u8, i16), (u16, i32, u32, i64), (u64, f32, f64))| Scalars {
+                b,
+                i8,
+                u8,
+                i16,
+                u16,
+                i32,
+                u32,
+                i64,
+                u64,
+                f32,
+                f64,
+            },
+        )
+}
+
+fn vectors() -> impl Strategy<Value = Vectors> {
+    (
+        (
+            vec(any::<u8>(), 0..40),
+            vec(any::<i8>(), 0..8),
+            vec(any::<i16>(), 0..8),
+            vec(any::<u16>(), 0..8),
+            vec(any::<i32>(), 0..8),
+        ),
+        (
+            vec(any::<u32>(), 0..8),
+            vec(any::<i64>(), 0..8),
+            vec(any::<u64>(), 0..8),
+            vec(f32s(), 0..8),
+            vec(f64s(), 0..8),
+        ),
+        (vec(".{0,8}", 0..5), vec(uuids(), 0..4), vec(inners(), 0..4)),
+    )
+        .prop_map(
+            |((bytes, i8, i16, u16, i32), (u32, i64, u64, f32, f64), (strings, uuids, inners))| {
+                Vectors {
+                    bytes,
+                    i8,
+                    i16,
+                    u16,
+                    i32,
+                    u32,
+                    i64,
+                    u64,
+                    f32,
+                    f64,
+                    strings,
+                    uuids,
+                    inners,
+                }
+            },
+        )
+}
+
+fn options() -> impl Strategy<Value = Options> {
+    use proptest::option::of;
+    (
+        (
+            of(any::<bool>()),
+            of(any::<i8>()),
+            of(any::<u8>()),
+            of(any::<i16>()),
+            of(any::<u16>()),
+            of(any::<i32>()),
+            of(any::<u32>()),
+        ),
+        (
+            of(any::<i64>()),
+            of(any::<u64>()),
+            of(f32s()),
+            of(f64s()),
+            of(".{0,8}"),
+            of(vec(any::<u8>(), 0..8)),
+        ),
+        (
+            of(vec(any::<u32>(), 0..4)),
+            of(vec(".{0,4}", 0..3)),
+            of(uuids()),
+            of(vec(uuids(), 0..3)),
+            of(inners()),
+            of(vec(inners(), 0..3)),
+        ),
+    )
+        .prop_map(
+            |(
+                (b, i8, u8, i16, u16, i32, u32),
+                (i64, u64, f32, f64, s, bytes),
+                (u32s, strings, uuid, uuids, inner, inners),
+            )| Options {
+                b,
+                i8,
+                u8,
+                i16,
+                u16,
+                i32,
+                u32,
+                i64,
+                u64,
+                f32,
+                f64,
+                s,
+                bytes,
+                u32s,
+                strings,
+                uuid,
+                uuids,
+                inner,
+                inners,
+            },
+        )
+}
+
+fn trees() -> impl Strategy<Value = Tree> {
+    let leaf = any::<i32>().prop_map(|value| Tree {
+        value,
+        children: vec![],
+    });
+    leaf.prop_recursive(4, 24, 4, |inner| {
+        (any::<i32>(), vec(inner, 0..4)).prop_map(|(value, children)| Tree { value, children })
+    })
+}
+
+fn everything() -> impl Strategy<Value = Everything> {
+    (scalars(), vectors(), options(), trees(), ".{0,16}", uuids()).prop_map(
+        |(scalars, vectors, options, tree, s, id)| Everything {
+            scalars,
+            vectors,
+            options,
+            tree,
+            s,
+            id,
+        },
+    )
+}
+
+/// Equality that treats NaN as equal to NaN (`Debug` prints every value of a
+/// float distinctly, and every NaN as `NaN`).
+fn same<M: std::fmt::Debug>(a: &M, b: &M) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+/// Decodes `bytes` as `M`; when that succeeds, the value must re-encode and decode
+/// to itself.
+fn decode_never_panics<M: Message + std::fmt::Debug>(bytes: &[u8]) -> Result<(), TestCaseError> {
+    if let Ok(value) = M::decode(bytes) {
+        let again = M::decode(&value.encode())
+            .map_err(|e| TestCaseError::fail(format!("{value:?} re-encodes badly: {e}")))?;
+        prop_assert!(same(&again, &value), "{again:?} != {value:?}");
+    }
+    Ok(())
+}
+
+fn decode_as_every_type(bytes: &[u8]) -> Result<(), TestCaseError> {
+    decode_never_panics::<Everything>(bytes)?;
+    decode_never_panics::<Scalars>(bytes)?;
+    decode_never_panics::<Vectors>(bytes)?;
+    decode_never_panics::<Options>(bytes)?;
+    decode_never_panics::<Nested>(bytes)?;
+    decode_never_panics::<Tree>(bytes)?;
+    decode_never_panics::<Text>(bytes)?;
+    decode_never_panics::<Empty>(bytes)
+}
+
+/// A corruption of an encoded buffer (positions are taken modulo its length).
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip { at: usize, bit: u8 },
+    Set { at: usize, byte: u8 },
+    Set32 { at: usize, value: u32 },
+    Insert { at: usize, byte: u8 },
+    Remove { at: usize },
+    Truncate { len: usize },
+}
+
+fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+    let one = prop_oneof![
+        (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
+        (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Set { at, byte }),
+        (any::<usize>(), any::<u32>()).prop_map(|(at, value)| Mutation::Set32 { at, value }),
+        (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
+        any::<usize>().prop_map(|at| Mutation::Remove { at }),
+        any::<usize>().prop_map(|len| Mutation::Truncate { len }),
+    ];
+    vec(one, 1..6)
+}
+
+fn mutate(bytes: &mut Vec<u8>, mutations: &[Mutation]) {
+    for m in mutations {
+        let len = bytes.len().max(1);
+        match *m {
+            Mutation::Flip { at, bit } => {
+                if let Some(b) = bytes.get_mut(at % len) {
+                    *b ^= 1 << bit;
+                }
+            }
+            Mutation::Set { at, byte } => {
+                if let Some(b) = bytes.get_mut(at % len) {
+                    *b = byte;
+                }
+            }
+            Mutation::Set32 { at, value } => {
+                let at = at % len;
+                for (i, b) in value.to_le_bytes().into_iter().enumerate() {
+                    if let Some(slot) = bytes.get_mut(at + i) {
+                        *slot = b;
+                    }
+                }
+            }
+            Mutation::Insert { at, byte } => bytes.insert(at % (bytes.len() + 1), byte),
+            Mutation::Remove { at } => {
+                if !bytes.is_empty() {
+                    bytes.remove(at % len);
+                }
+            }
+            Mutation::Truncate { len: to } => bytes.truncate(to % len),
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn encode_then_decode_is_the_identity(value in everything()) {
+        let back = Everything::decode(&value.encode())
+            .map_err(|e| TestCaseError::fail(format!("{value:?} does not decode: {e}")))?;
+        prop_assert!(same(&back, &value), "{back:?} != {value:?}");
+    }
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in vec(any::<u8>(), 0..512)) {
+        decode_as_every_type(&bytes)?;
+    }
+
+    #[test]
+    fn decoding_mutated_encodings_never_panics(value in everything(), muts in mutations()) {
+        let mut bytes = value.encode().to_vec();
+        mutate(&mut bytes, &muts);
+        decode_as_every_type(&bytes)?;
+    }
+
+    #[test]
+    fn decoding_mutated_nested_encodings_never_panics(tree in trees(), muts in mutations()) {
+        let mut bytes = tree.encode().to_vec();
+        mutate(&mut bytes, &muts);
+        decode_as_every_type(&bytes)?;
+    }
+}

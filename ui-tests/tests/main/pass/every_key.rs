@@ -1,0 +1,41 @@
+//! `main!` with every key. The generated `fn main` serves until a signal, so it is
+//! generated inside a module and only compiled here.
+
+#![allow(dead_code)]
+
+struct Greeting(&'static str);
+
+mod every_key {
+    framework::main!(
+        websocket = 8081,
+        service = 8080,
+        state = super::Greeting("hello"),
+        config = framework::Config::default(),
+    );
+}
+
+mod several_states {
+    struct Counter(u64);
+    framework::main!(websocket = 0, state = [super::Greeting("hi"), Counter(0)]);
+}
+
+mod websocket_only {
+    framework::main!(websocket = 0);
+}
+
+mod expressions {
+    const PORT: u16 = 9000;
+    framework::main!(
+        service = PORT + 1,
+        config = framework::Config {
+            ..Default::default()
+        }
+    );
+}
+
+mod nothing {
+    // No listener: only `#[raw_ws]` services (none here, so start-up fails at run time).
+    framework::main!();
+}
+
+fn main() {}

@@ -1,0 +1,14 @@
+//! Handlers are free functions, not methods.
+
+use framework::prelude::*;
+
+struct Service;
+
+impl Service {
+    #[opcode(200)]
+    fn handle(&self) {}
+}
+
+fn main() {
+    Service.handle();
+}
