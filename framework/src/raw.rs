@@ -33,7 +33,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -107,7 +107,9 @@ pub(crate) struct RawInner {
     pub(crate) conn: Connection,
     text: AtomicBool,
     callbacks: Mutex<Callbacks>,
-    inbox: tokio::sync::Mutex<mpsc::Receiver<RawMessage>>,
+    /// Messages for `recv`, created on first use: callback-style handlers never
+    /// pay for a channel.
+    inbox: OnceLock<Inbox>,
 }
 
 /// One raw WebSocket connection (the C++ guide's `raw_connection`). Cheap to clone.
@@ -127,17 +129,36 @@ impl std::fmt::Debug for RawConnection {
     }
 }
 
+struct Inbox {
+    tx: mpsc::Sender<RawMessage>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<RawMessage>>,
+}
+
 impl RawConnection {
-    pub(crate) fn new(conn: Connection) -> (RawConnection, mpsc::Sender<RawMessage>) {
-        // Small: a handler that stops reading pushes back on the peer through TCP.
-        let (tx, rx) = mpsc::channel(16);
-        let inner = RawInner {
+    pub(crate) fn new(conn: Connection) -> RawConnection {
+        RawConnection(Arc::new(RawInner {
             conn,
             text: AtomicBool::new(false),
             callbacks: Mutex::new(Callbacks::default()),
-            inbox: tokio::sync::Mutex::new(rx),
-        };
-        (RawConnection(Arc::new(inner)), tx)
+            inbox: OnceLock::new(),
+        }))
+    }
+
+    fn inbox(&self) -> &Inbox {
+        self.0.inbox.get_or_init(|| {
+            // Small: a handler that stops reading pushes back on the peer through TCP.
+            let (tx, rx) = mpsc::channel(16);
+            Inbox {
+                tx,
+                rx: tokio::sync::Mutex::new(rx),
+            }
+        })
+    }
+
+    /// Queues a message for `recv`, waiting while the inbox is full.
+    pub(crate) async fn deliver(&self, msg: RawMessage) {
+        // The receiver lives as long as the connection, so this cannot fail.
+        let _ = self.inbox().tx.send(msg).await;
     }
 
     /// Calls `handler` for every message from now on, instead of queueing it for
@@ -177,7 +198,21 @@ impl RawConnection {
     /// Waits for the next message (with on_data unset). `None` when the connection
     /// has ended.
     pub async fn recv(&self) -> Option<RawMessage> {
-        self.0.inbox.lock().await.recv().await
+        let conn = &self.0.conn;
+        let mut rx = self.inbox().rx.lock().await;
+        loop {
+            // What arrived before the end is still delivered.
+            if let Ok(msg) = rx.try_recv() {
+                return Some(msg);
+            }
+            if conn.has_ended() {
+                return None;
+            }
+            tokio::select! {
+                msg = rx.recv() => return msg,
+                _ = conn.ended() => {}
+            }
+        }
     }
 
     /// Reads one message, waiting at most `timeout` (forever with `None`) (C++

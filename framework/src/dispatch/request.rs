@@ -60,7 +60,7 @@ pub struct Request {
     pub(crate) span_id: u64,
     pub(crate) parent_span_id: u64,
     pub(crate) quota: QuotaResult,
-    pub(crate) builder: Option<FlatBufferBuilder<'static>>,
+    pub(crate) builder: Option<Box<FlatBufferBuilder<'static>>>,
 }
 
 impl std::fmt::Debug for Request {

@@ -16,6 +16,7 @@
     rust_2018_idioms
 )]
 #[path = "generated/protocol_generated.rs"]
+#[rustfmt::skip] // flatc's output, byte for byte (checked by scripts/gen-protocol.sh)
 mod generated;
 
 mod encode;

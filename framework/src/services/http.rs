@@ -316,17 +316,18 @@ async fn upgrade(
     let ws_config = config.websocket_config();
     let (node, service, shutdown) = (s.node.clone(), s.service.clone(), s.shutdown.clone());
     s.tracker.spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
+        let session = match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
+                service.serve(ws, peer, node, shutdown)
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade failed");
                 return;
             }
         };
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
-                .await;
-        service.serve(ws, peer, node, shutdown).await;
+        session.await;
         drop(slot);
     });
     let mut response = Response::new(Body::empty());

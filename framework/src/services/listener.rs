@@ -4,9 +4,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -48,43 +49,58 @@ pub(crate) async fn serve(
         let (node, service, shutdown) = (node.clone(), service.clone(), shutdown.clone());
         let slot = limiter.acquire(peer.ip());
         tracker.spawn(async move {
-            let config = node.config().clone();
             let over_limit = slot.is_none();
-            let origin_config = config.clone();
-            // The error type is tungstenite's, sized by its API.
-            #[allow(clippy::result_large_err)]
-            let callback = move |req: &Request, resp: Response| {
-                let origin = req.headers().get("origin").map(|o| o.as_bytes());
-                if !origin_config.origin_allowed(origin) {
-                    Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"))
-                } else if over_limit {
-                    Err(refuse(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "too many connections from this address",
-                    ))
-                } else {
-                    Ok(resp)
-                }
+            let session = match handshake(tcp, &node, over_limit, &shutdown).await {
+                Some(ws) => service.serve(ws, peer, node, shutdown),
+                None => return,
             };
-            let handshake = tokio_tungstenite::accept_hdr_async_with_config(
-                tcp,
-                callback,
-                Some(config.websocket_config()),
-            );
-            let handshake = tokio::select! {
-                // A connection still handshaking must not hold shutdown up.
-                _ = shutdown.cancelled() => return,
-                r = tokio::time::timeout(config.handshake_timeout, handshake) => r,
-            };
-            let ws = match handshake {
-                Ok(Ok(ws)) if !over_limit => ws,
-                _ => {
-                    node.metrics().handshakes_refused.fetch_add(1, Relaxed);
-                    return;
-                }
-            };
-            service.serve(ws, peer, node, shutdown).await;
+            session.await;
             drop(slot);
         });
+    }
+}
+
+/// The server handshake, bounded by `handshake_timeout` and abandoned on shutdown.
+/// Its own future (and nothing it holds) stays out of the session's idle state.
+async fn handshake(
+    tcp: TcpStream,
+    node: &Node,
+    over_limit: bool,
+    shutdown: &CancellationToken,
+) -> Option<WebSocketStream<TcpStream>> {
+    let config = node.config();
+    // The error type is tungstenite's, sized by its API.
+    #[allow(clippy::result_large_err)]
+    let callback = move |req: &Request, resp: Response| {
+        let origin = req.headers().get("origin").map(|o| o.as_bytes());
+        if !config.origin_allowed(origin) {
+            Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"))
+        } else if over_limit {
+            Err(refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from this address",
+            ))
+        } else {
+            Ok(resp)
+        }
+    };
+    let accept = tokio_tungstenite::accept_hdr_async_with_config(
+        tcp,
+        callback,
+        Some(config.websocket_config()),
+    );
+    // Boxed: the handshake's state is large and needed only until the upgrade.
+    let accept = Box::pin(tokio::time::timeout(config.handshake_timeout, accept));
+    let result = tokio::select! {
+        // A connection still handshaking must not hold shutdown up.
+        _ = shutdown.cancelled() => return None,
+        r = accept => r,
+    };
+    match result {
+        Ok(Ok(ws)) if !over_limit => Some(ws),
+        _ => {
+            node.metrics().handshakes_refused.fetch_add(1, Relaxed);
+            None
+        }
     }
 }

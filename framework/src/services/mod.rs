@@ -18,17 +18,15 @@ use crate::dispatch::Dispatcher;
 use crate::node::Node;
 use crate::raw::ErasedRawHandler;
 
-/// Creates the session of an upgraded connection and starts its writer; returns
-/// the connection handle, the reading half, and the writer task.
-pub(crate) fn open_session<S>(
-    ws: WebSocketStream<S>,
-    peer: SocketAddr,
-    node: &Node,
-) -> (
-    crate::session::Connection,
-    futures_util::stream::SplitStream<WebSocketStream<S>>,
-    tokio::task::JoinHandle<()>,
-)
+/// A session whose writer runs, ready for its reader.
+pub(crate) struct OpenSession<S> {
+    pub(crate) conn: crate::session::Connection,
+    pub(crate) stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    pub(crate) writer: tokio::task::JoinHandle<()>,
+}
+
+/// Creates the session of an upgraded connection and starts its writer.
+fn open_session<S>(ws: WebSocketStream<S>, peer: SocketAddr, node: &Node) -> OpenSession<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -46,7 +44,11 @@ where
         conn.clone(),
         config.max_batch_frames,
     ));
-    (conn, stream, writer)
+    OpenSession {
+        conn,
+        stream,
+        writer,
+    }
 }
 
 /// What an upgraded connection runs: the protocol, or a raw handler.
@@ -57,18 +59,27 @@ pub(crate) enum Service {
 }
 
 impl Service {
-    pub(crate) async fn serve<S>(
+    /// Opens the session at once (the WebSocket is split and its writer spawned
+    /// here, synchronously) and returns the reader's future, which holds neither
+    /// the WebSocket nor anything else of the handshake: an idle session's task
+    /// stays small.
+    pub(crate) fn serve<S>(
         &self,
         ws: WebSocketStream<S>,
         peer: SocketAddr,
         node: Node,
         shutdown: CancellationToken,
-    ) where
+    ) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        match self {
-            Service::Protocol(d) => protocol::serve(ws, peer, node, d.clone(), shutdown).await,
-            Service::Raw(h) => raw::serve(ws, peer, node, h.clone(), shutdown).await,
+        let session = open_session(ws, peer, &node);
+        let service = self.clone();
+        async move {
+            match service {
+                Service::Protocol(d) => protocol::serve(session, node, d, shutdown).await,
+                Service::Raw(h) => raw::serve(session, node, h, shutdown).await,
+            }
         }
     }
 }

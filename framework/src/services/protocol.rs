@@ -8,7 +8,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -19,21 +18,24 @@ use crate::session::{close_code, finish, next_message, Connection, Next};
 
 /// Runs one protocol session to its end.
 pub(crate) async fn serve<S>(
-    ws: WebSocketStream<S>,
-    peer: std::net::SocketAddr,
+    session: super::OpenSession<S>,
     node: Node,
     dispatcher: Arc<Dispatcher>,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let super::OpenSession {
+        conn,
+        mut stream,
+        writer,
+    } = session;
     // Only what the session needs, not a copy of the whole configuration.
     let (idle_timeout, drain) = (node.config().idle_timeout, node.config().shutdown_timeout);
-    let (conn, mut stream, writer) = super::open_session(ws, peer, &node);
 
     if node.session_opened(&conn).await.is_err() {
         conn.close(close_code::INTERNAL, "cluster broker unavailable");
-        let _ = tokio::time::timeout(drain, writer).await;
+        let _ = Box::pin(tokio::time::timeout(drain, writer)).await;
         return;
     }
     let welcome = FrameFields::new(Opcode::Welcome.0)
@@ -55,7 +57,9 @@ pub(crate) async fn serve<S>(
         };
         match msg {
             Message::Binary(bytes) => {
-                handle_frame(&node, &dispatcher, &conn, bytes, &limits).await;
+                // Boxed: the dispatch state exists only while a frame is handled,
+                // so an idle session's task stays small.
+                Box::pin(handle_frame(&node, &dispatcher, &conn, bytes, &limits)).await;
             }
             _ => {
                 let err = HandlerError::new(

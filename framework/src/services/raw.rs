@@ -7,7 +7,6 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
@@ -16,8 +15,7 @@ use crate::session::{finish, next_message, Connection, Next};
 
 /// Runs one raw session to its end.
 pub(crate) async fn serve<S>(
-    ws: WebSocketStream<S>,
-    peer: std::net::SocketAddr,
+    session: super::OpenSession<S>,
     node: Node,
     handler: Arc<dyn ErasedRawHandler>,
     shutdown: CancellationToken,
@@ -26,8 +24,12 @@ pub(crate) async fn serve<S>(
 {
     // Only what the session needs, not a copy of the whole configuration.
     let (idle_timeout, drain) = (node.config().idle_timeout, node.config().shutdown_timeout);
-    let (conn, mut stream, writer) = super::open_session(ws, peer, &node);
-    let (raw, inbox) = RawConnection::new(conn.clone());
+    let super::OpenSession {
+        conn,
+        mut stream,
+        writer,
+    } = session;
+    let raw = RawConnection::new(conn.clone());
     // Raw sessions are not in the hub (no protocol traffic reaches them), but they
     // count in the node's session metrics.
     let metrics = node.metrics();
@@ -44,7 +46,6 @@ pub(crate) async fn serve<S>(
                 (tokio::spawn(async {}), false)
             }
         };
-    let ended = conn.0.ended.clone();
 
     let closed_by_server = loop {
         let next = tokio::select! {
@@ -89,20 +90,14 @@ pub(crate) async fn serve<S>(
             }
             None => {
                 // Bounded: a handler that stops reading holds the peer back via TCP.
-                let queued = tokio::select! {
-                    r = inbox.send(msg) => r.is_ok(),
-                    _ = ended.cancelled() => false,
-                    _ = shutdown.cancelled() => false,
-                };
-                if !queued && !ended.is_cancelled() && !shutdown.is_cancelled() {
-                    // Nobody can ever read it: the handler dropped the connection.
-                    conn.stop();
-                    break true;
+                tokio::select! {
+                    _ = raw.deliver(msg) => {}
+                    _ = conn.ended() => {}
+                    _ = shutdown.cancelled() => {}
                 }
             }
         }
     };
-    drop(inbox);
     finish(&conn, writer, closed_by_server, drain).await;
     if handler_running {
         // A handler still looping on recv() sees `None` now; give it a moment to end.

@@ -1,12 +1,11 @@
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::SessionMetrics;
@@ -64,13 +63,16 @@ pub(crate) struct ConnectionInner {
     /// Non-zero once an immediate close (dropping what is queued) was requested.
     abort_code: AtomicU16,
     /// Cancelled when the session must end now: stops both its reader and writer.
-    pub(crate) ended: CancellationToken,
-    /// Cancelled by `abort`: the writer stops whatever it is doing.
-    pub(crate) aborted: CancellationToken,
+    ended: AtomicBool,
+    /// Wakes everything waiting for the end (the reader, a raw handler's `recv`).
+    end_notify: Notify,
+    /// Signalled by `abort`: the writer stops whatever it is doing. (A `Notify`
+    /// rather than a token: only the writer waits, and it costs no allocation.)
+    pub(crate) aborted: Notify,
     pub(crate) metrics: SessionMetrics,
     pub(crate) channels: Mutex<HashSet<Arc<str>>>,
     /// The builder handlers of this connection reuse (see `Request::builder`).
-    builder: Mutex<Option<flatbuffers::FlatBufferBuilder<'static>>>,
+    builder: Mutex<Option<Box<flatbuffers::FlatBufferBuilder<'static>>>>,
     /// The node's count of slow-consumer closes.
     slow_consumers: Arc<AtomicU64>,
 }
@@ -133,9 +135,15 @@ impl Outbox {
         std::mem::take(&mut *self.items.lock())
     }
 
-    /// Resolves once something was pushed since the last wait.
+    /// Resolves once something was pushed (or the session ended or was aborted)
+    /// since the last wait.
     pub(crate) async fn ready(&self) {
         self.ready.notified().await
+    }
+
+    /// Wakes the writer without queueing anything.
+    pub(crate) fn wake(&self) {
+        self.ready.notify_one();
     }
 }
 
@@ -154,8 +162,9 @@ impl Connection {
             queued: AtomicUsize::new(0),
             max_queued,
             abort_code: AtomicU16::new(0),
-            ended: CancellationToken::new(),
-            aborted: CancellationToken::new(),
+            ended: AtomicBool::new(false),
+            end_notify: Notify::new(),
+            aborted: Notify::new(),
             metrics: SessionMetrics::new(),
             channels: Mutex::new(HashSet::new()),
             builder: Mutex::new(None),
@@ -259,7 +268,8 @@ impl Connection {
             .is_ok();
         if first {
             // Interrupts the writer even when it is blocked on a full socket.
-            self.0.aborted.cancel();
+            self.0.aborted.notify_one();
+            self.0.outbox.wake();
         }
         first
     }
@@ -271,9 +281,34 @@ impl Connection {
         }
     }
 
+    /// Marks the session ended and wakes its writer (which then flushes and stops).
+    pub(crate) fn end(&self) {
+        if !self.0.ended.swap(true, Ordering::AcqRel) {
+            self.0.end_notify.notify_waiters();
+            self.0.outbox.wake();
+        }
+    }
+
+    /// Whether the session has ended.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.0.ended.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the session has ended.
+    pub(crate) async fn ended(&self) {
+        let notified = self.0.end_notify.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so an `end` in between is not missed.
+        notified.as_mut().enable();
+        if self.has_ended() {
+            return;
+        }
+        notified.await;
+    }
+
     /// Whether the session is closing (a close was requested or it ended).
     pub fn is_closing(&self) -> bool {
-        self.0.abort_code.load(Ordering::Acquire) != 0 || self.0.ended.is_cancelled()
+        self.0.abort_code.load(Ordering::Acquire) != 0 || self.has_ended()
     }
 
     /// Bytes currently waiting in the outgoing queue.
@@ -285,15 +320,15 @@ impl Connection {
         self.0.queued.fetch_sub(bytes, Ordering::AcqRel);
     }
 
-    pub(crate) fn take_builder(&self) -> flatbuffers::FlatBufferBuilder<'static> {
+    pub(crate) fn take_builder(&self) -> Box<flatbuffers::FlatBufferBuilder<'static>> {
         self.0
             .builder
             .lock()
             .take()
-            .unwrap_or_else(|| flatbuffers::FlatBufferBuilder::with_capacity(256))
+            .unwrap_or_else(|| Box::new(flatbuffers::FlatBufferBuilder::with_capacity(256)))
     }
 
-    pub(crate) fn return_builder(&self, builder: flatbuffers::FlatBufferBuilder<'static>) {
+    pub(crate) fn return_builder(&self, builder: Box<flatbuffers::FlatBufferBuilder<'static>>) {
         *self.0.builder.lock() = Some(builder);
     }
 
@@ -341,6 +376,6 @@ mod tests {
         let queued = c.0.outbox.take();
         assert_eq!(queued.len(), 2);
         assert!(queued.iter().all(|o| matches!(o, Outbound::Binary(_))));
-        assert!(c.0.aborted.is_cancelled());
+        assert!(c.is_closing());
     }
 }

@@ -54,7 +54,7 @@ where
     loop {
         let next = tokio::select! {
             biased;
-            _ = conn.0.ended.cancelled() => return Next::Done(None),
+            _ = conn.ended() => return Next::Done(None),
             _ = shutdown.cancelled() => return close(close_code::GOING_AWAY, "server shutting down"),
             next = tokio::time::timeout(idle_timeout, stream.next()) => next,
         };
@@ -95,10 +95,13 @@ pub(crate) async fn finish(
     deadline: Duration,
 ) {
     if !server_closed {
-        conn.0.ended.cancel();
+        conn.end();
     }
-    if tokio::time::timeout(deadline, writer).await.is_err() {
+    if Box::pin(tokio::time::timeout(deadline, writer))
+        .await
+        .is_err()
+    {
         tracing::debug!(session = %conn.id(), "writer did not finish in time");
     }
-    conn.0.ended.cancel();
+    conn.end();
 }

@@ -32,29 +32,29 @@ pub(crate) async fn run<S>(mut sink: S, conn: Connection, max_batch: usize)
 where
     S: Sink<Message, Error = WsError> + Unpin,
 {
-    let aborted = conn.0.aborted.clone();
-    let ended = conn.0.ended.clone();
+    let aborted = &conn.0.aborted;
     loop {
+        if conn.abort_code().is_some() {
+            break;
+        }
         let batch = conn.0.outbox.take();
         if batch.is_empty() {
-            tokio::select! {
-                biased;
-                _ = aborted.cancelled() => break,
-                _ = conn.0.outbox.ready() => continue,
+            if conn.has_ended() {
                 // The reader ended (peer closed or failed): send the close reply, stop.
-                _ = ended.cancelled() => {
-                    if conn.0.outbox.take().is_empty() {
-                        let _ = tokio::time::timeout(ABORT_CLOSE_DEADLINE, sink.close()).await;
-                        break;
-                    }
-                    continue;
-                }
+                let _ = Box::pin(tokio::time::timeout(ABORT_CLOSE_DEADLINE, sink.close())).await;
+                break;
             }
+            // One small future is all an idle session's writer holds: pushes,
+            // `end` and `abort` all wake it here.
+            conn.0.outbox.ready().await;
+            continue;
         }
+        // Boxed: the batch's state exists only while writing, so an idle
+        // session's writer task stays small.
         let step = tokio::select! {
             biased;
-            _ = aborted.cancelled() => break,
-            step = write_batch(&mut sink, &conn, batch, max_batch) => step,
+            _ = aborted.notified() => break,
+            step = Box::pin(write_batch(&mut sink, &conn, batch, max_batch)) => step,
         };
         match step {
             Ok(Step::Continue) => {}
@@ -63,13 +63,13 @@ where
     }
     if let Some(code) = conn.abort_code() {
         // Best effort: a slow consumer's socket may be full, so this is bounded.
-        let _ = tokio::time::timeout(ABORT_CLOSE_DEADLINE, async {
+        let _ = Box::pin(tokio::time::timeout(ABORT_CLOSE_DEADLINE, async {
             sink.send(close_message(code, "")).await?;
             sink.close().await
-        })
+        }))
         .await;
     }
-    conn.0.ended.cancel();
+    conn.end();
 }
 
 /// Writes `batch`, flushing once per `max_batch` frames and at the end.

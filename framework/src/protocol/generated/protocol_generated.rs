@@ -2,606 +2,523 @@
 // @generated
 extern crate alloc;
 
+
 #[allow(unused_imports, dead_code)]
 pub mod framework {
 
-    #[allow(unused_imports, dead_code)]
-    pub mod protocol {
+#[allow(unused_imports, dead_code)]
+pub mod protocol {
 
-        #[allow(unused_imports, dead_code)]
-        pub mod fbs {
+#[allow(unused_imports, dead_code)]
+pub mod fbs {
 
-            #[deprecated(
-                since = "2.0.0",
-                note = "Use associated constants instead. This will no longer be generated in 2021."
-            )]
-            pub const ENUM_MIN_OPCODE: u16 = 0;
-            #[deprecated(
-                since = "2.0.0",
-                note = "Use associated constants instead. This will no longer be generated in 2021."
-            )]
-            pub const ENUM_MAX_OPCODE: u16 = 11;
-            #[deprecated(
-                since = "2.0.0",
-                note = "Use associated constants instead. This will no longer be generated in 2021."
-            )]
-            #[allow(non_camel_case_types)]
-            pub const ENUM_VALUES_OPCODE: [Opcode; 12] = [
-                Opcode::None,
-                Opcode::Welcome,
-                Opcode::Ping,
-                Opcode::Pong,
-                Opcode::Subscribe,
-                Opcode::Unsubscribe,
-                Opcode::Publish,
-                Opcode::Send,
-                Opcode::Broadcast,
-                Opcode::Ack,
-                Opcode::Error,
-                Opcode::Auth,
-            ];
 
-            /// 0..199 are reserved for the framework; 200..65535 are application opcodes.
-            /// A value not named here is still legal on the wire.
-            #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-            #[repr(transparent)]
-            pub struct Opcode(pub u16);
-            #[allow(non_upper_case_globals)]
-            impl Opcode {
-                pub const None: Self = Self(0);
-                pub const Welcome: Self = Self(1);
-                pub const Ping: Self = Self(2);
-                pub const Pong: Self = Self(3);
-                pub const Subscribe: Self = Self(4);
-                pub const Unsubscribe: Self = Self(5);
-                pub const Publish: Self = Self(6);
-                pub const Send: Self = Self(7);
-                pub const Broadcast: Self = Self(8);
-                pub const Ack: Self = Self(9);
-                pub const Error: Self = Self(10);
-                pub const Auth: Self = Self(11);
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_OPCODE: u16 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_OPCODE: u16 = 11;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_OPCODE: [Opcode; 12] = [
+  Opcode::None,
+  Opcode::Welcome,
+  Opcode::Ping,
+  Opcode::Pong,
+  Opcode::Subscribe,
+  Opcode::Unsubscribe,
+  Opcode::Publish,
+  Opcode::Send,
+  Opcode::Broadcast,
+  Opcode::Ack,
+  Opcode::Error,
+  Opcode::Auth,
+];
 
-                pub const ENUM_MIN: u16 = 0;
-                pub const ENUM_MAX: u16 = 11;
-                pub const ENUM_VALUES: &'static [Self] = &[
-                    Self::None,
-                    Self::Welcome,
-                    Self::Ping,
-                    Self::Pong,
-                    Self::Subscribe,
-                    Self::Unsubscribe,
-                    Self::Publish,
-                    Self::Send,
-                    Self::Broadcast,
-                    Self::Ack,
-                    Self::Error,
-                    Self::Auth,
-                ];
-                /// Returns the variant's name or "" if unknown.
-                pub fn variant_name(self) -> Option<&'static str> {
-                    match self {
-                        Self::None => Some("None"),
-                        Self::Welcome => Some("Welcome"),
-                        Self::Ping => Some("Ping"),
-                        Self::Pong => Some("Pong"),
-                        Self::Subscribe => Some("Subscribe"),
-                        Self::Unsubscribe => Some("Unsubscribe"),
-                        Self::Publish => Some("Publish"),
-                        Self::Send => Some("Send"),
-                        Self::Broadcast => Some("Broadcast"),
-                        Self::Ack => Some("Ack"),
-                        Self::Error => Some("Error"),
-                        Self::Auth => Some("Auth"),
-                        _ => None,
-                    }
-                }
-            }
-            impl ::core::fmt::Debug for Opcode {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-                    if let Some(name) = self.variant_name() {
-                        f.write_str(name)
-                    } else {
-                        f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
-                    }
-                }
-            }
-            impl<'a> ::flatbuffers::Follow<'a> for Opcode {
-                type Inner = Self;
-                #[inline]
-                unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                    let b = unsafe { ::flatbuffers::read_scalar_at::<u16>(buf, loc) };
-                    Self(b)
-                }
-            }
+/// 0..199 are reserved for the framework; 200..65535 are application opcodes.
+/// A value not named here is still legal on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct Opcode(pub u16);
+#[allow(non_upper_case_globals)]
+impl Opcode {
+  pub const None: Self = Self(0);
+  pub const Welcome: Self = Self(1);
+  pub const Ping: Self = Self(2);
+  pub const Pong: Self = Self(3);
+  pub const Subscribe: Self = Self(4);
+  pub const Unsubscribe: Self = Self(5);
+  pub const Publish: Self = Self(6);
+  pub const Send: Self = Self(7);
+  pub const Broadcast: Self = Self(8);
+  pub const Ack: Self = Self(9);
+  pub const Error: Self = Self(10);
+  pub const Auth: Self = Self(11);
 
-            impl ::flatbuffers::Push for Opcode {
-                type Output = Opcode;
-                #[inline]
-                unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
-                    unsafe { ::flatbuffers::emplace_scalar::<u16>(dst, self.0) };
-                }
-            }
+  pub const ENUM_MIN: u16 = 0;
+  pub const ENUM_MAX: u16 = 11;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::None,
+    Self::Welcome,
+    Self::Ping,
+    Self::Pong,
+    Self::Subscribe,
+    Self::Unsubscribe,
+    Self::Publish,
+    Self::Send,
+    Self::Broadcast,
+    Self::Ack,
+    Self::Error,
+    Self::Auth,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::None => Some("None"),
+      Self::Welcome => Some("Welcome"),
+      Self::Ping => Some("Ping"),
+      Self::Pong => Some("Pong"),
+      Self::Subscribe => Some("Subscribe"),
+      Self::Unsubscribe => Some("Unsubscribe"),
+      Self::Publish => Some("Publish"),
+      Self::Send => Some("Send"),
+      Self::Broadcast => Some("Broadcast"),
+      Self::Ack => Some("Ack"),
+      Self::Error => Some("Error"),
+      Self::Auth => Some("Auth"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for Opcode {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for Opcode {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u16>(buf, loc) };
+    Self(b)
+  }
+}
 
-            impl ::flatbuffers::EndianScalar for Opcode {
-                type Scalar = u16;
-                #[inline]
-                fn to_little_endian(self) -> u16 {
-                    self.0.to_le()
-                }
-                #[inline]
-                #[allow(clippy::wrong_self_convention)]
-                fn from_little_endian(v: u16) -> Self {
-                    let b = u16::from_le(v);
-                    Self(b)
-                }
-            }
+impl ::flatbuffers::Push for Opcode {
+    type Output = Opcode;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u16>(dst, self.0) };
+    }
+}
 
-            impl<'a> ::flatbuffers::Verifiable for Opcode {
-                #[inline]
-                fn run_verifier(
-                    v: &mut ::flatbuffers::Verifier,
-                    pos: usize,
-                ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                    u16::run_verifier(v, pos)
-                }
-            }
+impl ::flatbuffers::EndianScalar for Opcode {
+  type Scalar = u16;
+  #[inline]
+  fn to_little_endian(self) -> u16 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u16) -> Self {
+    let b = u16::from_le(v);
+    Self(b)
+  }
+}
 
-            impl ::flatbuffers::SimpleToVerifyInSlice for Opcode {}
-            #[deprecated(
-                since = "2.0.0",
-                note = "Use associated constants instead. This will no longer be generated in 2021."
-            )]
-            pub const ENUM_MIN_ERROR_CODE: u16 = 0;
-            #[deprecated(
-                since = "2.0.0",
-                note = "Use associated constants instead. This will no longer be generated in 2021."
-            )]
-            pub const ENUM_MAX_ERROR_CODE: u16 = 11;
-            #[deprecated(
-                since = "2.0.0",
-                note = "Use associated constants instead. This will no longer be generated in 2021."
-            )]
-            #[allow(non_camel_case_types)]
-            pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 12] = [
-                ErrorCode::None,
-                ErrorCode::BadFrame,
-                ErrorCode::UnknownOpcode,
-                ErrorCode::BadPayload,
-                ErrorCode::Unauthorized,
-                ErrorCode::Forbidden,
-                ErrorCode::NotFound,
-                ErrorCode::RateLimited,
-                ErrorCode::TooLarge,
-                ErrorCode::Internal,
-                ErrorCode::Unavailable,
-                ErrorCode::InvalidArgument,
-            ];
+impl<'a> ::flatbuffers::Verifiable for Opcode {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u16::run_verifier(v, pos)
+  }
+}
 
-            #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-            #[repr(transparent)]
-            pub struct ErrorCode(pub u16);
-            #[allow(non_upper_case_globals)]
-            impl ErrorCode {
-                pub const None: Self = Self(0);
-                pub const BadFrame: Self = Self(1);
-                pub const UnknownOpcode: Self = Self(2);
-                pub const BadPayload: Self = Self(3);
-                pub const Unauthorized: Self = Self(4);
-                pub const Forbidden: Self = Self(5);
-                pub const NotFound: Self = Self(6);
-                pub const RateLimited: Self = Self(7);
-                pub const TooLarge: Self = Self(8);
-                pub const Internal: Self = Self(9);
-                pub const Unavailable: Self = Self(10);
-                pub const InvalidArgument: Self = Self(11);
+impl ::flatbuffers::SimpleToVerifyInSlice for Opcode {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_ERROR_CODE: u16 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_ERROR_CODE: u16 = 11;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 12] = [
+  ErrorCode::None,
+  ErrorCode::BadFrame,
+  ErrorCode::UnknownOpcode,
+  ErrorCode::BadPayload,
+  ErrorCode::Unauthorized,
+  ErrorCode::Forbidden,
+  ErrorCode::NotFound,
+  ErrorCode::RateLimited,
+  ErrorCode::TooLarge,
+  ErrorCode::Internal,
+  ErrorCode::Unavailable,
+  ErrorCode::InvalidArgument,
+];
 
-                pub const ENUM_MIN: u16 = 0;
-                pub const ENUM_MAX: u16 = 11;
-                pub const ENUM_VALUES: &'static [Self] = &[
-                    Self::None,
-                    Self::BadFrame,
-                    Self::UnknownOpcode,
-                    Self::BadPayload,
-                    Self::Unauthorized,
-                    Self::Forbidden,
-                    Self::NotFound,
-                    Self::RateLimited,
-                    Self::TooLarge,
-                    Self::Internal,
-                    Self::Unavailable,
-                    Self::InvalidArgument,
-                ];
-                /// Returns the variant's name or "" if unknown.
-                pub fn variant_name(self) -> Option<&'static str> {
-                    match self {
-                        Self::None => Some("None"),
-                        Self::BadFrame => Some("BadFrame"),
-                        Self::UnknownOpcode => Some("UnknownOpcode"),
-                        Self::BadPayload => Some("BadPayload"),
-                        Self::Unauthorized => Some("Unauthorized"),
-                        Self::Forbidden => Some("Forbidden"),
-                        Self::NotFound => Some("NotFound"),
-                        Self::RateLimited => Some("RateLimited"),
-                        Self::TooLarge => Some("TooLarge"),
-                        Self::Internal => Some("Internal"),
-                        Self::Unavailable => Some("Unavailable"),
-                        Self::InvalidArgument => Some("InvalidArgument"),
-                        _ => None,
-                    }
-                }
-            }
-            impl ::core::fmt::Debug for ErrorCode {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-                    if let Some(name) = self.variant_name() {
-                        f.write_str(name)
-                    } else {
-                        f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
-                    }
-                }
-            }
-            impl<'a> ::flatbuffers::Follow<'a> for ErrorCode {
-                type Inner = Self;
-                #[inline]
-                unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                    let b = unsafe { ::flatbuffers::read_scalar_at::<u16>(buf, loc) };
-                    Self(b)
-                }
-            }
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct ErrorCode(pub u16);
+#[allow(non_upper_case_globals)]
+impl ErrorCode {
+  pub const None: Self = Self(0);
+  pub const BadFrame: Self = Self(1);
+  pub const UnknownOpcode: Self = Self(2);
+  pub const BadPayload: Self = Self(3);
+  pub const Unauthorized: Self = Self(4);
+  pub const Forbidden: Self = Self(5);
+  pub const NotFound: Self = Self(6);
+  pub const RateLimited: Self = Self(7);
+  pub const TooLarge: Self = Self(8);
+  pub const Internal: Self = Self(9);
+  pub const Unavailable: Self = Self(10);
+  pub const InvalidArgument: Self = Self(11);
 
-            impl ::flatbuffers::Push for ErrorCode {
-                type Output = ErrorCode;
-                #[inline]
-                unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
-                    unsafe { ::flatbuffers::emplace_scalar::<u16>(dst, self.0) };
-                }
-            }
+  pub const ENUM_MIN: u16 = 0;
+  pub const ENUM_MAX: u16 = 11;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::None,
+    Self::BadFrame,
+    Self::UnknownOpcode,
+    Self::BadPayload,
+    Self::Unauthorized,
+    Self::Forbidden,
+    Self::NotFound,
+    Self::RateLimited,
+    Self::TooLarge,
+    Self::Internal,
+    Self::Unavailable,
+    Self::InvalidArgument,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::None => Some("None"),
+      Self::BadFrame => Some("BadFrame"),
+      Self::UnknownOpcode => Some("UnknownOpcode"),
+      Self::BadPayload => Some("BadPayload"),
+      Self::Unauthorized => Some("Unauthorized"),
+      Self::Forbidden => Some("Forbidden"),
+      Self::NotFound => Some("NotFound"),
+      Self::RateLimited => Some("RateLimited"),
+      Self::TooLarge => Some("TooLarge"),
+      Self::Internal => Some("Internal"),
+      Self::Unavailable => Some("Unavailable"),
+      Self::InvalidArgument => Some("InvalidArgument"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for ErrorCode {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for ErrorCode {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u16>(buf, loc) };
+    Self(b)
+  }
+}
 
-            impl ::flatbuffers::EndianScalar for ErrorCode {
-                type Scalar = u16;
-                #[inline]
-                fn to_little_endian(self) -> u16 {
-                    self.0.to_le()
-                }
-                #[inline]
-                #[allow(clippy::wrong_self_convention)]
-                fn from_little_endian(v: u16) -> Self {
-                    let b = u16::from_le(v);
-                    Self(b)
-                }
-            }
+impl ::flatbuffers::Push for ErrorCode {
+    type Output = ErrorCode;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u16>(dst, self.0) };
+    }
+}
 
-            impl<'a> ::flatbuffers::Verifiable for ErrorCode {
-                #[inline]
-                fn run_verifier(
-                    v: &mut ::flatbuffers::Verifier,
-                    pos: usize,
-                ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                    u16::run_verifier(v, pos)
-                }
-            }
+impl ::flatbuffers::EndianScalar for ErrorCode {
+  type Scalar = u16;
+  #[inline]
+  fn to_little_endian(self) -> u16 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u16) -> Self {
+    let b = u16::from_le(v);
+    Self(b)
+  }
+}
 
-            impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
-            /// RFC 4122 UUID, in network (RFC 4122) byte order.
-            // struct Uuid, aligned to 1
-            #[repr(transparent)]
-            #[derive(Clone, Copy, PartialEq)]
-            pub struct Uuid(pub [u8; 16]);
-            impl Default for Uuid {
-                fn default() -> Self {
-                    Self([0; 16])
-                }
-            }
-            impl ::core::fmt::Debug for Uuid {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-                    f.debug_struct("Uuid")
-                        .field("bytes", &self.bytes())
-                        .finish()
-                }
-            }
+impl<'a> ::flatbuffers::Verifiable for ErrorCode {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u16::run_verifier(v, pos)
+  }
+}
 
-            impl ::flatbuffers::SimpleToVerifyInSlice for Uuid {}
-            impl<'a> ::flatbuffers::Follow<'a> for Uuid {
-                type Inner = &'a Uuid;
-                #[inline]
-                unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                    unsafe { <&'a Uuid>::follow(buf, loc) }
-                }
-            }
-            impl<'a> ::flatbuffers::Follow<'a> for &'a Uuid {
-                type Inner = &'a Uuid;
-                #[inline]
-                unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                    unsafe { ::flatbuffers::follow_cast_ref::<Uuid>(buf, loc) }
-                }
-            }
-            impl<'b> ::flatbuffers::Push for Uuid {
-                type Output = Uuid;
-                #[inline]
-                unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
-                    let src = unsafe {
-                        ::core::slice::from_raw_parts(
-                            self as *const Uuid as *const u8,
-                            <Self as ::flatbuffers::Push>::size(),
-                        )
-                    };
-                    dst.copy_from_slice(src);
-                }
-                #[inline]
-                fn alignment() -> ::flatbuffers::PushAlignment {
-                    ::flatbuffers::PushAlignment::new(1)
-                }
-            }
+impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
+/// RFC 4122 UUID, in network (RFC 4122) byte order.
+// struct Uuid, aligned to 1
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct Uuid(pub [u8; 16]);
+impl Default for Uuid { 
+  fn default() -> Self { 
+    Self([0; 16])
+  }
+}
+impl ::core::fmt::Debug for Uuid {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("Uuid")
+      .field("bytes", &self.bytes())
+      .finish()
+  }
+}
 
-            impl<'a> ::flatbuffers::Verifiable for Uuid {
-                #[inline]
-                fn run_verifier(
-                    v: &mut ::flatbuffers::Verifier,
-                    pos: usize,
-                ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                    v.in_buffer::<Self>(pos)
-                }
-            }
+impl ::flatbuffers::SimpleToVerifyInSlice for Uuid {}
+impl<'a> ::flatbuffers::Follow<'a> for Uuid {
+  type Inner = &'a Uuid;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a Uuid>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a Uuid {
+  type Inner = &'a Uuid;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<Uuid>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for Uuid {
+    type Output = Uuid;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const Uuid as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(1)
+    }
+}
 
-            impl<'a> Uuid {
-                #[allow(clippy::too_many_arguments)]
-                pub fn new(bytes: &[u8; 16]) -> Self {
-                    let mut s = Self([0; 16]);
-                    s.set_bytes(bytes);
-                    s
-                }
+impl<'a> ::flatbuffers::Verifiable for Uuid {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
 
-                pub fn bytes(&'a self) -> ::flatbuffers::Array<'a, u8, 16> {
-                    // Safety:
-                    // Created from a valid Table for this object
-                    // Which contains a valid array in this slot
-                    use ::flatbuffers::Follow;
-                    unsafe { ::flatbuffers::Array::follow(&self.0, 0) }
-                }
+impl<'a> Uuid {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    bytes: &[u8; 16],
+  ) -> Self {
+    let mut s = Self([0; 16]);
+    s.set_bytes(bytes);
+    s
+  }
 
-                pub fn set_bytes(&mut self, items: &[u8; 16]) {
-                    // Safety:
-                    // Created from a valid Table for this object
-                    // Which contains a valid array in this slot
-                    unsafe { ::flatbuffers::emplace_scalar_array(&mut self.0, 0, items) };
-                }
-            }
+  pub fn bytes(&'a self) -> ::flatbuffers::Array<'a, u8, 16> {
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid array in this slot
+    use ::flatbuffers::Follow;
+    unsafe { ::flatbuffers::Array::follow(&self.0, 0) }
+  }
 
-            pub enum MessageOffset {}
-            #[derive(Copy, Clone, PartialEq)]
+  pub fn set_bytes(&mut self, items: &[u8; 16]) {
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid array in this slot
+    unsafe { ::flatbuffers::emplace_scalar_array(&mut self.0, 0, items) };
+  }
 
-            pub struct Message<'a> {
-                pub _tab: ::flatbuffers::Table<'a>,
-            }
+}
 
-            impl<'a> ::flatbuffers::Follow<'a> for Message<'a> {
-                type Inner = Message<'a>;
-                #[inline]
-                unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                    Self {
-                        _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
-                    }
-                }
-            }
+pub enum MessageOffset {}
+#[derive(Copy, Clone, PartialEq)]
 
-            impl<'a> Message<'a> {
-                pub const VT_OPCODE: ::flatbuffers::VOffsetT = 4;
-                pub const VT_TRANSACTION_ID: ::flatbuffers::VOffsetT = 6;
-                pub const VT_REQUIRES_ACK: ::flatbuffers::VOffsetT = 8;
-                pub const VT_CHANNEL: ::flatbuffers::VOffsetT = 10;
-                pub const VT_RECEIVER_ID: ::flatbuffers::VOffsetT = 12;
-                pub const VT_EMITTER_ID: ::flatbuffers::VOffsetT = 14;
-                pub const VT_PAYLOAD: ::flatbuffers::VOffsetT = 16;
-                pub const VT_TOKEN: ::flatbuffers::VOffsetT = 18;
-                pub const VT_TRACE_ID: ::flatbuffers::VOffsetT = 20;
-                pub const VT_SPAN_ID: ::flatbuffers::VOffsetT = 22;
-                pub const VT_PARENT_SPAN_ID: ::flatbuffers::VOffsetT = 24;
-                pub const VT_ERROR_CODE: ::flatbuffers::VOffsetT = 26;
-                pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 28;
-                pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 30;
-                pub const VT_RETRY_AFTER_MS: ::flatbuffers::VOffsetT = 32;
+pub struct Message<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
 
-                #[inline]
-                pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-                    Message { _tab: table }
-                }
-                #[allow(unused_mut)]
-                pub fn create<
-                    'bldr: 'args,
-                    'args: 'mut_bldr,
-                    'mut_bldr,
-                    A: ::flatbuffers::Allocator + 'bldr,
-                >(
-                    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-                    args: &'args MessageArgs<'args>,
-                ) -> ::flatbuffers::WIPOffset<Message<'bldr>> {
-                    let mut builder = MessageBuilder::new(_fbb);
-                    builder.add_parent_span_id(args.parent_span_id);
-                    builder.add_span_id(args.span_id);
-                    builder.add_retry_after_ms(args.retry_after_ms);
-                    if let Some(x) = args.node_id {
-                        builder.add_node_id(x);
-                    }
-                    if let Some(x) = args.error_message {
-                        builder.add_error_message(x);
-                    }
-                    if let Some(x) = args.trace_id {
-                        builder.add_trace_id(x);
-                    }
-                    if let Some(x) = args.token {
-                        builder.add_token(x);
-                    }
-                    if let Some(x) = args.payload {
-                        builder.add_payload(x);
-                    }
-                    if let Some(x) = args.emitter_id {
-                        builder.add_emitter_id(x);
-                    }
-                    if let Some(x) = args.receiver_id {
-                        builder.add_receiver_id(x);
-                    }
-                    if let Some(x) = args.channel {
-                        builder.add_channel(x);
-                    }
-                    if let Some(x) = args.transaction_id {
-                        builder.add_transaction_id(x);
-                    }
-                    builder.add_error_code(args.error_code);
-                    builder.add_opcode(args.opcode);
-                    builder.add_requires_ack(args.requires_ack);
-                    builder.finish()
-                }
+impl<'a> ::flatbuffers::Follow<'a> for Message<'a> {
+  type Inner = Message<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
 
-                #[inline]
-                pub fn opcode(&self) -> Opcode {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab
-                            .get::<Opcode>(Message::VT_OPCODE, Some(Opcode::None))
-                            .unwrap()
-                    }
-                }
-                #[inline]
-                pub fn transaction_id(&self) -> Option<&'a Uuid> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe { self._tab.get::<Uuid>(Message::VT_TRANSACTION_ID, None) }
-                }
-                #[inline]
-                pub fn requires_ack(&self) -> bool {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab
-                            .get::<bool>(Message::VT_REQUIRES_ACK, Some(false))
-                            .unwrap()
-                    }
-                }
-                #[inline]
-                pub fn channel(&self) -> Option<&'a str> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab
-                            .get::<::flatbuffers::ForwardsUOffset<&str>>(Message::VT_CHANNEL, None)
-                    }
-                }
-                #[inline]
-                pub fn receiver_id(&self) -> Option<&'a Uuid> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe { self._tab.get::<Uuid>(Message::VT_RECEIVER_ID, None) }
-                }
-                #[inline]
-                pub fn emitter_id(&self) -> Option<&'a Uuid> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe { self._tab.get::<Uuid>(Message::VT_EMITTER_ID, None) }
-                }
-                #[inline]
-                pub fn payload(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab
-                            .get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(
-                                Message::VT_PAYLOAD,
-                                None,
-                            )
-                    }
-                }
-                #[inline]
-                pub fn token(&self) -> Option<&'a str> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab
-                            .get::<::flatbuffers::ForwardsUOffset<&str>>(Message::VT_TOKEN, None)
-                    }
-                }
-                #[inline]
-                pub fn trace_id(&self) -> Option<&'a Uuid> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe { self._tab.get::<Uuid>(Message::VT_TRACE_ID, None) }
-                }
-                #[inline]
-                pub fn span_id(&self) -> u64 {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe { self._tab.get::<u64>(Message::VT_SPAN_ID, Some(0)).unwrap() }
-                }
-                #[inline]
-                pub fn parent_span_id(&self) -> u64 {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab
-                            .get::<u64>(Message::VT_PARENT_SPAN_ID, Some(0))
-                            .unwrap()
-                    }
-                }
-                #[inline]
-                pub fn error_code(&self) -> ErrorCode {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab
-                            .get::<ErrorCode>(Message::VT_ERROR_CODE, Some(ErrorCode::None))
-                            .unwrap()
-                    }
-                }
-                #[inline]
-                pub fn error_message(&self) -> Option<&'a str> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(
-                            Message::VT_ERROR_MESSAGE,
-                            None,
-                        )
-                    }
-                }
-                #[inline]
-                pub fn node_id(&self) -> Option<&'a Uuid> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe { self._tab.get::<Uuid>(Message::VT_NODE_ID, None) }
-                }
-                #[inline]
-                pub fn retry_after_ms(&self) -> u32 {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab
-                            .get::<u32>(Message::VT_RETRY_AFTER_MS, Some(0))
-                            .unwrap()
-                    }
-                }
-            }
+impl<'a> Message<'a> {
+  pub const VT_OPCODE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TRANSACTION_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_REQUIRES_ACK: ::flatbuffers::VOffsetT = 8;
+  pub const VT_CHANNEL: ::flatbuffers::VOffsetT = 10;
+  pub const VT_RECEIVER_ID: ::flatbuffers::VOffsetT = 12;
+  pub const VT_EMITTER_ID: ::flatbuffers::VOffsetT = 14;
+  pub const VT_PAYLOAD: ::flatbuffers::VOffsetT = 16;
+  pub const VT_TOKEN: ::flatbuffers::VOffsetT = 18;
+  pub const VT_TRACE_ID: ::flatbuffers::VOffsetT = 20;
+  pub const VT_SPAN_ID: ::flatbuffers::VOffsetT = 22;
+  pub const VT_PARENT_SPAN_ID: ::flatbuffers::VOffsetT = 24;
+  pub const VT_ERROR_CODE: ::flatbuffers::VOffsetT = 26;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 28;
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 30;
+  pub const VT_RETRY_AFTER_MS: ::flatbuffers::VOffsetT = 32;
 
-            impl ::flatbuffers::Verifiable for Message<'_> {
-                #[inline]
-                fn run_verifier(
-                    v: &mut ::flatbuffers::Verifier,
-                    pos: usize,
-                ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                    v.visit_table(pos)?
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Message { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args MessageArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Message<'bldr>> {
+    let mut builder = MessageBuilder::new(_fbb);
+    builder.add_parent_span_id(args.parent_span_id);
+    builder.add_span_id(args.span_id);
+    builder.add_retry_after_ms(args.retry_after_ms);
+    if let Some(x) = args.node_id { builder.add_node_id(x); }
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    if let Some(x) = args.trace_id { builder.add_trace_id(x); }
+    if let Some(x) = args.token { builder.add_token(x); }
+    if let Some(x) = args.payload { builder.add_payload(x); }
+    if let Some(x) = args.emitter_id { builder.add_emitter_id(x); }
+    if let Some(x) = args.receiver_id { builder.add_receiver_id(x); }
+    if let Some(x) = args.channel { builder.add_channel(x); }
+    if let Some(x) = args.transaction_id { builder.add_transaction_id(x); }
+    builder.add_error_code(args.error_code);
+    builder.add_opcode(args.opcode);
+    builder.add_requires_ack(args.requires_ack);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn opcode(&self) -> Opcode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Opcode>(Message::VT_OPCODE, Some(Opcode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn transaction_id(&self) -> Option<&'a Uuid> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(Message::VT_TRANSACTION_ID, None)}
+  }
+  #[inline]
+  pub fn requires_ack(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Message::VT_REQUIRES_ACK, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn channel(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Message::VT_CHANNEL, None)}
+  }
+  #[inline]
+  pub fn receiver_id(&self) -> Option<&'a Uuid> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(Message::VT_RECEIVER_ID, None)}
+  }
+  #[inline]
+  pub fn emitter_id(&self) -> Option<&'a Uuid> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(Message::VT_EMITTER_ID, None)}
+  }
+  #[inline]
+  pub fn payload(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Message::VT_PAYLOAD, None)}
+  }
+  #[inline]
+  pub fn token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Message::VT_TOKEN, None)}
+  }
+  #[inline]
+  pub fn trace_id(&self) -> Option<&'a Uuid> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(Message::VT_TRACE_ID, None)}
+  }
+  #[inline]
+  pub fn span_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Message::VT_SPAN_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn parent_span_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Message::VT_PARENT_SPAN_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error_code(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(Message::VT_ERROR_CODE, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Message::VT_ERROR_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn node_id(&self) -> Option<&'a Uuid> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(Message::VT_NODE_ID, None)}
+  }
+  #[inline]
+  pub fn retry_after_ms(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Message::VT_RETRY_AFTER_MS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Message<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
      .visit_field::<Opcode>("opcode", Self::VT_OPCODE, false)?
      .visit_field::<Uuid>("transaction_id", Self::VT_TRANSACTION_ID, false)?
      .visit_field::<bool>("requires_ack", Self::VT_REQUIRES_ACK, false)?
@@ -618,272 +535,234 @@ pub mod framework {
      .visit_field::<Uuid>("node_id", Self::VT_NODE_ID, false)?
      .visit_field::<u32>("retry_after_ms", Self::VT_RETRY_AFTER_MS, false)?
      .finish();
-                    Ok(())
-                }
-            }
-            pub struct MessageArgs<'a> {
-                pub opcode: Opcode,
-                pub transaction_id: Option<&'a Uuid>,
-                pub requires_ack: bool,
-                pub channel: Option<::flatbuffers::WIPOffset<&'a str>>,
-                pub receiver_id: Option<&'a Uuid>,
-                pub emitter_id: Option<&'a Uuid>,
-                pub payload: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
-                pub token: Option<::flatbuffers::WIPOffset<&'a str>>,
-                pub trace_id: Option<&'a Uuid>,
-                pub span_id: u64,
-                pub parent_span_id: u64,
-                pub error_code: ErrorCode,
-                pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
-                pub node_id: Option<&'a Uuid>,
-                pub retry_after_ms: u32,
-            }
-            impl<'a> Default for MessageArgs<'a> {
-                #[inline]
-                fn default() -> Self {
-                    MessageArgs {
-                        opcode: Opcode::None,
-                        transaction_id: None,
-                        requires_ack: false,
-                        channel: None,
-                        receiver_id: None,
-                        emitter_id: None,
-                        payload: None,
-                        token: None,
-                        trace_id: None,
-                        span_id: 0,
-                        parent_span_id: 0,
-                        error_code: ErrorCode::None,
-                        error_message: None,
-                        node_id: None,
-                        retry_after_ms: 0,
-                    }
-                }
-            }
+    Ok(())
+  }
+}
+pub struct MessageArgs<'a> {
+    pub opcode: Opcode,
+    pub transaction_id: Option<&'a Uuid>,
+    pub requires_ack: bool,
+    pub channel: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub receiver_id: Option<&'a Uuid>,
+    pub emitter_id: Option<&'a Uuid>,
+    pub payload: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub token: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub trace_id: Option<&'a Uuid>,
+    pub span_id: u64,
+    pub parent_span_id: u64,
+    pub error_code: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub node_id: Option<&'a Uuid>,
+    pub retry_after_ms: u32,
+}
+impl<'a> Default for MessageArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MessageArgs {
+      opcode: Opcode::None,
+      transaction_id: None,
+      requires_ack: false,
+      channel: None,
+      receiver_id: None,
+      emitter_id: None,
+      payload: None,
+      token: None,
+      trace_id: None,
+      span_id: 0,
+      parent_span_id: 0,
+      error_code: ErrorCode::None,
+      error_message: None,
+      node_id: None,
+      retry_after_ms: 0,
+    }
+  }
+}
 
-            pub struct MessageBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-                fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-            }
-            impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MessageBuilder<'a, 'b, A> {
-                #[inline]
-                pub fn add_opcode(&mut self, opcode: Opcode) {
-                    self.fbb_
-                        .push_slot::<Opcode>(Message::VT_OPCODE, opcode, Opcode::None);
-                }
-                #[inline]
-                pub fn add_transaction_id(&mut self, transaction_id: &Uuid) {
-                    self.fbb_
-                        .push_slot_always::<&Uuid>(Message::VT_TRANSACTION_ID, transaction_id);
-                }
-                #[inline]
-                pub fn add_requires_ack(&mut self, requires_ack: bool) {
-                    self.fbb_
-                        .push_slot::<bool>(Message::VT_REQUIRES_ACK, requires_ack, false);
-                }
-                #[inline]
-                pub fn add_channel(&mut self, channel: ::flatbuffers::WIPOffset<&'b str>) {
-                    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
-                        Message::VT_CHANNEL,
-                        channel,
-                    );
-                }
-                #[inline]
-                pub fn add_receiver_id(&mut self, receiver_id: &Uuid) {
-                    self.fbb_
-                        .push_slot_always::<&Uuid>(Message::VT_RECEIVER_ID, receiver_id);
-                }
-                #[inline]
-                pub fn add_emitter_id(&mut self, emitter_id: &Uuid) {
-                    self.fbb_
-                        .push_slot_always::<&Uuid>(Message::VT_EMITTER_ID, emitter_id);
-                }
-                #[inline]
-                pub fn add_payload(
-                    &mut self,
-                    payload: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b, u8>>,
-                ) {
-                    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
-                        Message::VT_PAYLOAD,
-                        payload,
-                    );
-                }
-                #[inline]
-                pub fn add_token(&mut self, token: ::flatbuffers::WIPOffset<&'b str>) {
-                    self.fbb_
-                        .push_slot_always::<::flatbuffers::WIPOffset<_>>(Message::VT_TOKEN, token);
-                }
-                #[inline]
-                pub fn add_trace_id(&mut self, trace_id: &Uuid) {
-                    self.fbb_
-                        .push_slot_always::<&Uuid>(Message::VT_TRACE_ID, trace_id);
-                }
-                #[inline]
-                pub fn add_span_id(&mut self, span_id: u64) {
-                    self.fbb_.push_slot::<u64>(Message::VT_SPAN_ID, span_id, 0);
-                }
-                #[inline]
-                pub fn add_parent_span_id(&mut self, parent_span_id: u64) {
-                    self.fbb_
-                        .push_slot::<u64>(Message::VT_PARENT_SPAN_ID, parent_span_id, 0);
-                }
-                #[inline]
-                pub fn add_error_code(&mut self, error_code: ErrorCode) {
-                    self.fbb_.push_slot::<ErrorCode>(
-                        Message::VT_ERROR_CODE,
-                        error_code,
-                        ErrorCode::None,
-                    );
-                }
-                #[inline]
-                pub fn add_error_message(
-                    &mut self,
-                    error_message: ::flatbuffers::WIPOffset<&'b str>,
-                ) {
-                    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
-                        Message::VT_ERROR_MESSAGE,
-                        error_message,
-                    );
-                }
-                #[inline]
-                pub fn add_node_id(&mut self, node_id: &Uuid) {
-                    self.fbb_
-                        .push_slot_always::<&Uuid>(Message::VT_NODE_ID, node_id);
-                }
-                #[inline]
-                pub fn add_retry_after_ms(&mut self, retry_after_ms: u32) {
-                    self.fbb_
-                        .push_slot::<u32>(Message::VT_RETRY_AFTER_MS, retry_after_ms, 0);
-                }
-                #[inline]
-                pub fn new(
-                    _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                ) -> MessageBuilder<'a, 'b, A> {
-                    let start = _fbb.start_table();
-                    MessageBuilder {
-                        fbb_: _fbb,
-                        start_: start,
-                    }
-                }
-                #[inline]
-                pub fn finish(self) -> ::flatbuffers::WIPOffset<Message<'a>> {
-                    let o = self.fbb_.end_table(self.start_);
-                    ::flatbuffers::WIPOffset::new(o.value())
-                }
-            }
+pub struct MessageBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MessageBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_opcode(&mut self, opcode: Opcode) {
+    self.fbb_.push_slot::<Opcode>(Message::VT_OPCODE, opcode, Opcode::None);
+  }
+  #[inline]
+  pub fn add_transaction_id(&mut self, transaction_id: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(Message::VT_TRANSACTION_ID, transaction_id);
+  }
+  #[inline]
+  pub fn add_requires_ack(&mut self, requires_ack: bool) {
+    self.fbb_.push_slot::<bool>(Message::VT_REQUIRES_ACK, requires_ack, false);
+  }
+  #[inline]
+  pub fn add_channel(&mut self, channel: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Message::VT_CHANNEL, channel);
+  }
+  #[inline]
+  pub fn add_receiver_id(&mut self, receiver_id: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(Message::VT_RECEIVER_ID, receiver_id);
+  }
+  #[inline]
+  pub fn add_emitter_id(&mut self, emitter_id: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(Message::VT_EMITTER_ID, emitter_id);
+  }
+  #[inline]
+  pub fn add_payload(&mut self, payload: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Message::VT_PAYLOAD, payload);
+  }
+  #[inline]
+  pub fn add_token(&mut self, token: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Message::VT_TOKEN, token);
+  }
+  #[inline]
+  pub fn add_trace_id(&mut self, trace_id: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(Message::VT_TRACE_ID, trace_id);
+  }
+  #[inline]
+  pub fn add_span_id(&mut self, span_id: u64) {
+    self.fbb_.push_slot::<u64>(Message::VT_SPAN_ID, span_id, 0);
+  }
+  #[inline]
+  pub fn add_parent_span_id(&mut self, parent_span_id: u64) {
+    self.fbb_.push_slot::<u64>(Message::VT_PARENT_SPAN_ID, parent_span_id, 0);
+  }
+  #[inline]
+  pub fn add_error_code(&mut self, error_code: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(Message::VT_ERROR_CODE, error_code, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Message::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(Message::VT_NODE_ID, node_id);
+  }
+  #[inline]
+  pub fn add_retry_after_ms(&mut self, retry_after_ms: u32) {
+    self.fbb_.push_slot::<u32>(Message::VT_RETRY_AFTER_MS, retry_after_ms, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MessageBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    MessageBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Message<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
 
-            impl ::core::fmt::Debug for Message<'_> {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    let mut ds = f.debug_struct("Message");
-                    ds.field("opcode", &self.opcode());
-                    ds.field("transaction_id", &self.transaction_id());
-                    ds.field("requires_ack", &self.requires_ack());
-                    ds.field("channel", &self.channel());
-                    ds.field("receiver_id", &self.receiver_id());
-                    ds.field("emitter_id", &self.emitter_id());
-                    ds.field("payload", &self.payload());
-                    ds.field("token", &self.token());
-                    ds.field("trace_id", &self.trace_id());
-                    ds.field("span_id", &self.span_id());
-                    ds.field("parent_span_id", &self.parent_span_id());
-                    ds.field("error_code", &self.error_code());
-                    ds.field("error_message", &self.error_message());
-                    ds.field("node_id", &self.node_id());
-                    ds.field("retry_after_ms", &self.retry_after_ms());
-                    ds.finish()
-                }
-            }
-            #[inline]
-            /// Verifies that a buffer of bytes contains a `Message`
-            /// and returns it.
-            /// Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `root_as_message_unchecked`.
-            pub fn root_as_message(
-                buf: &[u8],
-            ) -> Result<Message<'_>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::root::<Message>(buf)
-            }
-            #[inline]
-            /// Verifies that a buffer of bytes contains a size prefixed
-            /// `Message` and returns it.
-            /// Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `size_prefixed_root_as_message_unchecked`.
-            pub fn size_prefixed_root_as_message(
-                buf: &[u8],
-            ) -> Result<Message<'_>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::size_prefixed_root::<Message>(buf)
-            }
-            #[inline]
-            /// Verifies, with the given options, that a buffer of bytes
-            /// contains a `Message` and returns it.
-            /// Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `root_as_message_unchecked`.
-            pub fn root_as_message_with_opts<'b, 'o>(
-                opts: &'o ::flatbuffers::VerifierOptions,
-                buf: &'b [u8],
-            ) -> Result<Message<'b>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::root_with_opts::<Message<'b>>(opts, buf)
-            }
-            #[inline]
-            /// Verifies, with the given verifier options, that a buffer of
-            /// bytes contains a size prefixed `Message` and returns
-            /// it. Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `root_as_message_unchecked`.
-            pub fn size_prefixed_root_as_message_with_opts<'b, 'o>(
-                opts: &'o ::flatbuffers::VerifierOptions,
-                buf: &'b [u8],
-            ) -> Result<Message<'b>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::size_prefixed_root_with_opts::<Message<'b>>(opts, buf)
-            }
-            #[inline]
-            /// Assumes, without verification, that a buffer of bytes contains a Message and returns it.
-            /// # Safety
-            /// Callers must trust the given bytes do indeed contain a valid `Message`.
-            pub unsafe fn root_as_message_unchecked(buf: &[u8]) -> Message<'_> {
-                unsafe { ::flatbuffers::root_unchecked::<Message>(buf) }
-            }
-            #[inline]
-            /// Assumes, without verification, that a buffer of bytes contains a size prefixed Message and returns it.
-            /// # Safety
-            /// Callers must trust the given bytes do indeed contain a valid size prefixed `Message`.
-            pub unsafe fn size_prefixed_root_as_message_unchecked(buf: &[u8]) -> Message<'_> {
-                unsafe { ::flatbuffers::size_prefixed_root_unchecked::<Message>(buf) }
-            }
-            pub const MESSAGE_IDENTIFIER: &str = "FWK1";
+impl ::core::fmt::Debug for Message<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Message");
+      ds.field("opcode", &self.opcode());
+      ds.field("transaction_id", &self.transaction_id());
+      ds.field("requires_ack", &self.requires_ack());
+      ds.field("channel", &self.channel());
+      ds.field("receiver_id", &self.receiver_id());
+      ds.field("emitter_id", &self.emitter_id());
+      ds.field("payload", &self.payload());
+      ds.field("token", &self.token());
+      ds.field("trace_id", &self.trace_id());
+      ds.field("span_id", &self.span_id());
+      ds.field("parent_span_id", &self.parent_span_id());
+      ds.field("error_code", &self.error_code());
+      ds.field("error_message", &self.error_message());
+      ds.field("node_id", &self.node_id());
+      ds.field("retry_after_ms", &self.retry_after_ms());
+      ds.finish()
+  }
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a `Message`
+/// and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_message_unchecked`.
+pub fn root_as_message(buf: &[u8]) -> Result<Message<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root::<Message>(buf)
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a size prefixed
+/// `Message` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `size_prefixed_root_as_message_unchecked`.
+pub fn size_prefixed_root_as_message(buf: &[u8]) -> Result<Message<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root::<Message>(buf)
+}
+#[inline]
+/// Verifies, with the given options, that a buffer of bytes
+/// contains a `Message` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_message_unchecked`.
+pub fn root_as_message_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<Message<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root_with_opts::<Message<'b>>(opts, buf)
+}
+#[inline]
+/// Verifies, with the given verifier options, that a buffer of
+/// bytes contains a size prefixed `Message` and returns
+/// it. Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_message_unchecked`.
+pub fn size_prefixed_root_as_message_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<Message<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root_with_opts::<Message<'b>>(opts, buf)
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a Message and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid `Message`.
+pub unsafe fn root_as_message_unchecked(buf: &[u8]) -> Message<'_> {
+  unsafe { ::flatbuffers::root_unchecked::<Message>(buf) }
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a size prefixed Message and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid size prefixed `Message`.
+pub unsafe fn size_prefixed_root_as_message_unchecked(buf: &[u8]) -> Message<'_> {
+  unsafe { ::flatbuffers::size_prefixed_root_unchecked::<Message>(buf) }
+}
+pub const MESSAGE_IDENTIFIER: &str = "FWK1";
 
-            #[inline]
-            pub fn message_buffer_has_identifier(buf: &[u8]) -> bool {
-                ::flatbuffers::buffer_has_identifier(buf, MESSAGE_IDENTIFIER, false)
-            }
+#[inline]
+pub fn message_buffer_has_identifier(buf: &[u8]) -> bool {
+  ::flatbuffers::buffer_has_identifier(buf, MESSAGE_IDENTIFIER, false)
+}
 
-            #[inline]
-            pub fn message_size_prefixed_buffer_has_identifier(buf: &[u8]) -> bool {
-                ::flatbuffers::buffer_has_identifier(buf, MESSAGE_IDENTIFIER, true)
-            }
+#[inline]
+pub fn message_size_prefixed_buffer_has_identifier(buf: &[u8]) -> bool {
+  ::flatbuffers::buffer_has_identifier(buf, MESSAGE_IDENTIFIER, true)
+}
 
-            #[inline]
-            pub fn finish_message_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
-                fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                root: ::flatbuffers::WIPOffset<Message<'a>>,
-            ) {
-                fbb.finish(root, Some(MESSAGE_IDENTIFIER));
-            }
+#[inline]
+pub fn finish_message_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
+    fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    root: ::flatbuffers::WIPOffset<Message<'a>>) {
+  fbb.finish(root, Some(MESSAGE_IDENTIFIER));
+}
 
-            #[inline]
-            pub fn finish_size_prefixed_message_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
-                fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                root: ::flatbuffers::WIPOffset<Message<'a>>,
-            ) {
-                fbb.finish_size_prefixed(root, Some(MESSAGE_IDENTIFIER));
-            }
-        } // pub mod fbs
-    } // pub mod protocol
-} // pub mod framework
+#[inline]
+pub fn finish_size_prefixed_message_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>, root: ::flatbuffers::WIPOffset<Message<'a>>) {
+  fbb.finish_size_prefixed(root, Some(MESSAGE_IDENTIFIER));
+}
+}  // pub mod fbs
+}  // pub mod protocol
+}  // pub mod framework
+
