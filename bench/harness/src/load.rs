@@ -1,0 +1,898 @@
+//! The load generator: one process, one thread (a current-thread tokio runtime),
+//! every connection a local task on the minimal client of [`crate::ws`]. Requests
+//! are built by patching pre-encoded templates; responses are verified (ids,
+//! sums, transaction ids) without allocating.
+//!
+//! It measures its own window: counts, latency histogram, the server's CPU time
+//! (`/proc/PID/stat`) and its own, and prints one `RESULT {json}` line.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use framework::protocol::{fbs, FrameFields, Opcode};
+use framework::Message as _;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+use crate::spec::{
+    fanout_payload, parse_fanout_payload, AddRequest, AddResponse, Proto, Scenario, ServerSpec,
+    ADD_OPCODE, CHANNEL, FANOUT_PAYLOAD,
+};
+use crate::sys;
+use crate::ws::{find_bytes, WsConn, BINARY, TEXT};
+
+/// What one load-generator run is asked to do.
+#[derive(Debug, Clone)]
+pub struct LoadArgs {
+    pub scenario: Scenario,
+    pub spec: ServerSpec,
+    pub addr: SocketAddr,
+    pub server_pid: Option<u32>,
+    /// Connections (echo, rpc, idle) or subscribers (fanout).
+    pub conns: usize,
+    pub warmup: Duration,
+    /// Measurement window (fanout: the peak phase).
+    pub secs: Duration,
+    /// Fanout: the fixed-rate latency phase.
+    pub lat_secs: Duration,
+    /// Fanout: publishes in flight during the peak phase.
+    pub window: usize,
+    /// Fanout: the latency phase's rate as a fraction of the peak (the scenario: 0.5).
+    pub lat_fraction: f64,
+    /// Echo payload size.
+    pub size: usize,
+}
+
+/// What one run measured (printed as JSON, read by the runner).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoadResult {
+    pub ok: bool,
+    pub error: Option<String>,
+    /// Messages in the window: round trips (echo, rpc) or deliveries (fanout peak).
+    pub messages: u64,
+    pub window_s: f64,
+    /// Messages per second in the window.
+    pub throughput: f64,
+    /// Round trip (echo, rpc) or publish-to-delivery (fanout, fixed-rate phase).
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// Server CPU seconds (user + system) in the window.
+    pub server_cpu_s: f64,
+    pub server_cpu_per_100k: f64,
+    /// The user-mode part of `server_cpu_per_100k` (the rest is the kernel's).
+    pub server_user_per_100k: f64,
+    /// The load generator's own CPU use in the window, as a fraction of one core.
+    pub client_cpu: f64,
+    /// CPU used by every other process of the machine in the window (user +
+    /// system, as a fraction of one core): the noise of a shared machine.
+    pub other_cpu: f64,
+    /// Fanout: deliveries per second asked for in the latency phase.
+    pub lat_rate: Option<f64>,
+    /// Fanout: deliveries per second achieved in the latency phase.
+    pub lat_throughput: Option<f64>,
+    /// Fanout: server CPU in the latency phase, as a fraction of one core.
+    pub lat_server_cpu: Option<f64>,
+    /// Fanout: the load generator's CPU in the latency phase (fraction of one core).
+    pub lat_client_cpu: Option<f64>,
+    /// Fanout: publish-to-delivery measured when the subscriber task handled the
+    /// delivery (the primary p50/p99 use the kernel's receive timestamp).
+    pub p50_task_us: Option<f64>,
+    pub p99_task_us: Option<f64>,
+    /// Idle: connections held.
+    pub idle_conns: Option<u64>,
+    pub rss_before: Option<u64>,
+    pub rss_after: Option<u64>,
+    pub bytes_per_conn: Option<f64>,
+}
+
+impl LoadResult {
+    fn failed(error: String) -> Self {
+        LoadResult {
+            ok: false,
+            error: Some(error),
+            ..LoadResult::default()
+        }
+    }
+}
+
+/// Runs the load generator and prints `RESULT {json}`; exits non-zero on failure.
+pub fn main(args: LoadArgs) -> anyhow::Result<()> {
+    sys::raise_nofile_limit();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let result = match local.block_on(&runtime, run(args)) {
+        Ok(r) => r,
+        Err(e) => LoadResult::failed(format!("{e:#}")),
+    };
+    println!("RESULT {}", serde_json::to_string(&result)?);
+    // Leave at once: closing thousands of connections gracefully measures nothing.
+    std::process::exit(if result.ok { 0 } else { 1 });
+}
+
+async fn run(args: LoadArgs) -> anyhow::Result<LoadResult> {
+    match args.scenario {
+        Scenario::Echo | Scenario::Rpc => closed_loop(args).await,
+        Scenario::Fanout => fanout(args).await,
+        Scenario::Idle => idle(args).await,
+    }
+}
+
+// ---------------------------------------------------------------- shared state
+
+struct Shared {
+    count: Cell<u64>,
+    measuring: Cell<bool>,
+    stop: Cell<bool>,
+    ready: Cell<usize>,
+    hist: RefCell<Histogram<u64>>,
+    error: RefCell<Option<String>>,
+}
+
+impl Shared {
+    fn new() -> Rc<Shared> {
+        Rc::new(Shared {
+            count: Cell::new(0),
+            measuring: Cell::new(false),
+            stop: Cell::new(false),
+            ready: Cell::new(0),
+            hist: RefCell::new(
+                Histogram::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds"),
+            ),
+            error: RefCell::new(None),
+        })
+    }
+
+    /// `CLOCK_REALTIME` nanoseconds: the clock of the kernel's receive timestamps.
+    fn realtime(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
+
+    fn record(&self, latency: Duration) {
+        self.count.set(self.count.get() + 1);
+        if self.measuring.get() {
+            let ns = (latency.as_nanos() as u64).max(1);
+            let _ = self.hist.borrow_mut().record(ns);
+        }
+    }
+
+    fn fail(&self, what: String) {
+        if self.stop.get() {
+            return;
+        }
+        let mut e = self.error.borrow_mut();
+        if e.is_none() {
+            *e = Some(what);
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        match self.error.borrow().as_ref() {
+            Some(e) => Err(anyhow!("{e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Sleeps `d`, failing early when a connection failed.
+    async fn watch(&self, d: Duration) -> anyhow::Result<()> {
+        let end = Instant::now() + d;
+        loop {
+            self.check()?;
+            let now = Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            tokio::time::sleep((end - now).min(Duration::from_millis(50))).await;
+        }
+    }
+
+    async fn wait_ready(&self, n: usize, limit: Duration) -> anyhow::Result<()> {
+        let end = Instant::now() + limit;
+        while self.ready.get() < n {
+            self.check()?;
+            if Instant::now() >= end {
+                bail!(
+                    "only {} of {n} connections were ready after {limit:?}",
+                    self.ready.get()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.check()
+    }
+}
+
+/// A point of the measurement window.
+struct Snap {
+    at: Instant,
+    count: u64,
+    /// (user, system)
+    server: Option<(Duration, Duration)>,
+    client: Option<Duration>,
+    machine: Option<Duration>,
+}
+
+fn snap(count: u64, pid: Option<u32>) -> Snap {
+    Snap {
+        at: Instant::now(),
+        count,
+        server: pid.and_then(sys::cpu_times),
+        client: sys::cpu_time(std::process::id()),
+        machine: sys::machine_busy(),
+    }
+}
+
+fn window(result: &mut LoadResult, a: &Snap, b: &Snap) {
+    let secs = (b.at - a.at).as_secs_f64();
+    result.messages = b.count - a.count;
+    result.window_s = secs;
+    result.throughput = result.messages as f64 / secs;
+    let (mut server, mut client) = (0.0, 0.0);
+    if let (Some(x), Some(y)) = (a.server, b.server) {
+        let user = (y.0 - x.0).as_secs_f64();
+        server = user + (y.1 - x.1).as_secs_f64();
+        result.server_cpu_s = server;
+        if result.messages > 0 {
+            let per = 100_000.0 / result.messages as f64;
+            result.server_cpu_per_100k = server * per;
+            result.server_user_per_100k = user * per;
+        }
+    }
+    if let (Some(x), Some(y)) = (a.client, b.client) {
+        client = (y - x).as_secs_f64();
+        result.client_cpu = client / secs;
+    }
+    if let (Some(x), Some(y)) = (a.machine, b.machine) {
+        let other = (y.saturating_sub(x)).as_secs_f64() - server - client;
+        result.other_cpu = (other / secs).max(0.0);
+    }
+}
+
+fn percentiles(result: &mut LoadResult, hist: &Histogram<u64>) {
+    if hist.is_empty() {
+        return;
+    }
+    result.p50_us = hist.value_at_quantile(0.50) as f64 / 1000.0;
+    result.p99_us = hist.value_at_quantile(0.99) as f64 / 1000.0;
+}
+
+// ---------------------------------------------------------------- connecting
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// Connects and completes the protocol's own opening (Welcome, Socket.IO connect).
+async fn open(spec: &ServerSpec, addr: SocketAddr, buf: usize) -> std::io::Result<WsConn> {
+    let connect = async {
+        let mut conn = WsConn::connect(addr, spec.path, buf).await?;
+        match spec.proto {
+            Proto::Framework => {
+                let f = conn.recv().await?;
+                let msg = flatbuffers::root::<fbs::Message<'_>>(f.payload).map_err(io_err)?;
+                if msg.opcode() != Opcode::Welcome {
+                    return Err(io_err("the first frame is not Welcome"));
+                }
+            }
+            Proto::SocketIo => {
+                let f = conn.recv().await?;
+                if f.opcode != TEXT || !f.payload.starts_with(b"0") {
+                    return Err(io_err("no Engine.IO open packet"));
+                }
+                conn.send(TEXT, b"40").await?;
+                loop {
+                    let (_, r) = sio_recv(&mut conn).await?;
+                    if conn.slice(r).starts_with(b"40") {
+                        break;
+                    }
+                }
+            }
+            Proto::Raw | Proto::Floor | Proto::JsonRpc => {}
+        }
+        Ok(conn)
+    };
+    tokio::time::timeout(Duration::from_secs(30), connect)
+        .await
+        .map_err(|_| io_err("connect timed out"))?
+}
+
+/// The next Socket.IO message, answering Engine.IO pings on the way.
+async fn sio_recv(conn: &mut WsConn) -> std::io::Result<(u8, std::ops::Range<usize>)> {
+    loop {
+        let (op, r) = conn.recv_range().await?;
+        if conn.slice(r.clone()) == b"2" {
+            conn.send(TEXT, b"3").await?;
+            continue;
+        }
+        return Ok((op, r));
+    }
+}
+
+/// Spawns `n` local tasks running `task(index)`, at most `parallel` connecting at
+/// once (a listen backlog overflow would cost a 1 s SYN retry).
+fn spawn_all<F, Fut>(shared: &Rc<Shared>, n: usize, parallel: usize, task: F)
+where
+    F: Fn(usize, Rc<Shared>, Rc<Semaphore>) -> Fut + 'static,
+    Fut: std::future::Future<Output = std::io::Result<()>> + 'static,
+{
+    let gate = Rc::new(Semaphore::new(parallel));
+    let task = Rc::new(task);
+    for i in 0..n {
+        let (shared, gate, task) = (shared.clone(), gate.clone(), task.clone());
+        tokio::task::spawn_local(async move {
+            if let Err(e) = task(i, shared.clone(), gate).await {
+                shared.fail(format!("connection {i}: {e}"));
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------- echo and rpc
+
+/// A pre-encoded protocol request with the places of its variable fields.
+struct Template {
+    bytes: Vec<u8>,
+    tx: usize,
+    id: usize,
+    a: usize,
+    b: usize,
+}
+
+const TX_SENTINEL: [u8; 16] = *b"\x5a\xa5txid-sentinel\xa5";
+const ID_SENTINEL: u64 = 0x1122_3344_5566_7788;
+const A_SENTINEL: i64 = 0x0a1b_2c3d_4e5f_6071;
+const B_SENTINEL: i64 = 0x0b2c_3d4e_5f60_7182;
+
+fn unique(hay: &[u8], needle: &[u8]) -> anyhow::Result<usize> {
+    let at = find_bytes(hay, needle).context("sentinel not found in the template")?;
+    if find_bytes(&hay[at + 1..], needle).is_some() {
+        bail!("sentinel found twice in the template");
+    }
+    Ok(at)
+}
+
+fn rpc_template() -> anyhow::Result<Template> {
+    let payload = AddRequest {
+        id: ID_SENTINEL,
+        a: A_SENTINEL,
+        b: B_SENTINEL,
+    }
+    .encode();
+    let frame = FrameFields::new(ADD_OPCODE)
+        .transaction_id(Some(Uuid::from_bytes(TX_SENTINEL)))
+        .payload(&payload)
+        .encode()
+        .to_vec();
+    Ok(Template {
+        tx: unique(&frame, &TX_SENTINEL)?,
+        id: unique(&frame, &ID_SENTINEL.to_le_bytes())?,
+        a: unique(&frame, &A_SENTINEL.to_le_bytes())?,
+        b: unique(&frame, &B_SENTINEL.to_le_bytes())?,
+        bytes: frame,
+    })
+}
+
+async fn closed_loop(args: LoadArgs) -> anyhow::Result<LoadResult> {
+    let shared = Shared::new();
+    let template = Rc::new(rpc_template()?);
+    let a = Rc::new(args.clone());
+    spawn_all(&shared, args.conns, 64, move |i, shared, gate| {
+        let (a, template) = (a.clone(), template.clone());
+        async move {
+            let permit = gate.acquire().await.map_err(io_err)?;
+            let mut conn = open(&a.spec, a.addr, 16 * 1024).await?;
+            drop(permit);
+            shared.ready.set(shared.ready.get() + 1);
+            match (a.scenario, a.spec.proto) {
+                (Scenario::Echo, _) => echo_loop(&mut conn, &shared, a.size).await,
+                (_, Proto::Framework | Proto::Floor) => {
+                    fb_rpc_loop(&mut conn, &shared, &template, i as u64).await
+                }
+                (_, Proto::JsonRpc) => json_rpc_loop(&mut conn, &shared, i as i64).await,
+                (_, Proto::SocketIo) => sio_rpc_loop(&mut conn, &shared, i as i64).await,
+                (_, Proto::Raw) => Err(io_err("no rpc over a raw server")),
+            }
+        }
+    });
+    shared
+        .wait_ready(args.conns, Duration::from_secs(60))
+        .await?;
+    shared.watch(args.warmup).await?;
+    let start = snap(shared.count.get(), args.server_pid);
+    shared.hist.borrow_mut().reset();
+    shared.measuring.set(true);
+    shared.watch(args.secs).await?;
+    shared.measuring.set(false);
+    let end = snap(shared.count.get(), args.server_pid);
+    shared.stop.set(true);
+    let mut result = LoadResult {
+        ok: true,
+        ..LoadResult::default()
+    };
+    window(&mut result, &start, &end);
+    percentiles(&mut result, &shared.hist.borrow());
+    if result.messages == 0 {
+        bail!("no message completed in the window");
+    }
+    Ok(result)
+}
+
+async fn echo_loop(conn: &mut WsConn, shared: &Shared, size: usize) -> std::io::Result<()> {
+    let mut payload = vec![0u8; size];
+    let mut seq: u64 = 0;
+    while !shared.stop.get() {
+        seq += 1;
+        // A changing first word: an echo of a stale buffer would be caught.
+        let n = payload.len().min(8);
+        payload[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+        let started = Instant::now();
+        conn.send(BINARY, &payload).await?;
+        let f = conn.recv().await?;
+        if f.opcode != BINARY || f.payload != payload.as_slice() {
+            return Err(io_err("the echo differs from the message"));
+        }
+        shared.record(started.elapsed());
+    }
+    Ok(())
+}
+
+async fn fb_rpc_loop(
+    conn: &mut WsConn,
+    shared: &Shared,
+    t: &Template,
+    conn_index: u64,
+) -> std::io::Result<()> {
+    let mut req = t.bytes.clone();
+    let mut seq: u64 = 0;
+    while !shared.stop.get() {
+        seq += 1;
+        let (a, b) = (seq as i64, conn_index as i64 - 7);
+        let mut tx = [0u8; 16];
+        tx[..8].copy_from_slice(&conn_index.to_le_bytes());
+        tx[8..].copy_from_slice(&seq.to_le_bytes());
+        req[t.tx..t.tx + 16].copy_from_slice(&tx);
+        req[t.id..t.id + 8].copy_from_slice(&seq.to_le_bytes());
+        req[t.a..t.a + 8].copy_from_slice(&a.to_le_bytes());
+        req[t.b..t.b + 8].copy_from_slice(&b.to_le_bytes());
+        let started = Instant::now();
+        conn.send(BINARY, &req).await?;
+        let f = conn.recv().await?;
+        let msg = flatbuffers::root::<fbs::Message<'_>>(f.payload).map_err(io_err)?;
+        if msg.opcode() == Opcode::Error {
+            return Err(io_err(format!(
+                "server error {:?}: {}",
+                msg.error_code(),
+                msg.error_message().unwrap_or_default()
+            )));
+        }
+        if msg.opcode().0 != ADD_OPCODE
+            || msg.transaction_id().map(|u| <[u8; 16]>::from(u.bytes())) != Some(tx)
+        {
+            return Err(io_err("response with the wrong opcode or transaction id"));
+        }
+        let payload = msg
+            .payload()
+            .ok_or_else(|| io_err("response without payload"))?;
+        let resp = AddResponse::decode(payload.bytes()).map_err(io_err)?;
+        if resp.id != seq || resp.sum != a.wrapping_add(b) {
+            return Err(io_err("wrong sum"));
+        }
+        shared.record(started.elapsed());
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct JsonRpcResponse {
+    id: u64,
+    result: Option<AddResponse>,
+    error: Option<serde::de::IgnoredAny>,
+}
+
+async fn json_rpc_loop(conn: &mut WsConn, shared: &Shared, conn_index: i64) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut req = Vec::with_capacity(128);
+    let mut seq: u64 = 0;
+    while !shared.stop.get() {
+        seq += 1;
+        let (a, b) = (seq as i64, conn_index - 7);
+        req.clear();
+        write!(
+            req,
+            r#"{{"jsonrpc":"2.0","id":{seq},"method":"add","params":{{"id":{seq},"a":{a},"b":{b}}}}}"#
+        )?;
+        let started = Instant::now();
+        conn.send(TEXT, &req).await?;
+        let f = conn.recv().await?;
+        let r: JsonRpcResponse = serde_json::from_slice(f.payload).map_err(io_err)?;
+        if r.error.is_some() {
+            return Err(io_err(String::from_utf8_lossy(f.payload)));
+        }
+        match r.result {
+            Some(x) if r.id == seq && x.id == seq && x.sum == a.wrapping_add(b) => {}
+            _ => return Err(io_err("wrong JSON-RPC response")),
+        }
+        shared.record(started.elapsed());
+    }
+    Ok(())
+}
+
+async fn sio_rpc_loop(conn: &mut WsConn, shared: &Shared, conn_index: i64) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut req = Vec::with_capacity(128);
+    let mut seq: u64 = 0;
+    while !shared.stop.get() {
+        seq += 1;
+        let (a, b) = (seq as i64, conn_index - 7);
+        req.clear();
+        write!(req, r#"42{seq}["add",{{"id":{seq},"a":{a},"b":{b}}}]"#)?;
+        let started = Instant::now();
+        conn.send(TEXT, &req).await?;
+        let (_, r) = sio_recv(conn).await?;
+        let p = conn.slice(r);
+        // ACK: "43" <ack id> <JSON array of the ack's arguments>
+        let body = p.strip_prefix(b"43").ok_or_else(|| io_err("not an ack"))?;
+        let digits = body.iter().take_while(|b| b.is_ascii_digit()).count();
+        let ack_id: u64 = std::str::from_utf8(&body[..digits])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io_err("ack without id"))?;
+        let (x,): (AddResponse,) = serde_json::from_slice(&body[digits..]).map_err(io_err)?;
+        if ack_id != seq || x.id != seq || x.sum != a.wrapping_add(b) {
+            return Err(io_err("wrong Socket.IO ack"));
+        }
+        shared.record(started.elapsed());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- fanout
+
+const RING: usize = 1024;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// At most `window` publishes not yet delivered to every subscriber.
+    Peak,
+    /// Open loop at a fixed number of publishes per second.
+    Rate(f64),
+}
+
+struct Fan {
+    subs: u32,
+    /// Latency to the moment the subscriber task handled the delivery.
+    task_hist: RefCell<Histogram<u64>>,
+    ring: RefCell<Vec<u32>>,
+    /// Every publish below this sequence number reached every subscriber.
+    done: Cell<u64>,
+    progress: Notify,
+    mode: Cell<Mode>,
+    /// The latency phase is being measured.
+    lat: Cell<bool>,
+}
+
+async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
+    let shared = Shared::new();
+    let fan = Rc::new(Fan {
+        subs: args.conns as u32,
+        task_hist: RefCell::new(
+            Histogram::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds"),
+        ),
+        ring: RefCell::new(vec![0; RING]),
+        done: Cell::new(0),
+        progress: Notify::new(),
+        mode: Cell::new(Mode::Peak),
+        lat: Cell::new(false),
+    });
+    if args.window == 0 || args.window >= RING {
+        bail!("the window must be in 1..{RING}");
+    }
+    let a = Rc::new(args.clone());
+    {
+        let (a, fan) = (a.clone(), fan.clone());
+        spawn_all(&shared, args.conns, 64, move |i, shared, gate| {
+            let (a, fan) = (a.clone(), fan.clone());
+            async move {
+                let permit = gate.acquire().await.map_err(io_err)?;
+                let mut conn = open(&a.spec, a.addr, 16 * 1024).await?;
+                subscribe(&mut conn, a.spec.proto, i).await?;
+                conn.enable_rx_timestamps()?;
+                drop(permit);
+                shared.ready.set(shared.ready.get() + 1);
+                subscriber(&mut conn, a.spec.proto, &shared, &fan).await
+            }
+        });
+    }
+    shared
+        .wait_ready(args.conns, Duration::from_secs(60))
+        .await?;
+    {
+        let (a, fan, s) = (a.clone(), fan.clone(), shared.clone());
+        tokio::task::spawn_local(async move {
+            if let Err(e) = publisher(&a, &s, &fan).await {
+                s.fail(format!("publisher: {e}"));
+            }
+        });
+    }
+
+    // Peak: deliveries per second with a window of publishes in flight.
+    watch_progress(&shared, args.warmup).await?;
+    let start = snap(shared.count.get(), args.server_pid);
+    watch_progress(&shared, args.secs).await?;
+    let end = snap(shared.count.get(), args.server_pid);
+    let mut result = LoadResult {
+        ok: true,
+        ..LoadResult::default()
+    };
+    window(&mut result, &start, &end);
+    if result.messages == 0 {
+        bail!("no delivery in the peak window");
+    }
+
+    // Latency at half the peak (`lat_fraction`), open loop.
+    let rate = result.throughput * args.lat_fraction;
+    fan.mode.set(Mode::Rate(rate / args.conns as f64));
+    shared
+        .watch(Duration::from_millis(500).max(args.warmup / 2))
+        .await?;
+    shared.hist.borrow_mut().reset();
+    fan.task_hist.borrow_mut().reset();
+    fan.lat.set(true);
+    let lat_a = snap(shared.count.get(), args.server_pid);
+    shared.watch(args.lat_secs).await?;
+    fan.lat.set(false);
+    let lat_b = snap(shared.count.get(), args.server_pid);
+    shared.stop.set(true);
+    let mut lat = LoadResult::default();
+    window(&mut lat, &lat_a, &lat_b);
+    let lat_n = lat.messages;
+    result.lat_rate = Some(rate);
+    result.lat_throughput = Some(lat.throughput);
+    result.lat_server_cpu = Some(lat.server_cpu_s / lat.window_s);
+    result.lat_client_cpu = Some(lat.client_cpu);
+    percentiles(&mut result, &shared.hist.borrow());
+    let task = fan.task_hist.borrow();
+    if !task.is_empty() {
+        result.p50_task_us = Some(task.value_at_quantile(0.50) as f64 / 1000.0);
+        result.p99_task_us = Some(task.value_at_quantile(0.99) as f64 / 1000.0);
+    }
+    if lat_n == 0 {
+        bail!("no delivery in the latency window");
+    }
+    Ok(result)
+}
+
+/// Sleeps `d`; fails when deliveries stop for 5 s (a lost message stalls the window).
+async fn watch_progress(shared: &Shared, d: Duration) -> anyhow::Result<()> {
+    let end = Instant::now() + d;
+    let (mut last, mut since) = (shared.count.get(), Instant::now());
+    while Instant::now() < end {
+        shared.watch(Duration::from_millis(100)).await?;
+        let now = shared.count.get();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() > Duration::from_secs(5) {
+            bail!("deliveries stalled (a publish was lost?) at {now} deliveries");
+        }
+    }
+    Ok(())
+}
+
+async fn subscribe(conn: &mut WsConn, proto: Proto, i: usize) -> std::io::Result<()> {
+    match proto {
+        Proto::Framework => {
+            let frame = FrameFields::new(Opcode::Subscribe.0)
+                .channel(CHANNEL)
+                .requires_ack(true)
+                .transaction_id(Some(Uuid::from_u128(i as u128 + 1)))
+                .encode();
+            conn.send(BINARY, &frame).await?;
+            let f = conn.recv().await?;
+            let msg = flatbuffers::root::<fbs::Message<'_>>(f.payload).map_err(io_err)?;
+            if msg.opcode() != Opcode::Ack {
+                return Err(io_err(format!(
+                    "Subscribe answered with {:?}",
+                    msg.opcode()
+                )));
+            }
+        }
+        Proto::SocketIo => {
+            conn.send(TEXT, br#"420["join"]"#).await?;
+            let (_, r) = sio_recv(conn).await?;
+            if !conn.slice(r).starts_with(b"430") {
+                return Err(io_err("join not acknowledged"));
+            }
+        }
+        Proto::JsonRpc => {
+            let req = br#"{"jsonrpc":"2.0","id":1,"method":"subscribe_bench","params":[]}"#;
+            conn.send(TEXT, req).await?;
+            let f = conn.recv().await?;
+            if find_bytes(f.payload, b"\"result\"").is_none() {
+                return Err(io_err(String::from_utf8_lossy(f.payload)));
+            }
+        }
+        Proto::Raw | Proto::Floor => return Err(io_err("no fanout on this server")),
+    }
+    Ok(())
+}
+
+/// The 64-byte payload inside one delivery.
+fn delivery_payload(proto: Proto, p: &[u8]) -> Option<&[u8]> {
+    match proto {
+        Proto::Framework => {
+            let msg = flatbuffers::root::<fbs::Message<'_>>(p).ok()?;
+            if msg.opcode() != Opcode::Publish {
+                return None;
+            }
+            Some(msg.payload()?.bytes())
+        }
+        Proto::SocketIo => {
+            let rest = p.strip_prefix(br#"42["msg",""#)?;
+            rest.get(..FANOUT_PAYLOAD)
+        }
+        Proto::JsonRpc => {
+            let at = find_bytes(p, br#""result":""#)? + 10;
+            p.get(at..at + FANOUT_PAYLOAD)
+        }
+        Proto::Raw | Proto::Floor => None,
+    }
+}
+
+async fn subscriber(
+    conn: &mut WsConn,
+    proto: Proto,
+    shared: &Shared,
+    fan: &Fan,
+) -> std::io::Result<()> {
+    while !shared.stop.get() {
+        let (_, r) = if proto == Proto::SocketIo {
+            sio_recv(conn).await?
+        } else {
+            conn.recv_range().await?
+        };
+        let now = shared.realtime();
+        let rx = conn.last_rx_ns().unwrap_or(now);
+        let p = conn.slice(r);
+        let Some((seq, sent)) = delivery_payload(proto, p).and_then(parse_fanout_payload) else {
+            return Err(io_err(format!(
+                "unexpected delivery: {}",
+                String::from_utf8_lossy(&p[..p.len().min(120)])
+            )));
+        };
+        shared.count.set(shared.count.get() + 1);
+        if fan.lat.get() {
+            let _ = shared
+                .hist
+                .borrow_mut()
+                .record(rx.saturating_sub(sent).max(1));
+            let _ = fan
+                .task_hist
+                .borrow_mut()
+                .record(now.saturating_sub(sent).max(1));
+        }
+        let mut ring = fan.ring.borrow_mut();
+        let slot = &mut ring[seq as usize % RING];
+        *slot += 1;
+        if *slot == fan.subs && seq + 1 > fan.done.get() {
+            fan.done.set(seq + 1);
+            fan.progress.notify_one();
+        }
+    }
+    Ok(())
+}
+
+async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut conn = open(&a.spec, a.addr, 16 * 1024).await?;
+    // Framework: a pre-encoded Publish frame whose payload is patched in place.
+    let template = FrameFields::new(Opcode::Publish.0)
+        .channel(CHANNEL)
+        .payload(&[b'P'; FANOUT_PAYLOAD])
+        .encode()
+        .to_vec();
+    let at = unique(&template, &[b'P'; FANOUT_PAYLOAD])?;
+    let mut msg: Vec<u8> = Vec::with_capacity(256);
+    let mut payload = [0u8; FANOUT_PAYLOAD];
+    let mut seq: u64 = 0;
+    let mut rate_start: Option<(Instant, u64)> = None;
+    while !shared.stop.get() {
+        match fan.mode.get() {
+            Mode::Peak => {
+                while seq >= fan.done.get() + a.window as u64 {
+                    fan.progress.notified().await;
+                }
+            }
+            Mode::Rate(per_s) => {
+                let (t0, s0) = *rate_start.get_or_insert((Instant::now(), seq));
+                let due = t0 + Duration::from_secs_f64((seq - s0) as f64 / per_s);
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        fan.ring.borrow_mut()[seq as usize % RING] = 0;
+        fanout_payload(&mut payload, seq, shared.realtime());
+        let p = std::str::from_utf8(&payload).expect("ASCII payload");
+        msg.clear();
+        match a.spec.proto {
+            Proto::Framework => {
+                msg.extend_from_slice(&template);
+                msg[at..at + FANOUT_PAYLOAD].copy_from_slice(&payload);
+                conn.send(BINARY, &msg).await?;
+            }
+            Proto::SocketIo => {
+                write!(msg, r#"42["publish","{p}"]"#)?;
+                conn.send(TEXT, &msg).await?;
+            }
+            Proto::JsonRpc => {
+                write!(
+                    msg,
+                    r#"{{"jsonrpc":"2.0","id":{seq},"method":"publish","params":["{p}"]}}"#
+                )?;
+                conn.send(TEXT, &msg).await?;
+            }
+            Proto::Raw | Proto::Floor => bail!("no fanout on this server"),
+        }
+        // Responses (JSON-RPC results, pings) are read and dropped as they come.
+        conn.discard_available()?;
+        seq += 1;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- idle
+
+async fn idle(args: LoadArgs) -> anyhow::Result<LoadResult> {
+    let pid = args
+        .server_pid
+        .context("the idle scenario needs --server-pid")?;
+    let shared = Shared::new();
+    let before = sys::rss_bytes(pid).context("cannot read the server's VmRSS")?;
+    let a = Rc::new(args.clone());
+    spawn_all(&shared, args.conns, 128, move |_, shared, gate| {
+        let a = a.clone();
+        async move {
+            let permit = gate.acquire().await.map_err(io_err)?;
+            let mut conn = open(&a.spec, a.addr, 1024).await?;
+            drop(permit);
+            shared.ready.set(shared.ready.get() + 1);
+            // Hold the connection; answer pings (WebSocket and Engine.IO).
+            loop {
+                if a.spec.proto == Proto::SocketIo {
+                    sio_recv(&mut conn).await?;
+                } else {
+                    conn.recv_range().await?;
+                }
+            }
+        }
+    });
+    let t = Instant::now();
+    shared
+        .wait_ready(args.conns, Duration::from_secs(120))
+        .await?;
+    let connect_s = t.elapsed().as_secs_f64();
+    shared
+        .watch(args.warmup.max(Duration::from_millis(500)))
+        .await?;
+    let after = sys::rss_bytes(pid).context("cannot read the server's VmRSS")?;
+    shared.check()?;
+    shared.stop.set(true);
+    let n = args.conns as u64;
+    Ok(LoadResult {
+        ok: true,
+        messages: n,
+        window_s: connect_s,
+        idle_conns: Some(n),
+        rss_before: Some(before),
+        rss_after: Some(after),
+        bytes_per_conn: Some((after as f64 - before as f64) / n as f64),
+        client_cpu: 0.0,
+        ..LoadResult::default()
+    })
+}

@@ -1,0 +1,1062 @@
+//! The runner: for each scenario, rounds of every server in turn (framework, peer,
+//! peer, ..., then again), each server a child process pinned to CPU 0 and the load
+//! generator another pinned to CPU 1; medians, ratios, targets, and the markdown.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use crate::load::LoadResult;
+use crate::spec::{servers, Scenario, ServerSpec};
+
+/// Runner options (`framework-bench run --help`).
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    pub smoke: bool,
+    pub rounds: usize,
+    pub only: Vec<Scenario>,
+    pub out: PathBuf,
+    pub logs: PathBuf,
+    /// Multiplies every measurement window (not counts).
+    pub time_scale: f64,
+}
+
+/// Counts and durations of one scenario.
+#[derive(Debug, Clone, Copy)]
+struct Params {
+    conns: usize,
+    warmup: f64,
+    secs: f64,
+    lat_secs: f64,
+    window: usize,
+    size: usize,
+}
+
+fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
+    let p = match (scenario, smoke) {
+        (Scenario::Echo | Scenario::Rpc, false) => Params {
+            conns: 100,
+            warmup: 1.0,
+            secs: 5.0,
+            lat_secs: 0.0,
+            window: 0,
+            size: 32,
+        },
+        (Scenario::Echo | Scenario::Rpc, true) => Params {
+            conns: 4,
+            warmup: 0.2,
+            secs: 0.6,
+            lat_secs: 0.0,
+            window: 0,
+            size: 32,
+        },
+        (Scenario::Fanout, false) => Params {
+            conns: 1000,
+            warmup: 1.0,
+            secs: 4.0,
+            lat_secs: 4.0,
+            window: 16,
+            size: 64,
+        },
+        (Scenario::Fanout, true) => Params {
+            conns: 10,
+            warmup: 0.2,
+            secs: 0.5,
+            lat_secs: 0.5,
+            window: 4,
+            size: 64,
+        },
+        (Scenario::Idle, false) => Params {
+            conns: 10_000,
+            warmup: 1.0,
+            secs: 0.0,
+            lat_secs: 0.0,
+            window: 0,
+            size: 0,
+        },
+        (Scenario::Idle, true) => Params {
+            conns: 100,
+            warmup: 0.3,
+            secs: 0.0,
+            lat_secs: 0.0,
+            window: 0,
+            size: 0,
+        },
+    };
+    Params {
+        warmup: p.warmup * scale,
+        secs: p.secs * scale,
+        lat_secs: p.lat_secs * scale,
+        ..p
+    }
+}
+
+/// One run's outcome.
+#[derive(Debug, Clone)]
+struct Run {
+    round: usize,
+    kind: &'static str,
+    result: Result<LoadResult, String>,
+}
+
+/// Runs everything, writes the report, fails when any run failed.
+pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the harness binary")?;
+    let pin = Pinning::detect();
+    std::fs::create_dir_all(&args.logs)
+        .with_context(|| format!("cannot create {}", args.logs.display()))?;
+    eprintln!(
+        "bench: {} mode, {} round(s), {}; logs in {}",
+        if args.smoke { "smoke" } else { "full" },
+        args.rounds,
+        pin.describe(),
+        args.logs.display()
+    );
+    let started = Instant::now();
+    let mut all: Vec<(Scenario, Params, Vec<Run>)> = Vec::new();
+    for &scenario in &args.only {
+        let p = params(scenario, args.smoke, args.time_scale);
+        let mut runs = Vec::new();
+        for round in 1..=args.rounds {
+            for spec in servers(scenario) {
+                let result = run_one(&exe, &pin, &args.logs, scenario, spec, round, &p);
+                eprintln!(
+                    "[{} {round}/{}] {:<18} {}",
+                    scenario.name(),
+                    args.rounds,
+                    spec.kind,
+                    summary(scenario, &result)
+                );
+                runs.push(Run {
+                    round,
+                    kind: spec.kind,
+                    result,
+                });
+                // Let the kernel finish tearing the last run's sockets down.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        all.push((scenario, p, runs));
+    }
+    let failures: Vec<String> = all
+        .iter()
+        .flat_map(|(s, _, runs)| {
+            runs.iter().filter_map(move |r| match &r.result {
+                Err(e) => Some(format!("{} {} round {}: {e}", s.name(), r.kind, r.round)),
+                Ok(_) => None,
+            })
+        })
+        .collect();
+    let report = report(&args, &pin, &all, started.elapsed());
+    if let Some(dir) = args.out.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    std::fs::write(&args.out, report)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "bench: wrote {} in {:.0} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("FAILED: {f}");
+        }
+        bail!("{} run(s) failed", failures.len());
+    }
+    Ok(())
+}
+
+fn summary(scenario: Scenario, r: &Result<LoadResult, String>) -> String {
+    match r {
+        Err(e) => format!("FAILED: {e}"),
+        Ok(r) if scenario == Scenario::Idle => format!(
+            "{:.0} B/conn ({} conns, RSS {:.1} -> {:.1} MiB)",
+            r.bytes_per_conn.unwrap_or(0.0),
+            r.idle_conns.unwrap_or(0),
+            r.rss_before.unwrap_or(0) as f64 / 1048576.0,
+            r.rss_after.unwrap_or(0) as f64 / 1048576.0
+        ),
+        Ok(r) if scenario == Scenario::Fanout => format!(
+            "{:>10.0} deliveries/s  server {:.3} ({:.3} user) CPU-s/100k  loadgen {:.0}%  others {:.0}% | at {:.0}/s: got {:.0}/s p50 {:.1} µs p99 {:.1} µs server {:.0}% loadgen {:.0}%",
+            r.throughput,
+            r.server_cpu_per_100k,
+            r.server_user_per_100k,
+            r.client_cpu * 100.0,
+            r.other_cpu * 100.0,
+            r.lat_rate.unwrap_or(0.0),
+            r.lat_throughput.unwrap_or(0.0),
+            r.p50_us,
+            r.p99_us,
+            r.lat_server_cpu.unwrap_or(0.0) * 100.0,
+            r.lat_client_cpu.unwrap_or(0.0) * 100.0,
+        ),
+        Ok(r) => format!(
+            "{:>10.0} msg/s  p50 {:>8.1} µs  p99 {:>8.1} µs  server {:.3} ({:.3} user) CPU-s/100k  loadgen {:.0}%  others {:.0}%",
+            r.throughput,
+            r.p50_us,
+            r.p99_us,
+            r.server_cpu_per_100k,
+            r.server_user_per_100k,
+            r.client_cpu * 100.0,
+            r.other_cpu * 100.0
+        ),
+    }
+}
+
+// ---------------------------------------------------------------- processes
+
+struct Pinning {
+    server: Option<&'static str>,
+    client: Option<&'static str>,
+}
+
+impl Pinning {
+    fn detect() -> Pinning {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let taskset = Command::new("taskset")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if taskset && cpus >= 2 {
+            Pinning {
+                server: Some("0"),
+                client: Some("1"),
+            }
+        } else {
+            Pinning {
+                server: None,
+                client: None,
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (self.server, self.client) {
+            (Some(s), Some(c)) => {
+                format!("servers pinned to CPU {s}, load generator to CPU {c} (taskset)")
+            }
+            _ => "no pinning (taskset missing or a single CPU)".to_string(),
+        }
+    }
+
+    fn command(cpu: Option<&str>, exe: &Path) -> Command {
+        match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        }
+    }
+}
+
+/// Kills the child when dropped (a failed run never leaves a server behind).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    match std::fs::File::create(dir.join(name)) {
+        Ok(f) => Stdio::from(f),
+        Err(_) => Stdio::null(),
+    }
+}
+
+fn run_one(
+    exe: &Path,
+    pin: &Pinning,
+    logs: &Path,
+    scenario: Scenario,
+    spec: &ServerSpec,
+    round: usize,
+    p: &Params,
+) -> Result<LoadResult, String> {
+    let tag = format!("{}-{}-r{round}", scenario.name(), spec.kind);
+    let mut server = Pinning::command(pin.server, exe);
+    server
+        .args([
+            "server",
+            "--server",
+            spec.kind,
+            "--scenario",
+            scenario.name(),
+        ])
+        .args(["--port", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file(logs, &format!("{tag}-server.log")));
+    let mut server = Reaped(
+        server
+            .spawn()
+            .map_err(|e| format!("cannot start the server: {e}"))?,
+    );
+    let pid = server.0.id();
+    let port = read_port(&mut server.0, Duration::from_secs(30))?;
+
+    let mut load = Pinning::command(pin.client, exe);
+    load.args(["load", "--server", spec.kind, "--scenario", scenario.name()])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--server-pid",
+            &pid.to_string(),
+        ])
+        .args([
+            "--conns",
+            &p.conns.to_string(),
+            "--size",
+            &p.size.to_string(),
+        ])
+        .args([
+            "--warmup",
+            &p.warmup.to_string(),
+            "--secs",
+            &p.secs.to_string(),
+        ])
+        .args(["--lat-secs", &p.lat_secs.to_string()])
+        .args(["--window", &p.window.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file(logs, &format!("{tag}-load.log")));
+    let load = Reaped(
+        load.spawn()
+            .map_err(|e| format!("cannot start the load generator: {e}"))?,
+    );
+    let limit = Duration::from_secs_f64(p.warmup * 2.0 + p.secs + p.lat_secs + 150.0);
+    let out = wait_output(load, limit)?;
+    let alive = matches!(server.0.try_wait(), Ok(None));
+    drop(server);
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .ok_or_else(|| format!("the load generator printed no result (see {tag}-load.log)"))?;
+    let result: LoadResult =
+        serde_json::from_str(line).map_err(|e| format!("unreadable result: {e}"))?;
+    if !result.ok {
+        return Err(result.error.unwrap_or_else(|| "failed".into()));
+    }
+    if !alive {
+        return Err(format!(
+            "the server exited during the run (see {tag}-server.log)"
+        ));
+    }
+    Ok(result)
+}
+
+fn read_port(child: &mut Child, limit: Duration) -> Result<u16, String> {
+    let stdout = child.stdout.take().ok_or("no server stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let port = lines.find_map(|l| {
+            l.ok().and_then(|l| {
+                l.strip_prefix("PORT ")
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+            })
+        });
+        let _ = tx.send(port);
+        // Keep draining so the server never blocks on a full pipe.
+        for _ in lines {}
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Some(port)) => Ok(port),
+        Ok(None) => Err("the server exited before printing its port".into()),
+        Err(_) => Err(format!("the server printed no port within {limit:?}")),
+    }
+}
+
+fn wait_output(mut child: Reaped, limit: Duration) -> Result<String, String> {
+    let mut stdout = child.0.stdout.take().ok_or("no load generator stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    let end = Instant::now() + limit;
+    loop {
+        match child.0.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                drop(child);
+                return Err(format!(
+                    "the load generator did not finish within {limit:?}"
+                ));
+            }
+            Err(e) => return Err(format!("waiting for the load generator: {e}")),
+        }
+    }
+    drop(child);
+    reader
+        .join()
+        .map_err(|_| "reader thread panicked".to_string())
+}
+
+// ---------------------------------------------------------------- statistics
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn ok_runs<'a>(runs: &'a [Run], kind: &str) -> Vec<&'a LoadResult> {
+    runs.iter()
+        .filter(|r| r.kind == kind)
+        .filter_map(|r| r.result.as_ref().ok())
+        .collect()
+}
+
+fn med(runs: &[Run], kind: &str, f: impl Fn(&LoadResult) -> Option<f64>) -> Option<f64> {
+    median(ok_runs(runs, kind).into_iter().filter_map(f).collect())
+}
+
+/// Median over rounds of `f(framework run) / f(peer run)` of the same round.
+fn ratio(runs: &[Run], peer: &str, f: impl Fn(&LoadResult) -> Option<f64>) -> Option<f64> {
+    let fw = servers_framework(runs);
+    let mut v = Vec::new();
+    let rounds = runs.iter().map(|r| r.round).max().unwrap_or(0);
+    for round in 1..=rounds {
+        let get = |kind: &str| {
+            runs.iter()
+                .find(|r| r.round == round && r.kind == kind)
+                .and_then(|r| r.result.as_ref().ok())
+                .and_then(&f)
+        };
+        if let (Some(a), Some(b)) = (get(fw), get(peer)) {
+            if b > 0.0 {
+                v.push(a / b);
+            }
+        }
+    }
+    median(v)
+}
+
+fn servers_framework(runs: &[Run]) -> &'static str {
+    runs.first().map_or("framework", |r| r.kind)
+}
+
+fn thr(r: &LoadResult) -> Option<f64> {
+    Some(r.throughput)
+}
+fn cpu(r: &LoadResult) -> Option<f64> {
+    (r.server_cpu_per_100k > 0.0).then_some(r.server_cpu_per_100k)
+}
+fn p50(r: &LoadResult) -> Option<f64> {
+    Some(r.p50_us)
+}
+fn p99(r: &LoadResult) -> Option<f64> {
+    Some(r.p99_us)
+}
+fn client(r: &LoadResult) -> Option<f64> {
+    Some(r.client_cpu)
+}
+fn user(r: &LoadResult) -> Option<f64> {
+    (r.server_cpu_per_100k > 0.0).then_some(r.server_user_per_100k)
+}
+fn other(r: &LoadResult) -> Option<f64> {
+    Some(r.other_cpu)
+}
+fn per_conn(r: &LoadResult) -> Option<f64> {
+    r.bytes_per_conn
+}
+
+// ---------------------------------------------------------------- report
+
+fn f0(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| group(v.round() as i64))
+}
+fn f1(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.1}"))
+}
+fn f3(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.3}"))
+}
+fn pct(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{:.0}%", v * 100.0))
+}
+fn x2(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.2}×"))
+}
+fn group(v: i64) -> String {
+    let s = v.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+fn cmd_output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn machine() -> Vec<(&'static str, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or("unknown".into(), |m| m.trim().to_string());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or("unknown".into(), |kb| format!("{:.1} GiB", kb / 1048576.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or("unknown".into(), |s| s.trim().to_string());
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut commit = cmd_output("git", &["rev-parse", "--short", "HEAD"]);
+    if !cmd_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+        commit.push_str(" (with uncommitted changes)");
+    }
+    vec![
+        ("CPUs (nproc)", nproc.to_string()),
+        ("CPU model", model),
+        ("memory", mem),
+        ("kernel", kernel),
+        ("rustc", cmd_output("rustc", &["--version"])),
+        (
+            "build",
+            if cfg!(debug_assertions) {
+                "debug (dev profile): numbers are meaningless".into()
+            } else {
+                "release".into()
+            },
+        ),
+        ("date (UTC)", cmd_output("date", &["-u", "+%Y-%m-%d %H:%M"])),
+        ("commit", commit),
+    ]
+}
+
+struct Target {
+    scenario: Scenario,
+    text: String,
+    shown: String,
+    pass: Option<bool>,
+    /// The same bound applied to server CPU per message (for throughput targets).
+    cpu_shown: String,
+    cpu_pass: Option<bool>,
+}
+
+fn verdict(p: Option<bool>) -> &'static str {
+    match p {
+        Some(true) => "**PASS**",
+        Some(false) => "**MISS**",
+        None => "n/a",
+    }
+}
+
+/// A throughput target `framework ≥ bound × peer`, with its CPU twin:
+/// `peer CPU/100k ÷ framework CPU/100k ≥ bound`.
+fn throughput_target(
+    scenario: Scenario,
+    runs: &[Run],
+    peer: &str,
+    label: &str,
+    bound: f64,
+) -> Target {
+    let r = ratio(runs, peer, thr);
+    let c = ratio(runs, peer, cpu).map(|x| 1.0 / x);
+    Target {
+        scenario,
+        text: format!("throughput ≥ {bound}× {label}"),
+        shown: x2(r),
+        pass: r.map(|r| r >= bound),
+        cpu_shown: x2(c),
+        cpu_pass: c.map(|c| c >= bound),
+    }
+}
+
+fn targets(all: &[(Scenario, Params, Vec<Run>)]) -> Vec<Target> {
+    let mut out = Vec::new();
+    for (scenario, p, runs) in all {
+        let runs = runs.as_slice();
+        match scenario {
+            Scenario::Echo => {
+                out.push(throughput_target(
+                    *scenario,
+                    runs,
+                    "fastwebsockets",
+                    "fastwebsockets",
+                    1.0,
+                ));
+                let c = ratio(runs, "fastwebsockets", cpu);
+                out.push(Target {
+                    scenario: *scenario,
+                    text: "server CPU per message ≤ fastwebsockets'".into(),
+                    shown: x2(c),
+                    pass: c.map(|c| c <= 1.0),
+                    cpu_shown: "—".into(),
+                    cpu_pass: None,
+                });
+                out.push(throughput_target(
+                    *scenario,
+                    runs,
+                    "tokio-tungstenite",
+                    "tokio-tungstenite",
+                    1.1,
+                ));
+            }
+            Scenario::Rpc => {
+                out.push(throughput_target(
+                    *scenario,
+                    runs,
+                    "floor",
+                    "the hand-written floor",
+                    0.9,
+                ));
+                out.push(throughput_target(
+                    *scenario,
+                    runs,
+                    "jsonrpsee",
+                    "jsonrpsee",
+                    3.0,
+                ));
+                out.push(throughput_target(
+                    *scenario,
+                    runs,
+                    "socketioxide",
+                    "socketioxide",
+                    3.0,
+                ));
+            }
+            Scenario::Fanout => {
+                let mut t = throughput_target(*scenario, runs, "socketioxide", "socketioxide", 3.0);
+                t.text = "deliveries/s ≥ 3× socketioxide".into();
+                out.push(t);
+                let l = med(runs, "framework", p99);
+                out.push(Target {
+                    scenario: *scenario,
+                    text: format!(
+                        "p99 publish-to-delivery at half the peak ≤ 5 ms ({} subscribers)",
+                        group(p.conns as i64)
+                    ),
+                    shown: l.map_or("—".into(), |l| format!("{:.2} ms", l / 1000.0)),
+                    pass: l.map(|l| l <= 5000.0),
+                    cpu_shown: "—".into(),
+                    cpu_pass: None,
+                });
+            }
+            Scenario::Idle => {
+                let b = med(runs, "framework", per_conn);
+                out.push(Target {
+                    scenario: *scenario,
+                    text: "≤ 4 KiB of server memory per idle connection".into(),
+                    shown: b.map_or("—".into(), |b| format!("{:.2} KiB", b / 1024.0)),
+                    pass: b.map(|b| b <= 4096.0),
+                    cpu_shown: "—".into(),
+                    cpu_pass: None,
+                });
+                let r = ratio(runs, "tokio-tungstenite", per_conn);
+                out.push(Target {
+                    scenario: *scenario,
+                    text: "≤ 0.1× the memory of tokio-tungstenite (default settings)".into(),
+                    shown: x2(r),
+                    pass: r.map(|r| r <= 0.1),
+                    cpu_shown: "—".into(),
+                    cpu_pass: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn report(
+    args: &RunArgs,
+    pin: &Pinning,
+    all: &[(Scenario, Params, Vec<Run>)],
+    took: Duration,
+) -> String {
+    let mut md = String::new();
+    let w = &mut md;
+    let _ = writeln!(w, "# Benchmarks\n");
+    let _ = writeln!(
+        w,
+        "Written by `scripts/bench.sh{}` (the runner of `bench/harness`); every number \
+         below is measured output of that run. Servers and the load generator are \
+         separate processes; {}. Each scenario runs every server in turn, {} round(s), \
+         framework first in each round; the tables give medians over rounds, and each \
+         ratio is the median of the per-round ratios (framework ÷ peer of the same \
+         round).\n",
+        if args.smoke { " --smoke" } else { "" },
+        pin.describe(),
+        args.rounds
+    );
+    if args.smoke {
+        let _ = writeln!(
+            w,
+            "**Smoke run**: tiny counts and sub-second windows; it checks that every \
+             server and scenario works, the numbers mean nothing.\n"
+        );
+    }
+    let _ = writeln!(w, "## Machine\n\n| | |\n|---|---|");
+    for (k, v) in machine() {
+        let _ = writeln!(w, "| {k} | {v} |");
+    }
+    let _ = writeln!(
+        w,
+        "| run time | {:.0} s (without the build) |",
+        took.as_secs_f64()
+    );
+    let _ = writeln!(w);
+
+    let _ = writeln!(w, "## Targets\n");
+    let _ = writeln!(
+        w,
+        "Throughput targets carry a second verdict: the same bound applied to the \
+         servers' CPU time per message (peer CPU-s per 100k ÷ framework CPU-s per \
+         100k), which stays meaningful when the load generator, not the server, is \
+         the bottleneck.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| scenario | target | measured | verdict | same bound on server CPU per message | verdict |\n|---|---|---|---|---|---|"
+    );
+    for t in targets(all) {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} |",
+            t.scenario.name(),
+            t.text,
+            t.shown,
+            verdict(t.pass),
+            t.cpu_shown,
+            if t.cpu_shown == "—" {
+                ""
+            } else {
+                verdict(t.cpu_pass)
+            }
+        );
+    }
+    let _ = writeln!(w);
+
+    for (scenario, p, runs) in all {
+        scenario_section(w, *scenario, p, runs);
+    }
+
+    let _ = writeln!(w, "## Profile-driven changes\n");
+    let _ = writeln!(
+        w,
+        "_Placeholder: to be filled in by the framework maintainer._\n"
+    );
+
+    let _ = writeln!(w, "## Method\n");
+    let _ = writeln!(
+        w,
+        "- **Load generator**: one process on one thread (a current-thread tokio \
+         runtime), every connection a task; a minimal RFC 6455 client with one read \
+         and one write buffer per connection, pre-encoded request templates patched \
+         in place (no allocation per message), one `write` per message; every \
+         response is verified (echo bytes, sums, ids, transaction ids). Its own CPU \
+         use is the *loadgen CPU* column (100% = one core: the client is the \
+         bottleneck and throughputs converge; compare *server CPU-s per 100k* then).\n\
+         - **Server CPU-s per 100k messages**: user + system time of the server \
+         process (`/proc/PID/stat` fields 14 + 15 ÷ `CLK_TCK`), read by the load \
+         generator at the start and end of the measurement window only. A message is \
+         one round trip (echo, rpc) or one delivery (fanout).\n\
+         - **Servers**: each peer as its documentation writes it, on a default \
+         multi-threaded tokio runtime (one worker when pinned), TCP_NODELAY on \
+         accepted sockets (as the framework). jsonrpsee's connection limit (default \
+         100) and the framework's per-IP limit (default 10,000) are raised so the \
+         idle scenario can open 10,000 connections from 127.0.0.1.\n\
+         - **echo**: {} connections, one {}-byte binary message in flight on each, \
+         closed loop; {} s warm-up, {} s window. Latency is the round trip.\n\
+         - **rpc**: same closed loop. Framework and floor: a protocol v1 `Message` \
+         (opcode 200, transaction id, FlatBuffers payload `{{id: u64, a: i64, b: \
+         i64}}`) answered with `{{id, sum}}`; the floor is the same frames verified, \
+         decoded and encoded by hand on tokio-tungstenite + flatbuffers. jsonrpsee: a \
+         JSON-RPC method call. socketioxide: an event answered through its ack.\n\
+         - **fanout**: 1 publisher and {} subscribers of one channel (room, \
+         subscription), {}-byte payload carrying a sequence number and the send \
+         time. Peak: at most {} publishes not yet delivered to every subscriber, \
+         deliveries/s over {} s. Then publishes at a fixed rate of half that peak \
+         (each server at half its own peak) for {} s: p50/p99 of publish-to-delivery \
+         (send time, `CLOCK_REALTIME`, in the payload; receive time from the \
+         kernel's `SO_TIMESTAMPNS` on the subscriber's socket).\n\
+         - **idle**: {} connections opened (and the protocol's own opening done: \
+         Welcome, Socket.IO connect), held {} s; the server's `VmRSS` after minus \
+         before, ÷ connections (user-space memory only: kernel socket buffers are not \
+         in RSS).\n",
+        params(Scenario::Echo, args.smoke, args.time_scale).conns,
+        params(Scenario::Echo, args.smoke, args.time_scale).size,
+        params(Scenario::Echo, args.smoke, args.time_scale).warmup,
+        params(Scenario::Echo, args.smoke, args.time_scale).secs,
+        params(Scenario::Fanout, args.smoke, args.time_scale).conns,
+        crate::spec::FANOUT_PAYLOAD,
+        params(Scenario::Fanout, args.smoke, args.time_scale).window,
+        params(Scenario::Fanout, args.smoke, args.time_scale).secs,
+        params(Scenario::Fanout, args.smoke, args.time_scale).lat_secs,
+        group(params(Scenario::Idle, args.smoke, args.time_scale).conns as i64),
+        params(Scenario::Idle, args.smoke, args.time_scale).warmup,
+    );
+    let _ = writeln!(
+        w,
+        "Rerun: `bash scripts/bench.sh` (full, about 5 minutes after the build), \
+         `bash scripts/bench.sh --smoke` (seconds), options after the script name \
+         (`--rounds N`, `--only echo,rpc`, `--time-scale X`). Absolute numbers on a \
+         shared machine drift between runs; the ratios of one run are the result.\n"
+    );
+
+    let _ = writeln!(w, "## Every run\n\n<details><summary>per round</summary>\n");
+    let _ = writeln!(
+        w,
+        "| scenario | round | server | msgs/s | p50 µs | p99 µs | server CPU-s/100k (user) | loadgen CPU | other processes' CPU | bytes/conn | result |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (scenario, _, runs) in all {
+        for r in runs {
+            match &r.result {
+                Ok(x) => {
+                    let _ = writeln!(
+                        w,
+                        "| {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | ok |",
+                        scenario.name(),
+                        r.round,
+                        r.kind,
+                        f0(Some(x.throughput)),
+                        f1(Some(x.p50_us)),
+                        f1(Some(x.p99_us)),
+                        f3(Some(x.server_cpu_per_100k)),
+                        f3(Some(x.server_user_per_100k)),
+                        pct(Some(x.client_cpu)),
+                        pct(Some(x.other_cpu)),
+                        f0(x.bytes_per_conn),
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        w,
+                        "| {} | {} | {} | | | | | | | | FAILED: {} |",
+                        scenario.name(),
+                        r.round,
+                        r.kind,
+                        e.replace('|', "/")
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(w, "\n</details>");
+    md
+}
+
+fn scenario_section(w: &mut String, scenario: Scenario, p: &Params, runs: &[Run]) {
+    let fw = servers_framework(runs);
+    let _ = match scenario {
+        Scenario::Echo => writeln!(
+            w,
+            "## echo — raw service, {} connections, one {}-byte message in flight each\n",
+            p.conns, p.size
+        ),
+        Scenario::Rpc => writeln!(
+            w,
+            "## rpc — typed request/response (opcode 200), {} connections, closed loop\n",
+            p.conns
+        ),
+        Scenario::Fanout => writeln!(
+            w,
+            "## fanout — 1 publisher, {} subscribers, {}-byte payload\n",
+            group(p.conns as i64),
+            crate::spec::FANOUT_PAYLOAD
+        ),
+        Scenario::Idle => writeln!(
+            w,
+            "## idle — memory per idle connection, {} connections\n",
+            group(p.conns as i64)
+        ),
+    };
+    let failed = |kind: &str| {
+        let n = runs
+            .iter()
+            .filter(|r| r.kind == kind && r.result.is_err())
+            .count();
+        if n > 0 {
+            format!(" ({n} failed)")
+        } else {
+            String::new()
+        }
+    };
+    match scenario {
+        Scenario::Echo | Scenario::Rpc | Scenario::Fanout => {
+            let fanout = scenario == Scenario::Fanout;
+            let _ = writeln!(
+                w,
+                "| server | {} | {} | server CPU-s per 100k {} | of which user space | loadgen CPU | framework ÷ server, throughput | framework ÷ server, CPU per message |\n|---|---|---|---|---|---|---|---|",
+                if fanout { "peak deliveries/s" } else { "msgs/s" },
+                if fanout {
+                    "latency at half peak p50 / p99 (µs)"
+                } else {
+                    "round trip p50 / p99 (µs)"
+                },
+                if fanout { "deliveries" } else { "messages" },
+            );
+            for spec in servers(scenario) {
+                let is_fw = spec.kind == fw;
+                let _ = writeln!(
+                    w,
+                    "| {}{} | {} | {} / {} | {} | {} | {} | {} | {} |",
+                    spec.label,
+                    failed(spec.kind),
+                    f0(med(runs, spec.kind, thr)),
+                    f1(med(runs, spec.kind, p50)),
+                    f1(med(runs, spec.kind, p99)),
+                    f3(med(runs, spec.kind, cpu)),
+                    f3(med(runs, spec.kind, user)),
+                    pct(med(runs, spec.kind, client)),
+                    if is_fw {
+                        "—".into()
+                    } else {
+                        x2(ratio(runs, spec.kind, thr))
+                    },
+                    if is_fw {
+                        "—".into()
+                    } else {
+                        x2(ratio(runs, spec.kind, cpu))
+                    },
+                );
+            }
+            let client_cpu = med(runs, fw, client).unwrap_or(0.0);
+            let _ = writeln!(w);
+            let others: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.result.as_ref().ok())
+                .filter_map(other)
+                .collect();
+            if let Some(o) = median(others) {
+                let _ = writeln!(
+                    w,
+                    "Other processes of the machine used a median {:.0}% of a core during \
+                     these windows{}.\n",
+                    o * 100.0,
+                    if o >= 0.1 {
+                        " (a shared, noisy machine: absolute numbers and latencies are \
+                         unreliable; compare CPU per message)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if client_cpu >= 0.9 {
+                let _ = writeln!(
+                    w,
+                    "The load generator used {:.0}% of its core against the framework: \
+                     the client is the bottleneck, so throughput ratios understate \
+                     differences; the CPU-per-message column is the comparison that \
+                     holds.\n",
+                    client_cpu * 100.0
+                );
+            }
+            if fanout {
+                let _ = writeln!(
+                    w,
+                    "CPU per message ratios below 1 favour the framework. Latency is \
+                     measured with each server at half of its own peak; the latency \
+                     phase itself:\n"
+                );
+                let _ = writeln!(
+                    w,
+                    "| server | deliveries/s asked | achieved | server CPU | loadgen CPU | p50 / p99 at the kernel's receive (µs) | p50 / p99 when the subscriber task ran (µs) |\n|---|---|---|---|---|---|---|"
+                );
+                for spec in servers(scenario) {
+                    let _ = writeln!(
+                        w,
+                        "| {} | {} | {} | {} | {} | {} / {} | {} / {} |",
+                        spec.label,
+                        f0(med(runs, spec.kind, |r| r.lat_rate)),
+                        f0(med(runs, spec.kind, |r| r.lat_throughput)),
+                        pct(med(runs, spec.kind, |r| r.lat_server_cpu)),
+                        pct(med(runs, spec.kind, |r| r.lat_client_cpu)),
+                        f1(med(runs, spec.kind, p50)),
+                        f1(med(runs, spec.kind, p99)),
+                        f1(med(runs, spec.kind, |r| r.p50_task_us)),
+                        f1(med(runs, spec.kind, |r| r.p99_task_us)),
+                    );
+                }
+                let _ = writeln!(
+                    w,
+                    "\nLatency is measured to the kernel's receive timestamp of the \
+                     delivery on the subscriber's socket (`SO_TIMESTAMPNS`), so the load \
+                     generator's own queueing is left out; the last column includes it. \
+                     A server CPU near 100% in this phase means half of the (batched) \
+                     peak rate saturates the server once deliveries no longer batch.\n"
+                );
+            } else {
+                let _ = writeln!(
+                    w,
+                    "Throughput ratios above 1 and CPU-per-message ratios below 1 favour \
+                     the framework.\n"
+                );
+            }
+        }
+        Scenario::Idle => {
+            let _ = writeln!(
+                w,
+                "| server | bytes per connection | KiB per connection | RSS before → after (MiB) | framework ÷ server |\n|---|---|---|---|---|"
+            );
+            for spec in servers(scenario) {
+                let is_fw = spec.kind == fw;
+                let b = med(runs, spec.kind, per_conn);
+                let _ = writeln!(
+                    w,
+                    "| {}{} | {} | {} | {} → {} | {} |",
+                    spec.label,
+                    failed(spec.kind),
+                    f0(b),
+                    f1(b.map(|b| b / 1024.0)),
+                    f1(med(runs, spec.kind, |r| r
+                        .rss_before
+                        .map(|x| x as f64 / 1048576.0))),
+                    f1(med(runs, spec.kind, |r| r
+                        .rss_after
+                        .map(|x| x as f64 / 1048576.0))),
+                    if is_fw {
+                        "—".into()
+                    } else {
+                        x2(ratio(runs, spec.kind, per_conn))
+                    },
+                );
+            }
+            let _ = writeln!(w, "\nRatios below 1 favour the framework.\n");
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The servers under test: the framework's services and the peers, each written
+//! the way its documentation shows. Every server binds 127.0.0.1, prints
+//! `PORT <n>` on stdout once it accepts connections, and runs until killed.
+//!
+//! Every server runs on a default multi-threaded tokio runtime (one worker per CPU
+//! it may run on: one when the runner pins it) and sets TCP_NODELAY on accepted
+//! sockets, as the framework does.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use flatbuffers::FlatBufferBuilder;
+use framework::protocol::fbs;
+use framework::raw::RawConnection;
+use framework::Message as _;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::spec::{AddRequest, AddResponse, Scenario, ADD_OPCODE, CHANNEL};
+
+/// Runs server `kind` of `scenario` on `port` (0: any free port) until killed.
+pub fn main(kind: &str, scenario: Scenario, port: u16) -> anyhow::Result<()> {
+    if crate::spec::find(scenario, kind).is_none() {
+        bail!("scenario {} has no server {kind:?}", scenario.name());
+    }
+    crate::sys::raise_nofile_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    runtime.block_on(async move {
+        match (scenario, kind) {
+            (_, "framework") | (_, "framework-raw") => framework_server(scenario, kind, addr).await,
+            (_, "tokio-tungstenite") => tungstenite_echo(addr).await,
+            (_, "fastwebsockets") => fastwebsockets_echo(addr).await,
+            (_, "axum") => axum_echo(addr).await,
+            (_, "floor") => floor(addr).await,
+            (_, "jsonrpsee") => jsonrpsee_server(addr).await,
+            (_, "socketioxide") => socketioxide_server(addr).await,
+            _ => bail!("unknown server {kind:?}"),
+        }
+    })
+}
+
+fn announce(addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "PORT {}", addr.port());
+    let _ = out.flush();
+}
+
+async fn forever() -> anyhow::Result<()> {
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- framework
+
+/// The rpc scenario's typed handler: the macro layer, as an application writes it.
+#[framework::opcode(200)]
+async fn add(req: AddRequest) -> AddResponse {
+    AddResponse {
+        id: req.id,
+        sum: req.a.wrapping_add(req.b),
+    }
+}
+
+/// The raw echo service, callback style (the C++ guide's `on_data`).
+fn raw_echo(conn: RawConnection) {
+    conn.on_data(|conn, data| {
+        let _ = conn.send(data.into_bytes());
+    });
+}
+
+async fn framework_server(scenario: Scenario, kind: &str, addr: SocketAddr) -> anyhow::Result<()> {
+    let config = framework::Config {
+        // 10,000 idle connections all come from 127.0.0.1; the per-IP limit (default
+        // 10,000) is about abuse, not memory, so it is lifted for the benchmark.
+        max_connections_per_ip: 1_000_000,
+        ..framework::Config::default()
+    };
+    let app = framework::App::new().config(config);
+    let raw = scenario == Scenario::Echo || kind == "framework-raw";
+    let handle = if raw {
+        app.run_raw_websocket_service(addr, raw_echo)
+            .start()
+            .await?
+    } else {
+        let app = if scenario == Scenario::Rpc {
+            app.with_registered()
+        } else {
+            app
+        };
+        app.run_websocket_service(addr).start().await?
+    };
+    let bound = if raw {
+        handle.raw_addrs()[0]
+    } else {
+        handle.websocket_addr()
+    };
+    announce(bound);
+    forever().await
+}
+
+// ---------------------------------------------------------------- tokio-tungstenite
+
+/// The canonical tokio-tungstenite echo server, default `WebSocketConfig`.
+async fn tungstenite_echo(addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    announce(listener.local_addr()?);
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
+            while let Some(Ok(msg)) = ws.next().await {
+                if (msg.is_binary() || msg.is_text()) && ws.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// The zero-framework floor of the rpc scenario: the same protocol frames as the
+/// framework (a `FWK1` `Message` with opcode 200, a transaction id and the typed
+/// payload), verified, decoded and answered by hand on tokio-tungstenite +
+/// flatbuffers, with the builders reused per connection.
+async fn floor(addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    announce(listener.local_addr()?);
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(floor_connection(tcp));
+    }
+}
+
+async fn floor_connection(tcp: TcpStream) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    let mut inner = FlatBufferBuilder::with_capacity(128);
+    let mut outer = FlatBufferBuilder::with_capacity(256);
+    while let Some(Ok(msg)) = ws.next().await {
+        let tokio_tungstenite::tungstenite::Message::Binary(bytes) = msg else {
+            continue;
+        };
+        let Some(reply) = floor_answer(&bytes, &mut inner, &mut outer) else {
+            continue;
+        };
+        let reply = tokio_tungstenite::tungstenite::Message::Binary(reply);
+        if ws.send(reply).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn floor_answer(
+    bytes: &[u8],
+    inner: &mut FlatBufferBuilder<'static>,
+    outer: &mut FlatBufferBuilder<'static>,
+) -> Option<Bytes> {
+    if bytes.len() < 8 || !flatbuffers::buffer_has_identifier(bytes, "FWK1", false) {
+        return None;
+    }
+    let msg = flatbuffers::root::<fbs::Message<'_>>(bytes).ok()?;
+    if msg.opcode().0 != ADD_OPCODE {
+        return None;
+    }
+    let req = AddRequest::decode(msg.payload()?.bytes()).ok()?;
+    let resp = AddResponse {
+        id: req.id,
+        sum: req.a.wrapping_add(req.b),
+    };
+    inner.reset();
+    let root = resp.build_table(inner);
+    inner.finish_minimal(root);
+    outer.reset();
+    let payload = outer.create_vector(inner.finished_data());
+    let reply = fbs::Message::create(
+        outer,
+        &fbs::MessageArgs {
+            opcode: fbs::Opcode(ADD_OPCODE),
+            transaction_id: msg.transaction_id(),
+            payload: Some(payload),
+            ..Default::default()
+        },
+    );
+    outer.finish(reply, Some("FWK1"));
+    Some(Bytes::copy_from_slice(outer.finished_data()))
+}
+
+// ---------------------------------------------------------------- fastwebsockets
+
+/// fastwebsockets' own `echo_server` example (hyper upgrade + FragmentCollector).
+async fn fastwebsockets_echo(addr: SocketAddr) -> anyhow::Result<()> {
+    use fastwebsockets::{upgrade, OpCode, WebSocketError};
+    use http_body_util::Empty;
+    use hyper::body::Incoming;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+
+    async fn handle_client(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
+        let mut ws = fastwebsockets::FragmentCollector::new(fut.await?);
+        loop {
+            let frame = ws.read_frame().await?;
+            match frame.opcode {
+                OpCode::Close => break,
+                OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn server_upgrade(
+        mut req: hyper::Request<Incoming>,
+    ) -> Result<hyper::Response<Empty<hyper::body::Bytes>>, WebSocketError> {
+        let (response, fut) = upgrade::upgrade(&mut req)?;
+        tokio::spawn(async move {
+            let _ = tokio::task::unconstrained(handle_client(fut)).await;
+        });
+        Ok(response)
+    }
+
+    let listener = TcpListener::bind(addr).await?;
+    announce(listener.local_addr()?);
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            let _ = http1::Builder::new()
+                .serve_connection(io, service_fn(server_upgrade))
+                .with_upgrades()
+                .await;
+        });
+    }
+}
+
+// ---------------------------------------------------------------- axum
+
+/// axum's WebSocket echo (feature `ws`).
+async fn axum_echo(addr: SocketAddr) -> anyhow::Result<()> {
+    use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+    use axum::serve::ListenerExt;
+
+    async fn echo(mut socket: WebSocket) {
+        while let Some(Ok(msg)) = socket.recv().await {
+            match msg {
+                Message::Binary(_) | Message::Text(_) => {}
+                Message::Close(_) => break,
+                _ => continue,
+            }
+            if socket.send(msg).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(|ws: WebSocketUpgrade| async move { ws.on_upgrade(echo) }),
+    );
+    let listener = TcpListener::bind(addr).await?;
+    announce(listener.local_addr()?);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- jsonrpsee
+
+/// jsonrpsee: method `add` (rpc), subscription `subscribe_bench` with method
+/// `publish` feeding a broadcast channel (fanout; the notification is serialized
+/// once per publish and cloned per subscriber), nothing else for idle.
+async fn jsonrpsee_server(addr: SocketAddr) -> anyhow::Result<()> {
+    use jsonrpsee::server::{RpcModule, Server, ServerConfig};
+    use jsonrpsee::types::ErrorObjectOwned;
+    use serde_json::value::RawValue;
+    use tokio::sync::broadcast;
+
+    type Feed = broadcast::Sender<Box<RawValue>>;
+
+    // The defaults allow 100 connections; the scenarios need up to 10,000.
+    let config = ServerConfig::builder().max_connections(100_000).build();
+    let server = Server::builder().set_config(config).build(addr).await?;
+    let bound = server.local_addr()?;
+
+    let (feed, _) = broadcast::channel::<Box<RawValue>>(4096);
+    let mut module = RpcModule::new(feed);
+    module.register_method("add", |params, _, _| {
+        let req: AddRequest = params.parse()?;
+        Ok::<_, ErrorObjectOwned>(AddResponse {
+            id: req.id,
+            sum: req.a.wrapping_add(req.b),
+        })
+    })?;
+    module.register_method("publish", |params, feed: &Feed, _| {
+        let (payload,): (String,) = params.parse()?;
+        let raw = serde_json::value::to_raw_value(&payload)
+            .map_err(|e| ErrorObjectOwned::owned(-32603, e.to_string(), None::<()>))?;
+        let _ = feed.send(raw);
+        Ok::<_, ErrorObjectOwned>(())
+    })?;
+    module.register_subscription(
+        "subscribe_bench",
+        CHANNEL,
+        "unsubscribe_bench",
+        |_, pending, feed, _| async move {
+            let mut rx = feed.subscribe();
+            let sink = pending.accept().await?;
+            loop {
+                match rx.recv().await {
+                    Ok(item) => {
+                        if sink.send(item).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let handle = server.start(module);
+    announce(bound);
+    handle.stopped().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- socketioxide
+
+/// socketioxide on axum: event `add` answered through its ack (rpc), `join` +
+/// `publish` broadcasting to a room (fanout), the default namespace for idle.
+async fn socketioxide_server(addr: SocketAddr) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
+    use socketioxide::extract::{AckSender, Data, SocketRef};
+    use socketioxide::SocketIo;
+
+    let (layer, io) = SocketIo::new_layer();
+    io.ns("/", async |s: SocketRef| {
+        s.on(
+            "add",
+            async |ack: AckSender, Data(req): Data<AddRequest>| {
+                let _ = ack.send(&AddResponse {
+                    id: req.id,
+                    sum: req.a.wrapping_add(req.b),
+                });
+            },
+        );
+        s.on("join", async |s: SocketRef, ack: AckSender| {
+            s.join(CHANNEL);
+            let _ = ack.send(&());
+        });
+        s.on(
+            "publish",
+            async |s: SocketRef, Data(payload): Data<String>| {
+                let _ = s.to(CHANNEL).emit("msg", &payload).await;
+            },
+        );
+    });
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(async || "socketioxide"))
+        .layer(layer);
+    let listener = TcpListener::bind(addr).await?;
+    announce(listener.local_addr()?);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .await
+        .context("socketioxide server")?;
+    Ok(())
+}

@@ -1,0 +1,352 @@
+//! A minimal RFC 6455 client for the load generator: one read buffer and one write
+//! buffer per connection, reused for every message, no allocation per message, one
+//! `write` per sent message, and as many frames parsed per `read` as arrived.
+//!
+//! It does what the benchmark needs and no more: unfragmented data frames (every
+//! server under test sends small messages unfragmented), masking as a client
+//! must, automatic answers to `Ping`, and an error on `Close`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const TEXT: u8 = 0x1;
+pub const BINARY: u8 = 0x2;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
+
+/// A received data frame, borrowed from the connection's read buffer.
+pub struct Frame<'a> {
+    pub opcode: u8,
+    pub payload: &'a [u8],
+}
+
+/// One client WebSocket connection.
+pub struct WsConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    out: Vec<u8>,
+    mask: [u8; 4],
+    /// Reads go through `recvmsg` and keep the kernel's receive timestamp.
+    stamps: bool,
+    /// `CLOCK_REALTIME` nanoseconds at which the kernel received the last bytes read.
+    last_rx: Option<u64>,
+}
+
+fn err(msg: impl Into<String>) -> io::Error {
+    io::Error::other(msg.into())
+}
+
+/// A cheap per-connection mask key (xorshift over a process-wide counter).
+fn mask_key() -> [u8; 4] {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let mut x = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    let k = (x >> 16) as u32;
+    // A zero key would leave payloads unmasked; harmless, but avoid it anyway.
+    (k | 1).to_le_bytes()
+}
+
+impl WsConn {
+    /// Connects to `addr`, upgrades on `path`, with a read buffer of `buf_size`
+    /// bytes (grown when a larger frame arrives).
+    pub async fn connect(addr: SocketAddr, path: &str, buf_size: usize) -> io::Result<WsConn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut conn = WsConn {
+            stream,
+            buf: vec![0; buf_size.max(512)],
+            start: 0,
+            end: 0,
+            out: Vec::with_capacity(256),
+            mask: mask_key(),
+            stamps: false,
+            last_rx: None,
+        };
+        conn.handshake(addr, path).await?;
+        Ok(conn)
+    }
+
+    async fn handshake(&mut self, addr: SocketAddr, path: &str) -> io::Result<()> {
+        use std::io::Write as _;
+        self.out.clear();
+        write!(
+            self.out,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )?;
+        self.stream.write_all(&self.out).await?;
+        loop {
+            if let Some(pos) = find(&self.buf[..self.end], b"\r\n\r\n") {
+                let head = &self.buf[..pos];
+                if !head.starts_with(b"HTTP/1.1 101") {
+                    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+                    return Err(err(format!(
+                        "upgrade refused: {}",
+                        String::from_utf8_lossy(line)
+                    )));
+                }
+                self.start = pos + 4;
+                return Ok(());
+            }
+            if self.end == self.buf.len() {
+                return Err(err("upgrade response too large"));
+            }
+            let n = self.stream.read(&mut self.buf[self.end..]).await?;
+            if n == 0 {
+                return Err(err("closed during the upgrade"));
+            }
+            self.end += n;
+        }
+    }
+
+    /// Appends one masked frame to the write buffer without writing it.
+    pub fn queue(&mut self, opcode: u8, payload: &[u8]) {
+        let len = payload.len();
+        self.out.push(0x80 | opcode);
+        if len < 126 {
+            self.out.push(0x80 | len as u8);
+        } else if len <= u16::MAX as usize {
+            self.out.push(0x80 | 126);
+            self.out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            self.out.push(0x80 | 127);
+            self.out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        self.out.extend_from_slice(&self.mask);
+        let at = self.out.len();
+        self.out.extend_from_slice(payload);
+        let mask = self.mask;
+        for (i, b) in self.out[at..].iter_mut().enumerate() {
+            *b ^= mask[i & 3];
+        }
+    }
+
+    /// Writes what was queued, in one `write` when the socket takes it.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        self.out.clear();
+        self.queue(opcode, payload);
+        self.flush().await
+    }
+
+    /// Parses the next complete frame in the buffer: `(opcode, payload range)`.
+    fn parse(&self) -> io::Result<Option<(u8, usize, usize)>> {
+        let b = &self.buf[self.start..self.end];
+        if b.len() < 2 {
+            return Ok(None);
+        }
+        let (fin, opcode) = (b[0] & 0x80 != 0, b[0] & 0x0f);
+        if b[1] & 0x80 != 0 {
+            return Err(err("the server sent a masked frame"));
+        }
+        let (len, header) = match b[1] & 0x7f {
+            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+            127 if b.len() >= 10 => {
+                let mut l = [0u8; 8];
+                l.copy_from_slice(&b[2..10]);
+                (u64::from_be_bytes(l) as usize, 10)
+            }
+            126 | 127 => return Ok(None),
+            l => (l as usize, 2),
+        };
+        if !fin || opcode == 0 {
+            return Err(err("fragmented messages are not supported"));
+        }
+        if b.len() < header + len {
+            return Ok(None);
+        }
+        let at = self.start + header;
+        Ok(Some((opcode, at, at + len)))
+    }
+
+    /// Reads more bytes into the buffer (compacting or growing it first).
+    async fn fill(&mut self) -> io::Result<()> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let grown = self.buf.len() * 2;
+                self.buf.resize(grown, 0);
+            }
+        }
+        let n = if self.stamps {
+            self.read_stamped().await?
+        } else {
+            self.stream.read(&mut self.buf[self.end..]).await?
+        };
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        self.end += n;
+        Ok(())
+    }
+
+    /// Asks the kernel to timestamp received data (`SO_TIMESTAMPNS`): latency is
+    /// then measured to the moment the bytes reached this socket, not to the moment
+    /// this single-threaded load generator got around to reading them.
+    pub fn enable_rx_timestamps(&mut self) -> io::Result<()> {
+        use nix::sys::socket::{setsockopt, sockopt};
+        setsockopt(&self.stream, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+        self.stamps = true;
+        Ok(())
+    }
+
+    /// The kernel's receive time (`CLOCK_REALTIME` ns) of the last bytes read.
+    pub fn last_rx_ns(&self) -> Option<u64> {
+        self.last_rx
+    }
+
+    async fn read_stamped(&mut self) -> io::Result<usize> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::AsRawFd;
+        loop {
+            self.stream.readable().await?;
+            let fd = self.stream.as_raw_fd();
+            let (stream, buf) = (&self.stream, &mut self.buf[self.end..]);
+            let got = stream.try_io(tokio::io::Interest::READABLE, || {
+                let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+                let mut iov = [std::io::IoSliceMut::new(buf)];
+                let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
+                    .map_err(io::Error::from)?;
+                let mut stamp = None;
+                for c in msg.cmsgs().map_err(io::Error::from)? {
+                    if let ControlMessageOwned::ScmTimestampns(t) = c {
+                        stamp = Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
+                    }
+                }
+                Ok((msg.bytes, stamp))
+            });
+            match got {
+                Ok((n, stamp)) => {
+                    if stamp.is_some() {
+                        self.last_rx = stamp;
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next data message. Answers pings; a close is an error.
+    pub async fn recv(&mut self) -> io::Result<Frame<'_>> {
+        let (opcode, range) = self.recv_range().await?;
+        Ok(Frame {
+            opcode,
+            payload: &self.buf[range],
+        })
+    }
+
+    /// The payload of a frame returned by [`recv_range`](Self::recv_range), valid
+    /// until the next receive.
+    pub fn slice(&self, range: Range<usize>) -> &[u8] {
+        &self.buf[range]
+    }
+
+    /// [`recv`](Self::recv) returning the payload's place in the read buffer.
+    pub async fn recv_range(&mut self) -> io::Result<(u8, Range<usize>)> {
+        loop {
+            let Some((opcode, from, to)) = self.parse()? else {
+                self.fill().await?;
+                continue;
+            };
+            self.start = to;
+            match opcode {
+                TEXT | BINARY => return Ok((opcode, from..to)),
+                PING => {
+                    let mut data = [0u8; 125];
+                    let n = (to - from).min(125);
+                    data[..n].copy_from_slice(&self.buf[from..from + n]);
+                    // Keep whatever the caller had queued; the pong goes first.
+                    let pending = std::mem::take(&mut self.out);
+                    self.queue(PONG, &data[..n]);
+                    self.flush().await?;
+                    self.out = pending;
+                }
+                PONG => {}
+                CLOSE => {
+                    let code = if to - from >= 2 {
+                        u16::from_be_bytes([self.buf[from], self.buf[from + 1]])
+                    } else {
+                        1005
+                    };
+                    return Err(err(format!("the server closed with {code}")));
+                }
+                other => return Err(err(format!("unexpected opcode {other}"))),
+            }
+        }
+    }
+
+    /// Reads whatever has arrived without waiting and drops the complete frames
+    /// (a publisher's acks and responses it does not need).
+    pub fn discard_available(&mut self) -> io::Result<()> {
+        loop {
+            while let Some((opcode, _, to)) = self.parse()? {
+                if opcode == CLOSE {
+                    return Err(err("the server closed the connection"));
+                }
+                self.start = to;
+            }
+            if self.start == self.end {
+                self.start = 0;
+                self.end = 0;
+            } else if self.end == self.buf.len() {
+                if self.start > 0 {
+                    self.buf.copy_within(self.start..self.end, 0);
+                    self.end -= self.start;
+                    self.start = 0;
+                } else {
+                    let grown = self.buf.len() * 2;
+                    self.buf.resize(grown, 0);
+                }
+            }
+            match self.stream.try_read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection",
+                    ))
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Position of `needle` in `hay` (for the load generator's light parsing).
+pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    find(hay, needle)
+}
