@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -66,9 +67,8 @@ pub(crate) struct ConnectionInner {
     ended: AtomicBool,
     /// Wakes everything waiting for the end (the reader, a raw handler's `recv`).
     end_notify: Notify,
-    /// Signalled by `abort`: the writer stops whatever it is doing. (A `Notify`
-    /// rather than a token: only the writer waits, and it costs no allocation.)
-    pub(crate) aborted: Notify,
+    /// Woken by `abort`: the writer stops whatever it is doing.
+    abort_waker: AtomicWaker,
     pub(crate) metrics: SessionMetrics,
     pub(crate) channels: Mutex<HashSet<Arc<str>>>,
     /// The builder handlers of this connection reuse (see `Request::builder`).
@@ -117,33 +117,37 @@ impl Eq for Connection {}
 
 /// A session's outgoing queue. A `VecDeque` behind a lock rather than a channel:
 /// an idle session's empty deque allocates nothing (a channel allocates a block
-/// up front), and the writer takes everything queued in one lock.
+/// up front), and the writer takes everything queued in one lock. The writer is
+/// woken through an `AtomicWaker` (lock-free), not a `Notify` (a mutex per wait
+/// and per wake-up showed in fan-out profiles).
 #[derive(Default)]
 pub(crate) struct Outbox {
     items: Mutex<VecDeque<Outbound>>,
-    ready: Notify,
+    /// Whether `items` is non-empty; set and cleared under the lock.
+    pending: AtomicBool,
+    waker: AtomicWaker,
 }
 
 impl Outbox {
     fn push(&self, item: Outbound) {
-        self.items.lock().push_back(item);
-        self.ready.notify_one();
+        {
+            let mut items = self.items.lock();
+            items.push_back(item);
+            self.pending.store(true, Ordering::Release);
+        }
+        self.waker.wake();
     }
 
     /// Everything queued, leaving the queue empty (and unallocated).
     pub(crate) fn take(&self) -> VecDeque<Outbound> {
-        std::mem::take(&mut *self.items.lock())
-    }
-
-    /// Resolves once something was pushed (or the session ended or was aborted)
-    /// since the last wait.
-    pub(crate) async fn ready(&self) {
-        self.ready.notified().await
+        let mut items = self.items.lock();
+        self.pending.store(false, Ordering::Release);
+        std::mem::take(&mut *items)
     }
 
     /// Wakes the writer without queueing anything.
     pub(crate) fn wake(&self) {
-        self.ready.notify_one();
+        self.waker.wake();
     }
 }
 
@@ -164,7 +168,7 @@ impl Connection {
             abort_code: AtomicU16::new(0),
             ended: AtomicBool::new(false),
             end_notify: Notify::new(),
-            aborted: Notify::new(),
+            abort_waker: AtomicWaker::new(),
             metrics: SessionMetrics::new(),
             channels: Mutex::new(HashSet::new()),
             builder: Mutex::new(None),
@@ -268,7 +272,7 @@ impl Connection {
             .is_ok();
         if first {
             // Interrupts the writer even when it is blocked on a full socket.
-            self.0.aborted.notify_one();
+            self.0.abort_waker.wake();
             self.0.outbox.wake();
         }
         first
@@ -279,6 +283,34 @@ impl Connection {
             0 => None,
             c => Some(c),
         }
+    }
+
+    /// Resolves once something is queued, or the session ended or was aborted
+    /// (the writer's only wait while idle).
+    pub(crate) fn writer_ready(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            self.0.outbox.waker.register(cx.waker());
+            if self.0.outbox.pending.load(Ordering::Acquire)
+                || self.has_ended()
+                || self.abort_code().is_some()
+            {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+    }
+
+    /// Resolves once the session is aborted.
+    pub(crate) fn aborted(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            self.0.abort_waker.register(cx.waker());
+            if self.abort_code().is_some() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
     }
 
     /// Marks the session ended and wakes its writer (which then flushes and stops).

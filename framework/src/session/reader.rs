@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
+use std::future::Future;
+use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
+use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::sync::CancellationToken;
 
 use super::{close_code, Connection};
 
@@ -37,15 +39,27 @@ fn read_failure(error: &WsError) -> Option<(u16, &'static str)> {
     }
 }
 
+/// What a session's reader waits for besides the socket, each registered once per
+/// session rather than once per read (per-read timers and waiter registrations
+/// showed in profiles): the session's end, the server's shutdown, and the idle
+/// deadline, which is checked lazily against the session's last activity.
+pub(crate) struct Waits<'p, E, C> {
+    pub(crate) ended: Pin<&'p mut E>,
+    pub(crate) shutdown: Pin<&'p mut C>,
+    pub(crate) idle: Pin<&'p mut Sleep>,
+    pub(crate) idle_timeout: Duration,
+}
+
 /// Reads until the next data message or the end of the session.
-pub(crate) async fn next_message<S>(
+pub(crate) async fn next_message<S, E, C>(
     stream: &mut SplitStream<WebSocketStream<S>>,
     conn: &Connection,
-    shutdown: &CancellationToken,
-    idle_timeout: Duration,
+    waits: &mut Waits<'_, E, C>,
 ) -> Next
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    E: Future<Output = ()>,
+    C: Future<Output = ()>,
 {
     let close = |code: u16, reason: &'static str| {
         conn.close(code, reason);
@@ -54,14 +68,22 @@ where
     loop {
         let next = tokio::select! {
             biased;
-            _ = conn.ended() => return Next::Done(None),
-            _ = shutdown.cancelled() => return close(close_code::GOING_AWAY, "server shutting down"),
-            next = tokio::time::timeout(idle_timeout, stream.next()) => next,
+            _ = waits.ended.as_mut() => return Next::Done(None),
+            _ = waits.shutdown.as_mut() => return close(close_code::GOING_AWAY, "server shutting down"),
+            _ = waits.idle.as_mut() => {
+                let idle_for = conn.metrics().since_last_activity();
+                if idle_for >= waits.idle_timeout {
+                    return close(close_code::NORMAL, "idle timeout");
+                }
+                let rest = waits.idle_timeout - idle_for;
+                waits.idle.as_mut().reset(tokio::time::Instant::now() + rest);
+                continue;
+            }
+            next = stream.next() => next,
         };
         match next {
-            Err(_) => return close(close_code::NORMAL, "idle timeout"),
-            Ok(None) => return Next::Done(None),
-            Ok(Some(Ok(msg))) => match &msg {
+            None => return Next::Done(None),
+            Some(Ok(msg)) => match &msg {
                 Message::Binary(b) => {
                     conn.metrics().record_in(b.len());
                     return Next::Data(msg);
@@ -74,7 +96,7 @@ where
                 Message::Close(_) => return Next::Done(None),
                 Message::Frame(_) => {}
             },
-            Ok(Some(Err(e))) => {
+            Some(Err(e)) => {
                 tracing::debug!(session = %conn.id(), error = %e, "read failed");
                 return match read_failure(&e) {
                     Some((code, reason)) => close(code, reason),

@@ -32,7 +32,6 @@ pub(crate) async fn run<S>(mut sink: S, conn: Connection, max_batch: usize)
 where
     S: Sink<Message, Error = WsError> + Unpin,
 {
-    let aborted = &conn.0.aborted;
     loop {
         if conn.abort_code().is_some() {
             break;
@@ -46,14 +45,14 @@ where
             }
             // One small future is all an idle session's writer holds: pushes,
             // `end` and `abort` all wake it here.
-            conn.0.outbox.ready().await;
+            conn.writer_ready().await;
             continue;
         }
         // Boxed: the batch's state exists only while writing, so an idle
         // session's writer task stays small.
         let step = tokio::select! {
             biased;
-            _ = aborted.notified() => break,
+            _ = conn.aborted() => break,
             step = Box::pin(write_batch(&mut sink, &conn, batch, max_batch)) => step,
         };
         match step {
