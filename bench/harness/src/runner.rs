@@ -775,11 +775,12 @@ fn report(
         scenario_section(w, *scenario, p, runs);
     }
 
+    // Written by hand (what profiles showed and what changed), kept across runs.
     let _ = writeln!(w, "## Profile-driven changes\n");
-    let _ = writeln!(
-        w,
-        "_Placeholder: to be filled in by the framework maintainer._\n"
-    );
+    let notes = std::fs::read_to_string("bench/profile-driven-changes.md")
+        .unwrap_or_else(|_| "_bench/profile-driven-changes.md is missing._\n".to_string());
+    let _ = writeln!(w, "{}", notes.trim_end());
+    let _ = writeln!(w);
 
     let _ = writeln!(w, "## Method\n");
     let _ = writeln!(
