@@ -112,8 +112,16 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
     } else {
         quote!()
     };
-    let body_clone = quote! {
-        let __body = ::core::clone::Clone::clone(::framework::Request::body(&__req));
+    // A typed message may borrow the payload. When the request itself is moved or
+    // borrowed mutably, the payload is a refcounted clone; otherwise a borrow.
+    let owns_request = handler
+        .args
+        .iter()
+        .any(|a| matches!(a.kind, ArgKind::Request | ArgKind::RequestMut));
+    let body_clone = if owns_request {
+        quote! { let __body = ::core::clone::Clone::clone(::framework::Request::body(&__req)); }
+    } else {
+        quote! { let __body = ::framework::Request::body(&__req); }
     };
     let call = quote!(#name(#(#call_args),*));
     // A return type that is no reply is reported at the return type.
