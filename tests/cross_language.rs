@@ -9,37 +9,11 @@
 //! is missing the test fails and says to run `scripts/test.sh`, which installs them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use framework::App;
+use framework_tests::tools::{python, run_tool, show};
 use framework_tests::{start, url};
-
-/// The interpreter: `$PYTHON` (as in `scripts/test.sh`) or `python3`.
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs `cmd`, failing the test with a pointer to `scripts/test.sh` when the program
-/// is not installed.
-fn run_tool(cmd: &mut Command, what: &str) -> Output {
-    match cmd.output() {
-        Ok(out) => out,
-        Err(e) => panic!(
-            "cannot run {what} ({e}): the cross-language test needs python3 (with the \
-             packages of tests/python/requirements.txt) and flatc 25.12.19 on PATH; \
-             run scripts/test.sh, which installs them"
-        ),
-    }
-}
 
 /// Checks the toolchain up front so a missing piece fails with a clear message.
 fn check_toolchain() {

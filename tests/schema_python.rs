@@ -6,8 +6,9 @@
 //! and `flatc` 25.12.19 are required: when either is missing the tests fail and say
 //! to run `scripts/test.sh`, which installs them.
 
+use framework_tests::tools::{python, run_tool, show};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use framework::Message;
 use serde_json::{json, Value};
@@ -193,33 +194,6 @@ fn cases() -> Vec<Person> {
         ..Person::default()
     };
     vec![Person::default(), full, mixed]
-}
-
-/// The interpreter: `$PYTHON` (as in `scripts/test.sh`) or `python3`.
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs `cmd`; a program that is not installed fails with a pointer to
-/// `scripts/test.sh`.
-fn run_tool(cmd: &mut Command, what: &str) -> Output {
-    match cmd.output() {
-        Ok(out) => out,
-        Err(e) => panic!(
-            "cannot run {what} ({e}): this test needs python3 (with the flatbuffers \
-             package of tests/python/requirements.txt) and flatc 25.12.19 on PATH; run \
-             scripts/test.sh, which installs them"
-        ),
-    }
 }
 
 fn check_toolchain() {

@@ -221,3 +221,36 @@ impl RawWs {
         }
     }
 }
+
+/// Running the external tools of the cross-language tests (python3, flatc).
+pub mod tools {
+    use std::process::{Command, Output};
+
+    /// The interpreter: `$PYTHON` (as in `scripts/test.sh`) or `python3`.
+    pub fn python() -> String {
+        std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+    }
+
+    /// A tool's status and output, for assertion messages.
+    pub fn show(out: &Output) -> String {
+        format!(
+            "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// Runs `cmd`; a program that is not installed fails the test with a pointer to
+    /// `scripts/test.sh`, which installs python3's packages and flatc.
+    pub fn run_tool(cmd: &mut Command, what: &str) -> Output {
+        match cmd.output() {
+            Ok(out) => out,
+            Err(e) => panic!(
+                "cannot run {what} ({e}): this test needs python3 (with the packages of \
+                 tests/python/requirements.txt) and flatc 25.12.19 on PATH; run \
+                 scripts/test.sh, which installs them"
+            ),
+        }
+    }
+}
