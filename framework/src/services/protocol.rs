@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::dispatch::{Dispatcher, HandlerError, QuotaResult, Reply, ReplyMeta, Request};
 use crate::node::Node;
 use crate::protocol::{ErrorCode, Frame, FrameFields, Opcode};
-use crate::session::{close_code, finish, next_message, Connection, Next, Waits};
+use crate::session::{close_code, finish, next_message, reader_waits, Connection, Next};
 
 /// Runs one protocol session to its end.
 pub(crate) async fn serve<S>(
@@ -45,16 +45,7 @@ pub(crate) async fn serve<S>(
     let _ = conn.send(welcome);
 
     let limits = node.config().decode_limits();
-    let ended = conn.ended();
-    let shutdown_wait = shutdown.cancelled();
-    let idle = tokio::time::sleep(idle_timeout);
-    tokio::pin!(ended, shutdown_wait, idle);
-    let mut waits = Waits {
-        ended: ended.as_mut(),
-        shutdown: shutdown_wait.as_mut(),
-        idle: idle.as_mut(),
-        idle_timeout,
-    };
+    reader_waits!(waits, conn, shutdown, idle_timeout);
     let closed_by_server = loop {
         let msg = match next_message(&mut stream, &conn, &mut waits).await {
             Next::Data(msg) => msg,

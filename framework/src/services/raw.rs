@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 use crate::raw::{ErasedRawHandler, RawConnection, RawError, RawMessage};
-use crate::session::{finish, next_message, Connection, Next, Waits};
+use crate::session::{finish, next_message, reader_waits, Connection, Next};
 
 /// Runs one raw session to its end.
 pub(crate) async fn serve<S>(
@@ -47,16 +47,7 @@ pub(crate) async fn serve<S>(
             }
         };
 
-    let ended = conn.ended();
-    let shutdown_wait = shutdown.cancelled();
-    let idle = tokio::time::sleep(idle_timeout);
-    tokio::pin!(ended, shutdown_wait, idle);
-    let mut waits = Waits {
-        ended: ended.as_mut(),
-        shutdown: shutdown_wait.as_mut(),
-        idle: idle.as_mut(),
-        idle_timeout,
-    };
+    reader_waits!(waits, conn, shutdown, idle_timeout);
     let closed_by_server = loop {
         let next = tokio::select! {
             joined = &mut handler_task, if handler_running => {

@@ -50,6 +50,24 @@ pub(crate) struct Waits<'p, E, C> {
     pub(crate) idle_timeout: Duration,
 }
 
+/// Declares `$waits`, a [`Waits`] for `$conn` pinned in the caller's frame (so the
+/// waits live as long as the session's reader, registered once).
+macro_rules! reader_waits {
+    ($waits:ident, $conn:expr, $shutdown:expr, $idle_timeout:expr) => {
+        let ended = $conn.ended();
+        let shutdown_wait = $shutdown.cancelled();
+        let idle = tokio::time::sleep($idle_timeout);
+        tokio::pin!(ended, shutdown_wait, idle);
+        let mut $waits = $crate::session::Waits {
+            ended: ended.as_mut(),
+            shutdown: shutdown_wait.as_mut(),
+            idle: idle.as_mut(),
+            idle_timeout: $idle_timeout,
+        };
+    };
+}
+pub(crate) use reader_waits;
+
 /// Reads until the next data message or the end of the session.
 pub(crate) async fn next_message<S, E, C>(
     stream: &mut SplitStream<WebSocketStream<S>>,
