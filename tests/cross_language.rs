@@ -8,11 +8,11 @@
 //! `BadFrame` for malformed input. `python3` and `flatc` are required: when either
 //! is missing the test fails and says to run `scripts/test.sh`, which installs them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use framework::App;
-use framework_tests::tools::{python, run_tool, show};
+use framework_tests::tools::{python, run_tool, show, TempDir};
 use framework_tests::{start, url};
 
 /// Checks the toolchain up front so a missing piece fails with a clear message.
@@ -42,27 +42,6 @@ fn check_toolchain() {
     );
 }
 
-/// A fresh directory under Cargo's per-target temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> TempDir {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "{prefix}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Generates the Python protocol module from the schema into `out`.
 fn generate_python(out: &Path) {
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/protocol.fbs");
@@ -90,7 +69,7 @@ fn generate_python(out: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_generated_from_the_schema_interoperates() {
     check_toolchain();
-    let gen = TempDir::new("pygen");
+    let gen = TempDir::new(Path::new(env!("CARGO_TARGET_TMPDIR")), "pygen");
     generate_python(&gen.0);
 
     let server = start(

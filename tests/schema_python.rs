@@ -6,7 +6,7 @@
 //! and `flatc` 25.12.19 are required: when either is missing the tests fail and say
 //! to run `scripts/test.sh`, which installs them.
 
-use framework_tests::tools::{python, run_tool, show};
+use framework_tests::tools::{python, run_tool, show, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -213,27 +213,6 @@ fn check_toolchain() {
     );
 }
 
-/// A fresh directory under Cargo's per-target temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> TempDir {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "{prefix}-{}-{}",
-            std::process::id(),
-            Uuid::new_v4()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Exports the schema of every derived type in this binary, compiles it with
 /// `flatc --python` into `dir/gen`, and writes the cases as JSON.
 fn prepare(dir: &Path) -> PathBuf {
@@ -295,7 +274,7 @@ fn run_script(mode: &str, dir: &Path, cases: &Path) {
 
 #[test]
 fn python_decodes_what_rust_encodes() {
-    let dir = TempDir::new("schema-py-decode");
+    let dir = TempDir::new(Path::new(env!("CARGO_TARGET_TMPDIR")), "schema-py-decode");
     let cases_json = prepare(&dir.0);
     for (i, person) in cases().iter().enumerate() {
         std::fs::write(dir.0.join(format!("rust_{i}.bin")), person.encode()).unwrap();
@@ -305,7 +284,7 @@ fn python_decodes_what_rust_encodes() {
 
 #[test]
 fn rust_decodes_what_python_builds() {
-    let dir = TempDir::new("schema-py-encode");
+    let dir = TempDir::new(Path::new(env!("CARGO_TARGET_TMPDIR")), "schema-py-encode");
     let cases_json = prepare(&dir.0);
     run_script("encode", &dir.0, &cases_json);
     for (i, person) in cases().into_iter().enumerate() {

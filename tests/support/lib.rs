@@ -224,7 +224,30 @@ impl RawWs {
 
 /// Running the external tools of the cross-language tests (python3, flatc).
 pub mod tools {
+    use std::path::{Path, PathBuf};
     use std::process::{Command, Output};
+
+    /// A fresh directory under `base` (a test's `CARGO_TARGET_TMPDIR`), removed on drop.
+    pub struct TempDir(pub PathBuf);
+
+    impl TempDir {
+        /// Creates `base/prefix-<pid>-<uuid>`.
+        pub fn new(base: &Path, prefix: &str) -> TempDir {
+            let dir = base.join(format!(
+                "{prefix}-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4()
+            ));
+            std::fs::create_dir_all(&dir).expect("create temp dir");
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 
     /// The interpreter: `$PYTHON` (as in `scripts/test.sh`) or `python3`.
     pub fn python() -> String {
