@@ -34,6 +34,7 @@ pub use framework_macros::raw_ws;
 #[doc = include_str!("../docs/message.md")]
 pub use framework_macros::Message;
 pub use message::Message;
+pub use services::http::SERVER_EMITTER;
 pub use session::Connection;
 
 /// Used by the macros' generated code; not a public API.

@@ -27,7 +27,12 @@ use super::limits::IpLimiter;
 use super::Service;
 use crate::node::Node;
 
-/// The emitter id of deliveries caused by the server API (not a session).
+/// The emitter id of deliveries caused by the server API (`/api/*`): the nil
+/// UUID, which no session ever has.
+///
+/// ```
+/// assert!(framework::SERVER_EMITTER.is_nil());
+/// ```
 pub const SERVER_EMITTER: Uuid = Uuid::nil();
 
 #[derive(Clone)]
