@@ -9,6 +9,25 @@ use crate::protocol::fbs;
 
 type Offset = WIPOffset<UnionWIPOffset>;
 
+/// `push` for out-of-line fields (strings, vectors, tables): always written,
+/// absence is the missing offset.
+macro_rules! push_offset {
+    () => {
+        fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, o: Offset) {
+            fbb.push_slot_always(slot, o);
+        }
+    };
+}
+
+/// `absent` for vectors: an absent vector reads as empty.
+macro_rules! absent_is_empty {
+    () => {
+        fn absent(_: &'static str) -> Result<Self, DecodeError> {
+            Ok(Vec::new())
+        }
+    };
+}
+
 /// A type that can be a field of a `#[derive(Message)]` struct: `bool`, integers,
 /// floats, `String`, `Vec<u8>`, `Vec` of scalars, strings or messages, `Option<_>`,
 /// `Uuid`, and nested messages.
@@ -113,9 +132,7 @@ macro_rules! scalars {
             fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
                 fbb.create_vector(self.as_slice()).as_union_value()
             }
-            fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, o: Offset) {
-                fbb.push_slot_always(slot, o);
-            }
+            push_offset!();
             fn verify<'v, 'o, 'b>(tv: TableVerifier<'v, 'o, 'b>, name: &'static str, slot: u16)
                 -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
                 tv.visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, $t>>>(name, slot, false)
@@ -127,7 +144,7 @@ macro_rules! scalars {
                 let bytes = t.bytes(data, len * size)?;
                 Ok(Some(bytes.chunks_exact(size).map(<$t as Scalar>::from_le).collect()))
             }
-            fn absent(_: &'static str) -> Result<Self, DecodeError> { Ok(Vec::new()) }
+            absent_is_empty!();
             fn fbs_type(_: &mut Schema) -> String { format!("[{}]", $fbs) }
         }
     )*};
@@ -188,9 +205,7 @@ impl Field for Vec<bool> {
     fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
         fbb.create_vector(self.as_slice()).as_union_value()
     }
-    fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, o: Offset) {
-        fbb.push_slot_always(slot, o);
-    }
+    push_offset!();
     fn verify<'v, 'o, 'b>(
         tv: TableVerifier<'v, 'o, 'b>,
         name: &'static str,
@@ -207,9 +222,7 @@ impl Field for Vec<bool> {
         let (data, len) = t.vector(p, 1)?;
         Ok(Some(t.bytes(data, len)?.iter().map(|b| *b != 0).collect()))
     }
-    fn absent(_: &'static str) -> Result<Self, DecodeError> {
-        Ok(Vec::new())
-    }
+    absent_is_empty!();
     fn fbs_type(_: &mut Schema) -> String {
         "[bool]".to_string()
     }
@@ -220,9 +233,7 @@ impl Field for String {
     fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
         fbb.create_string(self).as_union_value()
     }
-    fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, o: Offset) {
-        fbb.push_slot_always(slot, o);
-    }
+    push_offset!();
     fn verify<'v, 'o, 'b>(
         tv: TableVerifier<'v, 'o, 'b>,
         name: &'static str,
@@ -250,9 +261,7 @@ impl Field for Vec<String> {
         let offsets: Vec<_> = self.iter().map(|s| fbb.create_string(s)).collect();
         fbb.create_vector(&offsets).as_union_value()
     }
-    fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, o: Offset) {
-        fbb.push_slot_always(slot, o);
-    }
+    push_offset!();
     fn verify<'v, 'o, 'b>(
         tv: TableVerifier<'v, 'o, 'b>,
         name: &'static str,
@@ -265,9 +274,7 @@ impl Field for Vec<String> {
     fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<Self>, DecodeError> {
         t.offset_vector(slot, |pos| t.string(pos).map(str::to_string))
     }
-    fn absent(_: &'static str) -> Result<Self, DecodeError> {
-        Ok(Vec::new())
-    }
+    absent_is_empty!();
     fn fbs_type(_: &mut Schema) -> String {
         "[string]".to_string()
     }
@@ -313,9 +320,7 @@ impl Field for Vec<Uuid> {
         let ids: Vec<fbs::Uuid> = self.iter().map(|u| fbs::Uuid::new(u.as_bytes())).collect();
         fbb.create_vector(&ids).as_union_value()
     }
-    fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, o: Offset) {
-        fbb.push_slot_always(slot, o);
-    }
+    push_offset!();
     fn verify<'v, 'o, 'b>(
         tv: TableVerifier<'v, 'o, 'b>,
         name: &'static str,
@@ -342,9 +347,7 @@ impl Field for Vec<Uuid> {
                 .collect(),
         ))
     }
-    fn absent(_: &'static str) -> Result<Self, DecodeError> {
-        Ok(Vec::new())
-    }
+    absent_is_empty!();
     fn fbs_type(schema: &mut Schema) -> String {
         schema.use_uuid();
         "[Uuid]".to_string()
@@ -356,9 +359,7 @@ impl<M: Message> Field for M {
     fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
         self.build_table(fbb).as_union_value()
     }
-    fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, o: Offset) {
-        fbb.push_slot_always(slot, o);
-    }
+    push_offset!();
     fn verify<'v, 'o, 'b>(
         mut tv: TableVerifier<'v, 'o, 'b>,
         _name: &'static str,
@@ -392,9 +393,7 @@ impl<M: Message> Field for Vec<M> {
         let offsets: Vec<_> = self.iter().map(|m| m.build_table(fbb)).collect();
         fbb.create_vector(&offsets).as_union_value()
     }
-    fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, o: Offset) {
-        fbb.push_slot_always(slot, o);
-    }
+    push_offset!();
     fn verify<'v, 'o, 'b>(
         mut tv: TableVerifier<'v, 'o, 'b>,
         name: &'static str,
@@ -419,9 +418,7 @@ impl<M: Message> Field for Vec<M> {
     fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<Self>, DecodeError> {
         t.offset_vector(slot, |pos| t.table(pos).and_then(M::read_table))
     }
-    fn absent(_: &'static str) -> Result<Self, DecodeError> {
-        Ok(Vec::new())
-    }
+    absent_is_empty!();
     fn fbs_type(schema: &mut Schema) -> String {
         M::describe(schema);
         format!("[{}]", M::TABLE)
