@@ -8,7 +8,7 @@ use framework::dispatch::{Body, State, Trace, TransactionId};
 use framework::prelude::*;
 use framework::protocol::{fbs, FrameFields};
 use framework::Connection;
-use framework_tests::{any_port, client};
+use framework_tests::{any_port, client, expect_server_error};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -112,19 +112,9 @@ async fn typed_messages_in_and_out() {
         }
     );
 
-    let err = c
-        .request(300, &Sum { a: i64::MAX, b: 1 }.encode())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            framework::client::ClientError::Server {
-                code: ErrorCode::InvalidArgument,
-                ..
-            }
-        ),
-        "{err}"
+    expect_server_error(
+        c.request(300, &Sum { a: i64::MAX, b: 1 }.encode()).await,
+        ErrorCode::InvalidArgument,
     );
     server.shutdown().await;
 }
@@ -135,17 +125,7 @@ async fn bad_payload_never_reaches_the_handler() {
     let c = client(&server).await;
     let before = SUM_CALLS.load(Ordering::SeqCst);
     for garbage in [&b""[..], b"\x01\x02\x03", &[0xff; 64]] {
-        let err = c.request(300, garbage).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                framework::client::ClientError::Server {
-                    code: ErrorCode::BadPayload,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        expect_server_error(c.request(300, garbage).await, ErrorCode::BadPayload);
     }
     assert_eq!(SUM_CALLS.load(Ordering::SeqCst), before);
     c.ping().await.unwrap();
@@ -177,34 +157,14 @@ async fn extractors_state_trace_body_builder_and_tables() {
         &c.request(304, &table).await.unwrap().payload()[..],
         b"nested-table"
     );
-    let err = c.request(304, b"nope").await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            framework::client::ClientError::Server {
-                code: ErrorCode::BadPayload,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    expect_server_error(c.request(304, b"nope").await, ErrorCode::BadPayload);
 
     assert_eq!(
         &c.request(305, b"").await.unwrap().payload()[..],
         b"305:true"
     );
 
-    let err = c.request(306, b"").await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            framework::client::ClientError::Server {
-                code: ErrorCode::Internal,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    expect_server_error(c.request(306, b"").await, ErrorCode::Internal);
     c.ping().await.unwrap();
     server.shutdown().await;
 }

@@ -177,8 +177,9 @@ impl WsConn {
         Ok(Some((opcode, at, at + len)))
     }
 
-    /// Reads more bytes into the buffer (compacting or growing it first).
-    async fn fill(&mut self) -> io::Result<()> {
+    /// Makes room after the buffered bytes: rewinds an empty buffer, else moves
+    /// unread bytes to the front or, when they fill it, doubles it.
+    fn make_room(&mut self) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -192,6 +193,11 @@ impl WsConn {
                 self.buf.resize(grown, 0);
             }
         }
+    }
+
+    /// Reads more bytes into the buffer (compacting or growing it first).
+    async fn fill(&mut self) -> io::Result<()> {
+        self.make_room();
         let n = if self.stamps {
             self.read_stamped().await?
         } else {
@@ -314,19 +320,7 @@ impl WsConn {
                 }
                 self.start = to;
             }
-            if self.start == self.end {
-                self.start = 0;
-                self.end = 0;
-            } else if self.end == self.buf.len() {
-                if self.start > 0 {
-                    self.buf.copy_within(self.start..self.end, 0);
-                    self.end -= self.start;
-                    self.start = 0;
-                } else {
-                    let grown = self.buf.len() * 2;
-                    self.buf.resize(grown, 0);
-                }
-            }
+            self.make_room();
             match self.stream.try_read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     return Err(io::Error::new(
