@@ -1,6 +1,6 @@
 //! The typed AST the macros work on.
 
-use proc_macro2::{Ident, Span};
+use proc_macro2::Ident;
 use syn::{Expr, Type};
 
 /// How a handler argument is obtained.
@@ -49,17 +49,5 @@ pub struct MainArgs {
     pub config: Option<Expr>,
 }
 
-/// A struct deriving `Message`.
-pub struct MessageDef {
-    pub ident: Ident,
-    pub table: String,
-    pub fields: Vec<MessageField>,
-}
-
-pub struct MessageField {
-    pub ident: Ident,
-    pub ty: Type,
-    pub id: u16,
-    pub deprecated: bool,
-    pub span: Span,
-}
+mod message;
+pub use message::*;
