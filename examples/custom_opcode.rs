@@ -7,7 +7,7 @@
 use framework::prelude::*;
 
 #[opcode(200)]
-fn on_200(ctx: &mut Request) -> Reply {
+fn on_200(mut ctx: Request) -> Reply {
     // ctx.message() is the parsed frame, ctx.body() its payload,
     // ctx.connection() the sender.
     tracing::info!(
@@ -16,7 +16,7 @@ fn on_200(ctx: &mut Request) -> Reply {
         trace = %ctx.trace_id(),
         "opcode 200"
     );
-    helpers::make_empty_response(ctx, 200)
+    helpers::make_empty_response(&mut ctx, 200)
 }
 
 framework::main!(websocket = examples::port_or(8081));

@@ -54,8 +54,8 @@ fn with_state(State(greeting): State<Greeting>, trace: Trace, tx: TransactionId)
 }
 
 #[opcode(303)]
-fn builder_style(ctx: &mut Request) -> Reply {
-    framework::helpers::make_empty_response(ctx, 303)
+fn builder_style(mut ctx: Request) -> Reply {
+    framework::helpers::make_empty_response(&mut ctx, 303)
 }
 
 /// A flatc-generated table as the typed message, borrowed from the payload.

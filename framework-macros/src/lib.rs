@@ -1,6 +1,7 @@
 //! Procedural macros for `framework` (use them through `framework`, whose docs
 //! show each with its equivalent code): `#[opcode]`, `#[override_opcode]`,
-//! `#[raw_ws]`, `#[derive(Message)]` and `main!`. Each entry point parses into a
+//! `#[raw_ws]`, `#[on_connect]`, `#[on_disconnect]`, `#[derive(Message)]` and
+//! `main!`. Each entry point parses into a
 //! typed AST, checks every rule into one error collector, and expands into calls
 //! on the public runtime API (the docs of each macro in `framework` show the
 //! equivalent code without the macro). On error the user's item is still emitted
@@ -24,6 +25,18 @@ pub fn opcode(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn override_opcode(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::handler(parse::Target::Override, args.into(), item.into()).into()
+}
+
+/// Registers an `on_connect` hook. See `framework::on_connect`.
+#[proc_macro_attribute]
+pub fn on_connect(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::hook(parse::Hook::Connect, args.into(), item.into()).into()
+}
+
+/// Registers an `on_disconnect` hook. See `framework::on_disconnect`.
+#[proc_macro_attribute]
+pub fn on_disconnect(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::hook(parse::Hook::Disconnect, args.into(), item.into()).into()
 }
 
 /// Registers a raw WebSocket service. See `framework::raw_ws`.

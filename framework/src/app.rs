@@ -9,15 +9,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::broker::{Broker, InMemoryBroker};
-use crate::dispatch::{BoxedHandler, Dispatcher, Handler};
+use futures_util::future::BoxFuture;
+
+use crate::broker::{Broker, BrokerError, InMemoryBroker};
+use crate::dispatch::hooks::{BoxedConnectHook, BoxedDisconnectHook, ConnectHook, DisconnectHook};
+use crate::dispatch::{BoxedHandler, Dispatcher, Handler, HandlerTable, Hooks, StateNeed};
 use crate::hub::Hub;
 use crate::node::{AppState, Node};
 use crate::protocol::{Opcode, FIRST_APPLICATION_OPCODE};
 use crate::raw::{BoxedRawHandler, RawHandler};
+use crate::services::admission::Admission;
 use crate::services::http::HttpState;
-use crate::services::limits::IpLimiter;
-use crate::services::Service;
+use crate::services::{Service, Shared};
 use crate::Config;
 use axum::Router;
 
@@ -99,15 +102,24 @@ pub enum AppError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The broker refused the node.
-    #[error("broker: {0}")]
-    Broker(String),
+    /// The broker could not start (e.g. its engine cannot be reached).
+    #[error("cannot start the broker: {0}")]
+    Broker(#[source] BrokerError),
+    /// A handler or hook needs shared state that was never registered.
+    #[error("{user} needs state `{state}`, which was never registered: add it with App::with_state (or main!'s `state = ...`)")]
+    MissingState {
+        /// The handler or hook (its Rust path, and the opcode for handlers).
+        user: String,
+        /// The state's type.
+        state: &'static str,
+    },
     /// Waiting for a shutdown signal failed.
     #[error("cannot wait for a shutdown signal: {0}")]
     Signal(std::io::Error),
 }
 
-type BrokerFactory = Box<dyn FnOnce(Uuid, Arc<Hub>) -> Arc<dyn Broker> + Send>;
+type BrokerFuture = BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>>;
+type BrokerFactory = Box<dyn FnOnce(Uuid, Arc<Hub>) -> BrokerFuture + Send>;
 
 struct Registration {
     opcode: u16,
@@ -142,6 +154,8 @@ pub struct App {
     router: Option<Router>,
     custom: Vec<Registration>,
     overrides: Vec<Registration>,
+    connect_hooks: Vec<BoxedConnectHook>,
+    disconnect_hooks: Vec<BoxedDisconnectHook>,
     errors: Vec<AppError>,
     broker: Option<BrokerFactory>,
 }
@@ -179,6 +193,8 @@ impl App {
             router: None,
             custom: Vec::new(),
             overrides: Vec::new(),
+            connect_hooks: Vec::new(),
+            disconnect_hooks: Vec::new(),
             errors: Vec::new(),
             broker: None,
         }
@@ -204,12 +220,70 @@ impl App {
     }
 
     /// Uses a cluster broker instead of the in-memory one. The factory receives the
-    /// node id and the node's hub, through which it delivers locally.
-    pub fn broker<F>(mut self, factory: F) -> Self
+    /// node id and the node's hub, through which it delivers locally; it runs when
+    /// the app starts and may fail (an engine that cannot be reached): `start` then
+    /// fails with [`AppError::Broker`] and its cause.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use framework::broker::{Broker, BrokerError, InMemoryBroker};
+    ///
+    /// let app = framework::App::new().broker(|node_id, hub| async move {
+    ///     Ok::<_, BrokerError>(Arc::new(InMemoryBroker::new(node_id, hub)) as Arc<dyn Broker>)
+    /// });
+    /// # let _ = app;
+    /// ```
+    pub fn broker<F, Fut>(mut self, factory: F) -> Self
     where
-        F: FnOnce(Uuid, Arc<Hub>) -> Arc<dyn Broker> + Send + 'static,
+        F: FnOnce(Uuid, Arc<Hub>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Arc<dyn Broker>, BrokerError>> + Send + 'static,
     {
-        self.broker = Some(Box::new(factory));
+        self.broker = Some(Box::new(move |id, hub| Box::pin(factory(id, hub))));
+        self
+    }
+
+    /// Runs `hook` when a protocol connection asks to upgrade (on both
+    /// `run_websocket_service` and `run_service`), before the WebSocket exists: it
+    /// sees the upgrade request (headers, query, peer address) through its
+    /// extractors and may refuse the connection with an HTTP status or attach
+    /// values to it (see [`hooks`](crate::dispatch::hooks)). Hooks run in the order
+    /// they were added (those of `#[on_connect]` first, by source position).
+    ///
+    /// ```
+    /// use framework::dispatch::{hooks::{PeerAddr, Refusal}, Extension};
+    ///
+    /// #[derive(Clone)]
+    /// struct Guest(bool);
+    ///
+    /// fn mark(PeerAddr(peer): PeerAddr) -> Result<Extension<Guest>, Refusal> {
+    ///     if peer.ip().is_unspecified() {
+    ///         return Err(Refusal::forbidden("no"));
+    ///     }
+    ///     Ok(Extension(Guest(!peer.ip().is_loopback())))
+    /// }
+    /// let _ = framework::App::new().on_connect(mark);
+    /// ```
+    pub fn on_connect<T, H: ConnectHook<T>>(mut self, hook: H) -> Self {
+        self.connect_hooks.push(BoxedConnectHook::new(hook));
+        self
+    }
+
+    /// Runs `hook` after each protocol session ended, before it leaves its channels
+    /// (see [`hooks`](crate::dispatch::hooks)).
+    pub fn on_disconnect<T, H: DisconnectHook<T>>(mut self, hook: H) -> Self {
+        self.disconnect_hooks.push(BoxedDisconnectHook::new(hook));
+        self
+    }
+
+    /// Adds an erased `on_connect` hook (used by the macros' registry).
+    pub fn on_connect_boxed(mut self, hook: BoxedConnectHook) -> Self {
+        self.connect_hooks.push(hook);
+        self
+    }
+
+    /// Adds an erased `on_disconnect` hook (used by the macros' registry).
+    pub fn on_disconnect_boxed(mut self, hook: BoxedDisconnectHook) -> Self {
+        self.disconnect_hooks.push(hook);
         self
     }
 
@@ -277,7 +351,11 @@ impl App {
     /// Handles application opcode `opcode` (200..=65535) with `handler` (C++
     /// `register_custom_handler`). A reserved opcode makes `start` fail.
     #[track_caller]
-    pub fn register_custom_handler<M, H: Handler<M>>(mut self, opcode: u16, handler: H) -> Self {
+    pub fn register_custom_handler<T: 'static, H: Handler<T>>(
+        mut self,
+        opcode: u16,
+        handler: H,
+    ) -> Self {
         let origin = Location::caller().to_string();
         self.register_custom_boxed(opcode, handler.into_boxed(), origin);
         self
@@ -300,7 +378,7 @@ impl App {
 
     /// Replaces a built-in opcode's handler (C++ `override_websocket_handler`).
     #[track_caller]
-    pub fn override_websocket_handler<M, H: Handler<M>>(
+    pub fn override_websocket_handler<T: 'static, H: Handler<T>>(
         mut self,
         opcode: Opcode,
         handler: H,
@@ -313,16 +391,7 @@ impl App {
     /// [`override_websocket_handler`](Self::override_websocket_handler) with an
     /// erased handler and an explicit origin.
     pub fn override_boxed(&mut self, opcode: Opcode, handler: BoxedHandler, origin: String) {
-        let client_sent = [
-            Opcode::Ping,
-            Opcode::Subscribe,
-            Opcode::Unsubscribe,
-            Opcode::Publish,
-            Opcode::Send,
-            Opcode::Broadcast,
-            Opcode::Auth,
-        ];
-        if !client_sent.contains(&opcode) {
+        if !crate::builtins::is_overridable(opcode.0) {
             self.errors.push(AppError::NotOverridable {
                 opcode: opcode.0,
                 origin,
@@ -336,13 +405,15 @@ impl App {
         });
     }
 
-    fn dispatcher(&mut self) -> Result<Dispatcher, AppError> {
+    fn handler_table(&mut self) -> Result<HandlerTable, AppError> {
         if let Some(e) = self.errors.drain(..).next() {
             return Err(e);
         }
-        let mut table = Dispatcher::new();
-        for (opcode, handler) in crate::builtins::defaults() {
-            table.insert(opcode.0, handler);
+        let mut table = HandlerTable::new();
+        for builtin in crate::builtins::BUILTINS {
+            if let Some(make) = builtin.default {
+                table.insert(builtin.opcode.0, make());
+            }
         }
         for group in [&self.overrides, &self.custom] {
             let mut seen: std::collections::HashMap<u16, &str> = Default::default();
@@ -360,16 +431,51 @@ impl App {
         Ok(table)
     }
 
-    /// The node and dispatch table, without any listener.
-    pub(crate) fn assemble(&mut self) -> Result<(Node, Arc<Dispatcher>), AppError> {
-        let dispatcher = Arc::new(self.dispatcher()?);
+    /// Every handler's and hook's state needs, checked against the registered state.
+    fn check_state(&self, table: &HandlerTable) -> Result<(), AppError> {
+        let missing = |need: &StateNeed| !self.state.contains(need.type_id);
+        for (opcode, handler) in table.iter() {
+            if let Some(need) = handler.state_needs().iter().find(|n| missing(n)) {
+                return Err(AppError::MissingState {
+                    user: format!("the handler of opcode {opcode} (`{}`)", handler.name()),
+                    state: need.type_name,
+                });
+            }
+        }
+        let hooks = self
+            .connect_hooks
+            .iter()
+            .map(|h| (h.name(), h.state_needs()))
+            .chain(
+                self.disconnect_hooks
+                    .iter()
+                    .map(|h| (h.name(), h.state_needs())),
+            );
+        for (name, needs) in hooks {
+            if let Some(need) = needs.iter().find(|n| missing(n)) {
+                return Err(AppError::MissingState {
+                    user: format!("the hook `{name}`"),
+                    state: need.type_name,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The node, its dispatcher and the hooks, without any listener: checks the
+    /// registrations and the state, then starts the broker.
+    pub(crate) async fn assemble(&mut self) -> Result<(Arc<Dispatcher>, Hooks), AppError> {
+        let table = self.handler_table()?;
+        self.check_state(&table)?;
         let node_id = self.node_id.unwrap_or_else(Uuid::new_v4);
         let hub = Arc::new(Hub::new(
             self.config.max_channels_per_session,
             self.config.max_subscribers_per_channel,
         ));
         let broker: Arc<dyn Broker> = match self.broker.take() {
-            Some(factory) => factory(node_id, hub.clone()),
+            Some(factory) => factory(node_id, hub.clone())
+                .await
+                .map_err(AppError::Broker)?,
             None => Arc::new(InMemoryBroker::new(node_id, hub.clone())),
         };
         let node = Node::new(
@@ -378,7 +484,11 @@ impl App {
             self.config.clone(),
             std::mem::take(&mut self.state),
         );
-        Ok((node, dispatcher))
+        let hooks = Hooks {
+            connect: std::mem::take(&mut self.connect_hooks).into(),
+            disconnect: std::mem::take(&mut self.disconnect_hooks).into(),
+        };
+        Ok((Arc::new(Dispatcher::new(node, table)), hooks))
     }
 
     /// Binds every configured service and starts serving; returns at once with a
@@ -387,55 +497,50 @@ impl App {
         if self.websocket.is_empty() && self.services.is_empty() && self.raw.is_empty() {
             return Err(AppError::NoService);
         }
-        let (node, dispatcher) = self.assemble()?;
-        let node_id = node.node_id();
-        let protocol = Service::Protocol(dispatcher);
-        let shutdown = CancellationToken::new();
-        let draining = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let limiter = IpLimiter::new(self.config.max_connections_per_ip);
-
         // Bind everything first: a port in use fails start before anything serves.
         let websocket = bind_all(&self.websocket).await?;
         let services = bind_all(&self.services).await?;
         let raw_addrs: Vec<ListenAddr> = self.raw.iter().map(|(a, _, _)| *a).collect();
         let raw = bind_all(&raw_addrs).await?;
 
+        let (dispatcher, hooks) = self.assemble().await?;
+        let node = dispatcher.node().clone();
+        let node_id = node.node_id();
+        let protocol = Service::Protocol(dispatcher);
+        let draining = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            node: node.clone(),
+            admission: Admission::new(node.clone(), draining.clone(), hooks),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        let state = |service: Service| HttpState {
+            shared: shared.clone(),
+            service,
+        };
+
         let mut accept_loops = Vec::new();
-        let mut spawn_ws = |listener: TcpListener, service: Service| {
-            accept_loops.push(tokio::spawn(crate::services::listener::serve(
+        let mut listen = |listener: TcpListener, router: Router| {
+            accept_loops.push(tokio::spawn(crate::services::accept::serve(
                 listener,
-                node.clone(),
-                service,
-                shutdown.clone(),
-                tracker.clone(),
-                limiter.clone(),
+                router,
+                shared.clone(),
             )));
         };
         let websocket_addrs = local_addrs(&websocket);
+        let upgrade_only = crate::services::http::upgrade_only(state(protocol.clone()));
         for l in websocket {
-            spawn_ws(l, protocol.clone());
+            listen(l, upgrade_only.clone());
         }
         let raw_addrs = local_addrs(&raw);
         for (l, (_, handler, _)) in raw.into_iter().zip(&self.raw) {
-            spawn_ws(l, Service::Raw(handler.0.clone()));
+            let raw_service = Service::Raw(handler.0.clone());
+            listen(l, crate::services::http::upgrade_only(state(raw_service)));
         }
         let service_addrs = local_addrs(&services);
-        let http_state = HttpState {
-            node: node.clone(),
-            service: protocol,
-            shutdown: shutdown.clone(),
-            draining: draining.clone(),
-            tracker: tracker.clone(),
-            limiter,
-        };
-        let router = crate::services::http::router(http_state.clone(), self.router.take());
+        let router = crate::services::http::router(state(protocol), self.router.take());
         for l in services {
-            accept_loops.push(tokio::spawn(crate::services::http::serve(
-                l,
-                router.clone(),
-                http_state.clone(),
-            )));
+            listen(l, router.clone());
         }
         tracing::info!(
             node = %node_id,
@@ -449,9 +554,9 @@ impl App {
             websocket_addrs,
             service_addrs,
             raw_addrs,
-            shutdown,
+            shutdown: shared.shutdown.clone(),
             draining,
-            tracker,
+            tracker: shared.tracker.clone(),
             accept_loops,
         })
     }

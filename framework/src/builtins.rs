@@ -104,14 +104,70 @@ pub async fn broadcast(ctx: Request) -> Result<Reply, HandlerError> {
     Ok(Reply::ack())
 }
 
-/// The default handler of every built-in opcode a client may send.
-pub(crate) fn defaults() -> Vec<(Opcode, BoxedHandler)> {
-    vec![
-        (Opcode::Ping, BoxedHandler::new(ping)),
-        (Opcode::Subscribe, BoxedHandler::new(subscribe)),
-        (Opcode::Unsubscribe, BoxedHandler::new(unsubscribe)),
-        (Opcode::Publish, BoxedHandler::new(publish)),
-        (Opcode::Send, BoxedHandler::new(send)),
-        (Opcode::Broadcast, BoxedHandler::new(broadcast)),
-    ]
+/// A built-in opcode a client sends, with its default handler (`None`: answered
+/// `UnknownOpcode` until the application provides one, as `Auth` is without
+/// authentication).
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    /// The opcode.
+    pub opcode: Opcode,
+    /// Makes its default handler.
+    pub default: Option<fn() -> BoxedHandler>,
+}
+
+/// The one table of built-ins: every opcode below 200 a client may send, each
+/// overridable with `override_websocket_handler` / `#[override_opcode]`. The
+/// schema's other opcodes are sent by the server only. Adding a built-in is a
+/// line in `schemas/protocol.fbs`, its handler function above, and a line here.
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        opcode: Opcode::Ping,
+        default: Some(|| BoxedHandler::new(ping)),
+    },
+    Builtin {
+        opcode: Opcode::Subscribe,
+        default: Some(|| BoxedHandler::new(subscribe)),
+    },
+    Builtin {
+        opcode: Opcode::Unsubscribe,
+        default: Some(|| BoxedHandler::new(unsubscribe)),
+    },
+    Builtin {
+        opcode: Opcode::Publish,
+        default: Some(|| BoxedHandler::new(publish)),
+    },
+    Builtin {
+        opcode: Opcode::Send,
+        default: Some(|| BoxedHandler::new(send)),
+    },
+    Builtin {
+        opcode: Opcode::Broadcast,
+        default: Some(|| BoxedHandler::new(broadcast)),
+    },
+    Builtin {
+        opcode: Opcode::Auth,
+        default: None,
+    },
+];
+
+/// Whether `opcode` is a built-in a client sends (so an application may override
+/// it). `const`: the macros check every `#[override_opcode(Name)]` against this
+/// table at compile time.
+///
+/// ```
+/// use framework::builtins::is_overridable;
+/// use framework::protocol::Opcode;
+/// assert!(is_overridable(Opcode::Ping.0));
+/// assert!(!is_overridable(Opcode::Welcome.0));
+/// assert!(!is_overridable(200));
+/// ```
+pub const fn is_overridable(opcode: u16) -> bool {
+    let mut i = 0;
+    while i < BUILTINS.len() {
+        if BUILTINS[i].opcode.0 == opcode {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use uuid::Uuid;
 
-use crate::session::{Connection, SendError};
+use crate::protocol::Opcode;
+use crate::session::{Connection, OpcodeCounters, SendError};
 
 /// Why a session could not join a channel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,30 +43,27 @@ impl Delivered {
     }
 }
 
-/// Deliveries this hub queued, by kind, for the node's metrics.
+/// Deliveries this hub queued, for the node's metrics.
 #[derive(Debug, Default)]
 pub struct DeliveryStats {
-    /// Frames queued for `Publish`, `Send`, `Broadcast` deliveries (in that order).
-    pub frames: [AtomicU64; 3],
-    /// Bytes queued, same order.
-    pub bytes: [AtomicU64; 3],
+    /// Frames and bytes queued, by the delivery's opcode (`Publish`, `Send`,
+    /// `Broadcast`).
+    pub queued: OpcodeCounters,
     /// Deliveries not queued because the recipient was closing or over its limit.
     pub dropped: AtomicU64,
 }
 
 impl DeliveryStats {
-    fn record(&self, kind: usize, frame_len: usize, d: Delivered) {
-        self.frames[kind].fetch_add(d.queued as u64, Relaxed);
-        self.bytes[kind].fetch_add((d.queued * frame_len) as u64, Relaxed);
+    fn record(&self, opcode: Opcode, frame_len: usize, d: Delivered) {
+        if d.queued > 0 {
+            self.queued
+                .count(opcode.0, d.queued as u64, (d.queued * frame_len) as u64);
+        }
         if d.dropped > 0 {
             self.dropped.fetch_add(d.dropped as u64, Relaxed);
         }
     }
 }
-
-const PUBLISH: usize = 0;
-const SEND: usize = 1;
-const BROADCAST: usize = 2;
 
 /// The sessions of this node and the channels they joined.
 ///
@@ -199,7 +197,7 @@ impl Hub {
                 out.count(conn.send(frame.clone()));
             }
         }
-        self.stats.record(PUBLISH, frame.len(), out);
+        self.stats.record(Opcode::Publish, frame.len(), out);
         out
     }
 
@@ -209,7 +207,7 @@ impl Hub {
         let result = self.sessions.get(id).map(|conn| conn.send(frame))?;
         let mut d = Delivered::default();
         d.count(result);
-        self.stats.record(SEND, len, d);
+        self.stats.record(Opcode::Send, len, d);
         Some(result)
     }
 
@@ -219,7 +217,7 @@ impl Hub {
         for conn in self.sessions.iter() {
             out.count(conn.send(frame.clone()));
         }
-        self.stats.record(BROADCAST, frame.len(), out);
+        self.stats.record(Opcode::Broadcast, frame.len(), out);
         out
     }
 

@@ -25,6 +25,10 @@ pub use config::Config;
 pub use dispatch::{HandlerError, IntoReply, Reply, Request};
 #[doc = include_str!("../docs/main.md")]
 pub use framework_macros::main;
+#[doc = include_str!("../docs/on_connect.md")]
+pub use framework_macros::on_connect;
+#[doc = include_str!("../docs/on_disconnect.md")]
+pub use framework_macros::on_disconnect;
 #[doc = include_str!("../docs/opcode.md")]
 pub use framework_macros::opcode;
 #[doc = include_str!("../docs/override_opcode.md")]
@@ -40,7 +44,9 @@ pub use session::Connection;
 /// Used by the macros' generated code; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::dispatch::{is_message, BoxedHandler, FromRequest};
+    pub use crate::dispatch::handler_typed as typed;
+    pub use crate::dispatch::hooks::{BoxedConnectHook, BoxedDisconnectHook};
+    pub use crate::dispatch::{BoxedHandler, FromRequest};
     pub use crate::message::{DecodeError, Field, Schema, TableRef};
     pub use crate::raw::BoxedRawHandler;
     pub use crate::registry::{port_from_env, port_from_var, Kind, Registration};
@@ -75,10 +81,13 @@ pub mod __private {
 
 /// Re-exports for the common case: `use framework::prelude::*;`.
 pub mod prelude {
-    pub use crate::dispatch::{Body, HandlerError, IntoReply, Reply, Request, State, Trace};
+    pub use crate::dispatch::hooks::Refusal;
+    pub use crate::dispatch::{
+        Body, Extension, HandlerError, IntoReply, Reply, Request, State, Trace,
+    };
     pub use crate::protocol::{ErrorCode, Opcode};
     pub use crate::raw::{RawConnection, RawMessage};
     pub use crate::session::Connection;
     pub use crate::{helpers, App, AppHandle, Config};
-    pub use crate::{main, opcode, override_opcode, raw_ws, Message};
+    pub use crate::{main, on_connect, on_disconnect, opcode, override_opcode, raw_ws, Message};
 }

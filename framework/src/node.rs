@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::broker::{Broker, BrokerError};
 use crate::hub::{Hub, JoinError};
 use crate::protocol::{ErrorCode, FrameFields, Opcode};
-use crate::session::Connection;
+use crate::session::{Connection, OpcodeCounters};
 use crate::Config;
 
 /// Shared application state, keyed by type (the C++ guide's `state::instance`).
@@ -43,6 +43,11 @@ impl AppState {
         self.values.insert(TypeId::of::<T>(), Arc::new(value));
     }
 
+    /// Whether a value of this type was stored.
+    pub fn contains(&self, type_id: TypeId) -> bool {
+        self.values.contains_key(&type_id)
+    }
+
     /// The value of type `T`, if one was stored.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.values
@@ -51,34 +56,8 @@ impl AppState {
     }
 }
 
-/// Opcode buckets of the per-opcode counters: the 12 named opcodes, then
-/// "reserved" (12..=199), then "application" (200..).
-pub const OPCODE_BUCKETS: usize = 14;
-
-/// The bucket of `opcode` in per-opcode counters.
-///
-/// ```
-/// use framework::node::opcode_bucket;
-/// assert_eq!(opcode_bucket(2), 2);
-/// assert_eq!(opcode_bucket(150), 12);
-/// assert_eq!(opcode_bucket(200), 13);
-/// ```
-pub fn opcode_bucket(opcode: u16) -> usize {
-    match opcode {
-        0..=11 => opcode as usize,
-        12..=199 => 12,
-        _ => 13,
-    }
-}
-
-/// The label of a bucket of [`opcode_bucket`].
-pub fn opcode_bucket_label(bucket: usize) -> &'static str {
-    match bucket {
-        12 => "reserved",
-        13 => "application",
-        b => Opcode(b as u16).variant_name().unwrap_or("reserved"),
-    }
-}
+/// Error codes counted in [`NodeMetrics::errors_sent`]: every value the schema names.
+const ERROR_CODES: usize = ErrorCode::ENUM_MAX as usize + 1;
 
 /// Node-wide counters, exported in Prometheus format by the HTTP service.
 #[derive(Debug)]
@@ -92,20 +71,21 @@ pub struct NodeMetrics {
     pub slow_consumer_closes: Arc<AtomicU64>,
     /// Sessions closed with 1009 for an oversized message.
     pub oversized_closes: AtomicU64,
-    /// Connections refused before the handshake completed (limits, timeouts, origin).
+    /// Connections refused before the handshake completed (limits, timeouts,
+    /// origin, hooks).
     pub handshakes_refused: AtomicU64,
-    /// Protocol frames received.
+    /// Failed `accept` calls (e.g. out of file descriptors); the listener backs off.
+    pub accept_errors: AtomicU64,
+    /// Binary messages received, decodable or not.
     pub frames_in: AtomicU64,
-    /// Protocol frames received, by [`opcode_bucket`].
-    pub frames_in_by_opcode: [AtomicU64; OPCODE_BUCKETS],
-    /// Bytes of protocol frames received, by [`opcode_bucket`].
-    pub bytes_in_by_opcode: [AtomicU64; OPCODE_BUCKETS],
-    /// Replies sent (responses, acks, errors, pongs), by [`opcode_bucket`].
-    pub replies_by_opcode: [AtomicU64; OPCODE_BUCKETS],
-    /// Bytes of replies sent, by [`opcode_bucket`].
-    pub reply_bytes_by_opcode: [AtomicU64; OPCODE_BUCKETS],
+    /// Decoded protocol frames received, by opcode.
+    pub received: OpcodeCounters,
+    /// Frames this node answered or greeted with (replies, acks, errors,
+    /// `Welcome`), by opcode; deliveries are counted by the hub
+    /// ([`DeliveryStats`](crate::hub::DeliveryStats)).
+    pub sent: OpcodeCounters,
     /// Error frames sent, indexed by `ErrorCode` value.
-    pub errors: [AtomicU64; 12],
+    errors: [AtomicU64; ERROR_CODES],
     /// Time handlers took, in seconds.
     pub handler_duration: prometheus::Histogram,
 }
@@ -125,11 +105,10 @@ impl Default for NodeMetrics {
             slow_consumer_closes: Arc::default(),
             oversized_closes: AtomicU64::new(0),
             handshakes_refused: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
-            frames_in_by_opcode: Default::default(),
-            bytes_in_by_opcode: Default::default(),
-            replies_by_opcode: Default::default(),
-            reply_bytes_by_opcode: Default::default(),
+            received: OpcodeCounters::default(),
+            sent: OpcodeCounters::default(),
             errors: Default::default(),
             handler_duration: prometheus::Histogram::with_opts(opts)
                 .expect("static histogram options are valid"),
@@ -138,22 +117,18 @@ impl Default for NodeMetrics {
 }
 
 impl NodeMetrics {
-    pub(crate) fn count_error(&self, code: ErrorCode) {
-        if let Some(c) = self.errors.get(code.0 as usize) {
-            c.fetch_add(1, Relaxed);
-        }
-    }
-
     pub(crate) fn count_in(&self, opcode: u16, bytes: usize) {
-        let b = opcode_bucket(opcode);
-        self.frames_in_by_opcode[b].fetch_add(1, Relaxed);
-        self.bytes_in_by_opcode[b].fetch_add(bytes as u64, Relaxed);
+        self.received.count(opcode, 1, bytes as u64);
     }
 
-    pub(crate) fn count_reply(&self, opcode: u16, bytes: usize) {
-        let b = opcode_bucket(opcode);
-        self.replies_by_opcode[b].fetch_add(1, Relaxed);
-        self.reply_bytes_by_opcode[b].fetch_add(bytes as u64, Relaxed);
+    /// Counts a frame this node sends itself (a reply, an error, `Welcome`).
+    pub(crate) fn count_reply(&self, reply: &crate::dispatch::Encoded) {
+        self.sent.count(reply.opcode, 1, reply.bytes.len() as u64);
+        if let Some(code) = reply.error {
+            if let Some(c) = self.errors.get(code.0 as usize) {
+                c.fetch_add(1, Relaxed);
+            }
+        }
     }
 
     /// Error frames sent with `code`.
@@ -333,6 +308,19 @@ impl Node {
             .trace_id(trace_id)
             .encode();
         self.0.broker.broadcast(frame).await
+    }
+
+    /// Queues the `Welcome` frame that opens every protocol session.
+    pub(crate) fn welcome(&self, conn: &Connection) {
+        let frame = FrameFields::new(Opcode::Welcome.0)
+            .receiver_id(Some(conn.id()))
+            .node_id(Some(self.node_id()))
+            .encode();
+        self.0
+            .metrics
+            .sent
+            .count(Opcode::Welcome.0, 1, frame.len() as u64);
+        let _ = conn.send(frame);
     }
 
     pub(crate) async fn session_opened(&self, conn: &Connection) -> Result<(), BrokerError> {

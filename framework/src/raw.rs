@@ -358,15 +358,13 @@ where
     }
 }
 
-impl<F: Fn(RawConnection) + Send + Sync + 'static> RawHandler<crate::dispatch::SyncHandler<()>>
-    for F
-{
+impl<F: Fn(RawConnection) + Send + Sync + 'static> RawHandler<crate::dispatch::SyncReply> for F {
     fn into_boxed(self) -> BoxedRawHandler {
         BoxedRawHandler(Arc::new(SyncRaw(self)))
     }
 }
 
-impl<F, Fut> RawHandler<crate::dispatch::AsyncHandler<Fut>> for F
+impl<F, Fut> RawHandler<(crate::dispatch::AsyncReply, Fut)> for F
 where
     F: Fn(RawConnection) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,

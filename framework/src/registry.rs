@@ -6,6 +6,7 @@
 //! `use handlers_crate as _;` (or any other use) in the binary.
 
 use crate::app::App;
+use crate::dispatch::hooks::{BoxedConnectHook, BoxedDisconnectHook};
 use crate::dispatch::BoxedHandler;
 use crate::message::Schema;
 use crate::protocol::Opcode;
@@ -21,6 +22,10 @@ pub enum Kind {
     /// `#[raw_ws(port = P)]`, and the environment variable that overrides the port
     /// (`None`: `FRAMEWORK_RAW_<P>_PORT`).
     Raw(u16, Option<&'static str>, fn() -> BoxedRawHandler),
+    /// `#[on_connect]`.
+    OnConnect(fn() -> BoxedConnectHook),
+    /// `#[on_disconnect]`.
+    OnDisconnect(fn() -> BoxedDisconnectHook),
     /// `#[derive(Message)]`: adds the type's table to a schema.
     Message(&'static str, fn(&mut Schema)),
 }
@@ -132,11 +137,15 @@ pub fn port_from_var(var: &str, default: u16) -> u16 {
 }
 
 impl App {
-    /// Adds every handler and raw service the macros registered in this binary.
-    /// Raw services listen on their declared port unless `FRAMEWORK_RAW_<port>_PORT`
-    /// (or the variable named by `#[raw_ws(env = "...")]`) overrides it. Duplicates fail `start`, naming both.
+    /// Adds every handler, hook and raw service the macros registered in this
+    /// binary. Raw services listen on their declared port unless
+    /// `FRAMEWORK_RAW_<port>_PORT` (or the variable named by
+    /// `#[raw_ws(env = "...")]`) overrides it. Duplicates fail `start`, naming
+    /// both. Hooks run in source order (file, then line).
     pub fn with_registered(mut self) -> Self {
-        for r in all() {
+        let mut registrations: Vec<&Registration> = all().collect();
+        registrations.sort_by_key(|r| (r.file, r.line));
+        for r in registrations {
             match r.kind {
                 Kind::Opcode(opcode, make) => {
                     self.register_custom_boxed(opcode, make(), r.origin())
@@ -149,6 +158,8 @@ impl App {
                     };
                     self = self.raw_service_boxed(port.into(), make(), r.origin());
                 }
+                Kind::OnConnect(make) => self = self.on_connect_boxed(make()),
+                Kind::OnDisconnect(make) => self = self.on_disconnect_boxed(make()),
                 Kind::Message(..) => {}
             }
         }

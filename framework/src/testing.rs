@@ -23,15 +23,12 @@ use bytes::Bytes;
 use crate::app::{App, AppError};
 use crate::dispatch::Dispatcher;
 use crate::node::Node;
-use crate::protocol::DecodeLimits;
 use crate::session::{Connection, Outbound};
 
 /// A node with one in-process session and no listener.
 pub struct TestNode {
-    node: Node,
     dispatcher: Arc<Dispatcher>,
     conn: Connection,
-    limits: DecodeLimits,
 }
 
 impl std::fmt::Debug for TestNode {
@@ -44,31 +41,31 @@ impl std::fmt::Debug for TestNode {
 
 impl TestNode {
     /// Assembles `app`'s node and handlers (its listeners are ignored) with one
-    /// session registered in the hub.
+    /// session registered in the hub. `on_connect` hooks do not run (there is no
+    /// upgrade request): attach what they would with
+    /// [`Connection::insert_extension`].
     pub async fn new(mut app: App) -> Result<TestNode, AppError> {
-        let (node, dispatcher) = app.assemble()?;
-        let config = node.config().clone();
+        let (dispatcher, _hooks) = app.assemble().await?;
+        let node = dispatcher.node();
         let peer: SocketAddr = ([127, 0, 0, 1], 0).into();
         let conn = Connection::new(
             node.node_id(),
             peer,
-            config.max_queued_bytes,
+            node.config().max_queued_bytes,
             node.metrics().slow_consumer_closes.clone(),
         );
-        node.session_opened(&conn)
-            .await
-            .map_err(|e| AppError::Broker(e.to_string()))?;
-        Ok(TestNode {
-            limits: config.decode_limits(),
-            node,
-            dispatcher,
-            conn,
-        })
+        node.session_opened(&conn).await.map_err(AppError::Broker)?;
+        Ok(TestNode { dispatcher, conn })
     }
 
     /// The node (hub, broker, metrics).
     pub fn node(&self) -> &Node {
-        &self.node
+        self.dispatcher.node()
+    }
+
+    /// The node's request pipeline, the one the services use.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
     }
 
     /// The in-process session.
@@ -77,19 +74,13 @@ impl TestNode {
     }
 
     /// Handles one incoming message as the session would, and returns every frame
-    /// queued to the session meanwhile (replies and deliveries), in order.
+    /// queued to the session meanwhile (deliveries, then the reply), in order.
     pub async fn dispatch(&self, frame: Bytes) -> Vec<Bytes> {
-        crate::services::protocol::handle_frame(
-            &self.node,
-            &self.dispatcher,
-            &self.conn,
-            frame,
-            &self.limits,
-        )
-        .await;
+        if let Some(reply) = self.dispatcher.dispatch(&self.conn, frame).await {
+            let _ = self.conn.send(reply);
+        }
         self.take_queued()
     }
-
     /// Frames queued to the session and not yet taken.
     pub fn take_queued(&self) -> Vec<Bytes> {
         let mut out = Vec::new();

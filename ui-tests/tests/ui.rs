@@ -9,7 +9,14 @@
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();
-    for m in ["opcode", "override_opcode", "raw_ws", "message", "main"] {
+    for m in [
+        "opcode",
+        "override_opcode",
+        "raw_ws",
+        "message",
+        "main",
+        "hooks",
+    ] {
         t.pass(format!("tests/{m}/pass/*.rs"));
         t.compile_fail(format!("tests/{m}/fail/*.rs"));
     }

@@ -1,30 +1,21 @@
 //! The typed AST the macros work on.
 
-use proc_macro2::Ident;
+use proc_macro2::{Ident, Span};
 use syn::{Expr, Type};
 
-/// How a handler argument is obtained.
-pub enum ArgKind {
-    /// `Request` by value: the request itself is moved in.
-    Request,
-    /// `&Request`.
-    RequestRef,
-    /// `&mut Request`.
-    RequestMut,
-    /// Anything else: `FromRequest` (an extractor or the typed message).
-    Extract,
-}
-
-pub struct Arg {
-    pub kind: ArgKind,
-    pub ty: Type,
-}
-
-/// A function marked `#[opcode]` or `#[override_opcode]`.
+/// A function marked `#[opcode]`, `#[override_opcode]`, `#[on_connect]` or
+/// `#[on_disconnect]`: its name and argument types (extraction is the traits'
+/// business; the macro only needs the types for its compile-time checks).
 pub struct HandlerFn {
     pub name: Ident,
     pub is_async: bool,
-    pub args: Vec<Arg>,
+    pub args: Vec<Type>,
+    /// The declared return type (`()` when none); `None` for `impl Trait`, whose
+    /// output only the compiler knows.
+    pub ret: Option<Type>,
+    /// The parenthesized argument list: where errors about the function as a
+    /// whole point.
+    pub inputs_span: Span,
 }
 
 /// What a handler registers as.
@@ -40,6 +31,13 @@ pub struct RawArgs {
     pub env: Option<syn::LitStr>,
 }
 
+/// A `#[raw_ws]` function: its name and its one argument's type.
+pub struct RawFn {
+    pub name: Ident,
+    pub arg: Type,
+    pub inputs_span: Span,
+}
+
 /// `main!(...)`.
 #[derive(Default)]
 pub struct MainArgs {
@@ -47,6 +45,7 @@ pub struct MainArgs {
     pub service: Option<Expr>,
     pub state: Vec<Expr>,
     pub config: Option<Expr>,
+    pub router: Option<Expr>,
 }
 
 mod message;

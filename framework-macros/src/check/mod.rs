@@ -1,17 +1,19 @@
 //! Checks: one function per rule, each reporting into the collector, producing
-//! the typed AST only from valid input.
+//! the typed AST only from valid input. Argument types are not judged here (a
+//! type's extractor-ness is the traits' business, checked by the compiler where
+//! the expansion registers the function); only what syntax alone decides.
 
 use std::collections::HashMap;
 
-use proc_macro2::TokenStream;
-use quote::ToTokens;
-use syn::{Expr, ExprLit, FnArg, GenericParam, ItemFn, Lit, Type};
+use syn::{Expr, ExprLit, FnArg, GenericParam, ItemFn, Lit, ReturnType, Type};
 
 use crate::ast::*;
 use crate::ctxt::Ctxt;
-use crate::parse::{metas, Meta};
+use crate::parse::{KeyValues, Meta, OpcodeAttr, OverrideAttr};
 
-/// Built-ins a client sends, which an application may override.
+/// Built-ins a client sends, which an application may override. Each expansion
+/// checks its name against the runtime's table (`framework::builtins::BUILTINS`)
+/// at compile time, so this list cannot drift from it unnoticed.
 pub const OVERRIDABLE: &[&str] = &[
     "Ping",
     "Subscribe",
@@ -35,24 +37,17 @@ pub(crate) fn int_literal(expr: &Expr) -> Option<&syn::LitInt> {
 }
 
 /// `#[opcode(N)]`: N is an integer literal in 200..=65535.
-pub fn opcode_args(cx: &Ctxt, args: TokenStream) -> Option<HandlerTarget> {
-    if args.is_empty() {
-        cx.error_spanned_by(
-            &args,
+pub fn opcode_args(cx: &Ctxt, attr: &OpcodeAttr) -> Option<HandlerTarget> {
+    let Some(expr) = &attr.value else {
+        cx.syn_error(syn::Error::new(
+            attr.span,
             "#[opcode] needs the opcode: #[opcode(200)] (application opcodes are 200..=65535)",
-        );
+        ));
         return None;
-    }
-    let expr: Expr = match syn::parse2(args) {
-        Ok(e) => e,
-        Err(e) => {
-            cx.syn_error(e);
-            return None;
-        }
     };
-    let Some(lit) = int_literal(&expr) else {
+    let Some(lit) = int_literal(expr) else {
         cx.error_spanned_by(
-            &expr,
+            expr,
             "the opcode must be an integer literal, e.g. #[opcode(200)]",
         );
         return None;
@@ -77,13 +72,13 @@ pub fn opcode_args(cx: &Ctxt, args: TokenStream) -> Option<HandlerTarget> {
 }
 
 /// `#[override_opcode(Name)]`: Name is a built-in a client sends.
-pub fn override_args(cx: &Ctxt, args: TokenStream) -> Option<HandlerTarget> {
+pub fn override_args(cx: &Ctxt, attr: &OverrideAttr) -> Option<HandlerTarget> {
     let expected = OVERRIDABLE.join(", ");
-    let ident: syn::Ident = match syn::parse2(args.clone()) {
-        Ok(i) => i,
-        Err(_) => {
+    let ident = match attr {
+        OverrideAttr::Name(ident) => ident,
+        OverrideAttr::Malformed(tokens) => {
             cx.error_spanned_by(
-                &args,
+                tokens,
                 format!("#[override_opcode] takes one built-in opcode name, e.g. #[override_opcode(Ping)]; expected one of: {expected}"),
             );
             return None;
@@ -91,36 +86,24 @@ pub fn override_args(cx: &Ctxt, args: TokenStream) -> Option<HandlerTarget> {
     };
     let name = ident.to_string();
     if OVERRIDABLE.contains(&name.as_str()) {
-        return Some(HandlerTarget::Override(ident));
+        return Some(HandlerTarget::Override(ident.clone()));
     }
     if SERVER_ONLY.contains(&name.as_str()) {
         cx.error_spanned_by(
-            &ident,
+            ident,
             format!("`{name}` is sent by the server, not by clients, so it has no handler to override; expected one of: {expected}"),
         );
     } else {
         cx.error_spanned_by(
-            &ident,
+            ident,
             format!("unknown built-in opcode `{name}`; expected one of: {expected}"),
         );
     }
     None
 }
 
-/// The last path segment of `ty`, if it is a plain path without generics.
-fn plain_name(ty: &Type) -> Option<String> {
-    match ty {
-        Type::Path(p) if p.qself.is_none() => {
-            let last = p.path.segments.last()?;
-            last.arguments.is_none().then(|| last.ident.to_string())
-        }
-        Type::Group(g) => plain_name(&g.elem),
-        Type::Paren(p) => plain_name(&p.elem),
-        _ => None,
-    }
-}
-
-fn no_generics(cx: &Ctxt, item: &ItemFn, what: &str) {
+/// The registry needs one concrete function: no type or const generics.
+fn not_generic(cx: &Ctxt, item: &ItemFn, what: &str) {
     for p in &item.sig.generics.params {
         if !matches!(p, GenericParam::Lifetime(_)) {
             cx.error_spanned_by(
@@ -133,61 +116,109 @@ fn no_generics(cx: &Ctxt, item: &ItemFn, what: &str) {
     }
 }
 
-/// A handler function: free, not generic; its arguments classified.
-pub fn handler_fn(cx: &Ctxt, item: &ItemFn) -> HandlerFn {
-    no_generics(cx, item, "handler");
-    let mut args = Vec::new();
-    let mut owned_request: Option<&Type> = None;
-    for input in &item.sig.inputs {
-        match input {
-            FnArg::Receiver(r) => cx.error_spanned_by(
-                r,
-                "handlers are free functions: `self` is not allowed (wrap a method in a function)",
-            ),
-            FnArg::Typed(pat) => {
-                let ty = (*pat.ty).clone();
-                let kind = match &ty {
-                    Type::Reference(r) if plain_name(&r.elem).as_deref() == Some("Request") => {
-                        if r.mutability.is_some() {
-                            ArgKind::RequestMut
-                        } else {
-                            ArgKind::RequestRef
-                        }
-                    }
-                    t if plain_name(t).as_deref() == Some("Request") => {
-                        if owned_request.is_some() {
-                            cx.error_spanned_by(
-                                &pat.ty,
-                                "a handler takes the `Request` by value once; take `&Request` or extractors for the rest",
-                            );
-                        }
-                        owned_request = Some(&pat.ty);
-                        ArgKind::Request
-                    }
-                    _ => ArgKind::Extract,
-                };
-                args.push(Arg { kind, ty });
-            }
-        }
-    }
-    if owned_request.is_some()
-        && args
-            .iter()
-            .any(|a| matches!(a.kind, ArgKind::RequestRef | ArgKind::RequestMut))
-    {
+/// Free functions only: no `self`.
+fn no_receiver(cx: &Ctxt, item: &ItemFn, what: &str) {
+    if let Some(FnArg::Receiver(r)) = item.sig.inputs.first() {
         cx.error_spanned_by(
-            &item.sig.inputs,
-            "a handler cannot take `Request` both by value and by reference",
+            r,
+            format!(
+                "{what}s are free functions: `self` is not allowed (wrap a method in a function)"
+            ),
         );
     }
+}
+
+fn not_variadic(cx: &Ctxt, item: &ItemFn, what: &str) {
     if let Some(v) = &item.sig.variadic {
-        cx.error_spanned_by(v, "handlers cannot be variadic");
+        cx.error_spanned_by(v, format!("{what}s cannot be variadic"));
     }
+}
+
+/// Arguments are extracted values, never references (nothing lives long enough
+/// to lend them): `&Request` becomes `Request`, `&mut Request` `mut ctx: Request`.
+fn args_by_value(cx: &Ctxt, ty: &Type) {
+    if let Type::Reference(r) = ty {
+        let elem = &r.elem;
+        let hint = if r.mutability.is_some() {
+            format!(
+                "take it by value and declare the binding `mut`: `mut ctx: {}`",
+                quote::quote!(#elem)
+            )
+        } else {
+            format!("take it by value: `{}`", quote::quote!(#elem))
+        };
+        cx.error_spanned_by(
+            ty,
+            format!("handler arguments are taken by value, not borrowed; {hint}"),
+        );
+    }
+}
+
+/// The argument types of a handler or hook function.
+fn arg_types(item: &ItemFn) -> Vec<Type> {
+    item.sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(pat) => Some((*pat.ty).clone()),
+            FnArg::Receiver(_) => None,
+        })
+        .collect()
+}
+
+/// A handler or hook function: free, not generic, arguments by value.
+pub fn handler_fn(cx: &Ctxt, item: &ItemFn, what: &str) -> HandlerFn {
+    not_generic(cx, item, what);
+    no_receiver(cx, item, what);
+    not_variadic(cx, item, what);
+    let args = arg_types(item);
+    for ty in &args {
+        args_by_value(cx, ty);
+    }
+    let ret = match &item.sig.output {
+        ReturnType::Default => Some(syn::parse_quote!(())),
+        ReturnType::Type(_, ty) if matches!(**ty, Type::ImplTrait(_)) => None,
+        ReturnType::Type(_, ty) => Some((**ty).clone()),
+    };
     HandlerFn {
         name: item.sig.ident.clone(),
         is_async: item.sig.asyncness.is_some(),
         args,
+        ret,
+        inputs_span: item.sig.paren_token.span.join(),
     }
+}
+
+/// A `#[raw_ws]` function: free, not generic, exactly one argument.
+pub fn raw_fn(cx: &Ctxt, item: &ItemFn) -> Option<RawFn> {
+    not_generic(cx, item, "raw_ws");
+    no_receiver(cx, item, "raw handler");
+    not_variadic(cx, item, "raw handler");
+    let args = arg_types(item);
+    let inputs_span = item.sig.paren_token.span.join();
+    if args.len() != 1 {
+        cx.syn_error(syn::Error::new(
+            inputs_span,
+            format!(
+                "a raw handler takes one argument, the connection: `fn {}(conn: RawConnection)`",
+                item.sig.ident
+            ),
+        ));
+        return None;
+    }
+    if let ReturnType::Type(_, ty) = &item.sig.output {
+        if !matches!(&**ty, Type::Tuple(t) if t.elems.is_empty()) {
+            cx.error_spanned_by(
+                ty,
+                "a raw handler returns nothing: it talks through its RawConnection",
+            );
+        }
+    }
+    Some(RawFn {
+        name: item.sig.ident.clone(),
+        arg: args.into_iter().next()?,
+        inputs_span,
+    })
 }
 
 /// Rejects a key given twice and unknown keys (listing the valid ones).
@@ -238,20 +269,9 @@ fn port(cx: &Ctxt, expr: &Expr) -> Option<u16> {
     }
 }
 
-/// `#[raw_ws(port = P)]`.
-pub fn raw_args(cx: &Ctxt, args: TokenStream, item: &ItemFn) -> Option<RawArgs> {
-    no_generics(cx, item, "raw_ws");
-    if let Some(FnArg::Receiver(r)) = item.sig.inputs.first() {
-        cx.error_spanned_by(r, "raw handlers are free functions: `self` is not allowed");
-    }
-    let list = match metas(args.clone()) {
-        Ok(l) => l,
-        Err(e) => {
-            cx.syn_error(e);
-            return None;
-        }
-    };
-    let keys = known_keys(cx, &list, &["port", "env"], "#[raw_ws]");
+/// `#[raw_ws(port = P, env = "VAR")]`.
+pub fn raw_args(cx: &Ctxt, args: &KeyValues, item: &ItemFn) -> Option<RawArgs> {
+    let keys = known_keys(cx, &args.metas, &["port", "env"], "#[raw_ws]");
     let env = match keys.get("env").and_then(|m| m.value.as_ref()) {
         Some(Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
@@ -265,34 +285,25 @@ pub fn raw_args(cx: &Ctxt, args: TokenStream, item: &ItemFn) -> Option<RawArgs> 
     match keys.get("port").and_then(|m| m.value.as_ref()) {
         Some(expr) => port(cx, expr).map(|port| RawArgs { port, env }),
         None => {
-            if list.iter().all(|m| m.key != "port") {
-                cx.error_spanned_by(
-                    if args.is_empty() {
-                        item.sig.ident.to_token_stream()
-                    } else {
-                        args
-                    },
-                    "#[raw_ws] needs the port it listens on: #[raw_ws(port = 8082)]",
-                );
+            if args.metas.iter().all(|m| m.key != "port") {
+                let message = "#[raw_ws] needs the port it listens on: #[raw_ws(port = 8082)]";
+                if args.tokens.is_empty() {
+                    cx.error_spanned_by(&item.sig.ident, message);
+                } else {
+                    cx.error_spanned_by(&args.tokens, message);
+                }
             }
             None
         }
     }
 }
 
-/// `main!(websocket = P, service = P, state = EXPR, config = EXPR)`.
-pub fn main_args(cx: &Ctxt, args: TokenStream) -> MainArgs {
-    let list = match metas(args) {
-        Ok(l) => l,
-        Err(e) => {
-            cx.syn_error(e);
-            return MainArgs::default();
-        }
-    };
+/// `main!(websocket = P, service = P, state = EXPR, config = EXPR, router = EXPR)`.
+pub fn main_args(cx: &Ctxt, args: &KeyValues) -> MainArgs {
     let keys = known_keys(
         cx,
-        &list,
-        &["websocket", "service", "state", "config"],
+        &args.metas,
+        &["websocket", "service", "state", "config", "router"],
         "framework::main!",
     );
     let get = |k: &str| keys.get(k).and_then(|m| m.value.clone());
@@ -306,6 +317,7 @@ pub fn main_args(cx: &Ctxt, args: TokenStream) -> MainArgs {
         service: get("service"),
         state,
         config: get("config"),
+        router: get("router"),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Expansion: quote only. Each macro becomes calls on the public runtime API
-//! through `::framework::__private`, plus an `inventory` registration.
+//! through `::framework::__private`, plus an `inventory` registration; the user's
+//! function itself is registered as it is (no wrapper).
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -10,7 +11,7 @@ use syn::{ItemFn, Lifetime, Type};
 use crate::ast::*;
 use crate::check;
 use crate::ctxt::Ctxt;
-use crate::parse::Target;
+use crate::parse::{Hook, KeyValues, NoArgs, OpcodeAttr, OverrideAttr, Target};
 
 /// Emits the user's item unchanged next to the errors, so IDEs keep working.
 fn with_errors(item: TokenStream, errors: TokenStream) -> TokenStream {
@@ -24,25 +25,80 @@ fn parse_fn(item: TokenStream) -> Result<ItemFn, TokenStream> {
     })
 }
 
-/// Replaces every lifetime with `lt` (types are re-used in expressions and consts).
-struct Lifetimes(&'static str);
+/// Replaces every lifetime with `'static` (types are re-used in consts).
+struct StaticLifetimes;
 
-impl VisitMut for Lifetimes {
+impl VisitMut for StaticLifetimes {
     fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
-        *l = Lifetime::new(self.0, l.span());
+        *l = Lifetime::new("'static", l.span());
     }
     fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
         if r.lifetime.is_none() {
-            r.lifetime = Some(Lifetime::new(self.0, r.and_token.span));
+            r.lifetime = Some(Lifetime::new("'static", r.and_token.span));
         }
         syn::visit_mut::visit_type_reference_mut(self, r);
     }
 }
 
-fn with_lifetimes(ty: &Type, lt: &'static str) -> Type {
+fn with_static_lifetimes(ty: &Type) -> Type {
     let mut ty = ty.clone();
-    Lifetimes(lt).visit_type_mut(&mut ty);
+    StaticLifetimes.visit_type_mut(&mut ty);
     ty
+}
+
+/// The function's name, spanned at its argument list: errors about the function
+/// as a handler (an argument that is no extractor, a return type that is no
+/// reply) point there, not into the framework.
+fn name_at_inputs(f: &HandlerFn) -> proc_macro2::Ident {
+    let mut name = f.name.clone();
+    name.set_span(f.inputs_span);
+    name
+}
+
+/// `__framework_make`, which erases the handler. With a declared return type, the
+/// argument and return types are spelled out (through the typed constructors), so
+/// a type that is no extractor or no reply is one error naming it: arguments at
+/// the argument list, the return type at the return type.
+fn make_handler(f: &HandlerFn) -> TokenStream {
+    let name = name_at_inputs(f);
+    let Some(ret) = &f.ret else {
+        return quote! {
+            fn __framework_make() -> ::framework::__private::BoxedHandler {
+                ::framework::__private::BoxedHandler::new(#name)
+            }
+        };
+    };
+    let ret = with_static_lifetimes(ret);
+    let args: Vec<Type> = f.args.iter().map(with_static_lifetimes).collect();
+    let n = args.len();
+    let span = f.inputs_span;
+    // The return type keeps its own span: a type that is no reply is reported there.
+    let (ctor, rest) = if f.is_async {
+        (format_ident!("async{}", n, span = span), quote!(#ret, _, _))
+    } else {
+        (format_ident!("sync{}", n, span = span), quote!(#ret, _))
+    };
+    let call = quote_spanned! {span=>
+        ::framework::__private::typed::#ctor::<#(#args, _,)* #rest>(#name)
+    };
+    quote! {
+        fn __framework_make() -> ::framework::__private::BoxedHandler {
+            #call
+        }
+    }
+}
+
+fn registration(kind: TokenStream, name: &str) -> TokenStream {
+    quote! {
+        ::framework::__private::inventory::submit! {
+            ::framework::__private::Registration {
+                kind: #kind,
+                name: #name,
+                file: ::core::file!(),
+                line: ::core::line!(),
+            }
+        }
+    }
 }
 
 /// `#[opcode(N)]` / `#[override_opcode(Name)]`.
@@ -53,107 +109,30 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
     };
     let target_cx = Ctxt::new();
     let target = match target {
-        Target::Opcode => check::opcode_args(&target_cx, args),
-        Target::Override => check::override_args(&target_cx, args),
+        Target::Opcode => match syn::parse2::<OpcodeAttr>(args) {
+            Ok(attr) => check::opcode_args(&target_cx, &attr),
+            Err(e) => {
+                target_cx.syn_error(e);
+                None
+            }
+        },
+        Target::Override => match syn::parse2::<OverrideAttr>(args) {
+            Ok(attr) => check::override_args(&target_cx, &attr),
+            Err(e) => {
+                target_cx.syn_error(e);
+                None
+            }
+        },
     };
     let fn_cx = Ctxt::new();
-    let handler = check::handler_fn(&fn_cx, &func);
+    let handler = check::handler_fn(&fn_cx, &func, "handler");
     let target_errors = target_cx.check().err();
     if let Err(errors) = fn_cx.check() {
         return with_errors(item, quote!(#target_errors #errors));
     }
-    let name = &handler.name;
-    let name_str = name.to_string();
-
-    let mut extract = Vec::new();
-    let mut call_args = Vec::new();
-    let mut checks = Vec::new();
-    let mut messages_before: Vec<TokenStream> = Vec::new();
-    for (i, arg) in handler.args.iter().enumerate() {
-        let var = format_ident!("__arg{}", i);
-        match arg.kind {
-            ArgKind::Request => call_args.push(quote!(__req)),
-            ArgKind::RequestRef => call_args.push(quote!(&__req)),
-            ArgKind::RequestMut => call_args.push(quote!(&mut __req)),
-            ArgKind::Extract => {
-                let ty = with_lifetimes(&arg.ty, "'_");
-                let span = arg.ty.span();
-                extract.push(quote_spanned! {span=>
-                    let #var = match <#ty as ::framework::__private::FromRequest<'_, _>>::from_request(&__req, &__body) {
-                        ::core::result::Result::Ok(v) => v,
-                        ::core::result::Result::Err(e) => return ::framework::IntoReply::into_reply(e),
-                    };
-                });
-                call_args.push(quote!(#var));
-                // At most one typed message: flag each message after the first.
-                let static_ty = with_lifetimes(&arg.ty, "'static");
-                let is_msg = quote!(::framework::__private::is_message::<#static_ty, _>());
-                // The first extracted argument cannot be a second message; skipping
-                // it also avoids repeating its trait error when it is no extractor.
-                if !messages_before.is_empty() {
-                    let message = format!(
-                        "handler `{name_str}` takes a second typed message argument: a frame carries one payload, so a handler takes at most one message"
-                    );
-                    checks.push(quote_spanned! {span=>
-                        const _: () = ::core::assert!(!((#(#messages_before)||*) && #is_msg), #message);
-                    });
-                }
-                messages_before.push(is_msg);
-            }
-        }
-    }
-    let mutability = if handler
-        .args
-        .iter()
-        .any(|a| matches!(a.kind, ArgKind::RequestMut))
-    {
-        quote!(mut)
-    } else {
-        quote!()
-    };
-    // A typed message may borrow the payload. When the request itself is moved or
-    // borrowed mutably, the payload is a refcounted clone; otherwise a borrow.
-    let owns_request = handler
-        .args
-        .iter()
-        .any(|a| matches!(a.kind, ArgKind::Request | ArgKind::RequestMut));
-    let body_clone = if owns_request {
-        quote! { let __body = ::core::clone::Clone::clone(::framework::Request::body(&__req)); }
-    } else {
-        quote! { let __body = ::framework::Request::body(&__req); }
-    };
-    let call = quote!(#name(#(#call_args),*));
-    // A return type that is no reply is reported at the return type.
-    let ret_span = match &func.sig.output {
-        syn::ReturnType::Type(_, ty) => ty.span(),
-        syn::ReturnType::Default => func.sig.ident.span(),
-    };
-    let into_reply = quote_spanned!(ret_span=> ::framework::IntoReply::into_reply);
-    let ret = proc_macro2::Ident::new("__ret", ret_span);
-    let wrapper = if handler.is_async {
-        quote! {
-            fn __framework_handler(#mutability __req: ::framework::Request)
-                -> impl ::core::future::Future<Output = ::framework::Reply> + ::core::marker::Send + 'static
-            {
-                async move {
-                    #body_clone
-                    #(#extract)*
-                    let #ret = #call.await;
-                    #into_reply(#ret)
-                }
-            }
-        }
-    } else {
-        quote! {
-            fn __framework_handler(#mutability __req: ::framework::Request) -> ::framework::Reply {
-                #body_clone
-                #(#extract)*
-                let #ret = #call;
-                #into_reply(#ret)
-            }
-        }
-    };
-    // With a bad opcode, the function's own type checks still run, so every error
+    let name_str = handler.name.to_string();
+    let make = make_handler(&handler);
+    // With a bad opcode, the function's own checks still run, so every error
     // shows at once; nothing is registered.
     let (Some(target), None) = (target, &target_errors) else {
         return quote! {
@@ -161,36 +140,77 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
             #target_errors
             #[doc(hidden)]
             const _: () = {
-                #(#checks)*
-                #wrapper
+                #make
             };
         };
     };
-    let kind = match target {
-        HandlerTarget::Opcode(n) => {
-            quote!(::framework::__private::Kind::Opcode(#n, __framework_make))
-        }
+    let (kind, builtin_check) = match target {
+        HandlerTarget::Opcode(n) => (
+            quote!(::framework::__private::Kind::Opcode(#n, __framework_make)),
+            quote!(),
+        ),
         HandlerTarget::Override(ident) => {
-            quote!(::framework::__private::Kind::Override(::framework::protocol::Opcode::#ident, __framework_make))
+            let message = format!(
+                "`{ident}` is not a built-in a client sends (framework::builtins::BUILTINS)"
+            );
+            (
+                quote!(::framework::__private::Kind::Override(::framework::protocol::Opcode::#ident, __framework_make)),
+                quote_spanned! {ident.span()=>
+                    const _: () = ::core::assert!(
+                        ::framework::builtins::is_overridable(::framework::protocol::Opcode::#ident.0),
+                        #message
+                    );
+                },
+            )
         }
     };
+    let register = registration(kind, &name_str);
     quote! {
         #func
         #[doc(hidden)]
         const _: () = {
-            #(#checks)*
-            #wrapper
-            fn __framework_make() -> ::framework::__private::BoxedHandler {
-                ::framework::__private::BoxedHandler::new(__framework_handler)
+            #builtin_check
+            #make
+            #register
+        };
+    }
+}
+
+/// `#[on_connect]` / `#[on_disconnect]`.
+pub fn hook(hook: Hook, args: TokenStream, item: TokenStream) -> TokenStream {
+    let func = match parse_fn(item.clone()) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let cx = Ctxt::new();
+    if let Err(e) = syn::parse2::<NoArgs>(args) {
+        cx.syn_error(e);
+    }
+    let f = check::handler_fn(&cx, &func, "hook");
+    if let Err(errors) = cx.check() {
+        return with_errors(item, errors);
+    }
+    let name = name_at_inputs(&f);
+    let name_str = f.name.to_string();
+    let (boxed, kind) = match hook {
+        Hook::Connect => (
+            quote!(::framework::__private::BoxedConnectHook),
+            quote!(::framework::__private::Kind::OnConnect(__framework_make)),
+        ),
+        Hook::Disconnect => (
+            quote!(::framework::__private::BoxedDisconnectHook),
+            quote!(::framework::__private::Kind::OnDisconnect(__framework_make)),
+        ),
+    };
+    let register = registration(kind, &name_str);
+    quote! {
+        #func
+        #[doc(hidden)]
+        const _: () = {
+            fn __framework_make() -> #boxed {
+                #boxed::new(#name)
             }
-            ::framework::__private::inventory::submit! {
-                ::framework::__private::Registration {
-                    kind: #kind,
-                    name: #name_str,
-                    file: ::core::file!(),
-                    line: ::core::line!(),
-                }
-            }
+            #register
         };
     }
 }
@@ -202,37 +222,46 @@ pub fn raw_ws(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(e) => return e,
     };
     let cx = Ctxt::new();
-    let raw = check::raw_args(&cx, args, &func);
+    let raw = match syn::parse2::<KeyValues>(args) {
+        Ok(args) => check::raw_args(&cx, &args, &func),
+        Err(e) => {
+            cx.syn_error(e);
+            None
+        }
+    };
+    let raw_fn = check::raw_fn(&cx, &func);
     if let Err(errors) = cx.check() {
         return with_errors(item, errors);
     }
-    let raw = raw.expect("checked");
+    let (Some(raw), Some(raw_fn)) = (raw, raw_fn) else {
+        unreachable!("checked")
+    };
     let port = raw.port;
     let env = match &raw.env {
         Some(var) => quote!(::core::option::Option::Some(#var)),
         None => quote!(::core::option::Option::None),
     };
-    let name = &func.sig.ident;
+    let name = &raw_fn.name;
     let name_str = name.to_string();
-    let span = func.sig.span();
-    let make = quote_spanned! {span=>
-        fn __framework_make() -> ::framework::__private::BoxedRawHandler {
-            ::framework::__private::BoxedRawHandler::new(#name)
-        }
-    };
+    // The connection is passed through a closure whose argument is the
+    // framework's `RawConnection`: a function taking anything else is a type
+    // mismatch at its own argument type.
+    let conn = proc_macro2::Ident::new("__conn", raw_fn.arg.span());
+    let call = quote_spanned! {raw_fn.inputs_span=> #name(#conn) };
+    let register = registration(
+        quote!(::framework::__private::Kind::Raw(#port, #env, __framework_make)),
+        &name_str,
+    );
     quote! {
         #func
         #[doc(hidden)]
         const _: () = {
-            #make
-            ::framework::__private::inventory::submit! {
-                ::framework::__private::Registration {
-                    kind: ::framework::__private::Kind::Raw(#port, #env, __framework_make),
-                    name: #name_str,
-                    file: ::core::file!(),
-                    line: ::core::line!(),
-                }
+            fn __framework_make() -> ::framework::__private::BoxedRawHandler {
+                ::framework::__private::BoxedRawHandler::new(
+                    |#conn: ::framework::raw::RawConnection| #call
+                )
             }
+            #register
         };
     }
 }
@@ -240,7 +269,13 @@ pub fn raw_ws(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `framework::main!(...)`.
 pub fn main(args: TokenStream) -> TokenStream {
     let cx = Ctxt::new();
-    let main = check::main_args(&cx, args);
+    let main = match syn::parse2::<KeyValues>(args) {
+        Ok(args) => check::main_args(&cx, &args),
+        Err(e) => {
+            cx.syn_error(e);
+            MainArgs::default()
+        }
+    };
     if let Err(errors) = cx.check() {
         // Still a `main`, so the only errors are ours.
         return quote! { fn main() {} #errors };
@@ -252,14 +287,20 @@ pub fn main(args: TokenStream) -> TokenStream {
     for state in &main.state {
         steps.push(quote!(let app = app.with_state(#state);));
     }
-    if let Some(port) = &main.websocket {
-        steps.push(quote! {
-            let app = app.run_websocket_service(::framework::__private::port_from_env("WEBSOCKET", #port));
-        });
+    if let Some(router) = &main.router {
+        steps.push(quote!(let app = app.router(#router);));
     }
-    if let Some(port) = &main.service {
-        steps.push(quote! {
-            let app = app.run_service(::framework::__private::port_from_env("SERVICE", #port));
+    for (key, value) in [("WEBSOCKET", &main.websocket), ("SERVICE", &main.service)] {
+        let Some(value) = value else { continue };
+        let method = if key == "WEBSOCKET" {
+            quote!(run_websocket_service)
+        } else {
+            quote!(run_service)
+        };
+        let span = value.span();
+        let port: Type = syn::parse_quote_spanned!(span=> u16);
+        steps.push(quote_spanned! {span=>
+            let app = app.#method(::framework::__private::port_from_env(#key, { let port: #port = #value; port }));
         });
     }
     quote! {

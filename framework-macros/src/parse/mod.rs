@@ -1,8 +1,10 @@
-//! Parsing: attribute arguments into key/value lists, items into syn types.
+//! Parsing: every macro's arguments into typed attribute structs (`syn::Parse`
+//! impls), items into syn types. No rule is checked here beyond syntax.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
 use syn::{Expr, Ident, Token};
 
 /// Which handler macro is expanding.
@@ -10,6 +12,81 @@ use syn::{Expr, Ident, Token};
 pub enum Target {
     Opcode,
     Override,
+}
+
+/// Which hook macro is expanding.
+#[derive(Clone, Copy)]
+pub enum Hook {
+    Connect,
+    Disconnect,
+}
+
+/// `#[opcode(N)]`: one expression (empty when none was given).
+pub struct OpcodeAttr {
+    pub value: Option<Expr>,
+    /// The whole argument list, for errors about it.
+    pub span: Span,
+}
+
+impl Parse for OpcodeAttr {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let span = input.span();
+        if input.is_empty() {
+            return Ok(OpcodeAttr { value: None, span });
+        }
+        let value: Expr = input.parse()?;
+        Ok(OpcodeAttr {
+            span: value.span(),
+            value: Some(value),
+        })
+    }
+}
+
+/// `#[override_opcode(Name)]`: one identifier, or what was given instead.
+pub enum OverrideAttr {
+    Name(Ident),
+    Malformed(TokenStream),
+}
+
+impl Parse for OverrideAttr {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let tokens: TokenStream = input.parse()?;
+        Ok(match syn::parse2::<Ident>(tokens.clone()) {
+            Ok(name) => OverrideAttr::Name(name),
+            Err(_) => OverrideAttr::Malformed(tokens),
+        })
+    }
+}
+
+/// `key = value, ...` (`#[raw_ws(...)]`, `main!(...)`).
+pub struct KeyValues {
+    pub metas: Vec<Meta>,
+    /// The whole argument list (empty lists point at the item instead).
+    pub tokens: TokenStream,
+}
+
+impl Parse for KeyValues {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let tokens: TokenStream = input.fork().parse()?;
+        let list = Punctuated::<Meta, Token![,]>::parse_terminated(input)?;
+        Ok(KeyValues {
+            metas: list.into_iter().collect(),
+            tokens,
+        })
+    }
+}
+
+/// `#[on_connect]`, `#[on_disconnect]`: no arguments.
+pub struct NoArgs;
+
+impl Parse for NoArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.is_empty() {
+            Ok(NoArgs)
+        } else {
+            Err(input.error("this attribute takes no arguments"))
+        }
+    }
 }
 
 /// `key` or `key = value`.

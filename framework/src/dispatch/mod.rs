@@ -1,33 +1,57 @@
-//! Layer 3: dispatch. The opcode → handler table is built once at start-up;
-//! a [`Request`] carries everything a handler may use; its return value becomes
-//! the reply frame.
+//! Layer 6: dispatch, the request pipeline. [`Dispatcher::dispatch`] takes a
+//! connection and the bytes it received and yields the reply: verify → look up
+//! the opcode's handler → build the [`Request`] → extract the handler's arguments
+//! (sync or async) → call it → encode its reply. Services only move bytes; the
+//! in-process [`TestNode`](crate::testing::TestNode) uses the same entry.
+//!
+//! Handlers are plain functions of extractors ([`Handler`]); built-ins are
+//! ordinary handlers from one table ([`crate::builtins`]), which overrides replace.
 
 mod extract;
 mod handler;
+pub mod hooks;
 mod reply;
 mod request;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use uuid::Uuid;
 
 pub use extract::{
-    is_message, Body, FromRequest, State, Trace, TransactionId, ViaMessage, ViaParts, ViaTable,
+    AsyncFromRequestParts, Body, Extension, FlatTable, FromRequest, FromRequestParts, State,
+    StateNeed, Table, Trace, TransactionId, ViaAsync, ViaMessage, ViaOwnedTable, ViaParts,
+    ViaRequest, ViaTable,
 };
-pub use handler::{AsyncHandler, BoxedHandler, Handler, SyncHandler};
-pub(crate) use reply::ReplyMeta;
-pub use reply::{HandlerError, IntoReply, Reply};
+#[doc(hidden)]
+pub use handler::typed as handler_typed;
+pub use handler::{panicked, BoxedHandler, Call, Handler, Step};
+pub(crate) use hooks::Hooks;
+pub use reply::{
+    AsyncReply, Encoded, HandlerError, IntoReply, Outcome, Reply, ReplyCtx, ReplyMeta, Settled,
+    SyncReply,
+};
 pub use request::{QuotaResult, Request};
 
-use crate::protocol::FIRST_APPLICATION_OPCODE;
+use crate::node::Node;
+use crate::protocol::{DecodeLimits, ErrorCode, Frame, Opcode, FIRST_APPLICATION_OPCODE};
+use crate::session::Connection;
 
-/// The opcode → handler table of a running app. Built-ins live in a dense array,
-/// application opcodes in a map.
+/// The opcode → handler table: built-ins in a dense array, application opcodes
+/// in a map.
 #[derive(Clone, Default)]
-pub(crate) struct Dispatcher {
+pub(crate) struct HandlerTable {
     builtins: Vec<Option<BoxedHandler>>,
     custom: HashMap<u16, BoxedHandler>,
 }
 
-impl Dispatcher {
+impl HandlerTable {
     pub(crate) fn new() -> Self {
         Self {
             builtins: vec![None; FIRST_APPLICATION_OPCODE as usize],
@@ -48,6 +72,217 @@ impl Dispatcher {
             self.builtins[opcode as usize].as_ref()
         } else {
             self.custom.get(&opcode)
+        }
+    }
+
+    /// Every handler with its opcode.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u16, &BoxedHandler)> {
+        let builtins = self
+            .builtins
+            .iter()
+            .enumerate()
+            .filter_map(|(op, h)| h.as_ref().map(|h| (op as u16, h)));
+        builtins.chain(self.custom.iter().map(|(op, h)| (*op, h)))
+    }
+}
+
+/// The protocol's request pipeline for one node: its handlers and the node they
+/// act on. Cheap to share (`Arc`).
+///
+/// ```
+/// use framework::{testing::TestNode, App, Request};
+/// use framework::protocol::{DecodeLimits, Frame, FrameFields};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let app = App::new().register_custom_handler(200, |ctx: Request| ctx.body().to_vec());
+/// let node = TestNode::new(app).await.unwrap();
+/// let reply = node
+///     .dispatcher()
+///     .dispatch(node.connection(), FrameFields::new(200).payload(b"hi").encode())
+///     .await
+///     .unwrap();
+/// let reply = Frame::decode(reply, &DecodeLimits::default()).unwrap();
+/// assert_eq!(&reply.payload()[..], b"hi");
+/// # });
+/// ```
+pub struct Dispatcher {
+    node: Node,
+    table: HandlerTable,
+    limits: DecodeLimits,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("node", &self.node.node_id())
+            .field("handlers", &self.table.iter().count())
+            .finish()
+    }
+}
+
+impl Dispatcher {
+    pub(crate) fn new(node: Node, table: HandlerTable) -> Self {
+        let limits = node.config().decode_limits();
+        Self {
+            node,
+            table,
+            limits,
+        }
+    }
+
+    /// The node the handlers act on.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Handles one binary message received on `conn` and yields the reply frame,
+    /// if any (the caller queues it; deliveries the handler caused are already
+    /// queued). Never fails: undecodable input, unknown opcodes, extractor and
+    /// handler errors and panics all become `Error` frames.
+    pub fn dispatch<'a>(&'a self, conn: &'a Connection, bytes: Bytes) -> Dispatch<'a> {
+        let metrics = self.node.metrics();
+        let size = bytes.len();
+        metrics.frames_in.fetch_add(1, Relaxed);
+        let frame = match Frame::decode(bytes, &self.limits) {
+            Ok(f) => f,
+            Err(e) => {
+                let err = HandlerError::new(e.code(), e.to_string());
+                return self.ready(Some(error_reply(&err, None, None)));
+            }
+        };
+        let opcode = frame.opcode();
+        metrics.count_in(opcode, size);
+        let trace_id = frame.trace_id().unwrap_or_else(Uuid::new_v4);
+        let Some(handler) = self.table.get(opcode) else {
+            let err = HandlerError::new(
+                ErrorCode::UnknownOpcode,
+                format!("no handler for opcode {opcode}"),
+            );
+            return self.ready(Some(error_reply(
+                &err,
+                frame.transaction_id(),
+                Some(trace_id),
+            )));
+        };
+        let request = Request {
+            node: self.node.clone(),
+            connection: conn.clone(),
+            body: frame.payload(),
+            parent_span_id: frame.span_id(),
+            frame,
+            trace_id,
+            span_id: Uuid::new_v4().as_u64_pair().0,
+            quota: QuotaResult::Unlimited,
+            builder: None,
+        };
+        let started = Instant::now();
+        match handler.call(request, conn) {
+            Call::Ready(reply) => {
+                metrics
+                    .handler_duration
+                    .observe(started.elapsed().as_secs_f64());
+                self.ready(reply)
+            }
+            Call::Pending(future) => Dispatch {
+                state: DispatchState::Running {
+                    future,
+                    node: &self.node,
+                    started,
+                },
+            },
+        }
+    }
+
+    /// The answer to a text message: `Error`/`BadFrame` (the protocol is binary).
+    pub fn reject_text(&self) -> Bytes {
+        let err = HandlerError::new(
+            ErrorCode::BadFrame,
+            "text messages are not protocol frames; send binary FlatBuffers",
+        );
+        let reply = error_reply(&err, None, None);
+        self.node.metrics().count_reply(&reply);
+        reply.bytes
+    }
+
+    fn ready(&self, reply: Option<Encoded>) -> Dispatch<'_> {
+        if let Some(r) = &reply {
+            self.node.metrics().count_reply(r);
+        }
+        Dispatch {
+            state: DispatchState::Done(reply.map(|r| r.bytes)),
+        }
+    }
+}
+
+fn error_reply(err: &HandlerError, transaction_id: Option<Uuid>, trace: Option<Uuid>) -> Encoded {
+    let frame = crate::protocol::FrameFields::error_frame(err.code(), err.message())
+        .transaction_id(transaction_id)
+        .trace_id(trace)
+        .encode();
+    Encoded {
+        bytes: frame,
+        error: Some(err.code()),
+        opcode: Opcode::Error.0,
+    }
+}
+
+/// The reply to one message: ready at once for sync handlers (no allocation),
+/// or the handler's future. See [`Dispatcher::dispatch`].
+#[must_use = "a dispatch does nothing until awaited"]
+pub struct Dispatch<'a> {
+    state: DispatchState<'a>,
+}
+
+enum DispatchState<'a> {
+    Done(Option<Bytes>),
+    Running {
+        future: BoxFuture<'static, Option<Encoded>>,
+        node: &'a Node,
+        started: Instant,
+    },
+    Finished,
+}
+
+impl std::fmt::Debug for Dispatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            DispatchState::Done(_) => "done",
+            DispatchState::Running { .. } => "running",
+            DispatchState::Finished => "finished",
+        };
+        f.debug_struct("Dispatch").field("state", &state).finish()
+    }
+}
+
+impl Future for Dispatch<'_> {
+    type Output = Option<Bytes>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        match &mut self.state {
+            DispatchState::Done(reply) => {
+                let reply = reply.take();
+                self.state = DispatchState::Finished;
+                Poll::Ready(reply)
+            }
+            DispatchState::Running {
+                future,
+                node,
+                started,
+            } => match future.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(reply) => {
+                    let metrics = node.metrics();
+                    metrics
+                        .handler_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    if let Some(r) = &reply {
+                        metrics.count_reply(r);
+                    }
+                    self.state = DispatchState::Finished;
+                    Poll::Ready(reply.map(|r| r.bytes))
+                }
+            },
+            DispatchState::Finished => Poll::Ready(None),
         }
     }
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::broker::BrokerError;
 use crate::protocol::{ErrorCode, FrameFields, IntoOpcode, Opcode};
+use crate::session::Connection;
 
 /// A handler's failure, answered with an `Error` frame carrying `code` and
 /// `message` (and the failed frame's `transaction_id`). The message is shown to the
@@ -130,8 +131,9 @@ impl Reply {
 }
 
 /// What the reply needs to know of the request.
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ReplyMeta {
+pub struct ReplyMeta {
     pub(crate) opcode: u16,
     pub(crate) transaction_id: Option<Uuid>,
     pub(crate) trace_id: Uuid,
@@ -139,37 +141,80 @@ pub(crate) struct ReplyMeta {
     pub(crate) requires_ack: bool,
 }
 
+/// An encoded reply frame, with what the node's metrics count of it.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub(crate) bytes: Bytes,
+    /// The error code when it is an `Error` frame.
+    pub(crate) error: Option<ErrorCode>,
+    /// The reply's opcode (a pre-encoded frame counts as the request's).
+    pub(crate) opcode: u16,
+}
+
 impl ReplyMeta {
-    /// The frame this reply becomes, the error code when it is an `Error`, and the
-    /// reply's opcode (for metrics; a pre-encoded frame counts as the request's).
-    pub(crate) fn encode(&self, reply: Reply) -> Option<(Bytes, Option<ErrorCode>, u16)> {
-        let base = |opcode: u16| {
-            FrameFields::new(opcode)
-                .transaction_id(self.transaction_id)
-                .trace_id(Some(self.trace_id))
-                .span_id(self.span_id)
+    fn fields(&self, opcode: u16) -> FrameFields<'static> {
+        FrameFields::new(opcode)
+            .transaction_id(self.transaction_id)
+            .trace_id(Some(self.trace_id))
+            .span_id(self.span_id)
+    }
+
+    /// The frame `reply` becomes, if any.
+    pub(crate) fn encode(&self, reply: Reply) -> Option<Encoded> {
+        let ok = |bytes: Bytes, opcode: u16| {
+            Some(Encoded {
+                bytes,
+                error: None,
+                opcode,
+            })
         };
         match reply.0 {
             ReplyKind::Nothing => None,
             ReplyKind::Ack if !self.requires_ack => None,
-            ReplyKind::Ack => Some((base(Opcode::Ack.0).encode(), None, Opcode::Ack.0)),
+            ReplyKind::Ack => ok(self.fields(Opcode::Ack.0).encode(), Opcode::Ack.0),
             ReplyKind::Respond(opcode, payload) => {
                 let opcode = opcode.unwrap_or(self.opcode);
-                let mut f = base(opcode);
+                let mut f = self.fields(opcode);
                 if let Some(p) = &payload {
                     f = f.payload(p);
                 }
-                Some((f.encode(), None, opcode))
+                ok(f.encode(), opcode)
             }
-            ReplyKind::Frame(bytes) => Some((bytes, None, self.opcode)),
-            ReplyKind::Error(e) => {
-                let f = base(Opcode::Error.0)
-                    .error(e.code, &e.message)
-                    .retry_after_ms(e.retry_after_ms);
-                Some((f.encode(), Some(e.code), Opcode::Error.0))
-            }
+            ReplyKind::Frame(bytes) => ok(bytes, self.opcode),
+            ReplyKind::Error(e) => self.encode_error(&e),
         }
     }
+
+    pub(crate) fn encode_error(&self, e: &HandlerError) -> Option<Encoded> {
+        let f = self
+            .fields(Opcode::Error.0)
+            .error(e.code, &e.message)
+            .retry_after_ms(e.retry_after_ms);
+        Some(Encoded {
+            bytes: f.encode(),
+            error: Some(e.code),
+            opcode: Opcode::Error.0,
+        })
+    }
+
+    /// A response with the request's opcode carrying `payload`.
+    fn encode_payload(&self, payload: &[u8]) -> Option<Encoded> {
+        Some(Encoded {
+            bytes: self.fields(self.opcode).payload(payload).encode(),
+            error: None,
+            opcode: self.opcode,
+        })
+    }
+}
+
+/// Where a reply is encoded: the request's correlation and the connection whose
+/// builder typed replies reuse.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ReplyCtx<'a> {
+    pub(crate) meta: ReplyMeta,
+    pub(crate) conn: &'a Connection,
 }
 
 /// Conversion of a handler's return value into a [`Reply`].
@@ -181,11 +226,18 @@ impl ReplyMeta {
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a handler's return type",
-    note = "return `()`, `Reply`, `Vec<u8>`, `Bytes`, a derived message, or `Result<T, E>` where `E: Into<HandlerError>`"
+    note = "return `()`, `Reply`, `Vec<u8>`, `Bytes`, a derived message, `Option<T>` or `Result<T, E>` of those where `E: Into<HandlerError>`"
 )]
-pub trait IntoReply {
+pub trait IntoReply: Sized {
     /// The reply.
     fn into_reply(self) -> Reply;
+
+    /// Encodes the reply frame; typed messages override it to encode straight
+    /// into the connection's builder.
+    #[doc(hidden)]
+    fn encode_reply(self, ctx: &ReplyCtx<'_>) -> Option<Encoded> {
+        ctx.meta.encode(self.into_reply())
+    }
 }
 
 impl IntoReply for Reply {
@@ -220,10 +272,98 @@ impl<T: IntoReply, E: Into<HandlerError>> IntoReply for Result<T, E> {
             Err(e) => Reply::error(e.into()),
         }
     }
+    fn encode_reply(self, ctx: &ReplyCtx<'_>) -> Option<Encoded> {
+        match self {
+            Ok(v) => v.encode_reply(ctx),
+            Err(e) => ctx.meta.encode_error(&e.into()),
+        }
+    }
+}
+
+/// `None` is an empty response.
+impl<T: IntoReply> IntoReply for Option<T> {
+    fn into_reply(self) -> Reply {
+        match self {
+            Some(v) => v.into_reply(),
+            None => Reply::empty(),
+        }
+    }
+    fn encode_reply(self, ctx: &ReplyCtx<'_>) -> Option<Encoded> {
+        match self {
+            Some(v) => v.encode_reply(ctx),
+            None => ctx.meta.encode(Reply::empty()),
+        }
+    }
 }
 
 impl<M: crate::message::Message> IntoReply for M {
     fn into_reply(self) -> Reply {
         Reply::payload(self.encode())
+    }
+    /// Encodes the message once, into the connection's reused builder, and copies
+    /// it once, into the frame.
+    fn encode_reply(self, ctx: &ReplyCtx<'_>) -> Option<Encoded> {
+        let mut fbb = ctx.conn.take_builder();
+        let root = self.build_table(&mut fbb);
+        fbb.finish_minimal(root);
+        let out = ctx.meta.encode_payload(fbb.finished_data());
+        fbb.reset();
+        ctx.conn.return_builder(fbb);
+        out
+    }
+}
+
+/// What a handler returns, sync (an [`IntoReply`]) or async (a future of one);
+/// the marker `M` tells them apart and is never named by users.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler's return type",
+    note = "return `()`, `Reply`, `Vec<u8>`, `Bytes`, a derived message, `Option<T>` or `Result<T, E>` of those where `E: Into<HandlerError>` (or a future of one, from an async fn)"
+)]
+pub trait Outcome<M>: Send + 'static {
+    /// The reply type.
+    type Reply: IntoReply + Send;
+    /// The future of an async handler (`Ready` for sync ones).
+    type Future: std::future::Future<Output = Self::Reply> + Send + 'static;
+    /// The reply now, or the future of it.
+    fn settle(self) -> Settled<Self::Reply, Self::Future>;
+}
+
+/// A reply now, or later.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Settled<R, F> {
+    /// A sync handler's reply.
+    Now(R),
+    /// An async handler's future.
+    Later(F),
+}
+
+/// Marks sync handlers' returns.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum SyncReply {}
+/// Marks async handlers' returns.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum AsyncReply {}
+
+impl<R: IntoReply + Send + 'static> Outcome<SyncReply> for R {
+    type Reply = R;
+    type Future = std::future::Ready<R>;
+    fn settle(self) -> Settled<R, Self::Future> {
+        Settled::Now(self)
+    }
+}
+
+impl<F> Outcome<AsyncReply> for F
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: IntoReply + Send,
+{
+    type Reply = F::Output;
+    type Future = F;
+    fn settle(self) -> Settled<F::Output, F> {
+        Settled::Later(self)
     }
 }

@@ -6,7 +6,7 @@ use crate::node::{AppState, Node};
 use crate::protocol::{fbs, Frame};
 use crate::session::Connection;
 
-use super::Reply;
+use super::{Reply, ReplyMeta};
 
 /// The result of evaluating the sender's quotas for this frame (the C++ guide's
 /// `quota_evaluation_result`). Without configured quotas every frame is `Allowed`.
@@ -43,6 +43,9 @@ impl QuotaResult {
 /// C++ guide's `websocket_request`): the application state, the sending
 /// connection, the parsed message, its payload ("body"), a FlatBuffers builder
 /// reused per connection, the trace and span ids, and the quota result.
+///
+/// A handler takes it by value (declare it `mut` to use its builder); it can be
+/// any argument of the handler, beside extractors and the typed message.
 ///
 /// ```
 /// use framework::{dispatch::Request, helpers, Reply};
@@ -107,6 +110,17 @@ impl Request {
     /// The message's payload, zero-copy (C++ `body_`).
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// What the reply needs of this request (correlation, trace, span).
+    pub(crate) fn reply_meta(&self) -> ReplyMeta {
+        ReplyMeta {
+            opcode: self.frame.opcode(),
+            transaction_id: self.frame.transaction_id(),
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            requires_ack: self.frame.requires_ack(),
+        }
     }
 
     /// The frame's opcode.

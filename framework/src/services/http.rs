@@ -1,30 +1,28 @@
-//! `run_service`: HTTP (axum) and the protocol WebSocket on one port. The upgrade
-//! goes through hyper and the upgraded stream runs on the same session engine as
-//! `run_websocket_service`.
+//! The HTTP side of every listener: `run_service`'s routes (landing page, health,
+//! metrics, the server API, the user's routes) and the WebSocket upgrade shared
+//! by all services, which runs admission and hands the upgraded stream to the
+//! session engine.
 
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 use uuid::Uuid;
 
-use super::limits::IpLimiter;
-use super::Service;
+use super::accept::ConnInfo;
+use super::admission::{Admitted, Refused};
+use super::stream::Rewound;
+use super::{Service, Shared};
 use crate::node::Node;
 
 /// The emitter id of deliveries caused by the server API (`/api/*`): the nil
@@ -35,20 +33,18 @@ use crate::node::Node;
 /// ```
 pub const SERVER_EMITTER: Uuid = Uuid::nil();
 
+/// What a listener's routes share: the app's [`Shared`] and the service its
+/// upgrades run.
 #[derive(Clone)]
 pub(crate) struct HttpState {
-    pub(crate) node: Node,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) service: Service,
-    pub(crate) shutdown: CancellationToken,
-    /// Set when shutdown begins: health turns 503, upgrades are refused.
-    pub(crate) draining: CancellationToken,
-    pub(crate) tracker: TaskTracker,
-    pub(crate) limiter: Arc<IpLimiter>,
 }
 
-/// The built-in routes, the user's routes merged in.
+/// `run_service`'s routes: the built-ins, the protocol upgrade on the WebSocket
+/// path, the user's routes merged in.
 pub(crate) fn router(state: HttpState, user: Option<Router>) -> Router {
-    let ws_path = state.node.config().websocket_path.clone();
+    let ws_path = state.shared.node.config().websocket_path.clone();
     let builtin = Router::new()
         .route("/", get(landing))
         .route("/healthz", get(health))
@@ -64,7 +60,13 @@ pub(crate) fn router(state: HttpState, user: Option<Router>) -> Router {
     }
 }
 
-async fn landing(State(s): State<HttpState>) -> Html<String> {
+/// A WebSocket-only listener (`run_websocket_service`, raw services): every path
+/// upgrades.
+pub(crate) fn upgrade_only(state: HttpState) -> Router {
+    Router::new().fallback(upgrade).with_state(state)
+}
+
+async fn landing(State(HttpState { shared: s, .. }): State<HttpState>) -> Html<String> {
     let path = &s.node.config().websocket_path;
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>framework</title></head><body>\
@@ -77,8 +79,8 @@ async fn landing(State(s): State<HttpState>) -> Html<String> {
     ))
 }
 
-async fn health(State(s): State<HttpState>) -> Response {
-    let draining = s.draining.is_cancelled();
+async fn health(State(HttpState { shared: s, .. }): State<HttpState>) -> Response {
+    let draining = s.admission.draining.is_cancelled();
     let body = serde_json::json!({
         "status": if draining { "shutting_down" } else { "ok" },
         "node_id": s.node.node_id(),
@@ -93,7 +95,7 @@ async fn health(State(s): State<HttpState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(s): State<HttpState>) -> Response {
+async fn metrics(State(HttpState { shared: s, .. }): State<HttpState>) -> Response {
     match super::metrics::render(&s.node) {
         Ok(text) => (
             [(
@@ -134,7 +136,13 @@ fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // RFC 7235: the scheme is case-insensitive.
+            let (scheme, credentials) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| credentials.trim())
+        })
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
     match given {
         Some(g) if constant_time_eq::constant_time_eq(g.as_bytes(), key.as_bytes()) => Ok(()),
@@ -189,7 +197,7 @@ fn delivered(result: Result<(), crate::broker::BrokerError>) -> Result<Response,
 }
 
 async fn api_publish(
-    State(s): State<HttpState>,
+    State(HttpState { shared: s, .. }): State<HttpState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -207,7 +215,7 @@ async fn api_publish(
 }
 
 async fn api_send(
-    State(s): State<HttpState>,
+    State(HttpState { shared: s, .. }): State<HttpState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -223,7 +231,7 @@ async fn api_send(
 }
 
 async fn api_broadcast(
-    State(s): State<HttpState>,
+    State(HttpState { shared: s, .. }): State<HttpState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -234,106 +242,60 @@ async fn api_broadcast(
     delivered(s.node.broadcast(&payload, SERVER_EMITTER, trace).await)
 }
 
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.to_str()
-            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            .unwrap_or(false)
-    })
+fn refused(r: Refused) -> Response {
+    let mut response = (r.status, r.message).into_response();
+    for (name, value) in r.headers {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
-fn refused(node: &Node, status: StatusCode, message: &'static str) -> Response {
-    node.metrics().handshakes_refused.fetch_add(1, Relaxed);
-    (status, message).into_response()
-}
-
-/// The RFC 6455 server handshake over hyper's upgrade.
-async fn upgrade(
-    State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut req: Request,
-) -> Response {
-    let headers = req.headers();
-    let config = s.node.config();
-    if !header_has_token(headers, header::UPGRADE, "websocket")
-        || !header_has_token(headers, header::CONNECTION, "upgrade")
-    {
-        let mut r = refused(
-            &s.node,
-            StatusCode::UPGRADE_REQUIRED,
-            "expected a WebSocket upgrade",
-        );
-        r.headers_mut()
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        return r;
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(|v| v.as_bytes())
-        != Some(b"13")
-    {
-        // RFC 6455 §4.2.2: answer with the versions this server speaks.
-        let mut r = refused(
-            &s.node,
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported WebSocket version",
-        );
-        r.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return r;
-    }
-    let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
-        Some(k)
-            if base64::engine::general_purpose::STANDARD
-                .decode(k.as_bytes())
-                .is_ok_and(|d| d.len() == 16) =>
-        {
-            k.clone()
-        }
-        _ => {
-            return refused(
-                &s.node,
-                StatusCode::BAD_REQUEST,
-                "missing or malformed Sec-WebSocket-Key",
-            )
-        }
+/// The RFC 6455 server handshake over hyper's upgrade, after admission.
+async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
+    let Some(info) = req.extensions().get::<ConnInfo>().cloned() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    if !config.origin_allowed(headers.get(header::ORIGIN).map(|o| o.as_bytes())) {
-        return refused(&s.node, StatusCode::FORBIDDEN, "origin not allowed");
-    }
-    if s.draining.is_cancelled() {
-        return refused(
-            &s.node,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server shutting down",
-        );
-    }
-    let Some(slot) = s.limiter.acquire(peer.ip()) else {
-        return refused(
-            &s.node,
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many connections from this address",
-        );
-    };
+    let shared = state.shared;
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let ws_config = config.websocket_config();
-    let (node, service, shutdown) = (s.node.clone(), s.service.clone(), s.shutdown.clone());
-    s.tracker.spawn(async move {
-        let session = match on_upgrade.await {
-            Ok(upgraded) => {
-                let io = TokioIo::new(upgraded);
-                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-                service.serve(ws, peer, node, shutdown)
-            }
+    let (parts, _) = req.into_parts();
+    let admitted = shared
+        .admission
+        .admit(
+            parts,
+            info.peer,
+            info.slot.is_some(),
+            state.service.runs_hooks(),
+        )
+        .await;
+    let Admitted { key, extensions } = match admitted {
+        Ok(a) => a,
+        Err(r) => return refused(r),
+    };
+    let ws_config = shared.node.config().websocket_config();
+    let service = state.service;
+    let session_shared = shared.clone();
+    shared.tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade failed");
                 return;
             }
         };
+        // The per-IP slot lives as long as the session.
+        let _slot = info.slot;
+        // Back to the plain TCP stream: the session then reads the socket
+        // without hyper in between, replaying what hyper read ahead (if any).
+        let stream = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => Rewound::new(parts.read_buf, parts.io.into_inner()),
+            Err(_) => {
+                tracing::error!("an upgraded connection is not the TCP stream it was served on");
+                return;
+            }
+        };
+        let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
+        let session = service.serve(ws, info.peer, &session_shared, extensions);
         session.await;
-        drop(slot);
     });
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -345,55 +307,4 @@ async fn upgrade(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     response
-}
-
-/// Accepts HTTP connections until `shutdown`, with a deadline on the request head.
-pub(crate) async fn serve(listener: TcpListener, router: Router, state: HttpState) {
-    let header_timeout = state.node.config().handshake_timeout;
-    loop {
-        let accepted = tokio::select! {
-            _ = state.shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let router = router.clone();
-        let shutdown = state.shutdown.clone();
-        let drain = state.node.config().shutdown_timeout;
-        state.tracker.spawn(async move {
-            let service = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    router.clone().oneshot(req.map(Body::new))
-                },
-            );
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let conn = builder
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "http connection ended");
-                    }
-                }
-                _ = shutdown.cancelled() => {
-                    // Requests in flight finish (bounded); idle connections close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(drain, conn).await;
-                }
-            }
-        });
-    }
 }

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
-use crate::node::{opcode_bucket_label, Node, OPCODE_BUCKETS};
+use crate::node::Node;
 use crate::protocol::ErrorCode;
 
 fn gauge(registry: &Registry, name: &str, help: &str, value: i64) -> prometheus::Result<()> {
@@ -80,53 +80,58 @@ pub(crate) fn render(node: &Node) -> prometheus::Result<String> {
         "Deliveries not queued because the recipient was closing or too slow.",
         hub.stats().dropped.load(Relaxed),
     )?;
-    let buckets = || (0..OPCODE_BUCKETS).map(opcode_bucket_label);
-    let load =
-        |a: &[std::sync::atomic::AtomicU64]| a.iter().map(|c| c.load(Relaxed)).collect::<Vec<_>>();
+    counter(
+        &r,
+        "framework_accept_errors_total",
+        "Failed accepts (e.g. out of file descriptors); the listener backs off.",
+        m.accept_errors.load(Relaxed),
+    )?;
+    let received: Vec<_> = m.received.slots().collect();
     by_label(
         &r,
         "framework_frames_in_total",
         "Protocol frames received, by opcode.",
         "opcode",
-        buckets().zip(load(&m.frames_in_by_opcode)),
+        received.iter().map(|(l, frames, _)| (*l, *frames)),
     )?;
     by_label(
         &r,
         "framework_bytes_in_total",
         "Bytes of protocol frames received, by opcode.",
         "opcode",
-        buckets().zip(load(&m.bytes_in_by_opcode)),
+        received.iter().map(|(l, _, bytes)| (*l, *bytes)),
     )?;
-    // Frames out: replies by their opcode, plus deliveries (Publish, Send, Broadcast).
-    let mut frames_out = load(&m.replies_by_opcode);
-    let mut bytes_out = load(&m.reply_bytes_by_opcode);
-    for (i, opcode) in [6usize, 7, 8].into_iter().enumerate() {
-        frames_out[opcode] += hub.stats().frames[i].load(Relaxed);
-        bytes_out[opcode] += hub.stats().bytes[i].load(Relaxed);
-    }
+    // Frames out: what the node sent itself (replies, errors, Welcome) plus what
+    // the hub delivered (Publish, Send, Broadcast), slot by slot.
+    let sent: Vec<_> = m
+        .sent
+        .slots()
+        .zip(hub.stats().queued.slots())
+        .map(|((l, f1, b1), (_, f2, b2))| (l, f1 + f2, b1 + b2))
+        .collect();
     by_label(
         &r,
         "framework_frames_out_total",
         "Protocol frames queued to clients, by opcode.",
         "opcode",
-        buckets().zip(frames_out),
+        sent.iter().map(|(l, frames, _)| (*l, *frames)),
     )?;
     by_label(
         &r,
         "framework_bytes_out_total",
         "Bytes of protocol frames queued to clients, by opcode.",
         "opcode",
-        buckets().zip(bytes_out),
+        sent.iter().map(|(l, _, bytes)| (*l, *bytes)),
     )?;
     by_label(
         &r,
         "framework_errors_total",
         "Error frames sent, by error code.",
         "code",
-        (1..m.errors.len()).map(|c| {
-            let label = ErrorCode(c as u16).variant_name().unwrap_or("Unknown");
-            (label, m.errors[c].load(Relaxed))
-        }),
+        ErrorCode::ENUM_VALUES
+            .iter()
+            .filter(|c| **c != ErrorCode::None)
+            .map(|c| (c.variant_name().unwrap_or("Unknown"), m.errors_sent(*c))),
     )?;
     r.register(Box::new(m.handler_duration.clone()))?;
     let mut out = Vec::new();

@@ -1,11 +1,17 @@
-//! Layer 6: the services that accept connections and run sessions.
+//! Layer 7: the services move bytes. Every listener — the protocol WebSocket
+//! service, HTTP + WebSocket on one port, raw WebSocket — runs the same accept
+//! loop ([`accept`]) and the same admission policy ([`admission`]); an upgraded
+//! connection runs on the one session engine, speaking the protocol (its frames
+//! go to the [`Dispatcher`]) or handing messages to a raw handler.
 
+pub(crate) mod accept;
+pub(crate) mod admission;
 pub(crate) mod http;
 pub(crate) mod limits;
-pub(crate) mod listener;
 pub(crate) mod metrics;
 pub(crate) mod protocol;
 pub(crate) mod raw;
+pub(crate) mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,31 +19,49 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::dispatch::Dispatcher;
 use crate::node::Node;
 use crate::raw::ErasedRawHandler;
+use crate::session::Connection;
+
+/// What every listener of an app shares.
+pub(crate) struct Shared {
+    pub(crate) node: Node,
+    pub(crate) admission: admission::Admission,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
 
 /// A session whose writer runs, ready for its reader.
 pub(crate) struct OpenSession<S> {
-    pub(crate) conn: crate::session::Connection,
+    pub(crate) conn: Connection,
     pub(crate) stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     pub(crate) writer: tokio::task::JoinHandle<()>,
 }
 
 /// Creates the session of an upgraded connection and starts its writer.
-fn open_session<S>(ws: WebSocketStream<S>, peer: SocketAddr, node: &Node) -> OpenSession<S>
+fn open_session<S>(
+    ws: WebSocketStream<S>,
+    peer: SocketAddr,
+    node: &Node,
+    extensions: ::http::Extensions,
+) -> OpenSession<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     use futures_util::StreamExt;
     let config = node.config();
-    let conn = crate::session::Connection::new(
+    let conn = Connection::new(
         node.node_id(),
         peer,
         config.max_queued_bytes,
         node.metrics().slow_consumer_closes.clone(),
     );
+    if !extensions.is_empty() {
+        conn.set_extensions(extensions);
+    }
     let (sink, stream) = ws.split();
     let writer = tokio::spawn(crate::session::writer::run(
         sink,
@@ -59,6 +83,11 @@ pub(crate) enum Service {
 }
 
 impl Service {
+    /// Whether the application's `on_connect` hooks run for this service.
+    pub(crate) fn runs_hooks(&self) -> bool {
+        matches!(self, Service::Protocol(_))
+    }
+
     /// Opens the session at once (the WebSocket is split and its writer spawned
     /// here, synchronously) and returns the reader's future, which holds neither
     /// the WebSocket nor anything else of the handshake: an idle session's task
@@ -67,17 +96,20 @@ impl Service {
         &self,
         ws: WebSocketStream<S>,
         peer: SocketAddr,
-        node: Node,
-        shutdown: CancellationToken,
+        shared: &Shared,
+        extensions: ::http::Extensions,
     ) -> impl std::future::Future<Output = ()> + Send + 'static
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let session = open_session(ws, peer, &node);
+        let session = open_session(ws, peer, &shared.node, extensions);
         let service = self.clone();
+        let shutdown = shared.shutdown.clone();
+        let node = shared.node.clone();
+        let hooks = shared.admission.hooks().clone();
         async move {
             match service {
-                Service::Protocol(d) => protocol::serve(session, node, d, shutdown).await,
+                Service::Protocol(d) => protocol::serve(session, d, hooks, shutdown).await,
                 Service::Raw(h) => raw::serve(session, node, h, shutdown).await,
             }
         }

@@ -71,6 +71,8 @@ pub(crate) struct ConnectionInner {
     abort_waker: AtomicWaker,
     pub(crate) metrics: SessionMetrics,
     pub(crate) channels: Mutex<HashSet<Arc<str>>>,
+    /// Typed values the application attached (identity, app data).
+    extensions: Mutex<http::Extensions>,
     /// The builder handlers of this connection reuse (see `Request::builder`).
     builder: Mutex<Option<Box<flatbuffers::FlatBufferBuilder<'static>>>>,
     /// The node's count of slow-consumer closes.
@@ -171,6 +173,7 @@ impl Connection {
             abort_waker: AtomicWaker::new(),
             metrics: SessionMetrics::new(),
             channels: Mutex::new(HashSet::new()),
+            extensions: Mutex::new(http::Extensions::new()),
             builder: Mutex::new(None),
             slow_consumers,
         };
@@ -362,6 +365,44 @@ impl Connection {
 
     pub(crate) fn return_builder(&self, builder: Box<flatbuffers::FlatBufferBuilder<'static>>) {
         *self.0.builder.lock() = Some(builder);
+    }
+
+    /// A clone of the value of type `T` attached to this connection (by an
+    /// `on_connect` hook or a handler), if any.
+    ///
+    /// ```
+    /// # fn f(conn: framework::Connection) {
+    /// #[derive(Clone)]
+    /// struct Nick(String);
+    /// conn.insert_extension(Nick("ada".into()));
+    /// assert_eq!(conn.extension::<Nick>().unwrap().0, "ada");
+    /// # }
+    /// ```
+    pub fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.0.extensions.lock().get::<T>().cloned()
+    }
+
+    /// Attaches `value` to this connection, returning the value of the same type
+    /// it replaces. Every later frame of the connection sees it.
+    pub fn insert_extension<T: Clone + Send + Sync + 'static>(&self, value: T) -> Option<T> {
+        self.0.extensions.lock().insert(value)
+    }
+
+    /// Detaches the value of type `T`.
+    pub fn remove_extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.0.extensions.lock().remove::<T>()
+    }
+
+    /// Runs `f` with the connection's extensions locked: to read or change several
+    /// values at once. Do not call other extension methods of this connection
+    /// inside `f` (they would wait for the lock `f` holds).
+    pub fn with_extensions<R>(&self, f: impl FnOnce(&mut http::Extensions) -> R) -> R {
+        f(&mut self.0.extensions.lock())
+    }
+
+    /// Replaces every extension (the values the `on_connect` hooks attached).
+    pub(crate) fn set_extensions(&self, extensions: http::Extensions) {
+        *self.0.extensions.lock() = extensions;
     }
 
     /// The channels this session has joined on this node.

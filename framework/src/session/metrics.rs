@@ -1,6 +1,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::protocol::Opcode;
+
 /// Counters of one session (the C++ guide's `session_metrics`). All methods are
 /// cheap atomic loads; the session updates them as frames flow.
 ///
@@ -96,5 +98,86 @@ impl SessionMetrics {
     pub fn since_last_activity(&self) -> Duration {
         let last = Duration::from_millis(self.last_activity_ms.load(Relaxed));
         self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// Slots of [`OpcodeCounters`]: one per opcode named in the schema, then one for
+/// the unnamed reserved values (below 200) and one for application opcodes.
+pub const OPCODE_SLOTS: usize = Opcode::ENUM_MAX as usize + 3;
+
+/// The slot of `opcode` in [`OpcodeCounters`].
+///
+/// ```
+/// use framework::session::{opcode_slot, opcode_slot_label, OPCODE_SLOTS};
+/// assert_eq!(opcode_slot_label(opcode_slot(2)), "Ping");
+/// assert_eq!(opcode_slot_label(opcode_slot(150)), "reserved");
+/// assert_eq!(opcode_slot_label(opcode_slot(200)), "application");
+/// assert_eq!(opcode_slot(60_000), OPCODE_SLOTS - 1);
+/// ```
+pub fn opcode_slot(opcode: u16) -> usize {
+    if opcode <= Opcode::ENUM_MAX {
+        opcode as usize
+    } else if opcode < crate::protocol::FIRST_APPLICATION_OPCODE {
+        OPCODE_SLOTS - 2
+    } else {
+        OPCODE_SLOTS - 1
+    }
+}
+
+/// The metrics label of a slot of [`opcode_slot`]: the opcode's schema name,
+/// `reserved` or `application`.
+pub fn opcode_slot_label(slot: usize) -> &'static str {
+    if slot == OPCODE_SLOTS - 1 {
+        "application"
+    } else {
+        u16::try_from(slot)
+            .ok()
+            .and_then(|s| Opcode(s).variant_name())
+            .unwrap_or("reserved")
+    }
+}
+
+/// Frames and bytes counted by opcode, lock-free.
+///
+/// ```
+/// use framework::session::OpcodeCounters;
+/// let c = OpcodeCounters::default();
+/// c.count(6, 3, 300);
+/// assert_eq!(c.frames(6), 3);
+/// assert_eq!(c.bytes(6), 300);
+/// ```
+#[derive(Debug, Default)]
+pub struct OpcodeCounters {
+    frames: [AtomicU64; OPCODE_SLOTS],
+    bytes: [AtomicU64; OPCODE_SLOTS],
+}
+
+impl OpcodeCounters {
+    /// Counts `frames` frames of `bytes` bytes in all with `opcode`.
+    pub fn count(&self, opcode: u16, frames: u64, bytes: u64) {
+        let slot = opcode_slot(opcode);
+        self.frames[slot].fetch_add(frames, Relaxed);
+        self.bytes[slot].fetch_add(bytes, Relaxed);
+    }
+
+    /// Frames counted in `opcode`'s slot.
+    pub fn frames(&self, opcode: u16) -> u64 {
+        self.frames[opcode_slot(opcode)].load(Relaxed)
+    }
+
+    /// Bytes counted in `opcode`'s slot.
+    pub fn bytes(&self, opcode: u16) -> u64 {
+        self.bytes[opcode_slot(opcode)].load(Relaxed)
+    }
+
+    /// Every slot: its label, frames and bytes.
+    pub fn slots(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
+        (0..OPCODE_SLOTS).map(|s| {
+            (
+                opcode_slot_label(s),
+                self.frames[s].load(Relaxed),
+                self.bytes[s].load(Relaxed),
+            )
+        })
     }
 }

@@ -1,10 +1,10 @@
-//! An argument that is neither an extractor nor a typed message: the error points
-//! at that argument's type.
+//! An argument that is neither an extractor nor a typed message: the error names
+//! that argument's type.
 
 use framework::prelude::*;
 
 #[opcode(200)]
-fn takes_string(ctx: &Request, x: String) {
+fn takes_string(ctx: Request, x: String) {
     let _ = (ctx, x);
 }
 

@@ -1,4 +1,4 @@
-//! The request is moved into a handler once.
+//! The `Request` can be moved into one argument only; arguments are never borrowed.
 
 use framework::prelude::*;
 
@@ -8,8 +8,13 @@ fn twice(a: Request, b: Request) {
 }
 
 #[opcode(201)]
-fn value_and_ref(a: Request, b: &Request) {
-    let _ = (a, b);
+fn borrowed(a: &Request) {
+    let _ = a;
+}
+
+#[opcode(202)]
+fn borrowed_mut(a: &mut Request) {
+    let _ = a;
 }
 
 fn main() {}

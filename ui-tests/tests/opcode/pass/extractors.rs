@@ -1,7 +1,11 @@
-//! Every extractor, the request by value / `&` / `&mut`, a derived message and a
-//! flatc-generated table, and a user-defined extractor.
+//! Every extractor, the request by value in any position, a derived message, a
+//! flatc table (borrowed, and owned for async handlers), user-defined sync and
+//! async extractors, optional extractors and connection extensions.
 
-use framework::dispatch::{Body, FromRequest, QuotaResult, State, Trace, TransactionId, ViaParts};
+use framework::dispatch::{
+    AsyncFromRequestParts, Body, Extension, FromRequestParts, QuotaResult, State, Table, Trace,
+    TransactionId,
+};
 use framework::node::Node;
 use framework::prelude::*;
 use framework::protocol::{fbs, Frame};
@@ -14,12 +18,25 @@ struct Sum {
 
 struct Counter(std::sync::atomic::AtomicU64);
 
+#[derive(Clone)]
+struct User(String);
+
 /// A user-defined extractor.
 struct SessionId(uuid::Uuid);
 
-impl<'b> FromRequest<'b, ViaParts> for SessionId {
-    fn from_request(req: &Request, _body: &'b bytes::Bytes) -> Result<Self, HandlerError> {
+impl FromRequestParts for SessionId {
+    fn from_request_parts(req: &Request) -> Result<Self, HandlerError> {
         Ok(SessionId(req.connection().id()))
+    }
+}
+
+/// A user-defined extractor that awaits.
+struct Looked(u64);
+
+impl AsyncFromRequestParts for Looked {
+    async fn from_request_parts(req: &Request) -> Result<Self, HandlerError> {
+        tokio::task::yield_now().await;
+        Ok(Looked(req.span_id()))
     }
 }
 
@@ -29,13 +46,13 @@ fn by_value(ctx: Request) -> Vec<u8> {
 }
 
 #[opcode(201)]
-fn by_ref(ctx: &Request, sum: Sum) -> Vec<u8> {
+fn request_last(sum: Sum, ctx: Request) -> Vec<u8> {
     format!("{} {}", ctx.opcode(), sum.a + sum.b).into_bytes()
 }
 
 #[opcode(202)]
-fn by_mut(ctx: &mut Request) -> Reply {
-    framework::helpers::make_empty_response(ctx, 202)
+fn builder(mut ctx: Request) -> Reply {
+    framework::helpers::make_empty_response(&mut ctx, 202)
 }
 
 #[opcode(203)]
@@ -50,6 +67,8 @@ async fn every_extractor(
     tx: TransactionId,
     frame: Frame,
     session: SessionId,
+    looked: Looked,
+    user: Option<Extension<User>>,
     sum: Sum,
 ) -> Vec<u8> {
     let _ = (
@@ -57,6 +76,8 @@ async fn every_extractor(
         trace.trace_id,
         quota.is_allowed(),
         node.node_id(),
+        looked.0,
+        user.map(|Extension(u)| u.0),
     );
     let _ = (tx.0, frame.opcode(), session.0, body.len(), sum.a);
     counter.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -65,7 +86,7 @@ async fn every_extractor(
 
 /// Extractors around the request by value, with a borrowed flatc table.
 #[opcode(204)]
-fn flatc_table(ctx: &Request, msg: fbs::Message<'_>, trace: Trace) -> Vec<u8> {
+fn flatc_table(ctx: Request, msg: fbs::Message<'_>, trace: Trace) -> Vec<u8> {
     let _ = (ctx.opcode(), trace.span_id);
     msg.channel().unwrap_or_default().as_bytes().to_vec()
 }
@@ -82,18 +103,17 @@ fn patterns(Body(_): Body, _: Trace, Sum { a, b }: Sum) -> Vec<u8> {
     (a + b).to_le_bytes().to_vec()
 }
 
-/// The request moved in next to a decoded message and a borrowed table (both
-/// are extracted before the request is moved).
-#[opcode(207)]
-fn by_value_with_message(ctx: Request, sum: Sum) -> Vec<u8> {
+/// An async handler takes an owned flatc table.
+#[opcode(208)]
+async fn owned_table(msg: Table<fbs::Message<'static>>, ctx: Request) -> Vec<u8> {
     let _ = ctx.opcode();
-    (sum.a - sum.b).to_le_bytes().to_vec()
+    msg.get().channel().unwrap_or_default().as_bytes().to_vec()
 }
 
-#[opcode(208)]
-async fn by_value_with_table(msg: fbs::Message<'_>, ctx: Request) -> Vec<u8> {
-    let _ = ctx.opcode();
-    msg.channel().unwrap_or_default().as_bytes().to_vec()
+/// A connection extension, required.
+#[opcode(209)]
+fn extension(Extension(user): Extension<User>) -> Vec<u8> {
+    user.0.into_bytes()
 }
 
 fn main() {

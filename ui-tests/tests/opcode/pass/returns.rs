@@ -57,7 +57,7 @@ fn custom_error() -> Result<(), NotYours> {
 }
 
 #[opcode(208)]
-fn builder_style(ctx: &mut Request) -> Reply {
+fn builder_style(mut ctx: Request) -> Reply {
     let channel = ctx.builder().create_string("room");
     let msg = framework::protocol::fbs::Message::create(
         ctx.builder(),
@@ -68,6 +68,16 @@ fn builder_style(ctx: &mut Request) -> Reply {
         },
     );
     ctx.finish(msg)
+}
+
+#[opcode(209)]
+fn optional(ctx: Request) -> Option<Vec<u8>> {
+    (!ctx.body().is_empty()).then(|| ctx.body().to_vec())
+}
+
+#[opcode(210)]
+async fn optional_message(ctx: Request) -> Result<Option<Total>, HandlerError> {
+    Ok((!ctx.body().is_empty()).then(|| Total { total: 1 }))
 }
 
 fn main() {

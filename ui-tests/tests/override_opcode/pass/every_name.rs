@@ -27,7 +27,7 @@ async fn subscribe(ctx: Request) -> Result<Reply, HandlerError> {
 }
 
 #[override_opcode(Unsubscribe)]
-fn unsubscribe(_ctx: &Request, _trace: Trace) -> Reply {
+fn unsubscribe(_ctx: Request, _trace: Trace) -> Reply {
     Reply::ack()
 }
 
@@ -40,8 +40,8 @@ async fn publish(_conn: Connection) -> Reply {
 fn send() {}
 
 #[override_opcode(Broadcast)]
-fn broadcast(ctx: &mut Request) -> Reply {
-    framework::helpers::make_empty_response(ctx, Opcode::Ack)
+fn broadcast(mut ctx: Request) -> Reply {
+    framework::helpers::make_empty_response(&mut ctx, Opcode::Ack)
 }
 
 #[override_opcode(Auth)]

@@ -1,0 +1,206 @@
+//! The one admission policy of every WebSocket service: a per-IP slot taken when
+//! the TCP connection is accepted, then, on the upgrade request, the handshake
+//! headers, the Origin allowlist, draining, and (protocol services) the
+//! application's `on_connect` hooks. Every refusal is an HTTP status before the
+//! WebSocket exists, and is counted.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use base64::Engine;
+use tokio_util::sync::CancellationToken;
+
+use super::limits::{IpLimiter, IpSlot};
+use crate::dispatch::hooks::{Handshake, Refusal};
+use crate::dispatch::Hooks;
+use crate::node::Node;
+
+/// What a connection was admitted with: its per-IP slot and the values the
+/// `on_connect` hooks attached.
+pub(crate) struct Admitted {
+    pub(crate) key: HeaderValue,
+    pub(crate) extensions: http::Extensions,
+}
+
+/// Why an upgrade is refused: the status, a short body, and extra headers.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+    pub(crate) headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl Refused {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Self {
+        self.headers.push((name, HeaderValue::from_static(value)));
+        self
+    }
+}
+
+impl From<Refusal> for Refused {
+    fn from(r: Refusal) -> Self {
+        Self::new(r.status(), r.message())
+    }
+}
+
+/// The admission policy shared by every listener of an app.
+pub(crate) struct Admission {
+    pub(crate) node: Node,
+    limiter: Arc<IpLimiter>,
+    /// Set when shutdown begins: upgrades are refused with 503.
+    pub(crate) draining: CancellationToken,
+    hooks: Hooks,
+}
+
+impl Admission {
+    pub(crate) fn new(node: Node, draining: CancellationToken, hooks: Hooks) -> Self {
+        let limiter = IpLimiter::new(node.config().max_connections_per_ip);
+        Self {
+            node,
+            limiter,
+            draining,
+            hooks,
+        }
+    }
+
+    /// A per-IP slot for a new TCP connection; `None` over the limit (its upgrade
+    /// requests are then answered 429).
+    pub(crate) fn slot(&self, ip: IpAddr) -> Option<Arc<IpSlot>> {
+        self.limiter.acquire(ip).map(Arc::new)
+    }
+
+    /// Counts a refused connection.
+    pub(crate) fn count_refusal(&self) {
+        self.node.metrics().handshakes_refused.fetch_add(1, Relaxed);
+    }
+
+    /// Checks an upgrade request; runs the `on_connect` hooks when `hooks` is set
+    /// (protocol services). `parts` is moved into the hooks' [`Handshake`].
+    pub(crate) async fn admit(
+        &self,
+        parts: http::request::Parts,
+        peer: SocketAddr,
+        has_slot: bool,
+        hooks: bool,
+    ) -> Result<Admitted, Refused> {
+        let result = self.check(parts, peer, has_slot, hooks).await;
+        if result.is_err() {
+            self.count_refusal();
+        }
+        result
+    }
+
+    async fn check(
+        &self,
+        parts: http::request::Parts,
+        peer: SocketAddr,
+        has_slot: bool,
+        hooks: bool,
+    ) -> Result<Admitted, Refused> {
+        let key = websocket_key(&parts.headers)?;
+        if !self.origin_allowed(&parts.headers) {
+            return Err(Refused::new(StatusCode::FORBIDDEN, "origin not allowed"));
+        }
+        if self.draining.is_cancelled() {
+            return Err(Refused::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server shutting down",
+            ));
+        }
+        if !has_slot {
+            return Err(Refused::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from this address",
+            ));
+        }
+        let extensions = if hooks && !self.hooks.connect.is_empty() {
+            let handshake = Handshake::new(parts, peer, self.node.clone());
+            let deadline = self.node.config().handshake_timeout;
+            match tokio::time::timeout(deadline, self.hooks.connect(handshake)).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    tracing::warn!(%peer, "on_connect hooks did not finish within the handshake timeout");
+                    return Err(Refused::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "handshake timed out",
+                    ));
+                }
+            }
+        } else {
+            http::Extensions::new()
+        };
+        Ok(Admitted { key, extensions })
+    }
+
+    /// Every `Origin` header must be allowed (a request with two is judged by
+    /// both, so a second header cannot smuggle a refused origin in).
+    fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+        let config = self.node.config();
+        let mut origins = headers.get_all(header::ORIGIN).iter().peekable();
+        if origins.peek().is_none() {
+            return config.origin_allowed(None);
+        }
+        origins.all(|o| config.origin_allowed(Some(o.as_bytes())))
+    }
+
+    /// The application's hooks.
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// The RFC 6455 handshake headers: an upgrade to `websocket`, version 13, and a
+/// 16-byte base64 key (returned).
+fn websocket_key(headers: &HeaderMap) -> Result<HeaderValue, Refused> {
+    if !header_has_token(headers, header::UPGRADE, "websocket")
+        || !header_has_token(headers, header::CONNECTION, "upgrade")
+    {
+        return Err(
+            Refused::new(StatusCode::UPGRADE_REQUIRED, "expected a WebSocket upgrade")
+                .with_header(header::UPGRADE, "websocket"),
+        );
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        // RFC 6455 §4.2.2: answer with the versions this server speaks.
+        return Err(Refused::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported WebSocket version",
+        )
+        .with_header(header::SEC_WEBSOCKET_VERSION, "13"));
+    }
+    match headers.get(header::SEC_WEBSOCKET_KEY) {
+        Some(k)
+            if base64::engine::general_purpose::STANDARD
+                .decode(k.as_bytes())
+                .is_ok_and(|d| d.len() == 16) =>
+        {
+            Ok(k.clone())
+        }
+        _ => Err(Refused::new(
+            StatusCode::BAD_REQUEST,
+            "missing or malformed Sec-WebSocket-Key",
+        )),
+    }
+}
