@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace (but the benchmark harness, see below).
+# Runs every test of the workspace, except the benchmark harness's (see below).
 #
 # First it makes sure the tools of the cross-language tests are there, in a virtual
 # environment of its own under the target directory (target/test-venv, or
@@ -65,10 +65,11 @@ ensure_venv_support() {
     die "$base_py cannot create a virtual environment (no ensurepip module), and installing python3-venv needs root (no sudo here): $hint"
   fi
   say "$base_py cannot create a virtual environment: installing python3-venv with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
+  # `env`: sudo does not pass the caller's environment on.
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q)
   # A fresh machine (or container) may have no package lists yet.
-  as_root apt-get install -y -q python3-venv >&2 \
-    || { as_root apt-get update -q >&2 && as_root apt-get install -y -q python3-venv >&2; } \
+  as_root "${apt[@]}" install -y python3-venv >&2 \
+    || { as_root "${apt[@]}" update >&2 && as_root "${apt[@]}" install -y python3-venv >&2; } \
     || die "apt-get install python3-venv failed: $hint"
   can_make_venv || die "python3-venv is installed but $base_py still cannot create a virtual environment (is $base_py Debian's python3?): $hint"
 }
