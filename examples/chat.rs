@@ -1,7 +1,7 @@
 //! A chat server and a scripted conversation. Typed opcodes with derived messages:
 //! 200 posts a `ChatLine` to its room, 201 answers who is online. Built-in channels
-//! carry the room traffic; direct sends carry whispers. Serves on 8081 (`PORT`
-//! overrides): plays a short conversation, then keeps serving until Ctrl-C.
+//! carry the room traffic; direct sends carry whispers. Serves on 8081
+//! (`FRAMEWORK_WEBSOCKET` overrides): plays a short conversation, then keeps serving until Ctrl-C.
 //! `--once` stops after the conversation; `--serve-only` skips it.
 
 use std::time::Duration;
@@ -89,7 +89,8 @@ async fn main() -> anyhow::Result<()> {
     examples::init_logging();
     let app = App::new()
         .with_registered()
-        .run_websocket_service(examples::port_or(8081));
+        .run_websocket_service(8081)
+        .configure(framework::config::Settings::file_from_env().as_deref())?;
     if std::env::args().any(|a| a == "--serve-only") {
         app.run().await?;
         return Ok(());

@@ -1,5 +1,5 @@
 //! The guide's custom handler, in macro form: application opcode 200 answered with
-//! `helpers::make_empty_response`, protocol WebSocket on port 8081 (`PORT` overrides).
+//! `helpers::make_empty_response`, protocol WebSocket on port 8081 (`FRAMEWORK_WEBSOCKET` overrides).
 //!
 //! Without the macros this is
 //! `App::new().run_websocket_service(8081).register_custom_handler(200, on_200).run()`.
@@ -19,4 +19,4 @@ fn on_200(mut ctx: Request) -> Reply {
     helpers::make_empty_response(&mut ctx, 200)
 }
 
-framework::main!(websocket = examples::port_or(8081));
+framework::main!(websocket = 8081);

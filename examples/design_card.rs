@@ -2,8 +2,8 @@
 //! a raw echo service, derived message types, and one `framework::main!`.
 //!
 //! Ports: HTTP + protocol WebSocket on 8080 (`/ws`), protocol WebSocket on 8081,
-//! raw echo on 8082; override with FRAMEWORK_SERVICE_PORT, FRAMEWORK_WEBSOCKET_PORT,
-//! FRAMEWORK_RAW_8082_PORT.
+//! raw echo on 8082; override with FRAMEWORK_SERVICE, FRAMEWORK_WEBSOCKET,
+//! FRAMEWORK_RAW_8082 (ports or addresses).
 
 use framework::prelude::*;
 

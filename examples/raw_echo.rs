@@ -1,11 +1,11 @@
 //! The guide's raw WebSocket example, in macro form: every message is echoed back,
-//! on port 8082 (`PORT` overrides). Text comes back as text, binary as binary.
+//! on port 8082 (`FRAMEWORK_RAW_8082` overrides). Text comes back as text, binary as binary.
 //!
 //! Without the macros this is `App::new().run_raw_websocket_service(8082, echo).run()`.
 
 use framework::prelude::*;
 
-#[raw_ws(port = 8082, env = "PORT")]
+#[raw_ws(port = 8082)]
 fn echo(conn: RawConnection) {
     tracing::info!(id = %conn.id(), peer = %conn.remote_endpoint(), "client connected");
     conn.on_data(|conn, data| {

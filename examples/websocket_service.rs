@@ -1,6 +1,6 @@
 //! The guide's first program: the protocol WebSocket service on port 8081
-//! (`PORT` overrides). Clients subscribe, publish, send and broadcast.
+//! (`FRAMEWORK_WEBSOCKET` overrides). Clients subscribe, publish, send and broadcast.
 //!
 //! Without the macro this is `App::new().run_websocket_service(8081).run().await`.
 
-framework::main!(websocket = examples::port_or(8081));
+framework::main!(websocket = 8081);

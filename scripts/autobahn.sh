@@ -78,7 +78,7 @@ reports="$work/reports"
 rm -rf "$reports"
 mkdir -p "$reports"
 server_log="$work/raw_echo.log"
-PORT="$port" RUST_LOG="${RUST_LOG:-warn}" "$server_bin" >"$server_log" 2>&1 &
+FRAMEWORK_RAW_8082="$port" RUST_LOG="${RUST_LOG:-warn}" "$server_bin" >"$server_log" 2>&1 &
 server_pid=$!
 cleanup() {
   if kill -0 "$server_pid" 2>/dev/null; then

@@ -3,12 +3,8 @@
 //! `#[raw_ws]` services on one port, make `start` fail with an error that names
 //! both functions and both `file:line` locations.
 //!
-//! Raw duplicates are recorded as they are registered and opcode duplicates when
-//! the dispatch table is built, so with both present `start` reports the raw one.
-//! The opcode test therefore moves both raw services to port 0 (ephemeral ports
-//! never conflict) through the `env = "..."` override of `#[raw_ws]`.
-
-use std::sync::Mutex;
+//! Every registration error is reported at once (`AppError::Several`), so both
+//! conflicts of this binary show in one start-up failure.
 
 use framework::app::AppError;
 use framework::prelude::*;
@@ -33,15 +29,28 @@ async fn second_handler(_ctx: Request) -> Vec<u8> {
 fn bystander() {}
 
 const FIRST_RAW_LINE: u32 = line!() + 1;
-#[raw_ws(port = 47123, env = "REGISTRY_DUPLICATES_RAW_A")]
+#[raw_ws(port = 47123)]
 async fn first_raw(_conn: RawConnection) {}
 
 const SECOND_RAW_LINE: u32 = line!() + 1;
-#[raw_ws(port = 47123, env = "REGISTRY_DUPLICATES_RAW_B")]
+#[raw_ws(port = 47123)]
 fn second_raw(_conn: RawConnection) {}
 
-/// The environment is process-wide: tests that read or change it take turns.
-static ENV: Mutex<()> = Mutex::new(());
+/// The registry's errors: `start` fails with every one of them.
+async fn registry_errors() -> (Vec<AppError>, String) {
+    let err = match App::new().with_registered().start().await {
+        Ok(handle) => {
+            handle.shutdown().await;
+            panic!("start succeeded with duplicate registrations");
+        }
+        Err(e) => e,
+    };
+    let message = err.to_string();
+    match err {
+        AppError::Several(errors) => (errors, message),
+        other => panic!("expected both conflicts at once, got {other:?}"),
+    }
+}
 
 fn origin(name: &str, line: u32) -> String {
     format!("`{name}` at {}:{line}", file!())
@@ -58,28 +67,14 @@ fn assert_both(first: &str, second: &str, a: &str, b: &str) {
 
 #[tokio::test]
 async fn two_handlers_for_one_opcode_fail_start_naming_both() {
-    // `with_registered` reads the overrides; `start` does not.
-    let app = {
-        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
-        std::env::set_var("REGISTRY_DUPLICATES_RAW_A", "0");
-        std::env::set_var("REGISTRY_DUPLICATES_RAW_B", "0");
-        let app = App::new().with_registered();
-        std::env::remove_var("REGISTRY_DUPLICATES_RAW_A");
-        std::env::remove_var("REGISTRY_DUPLICATES_RAW_B");
-        app
-    };
-    let result = app.start().await;
-
-    let err = match result {
-        Ok(handle) => {
-            handle.shutdown().await;
-            panic!("start succeeded with two handlers for opcode {DUPLICATE_OPCODE}");
-        }
-        Err(e) => e,
-    };
+    let (errors, message) = registry_errors().await;
+    let err = errors
+        .iter()
+        .find(|e| matches!(e, AppError::DuplicateHandler { .. }))
+        .unwrap_or_else(|| panic!("no DuplicateHandler in {errors:?}"));
     let a = origin("first_handler", FIRST_OPCODE_LINE);
     let b = origin("second_handler", SECOND_OPCODE_LINE);
-    match &err {
+    match err {
         AppError::DuplicateHandler {
             opcode,
             first,
@@ -90,7 +85,6 @@ async fn two_handlers_for_one_opcode_fail_start_naming_both() {
         }
         other => panic!("expected DuplicateHandler, got {other:?}"),
     }
-    let message = err.to_string();
     for part in [
         "opcode 4242",
         "first_handler",
@@ -105,22 +99,14 @@ async fn two_handlers_for_one_opcode_fail_start_naming_both() {
 
 #[tokio::test]
 async fn two_raw_services_on_one_port_fail_start_naming_both() {
-    let app = {
-        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
-        std::env::remove_var("REGISTRY_DUPLICATES_RAW_A");
-        std::env::remove_var("REGISTRY_DUPLICATES_RAW_B");
-        App::new().with_registered()
-    };
-    let err = match app.start().await {
-        Ok(handle) => {
-            handle.shutdown().await;
-            panic!("start succeeded with two raw services on port {RAW_PORT}");
-        }
-        Err(e) => e,
-    };
+    let (errors, message) = registry_errors().await;
+    let err = errors
+        .iter()
+        .find(|e| matches!(e, AppError::DuplicateRawService { .. }))
+        .unwrap_or_else(|| panic!("no DuplicateRawService in {errors:?}"));
     let a = origin("first_raw", FIRST_RAW_LINE);
     let b = origin("second_raw", SECOND_RAW_LINE);
-    match &err {
+    match err {
         AppError::DuplicateRawService {
             port,
             first,
@@ -131,7 +117,6 @@ async fn two_raw_services_on_one_port_fail_start_naming_both() {
         }
         other => panic!("expected DuplicateRawService, got {other:?}"),
     }
-    let message = err.to_string();
     for part in [
         "port 47123",
         "first_raw",

@@ -1,16 +1,7 @@
-//! Shared bits of the examples: logging and the `PORT` override.
-
-/// The port from the `PORT` environment variable, or `default`.
-///
-/// ```
-/// assert_eq!(examples::port_or(8081), std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8081));
-/// ```
-pub fn port_or(default: u16) -> u16 {
-    std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(default)
-}
+//! Shared bits of the examples: logging. Every example takes its ports (and any
+//! other setting) the same way: from code, then the file named by
+//! `FRAMEWORK_CONFIG`, then `FRAMEWORK_*` variables, e.g.
+//! `FRAMEWORK_WEBSOCKET=9000` (see `framework::config::Settings`).
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_logging() {

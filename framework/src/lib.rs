@@ -44,39 +44,15 @@ pub use session::Connection;
 /// Used by the macros' generated code; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::app::{listen_addr, run_main};
     pub use crate::dispatch::handler_typed as typed;
     pub use crate::dispatch::hooks::{BoxedConnectHook, BoxedDisconnectHook};
     pub use crate::dispatch::{BoxedHandler, FromRequest};
     pub use crate::message::{DecodeError, Field, Schema, TableRef};
     pub use crate::raw::BoxedRawHandler;
-    pub use crate::registry::{port_from_env, port_from_var, Kind, Registration};
+    pub use crate::registry::{Kind, Registration};
     pub use flatbuffers;
     pub use inventory;
-
-    /// Runs `build()`'s app on a multi-threaded runtime until SIGINT/SIGTERM;
-    /// what `framework::main!` expands to.
-    pub fn run_main(build: impl FnOnce() -> crate::App) -> std::process::ExitCode {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                eprintln!("error: cannot start the tokio runtime: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-        };
-        match runtime.block_on(build().run()) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        }
-    }
 }
 
 /// Re-exports for the common case: `use framework::prelude::*;`.

@@ -19,8 +19,8 @@ pub enum Kind {
     Opcode(u16, fn() -> BoxedHandler),
     /// `#[override_opcode(Name)]`.
     Override(Opcode, fn() -> BoxedHandler),
-    /// `#[raw_ws(port = P)]`, and the environment variable that overrides the port
-    /// (`None`: `FRAMEWORK_RAW_<P>_PORT`).
+    /// `#[raw_ws(port = P)]`, and the environment variable `env = ".."` names for
+    /// its address (besides `FRAMEWORK_RAW_<P>`).
     Raw(u16, Option<&'static str>, fn() -> BoxedRawHandler),
     /// `#[on_connect]`.
     OnConnect(fn() -> BoxedConnectHook),
@@ -114,37 +114,17 @@ pub fn export_schema(namespace: Option<&str>) -> Result<String, SchemaConflict> 
     Ok(schema.to_fbs())
 }
 
-/// The port for a service, from `FRAMEWORK_<NAME>_PORT` when set (deployment
-/// override), else `default`.
-///
-/// ```
-/// assert_eq!(framework::registry::port_from_env("NO_SUCH_SERVICE", 8081), 8081);
-/// ```
-pub fn port_from_env(name: &str, default: u16) -> u16 {
-    port_from_var(&format!("FRAMEWORK_{name}_PORT"), default)
-}
-
-/// The port in environment variable `var` when set and valid, else `default`.
-///
-/// ```
-/// assert_eq!(framework::registry::port_from_var("NO_SUCH_VARIABLE", 8082), 8082);
-/// ```
-pub fn port_from_var(var: &str, default: u16) -> u16 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
 impl App {
     /// Adds every handler, hook and raw service the macros registered in this
-    /// binary. Raw services listen on their declared port unless
-    /// `FRAMEWORK_RAW_<port>_PORT` (or the variable named by
-    /// `#[raw_ws(env = "...")]`) overrides it. Duplicates fail `start`, naming
-    /// both. Hooks run in source order (file, then line).
+    /// binary. Raw services listen on their declared port; the configuration
+    /// (`raw.<port>`, `FRAMEWORK_RAW_<port>`, or the variable named by
+    /// `#[raw_ws(env = "...")]`) may move them, see [`App::configure`].
+    /// Duplicates fail `start`, naming both. Hooks run in source order (file, then
+    /// line).
     pub fn with_registered(mut self) -> Self {
         let mut registrations: Vec<&Registration> = all().collect();
         registrations.sort_by_key(|r| (r.file, r.line));
+        let (mut connect, mut disconnect) = (Vec::new(), Vec::new());
         for r in registrations {
             match r.kind {
                 Kind::Opcode(opcode, make) => {
@@ -152,17 +132,15 @@ impl App {
                 }
                 Kind::Override(opcode, make) => self.override_boxed(opcode, make(), r.origin()),
                 Kind::Raw(port, var, make) => {
-                    let port = match var {
-                        Some(var) => port_from_var(var, port),
-                        None => port_from_env(&format!("RAW_{port}"), port),
-                    };
-                    self = self.raw_service_boxed(port.into(), make(), r.origin());
+                    self = self.raw_service_boxed(port.into(), make(), r.origin(), var);
                 }
-                Kind::OnConnect(make) => self = self.on_connect_boxed(make()),
-                Kind::OnDisconnect(make) => self = self.on_disconnect_boxed(make()),
+                Kind::OnConnect(make) => connect.push(make()),
+                Kind::OnDisconnect(make) => disconnect.push(make()),
                 Kind::Message(..) => {}
             }
         }
-        self
+        // Macro hooks run before those added with App::on_connect/on_disconnect,
+        // wherever `with_registered` is called.
+        self.prepend_hooks(connect, disconnect)
     }
 }

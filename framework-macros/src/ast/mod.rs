@@ -38,11 +38,19 @@ pub struct RawFn {
     pub inputs_span: Span,
 }
 
+/// Where `main!` listens: a port literal, an address literal (checked), or an
+/// expression converted with `ListenAddr::from`.
+pub enum Listen {
+    Port(u16),
+    Addr(syn::LitStr),
+    Expr(Expr),
+}
+
 /// `main!(...)`.
 #[derive(Default)]
 pub struct MainArgs {
-    pub websocket: Option<Expr>,
-    pub service: Option<Expr>,
+    pub websocket: Option<Listen>,
+    pub service: Option<Listen>,
     pub state: Vec<Expr>,
     pub config: Option<Expr>,
     pub router: Option<Expr>,

@@ -298,6 +298,41 @@ pub fn raw_args(cx: &Ctxt, args: &KeyValues, item: &ItemFn) -> Option<RawArgs> {
     }
 }
 
+/// A listener of `main!`: a port literal, an address literal (`"127.0.0.1:8081"`,
+/// checked here), or any other expression (`ListenAddr::from`).
+fn listen(cx: &Ctxt, expr: Expr) -> Option<Listen> {
+    match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => {
+            let text = s.value();
+            let valid = text.trim().parse::<u16>().is_ok()
+                || text.trim().parse::<std::net::SocketAddr>().is_ok();
+            if valid {
+                Some(Listen::Addr(s.clone()))
+            } else {
+                cx.error_spanned_by(
+                    s,
+                    format!(
+                        "`{text}` is not a port or an address: write 8081 or \"127.0.0.1:8081\""
+                    ),
+                );
+                None
+            }
+        }
+        _ => match int_literal(&expr) {
+            Some(lit) => match lit.base10_parse::<u16>() {
+                Ok(port) => Some(Listen::Port(port)),
+                Err(_) => {
+                    cx.error_spanned_by(lit, "a port is 0..=65535");
+                    None
+                }
+            },
+            None => Some(Listen::Expr(expr)),
+        },
+    }
+}
+
 /// `main!(websocket = P, service = P, state = EXPR, config = EXPR, router = EXPR)`.
 pub fn main_args(cx: &Ctxt, args: &KeyValues) -> MainArgs {
     let keys = known_keys(
@@ -313,8 +348,8 @@ pub fn main_args(cx: &Ctxt, args: &KeyValues) -> MainArgs {
         other => other.into_iter().collect(),
     };
     MainArgs {
-        websocket: get("websocket"),
-        service: get("service"),
+        websocket: get("websocket").and_then(|e| listen(cx, e)),
+        service: get("service").and_then(|e| listen(cx, e)),
         state,
         config: get("config"),
         router: get("router"),

@@ -290,18 +290,19 @@ pub fn main(args: TokenStream) -> TokenStream {
     if let Some(router) = &main.router {
         steps.push(quote!(let app = app.router(#router);));
     }
-    for (key, value) in [("WEBSOCKET", &main.websocket), ("SERVICE", &main.service)] {
-        let Some(value) = value else { continue };
-        let method = if key == "WEBSOCKET" {
-            quote!(run_websocket_service)
-        } else {
-            quote!(run_service)
+    for (method, listen) in [
+        (quote!(run_websocket_service), &main.websocket),
+        (quote!(run_service), &main.service),
+    ] {
+        let addr = match listen {
+            None => continue,
+            Some(Listen::Port(port)) => quote!(#port),
+            Some(Listen::Addr(lit)) => quote!(::framework::__private::listen_addr(#lit)),
+            Some(Listen::Expr(e)) => {
+                quote_spanned!(e.span()=> ::framework::app::ListenAddr::from(#e))
+            }
         };
-        let span = value.span();
-        let port: Type = syn::parse_quote_spanned!(span=> u16);
-        steps.push(quote_spanned! {span=>
-            let app = app.#method(::framework::__private::port_from_env(#key, { let port: #port = #value; port }));
-        });
+        steps.push(quote!(let app = app.#method(#addr);));
     }
     quote! {
         fn main() -> ::std::process::ExitCode {

@@ -6,12 +6,20 @@
 struct Greeting(&'static str);
 
 mod every_key {
+    fn routes() -> axum::Router {
+        axum::Router::new()
+    }
     framework::main!(
         websocket = 8081,
-        service = 8080,
+        service = "127.0.0.1:8080",
         state = super::Greeting("hello"),
         config = framework::Config::default(),
+        router = routes(),
     );
+}
+
+mod addresses {
+    framework::main!(websocket = "[::1]:0", service = "9000");
 }
 
 mod several_states {
@@ -27,6 +35,7 @@ mod expressions {
     const PORT: u16 = 9000;
     framework::main!(
         service = PORT + 1,
+        websocket = std::net::SocketAddr::from(([127, 0, 0, 1], PORT)),
         config = framework::Config {
             ..Default::default()
         }

@@ -1,6 +1,16 @@
-//! Limits and timeouts. Every limit has a safe default and can be changed.
+//! Configuration: limits, timeouts and listener addresses. Every limit has a safe
+//! default; each value comes from code ([`Config`], `main!`'s keys, the builder),
+//! then a TOML file, then `FRAMEWORK_*` environment variables, the later
+//! overriding the earlier ([`Settings`]). Every key is in one table, in the docs
+//! of [`Settings`].
 
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+mod sources;
+
+pub use sources::{ConfigError, ListenSpec, Settings, ENV_PREFIX};
 
 /// Default maximum size of one WebSocket message: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
@@ -17,7 +27,8 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 /// };
 /// assert_eq!(config.max_channels_per_session, 1024);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Config {
     /// Largest accepted WebSocket message (and frame); over it the connection is
     /// closed with 1009.
@@ -32,10 +43,13 @@ pub struct Config {
     /// Concurrent connections from one IP address.
     pub max_connections_per_ip: usize,
     /// Time allowed for the TCP connection to complete the WebSocket handshake.
+    #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// A session that sends nothing (not even a WebSocket ping) for this long is closed.
+    #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// On shutdown, how long sessions may take to drain their queues.
+    #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     /// Read buffer of each connection, allocated up front, and the most read per
     /// syscall. Default 512 bytes, sized for real-time traffic of small messages:
@@ -53,13 +67,16 @@ pub struct Config {
     /// always allowed. A refused origin gets HTTP 403.
     pub allowed_origins: Vec<String>,
     /// `run_service`: the path that upgrades to the protocol.
+    #[serde(deserialize_with = "sources::text")]
     pub websocket_path: String,
     /// `run_service`: the key of the server API (`/api/publish`, `/api/send`,
     /// `/api/broadcast`), sent as `Authorization: Bearer <key>` or `X-Api-Key`.
     /// `None` turns the API off (404).
+    #[serde(deserialize_with = "sources::optional_text")]
     pub api_key: Option<String>,
     /// On shutdown, how long the node keeps serving with `/healthz` answering 503
     /// before it stops accepting (time for a load balancer to notice).
+    #[serde(with = "humantime_serde")]
     pub drain_grace: Duration,
 }
 

@@ -1,4 +1,13 @@
-//! Layer 7: the [`App`] builder and the running [`AppHandle`].
+//! Layer 8: the [`App`] builder, the running [`AppHandle`], and what `main!`
+//! runs.
+
+mod handle;
+mod main;
+
+pub use handle::AppHandle;
+use handle::{bind_all, local_addrs, wait_for_signal};
+#[doc(hidden)]
+pub use main::{listen_addr, run_main};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::Location;
@@ -12,6 +21,7 @@ use uuid::Uuid;
 use futures_util::future::BoxFuture;
 
 use crate::broker::{Broker, BrokerError, InMemoryBroker};
+use crate::config::{ConfigError, ListenSpec, Settings};
 use crate::dispatch::hooks::{BoxedConnectHook, BoxedDisconnectHook, ConnectHook, DisconnectHook};
 use crate::dispatch::{BoxedHandler, Dispatcher, Handler, HandlerTable, Hooks, StateNeed};
 use crate::hub::Hub;
@@ -91,6 +101,9 @@ pub enum AppError {
         /// The second registration.
         second: String,
     },
+    /// Several of the errors above, all found at once (each on its own line).
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<AppError>),
     /// Nothing to run.
     #[error("no service configured: call run_websocket_service, run_service or run_raw_websocket_service")]
     NoService,
@@ -102,6 +115,9 @@ pub enum AppError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The configuration (file or environment) is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The broker could not start (e.g. its engine cannot be reached).
     #[error("cannot start the broker: {0}")]
     Broker(#[source] BrokerError),
@@ -120,6 +136,16 @@ pub enum AppError {
 
 type BrokerFuture = BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>>;
 type BrokerFactory = Box<dyn FnOnce(Uuid, Arc<Hub>) -> BrokerFuture + Send>;
+
+/// A raw service: where it listens, its handler, where it was registered, and the
+/// environment variable `#[raw_ws(env = "..")]` named for its address.
+struct RawService {
+    addr: ListenAddr,
+    declared_port: u16,
+    handler: BoxedRawHandler,
+    origin: String,
+    env: Option<&'static str>,
+}
 
 struct Registration {
     opcode: u16,
@@ -150,7 +176,7 @@ pub struct App {
     node_id: Option<Uuid>,
     websocket: Vec<ListenAddr>,
     services: Vec<ListenAddr>,
-    raw: Vec<(ListenAddr, BoxedRawHandler, String)>,
+    raw: Vec<RawService>,
     router: Option<Router>,
     custom: Vec<Registration>,
     overrides: Vec<Registration>,
@@ -171,10 +197,7 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("websocket", &self.websocket)
             .field("services", &self.services)
-            .field(
-                "raw",
-                &self.raw.iter().map(|(a, _, _)| a).collect::<Vec<_>>(),
-            )
+            .field("raw", &self.raw.iter().map(|r| r.addr).collect::<Vec<_>>())
             .field("custom_handlers", &self.custom.len())
             .finish()
     }
@@ -275,15 +298,14 @@ impl App {
         self
     }
 
-    /// Adds an erased `on_connect` hook (used by the macros' registry).
-    pub fn on_connect_boxed(mut self, hook: BoxedConnectHook) -> Self {
-        self.connect_hooks.push(hook);
-        self
-    }
-
-    /// Adds an erased `on_disconnect` hook (used by the macros' registry).
-    pub fn on_disconnect_boxed(mut self, hook: BoxedDisconnectHook) -> Self {
-        self.disconnect_hooks.push(hook);
+    /// Puts the macros' hooks before those added with the builder.
+    pub(crate) fn prepend_hooks(
+        mut self,
+        connect: Vec<BoxedConnectHook>,
+        disconnect: Vec<BoxedDisconnectHook>,
+    ) -> Self {
+        self.connect_hooks.splice(0..0, connect);
+        self.disconnect_hooks.splice(0..0, disconnect);
         self
     }
 
@@ -321,31 +343,106 @@ impl App {
         handler: H,
     ) -> Self {
         let origin = Location::caller().to_string();
-        self.raw_service_boxed(addr.into(), handler.into_boxed(), origin)
+        self.raw_service_boxed(addr.into(), handler.into_boxed(), origin, None)
     }
 
     /// [`run_raw_websocket_service`](Self::run_raw_websocket_service) with an
-    /// erased handler and an explicit origin (used by the macros' registry).
+    /// erased handler and an explicit origin (used by the macros' registry); `env`
+    /// names an environment variable that overrides its address.
     pub fn raw_service_boxed(
         mut self,
         addr: ListenAddr,
         handler: BoxedRawHandler,
         origin: String,
+        env: Option<&'static str>,
     ) -> Self {
-        let taken = self
+        let port = addr.0.port();
+        if let Some(first) = self
             .raw
             .iter()
-            .find(|(a, _, _)| a.0.port() != 0 && a.0.port() == addr.0.port());
-        if let Some((_, _, first)) = taken {
+            .find(|r| port != 0 && r.declared_port == port)
+        {
             self.errors.push(AppError::DuplicateRawService {
-                port: addr.0.port(),
-                first: first.clone(),
+                port,
+                first: first.origin.clone(),
                 second: origin,
             });
             return self;
         }
-        self.raw.push((addr, handler, origin));
+        self.raw.push(RawService {
+            addr,
+            declared_port: port,
+            handler,
+            origin,
+            env,
+        });
         self
+    }
+
+    /// Layers a TOML file (when given) and the `FRAMEWORK_*` environment variables
+    /// over the configuration and listener addresses set in code (see
+    /// [`Settings`](crate::config::Settings) for every key). `main!` binaries do
+    /// this at start (the file from `--config <path>` or `FRAMEWORK_CONFIG`). An
+    /// unknown key or a bad value is [`AppError::Config`].
+    ///
+    /// ```
+    /// # fn f() -> Result<(), framework::app::AppError> {
+    /// let app = framework::App::new()
+    ///     .run_websocket_service(8081)
+    ///     .configure(None)?; // FRAMEWORK_WEBSOCKET=9000 would move it to 9000
+    /// # let _ = app; Ok(()) }
+    /// ```
+    pub fn configure(mut self, file: Option<&std::path::Path>) -> Result<Self, AppError> {
+        let code = Settings {
+            config: self.config.clone(),
+            websocket: self.websocket.first().map(|a| ListenSpec(a.0)),
+            service: self.services.first().map(|a| ListenSpec(a.0)),
+            raw: self
+                .raw
+                .iter()
+                .map(|r| (r.declared_port, ListenSpec(r.addr.0)))
+                .collect(),
+        };
+        let settings = code.clone().load(file)?;
+        self.config = settings.config;
+        if settings.websocket != code.websocket {
+            self.websocket = settings
+                .websocket
+                .map(|s| ListenAddr(s.0))
+                .into_iter()
+                .collect();
+        }
+        if settings.service != code.service {
+            self.services = settings
+                .service
+                .map(|s| ListenAddr(s.0))
+                .into_iter()
+                .collect();
+        }
+        for (port, spec) in settings.raw {
+            let declared: Vec<String> = self
+                .raw
+                .iter()
+                .map(|r| r.declared_port.to_string())
+                .collect();
+            let Some(raw) = self.raw.iter_mut().find(|r| r.declared_port == port) else {
+                return Err(ConfigError::NoSuchRawService(port, declared.join(", ")).into());
+            };
+            raw.addr = ListenAddr(spec.0);
+        }
+        // The variable a `#[raw_ws(env = "..")]` names has the last word.
+        for raw in &mut self.raw {
+            let Some(var) = raw.env else { continue };
+            if let Ok(value) = std::env::var(var) {
+                let spec: ListenSpec = value.parse().map_err(|e: String| {
+                    AppError::Config(ConfigError::Invalid(Box::new(figment::Error::from(
+                        format!("{var}: {e}"),
+                    ))))
+                })?;
+                raw.addr = ListenAddr(spec.0);
+            }
+        }
+        Ok(self)
     }
 
     /// Handles application opcode `opcode` (200..=65535) with `handler` (C++
@@ -405,28 +502,39 @@ impl App {
         });
     }
 
-    fn handler_table(&mut self) -> Result<HandlerTable, AppError> {
-        if let Some(e) = self.errors.drain(..).next() {
-            return Err(e);
+    /// Every registration error, reported at once: one as itself, several as
+    /// [`AppError::Several`].
+    fn registration_errors(&mut self) -> Result<(), AppError> {
+        let mut errors: Vec<AppError> = self.errors.drain(..).collect();
+        for group in [&self.overrides, &self.custom] {
+            let mut seen: std::collections::HashMap<u16, &str> = Default::default();
+            for r in group.iter() {
+                if let Some(first) = seen.insert(r.opcode, &r.origin) {
+                    errors.push(AppError::DuplicateHandler {
+                        opcode: r.opcode,
+                        first: first.to_string(),
+                        second: r.origin.clone(),
+                    });
+                }
+            }
         }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(AppError::Several(errors)),
+        }
+    }
+
+    fn handler_table(&mut self) -> Result<HandlerTable, AppError> {
+        self.registration_errors()?;
         let mut table = HandlerTable::new();
         for builtin in crate::builtins::BUILTINS {
             if let Some(make) = builtin.default {
                 table.insert(builtin.opcode.0, make());
             }
         }
-        for group in [&self.overrides, &self.custom] {
-            let mut seen: std::collections::HashMap<u16, &str> = Default::default();
-            for r in group.iter() {
-                if let Some(first) = seen.insert(r.opcode, &r.origin) {
-                    return Err(AppError::DuplicateHandler {
-                        opcode: r.opcode,
-                        first: first.to_string(),
-                        second: r.origin.clone(),
-                    });
-                }
-                table.insert(r.opcode, r.handler.clone());
-            }
+        for r in self.overrides.iter().chain(&self.custom) {
+            table.insert(r.opcode, r.handler.clone());
         }
         Ok(table)
     }
@@ -500,7 +608,7 @@ impl App {
         // Bind everything first: a port in use fails start before anything serves.
         let websocket = bind_all(&self.websocket).await?;
         let services = bind_all(&self.services).await?;
-        let raw_addrs: Vec<ListenAddr> = self.raw.iter().map(|(a, _, _)| *a).collect();
+        let raw_addrs: Vec<ListenAddr> = self.raw.iter().map(|r| r.addr).collect();
         let raw = bind_all(&raw_addrs).await?;
 
         let (dispatcher, hooks) = self.assemble().await?;
@@ -533,8 +641,8 @@ impl App {
             listen(l, upgrade_only.clone());
         }
         let raw_addrs = local_addrs(&raw);
-        for (l, (_, handler, _)) in raw.into_iter().zip(&self.raw) {
-            let raw_service = Service::Raw(handler.0.clone());
+        for (l, r) in raw.into_iter().zip(&self.raw) {
+            let raw_service = Service::Raw(r.handler.0.clone());
             listen(l, crate::services::http::upgrade_only(state(raw_service)));
         }
         let service_addrs = local_addrs(&services);
@@ -568,130 +676,5 @@ impl App {
         tracing::info!("shutting down");
         handle.shutdown().await;
         Ok(())
-    }
-}
-
-async fn bind_all(addrs: &[ListenAddr]) -> Result<Vec<TcpListener>, AppError> {
-    let mut out = Vec::with_capacity(addrs.len());
-    for ListenAddr(addr) in addrs {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: *addr,
-                source,
-            })?;
-        out.push(listener);
-    }
-    Ok(out)
-}
-
-fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
-    listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect()
-}
-
-async fn wait_for_signal() -> Result<(), AppError> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.map_err(AppError::Signal),
-            _ = term.recv() => Ok(()),
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.map_err(AppError::Signal)
-}
-
-/// A running app: its bound addresses, its node, and graceful shutdown.
-///
-/// ```no_run
-/// # async fn f() -> Result<(), framework::app::AppError> {
-/// let handle = framework::App::new()
-///     .run_websocket_service("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())
-///     .start()
-///     .await?;
-/// println!("listening on {}", handle.websocket_addr());
-/// handle.shutdown().await;
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-pub struct AppHandle {
-    node: Node,
-    websocket_addrs: Vec<SocketAddr>,
-    service_addrs: Vec<SocketAddr>,
-    raw_addrs: Vec<SocketAddr>,
-    shutdown: CancellationToken,
-    draining: CancellationToken,
-    tracker: TaskTracker,
-    accept_loops: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl AppHandle {
-    /// Addresses of the protocol WebSocket services, in configuration order.
-    pub fn websocket_addrs(&self) -> &[SocketAddr] {
-        &self.websocket_addrs
-    }
-
-    /// The first protocol WebSocket service's address.
-    ///
-    /// # Panics
-    /// When no `run_websocket_service` was configured.
-    pub fn websocket_addr(&self) -> SocketAddr {
-        self.websocket_addrs[0]
-    }
-
-    /// Addresses of the HTTP + WebSocket services (`run_service`), in order.
-    pub fn service_addrs(&self) -> &[SocketAddr] {
-        &self.service_addrs
-    }
-
-    /// The first `run_service` address.
-    ///
-    /// # Panics
-    /// When no `run_service` was configured.
-    pub fn service_addr(&self) -> SocketAddr {
-        self.service_addrs[0]
-    }
-
-    /// Addresses of the raw WebSocket services, in configuration order.
-    pub fn raw_addrs(&self) -> &[SocketAddr] {
-        &self.raw_addrs
-    }
-
-    /// The running node (publish from the server, counters, sessions).
-    pub fn node(&self) -> &Node {
-        &self.node
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_shutting_down(&self) -> bool {
-        self.draining.is_cancelled()
-    }
-
-    /// Graceful shutdown: stop accepting, close every session with 1001 after its
-    /// queue drains, and wait for them within `Config::shutdown_timeout`.
-    pub async fn shutdown(self) {
-        // Health turns 503 first; keep serving through the grace period.
-        self.draining.cancel();
-        let grace = self.node.config().drain_grace;
-        if !grace.is_zero() {
-            tokio::time::sleep(grace).await;
-        }
-        self.shutdown.cancel();
-        for l in self.accept_loops {
-            let _ = l.await;
-        }
-        self.tracker.close();
-        let deadline = self.node.config().shutdown_timeout + std::time::Duration::from_secs(1);
-        if tokio::time::timeout(deadline, self.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("sessions still open after the shutdown deadline");
-        }
     }
 }

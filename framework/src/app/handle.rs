@@ -1,0 +1,135 @@
+//! The running app: bound addresses, the node, graceful shutdown.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{AppError, ListenAddr};
+use crate::node::Node;
+
+pub(super) async fn bind_all(addrs: &[ListenAddr]) -> Result<Vec<TcpListener>, AppError> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for ListenAddr(addr) in addrs {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+pub(super) fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect()
+}
+
+pub(super) async fn wait_for_signal() -> Result<(), AppError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map_err(AppError::Signal),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.map_err(AppError::Signal)
+}
+
+/// A running app: its bound addresses, its node, and graceful shutdown.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), framework::app::AppError> {
+/// let handle = framework::App::new()
+///     .run_websocket_service("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())
+///     .start()
+///     .await?;
+/// println!("listening on {}", handle.websocket_addr());
+/// handle.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct AppHandle {
+    pub(super) node: Node,
+    pub(super) websocket_addrs: Vec<SocketAddr>,
+    pub(super) service_addrs: Vec<SocketAddr>,
+    pub(super) raw_addrs: Vec<SocketAddr>,
+    pub(super) shutdown: CancellationToken,
+    pub(super) draining: CancellationToken,
+    pub(super) tracker: TaskTracker,
+    pub(super) accept_loops: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl AppHandle {
+    /// Addresses of the protocol WebSocket services, in configuration order.
+    pub fn websocket_addrs(&self) -> &[SocketAddr] {
+        &self.websocket_addrs
+    }
+
+    /// The first protocol WebSocket service's address.
+    ///
+    /// # Panics
+    /// When no `run_websocket_service` was configured.
+    pub fn websocket_addr(&self) -> SocketAddr {
+        self.websocket_addrs[0]
+    }
+
+    /// Addresses of the HTTP + WebSocket services (`run_service`), in order.
+    pub fn service_addrs(&self) -> &[SocketAddr] {
+        &self.service_addrs
+    }
+
+    /// The first `run_service` address.
+    ///
+    /// # Panics
+    /// When no `run_service` was configured.
+    pub fn service_addr(&self) -> SocketAddr {
+        self.service_addrs[0]
+    }
+
+    /// Addresses of the raw WebSocket services, in configuration order.
+    pub fn raw_addrs(&self) -> &[SocketAddr] {
+        &self.raw_addrs
+    }
+
+    /// The running node (publish from the server, counters, sessions).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+
+    /// Graceful shutdown: stop accepting, close every session with 1001 after its
+    /// queue drains, and wait for them within `Config::shutdown_timeout`.
+    pub async fn shutdown(self) {
+        // Health turns 503 first; keep serving through the grace period.
+        self.draining.cancel();
+        let grace = self.node.config().drain_grace;
+        if !grace.is_zero() {
+            tokio::time::sleep(grace).await;
+        }
+        self.shutdown.cancel();
+        for l in self.accept_loops {
+            let _ = l.await;
+        }
+        self.tracker.close();
+        let deadline = self.node.config().shutdown_timeout + std::time::Duration::from_secs(1);
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions still open after the shutdown deadline");
+        }
+    }
+}
