@@ -1,14 +1,150 @@
-//! Checks of `#[derive(Message)]`.
+//! Checks of `#[derive(Message)]`: one function per rule, called in order by
+//! `message`, `table`, `enumeration` and `union`. Each reports into the
+//! collector at the user's token; the checked AST is built only from valid input.
 
 use std::collections::HashMap;
 
+use proc_macro2::Ident;
+use quote::ToTokens;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Expr, ExprLit, Fields, Lit, Type};
+use syn::{Expr, ExprLit, ExprUnary, Fields, Lit, Type, UnOp};
 
-use super::int_literal;
 use crate::ast::*;
 use crate::ctxt::Ctxt;
-use crate::parse::{metas, Meta};
+use crate::parse::message::input;
+
+/// Field ids stop below this: a field's vtable slot (4 + 2 * id) is a `u16`.
+const MAX_ID: u32 = 32_000;
+/// A union's type is a `ubyte` whose 0 is NONE.
+const MAX_MEMBERS: usize = 255;
+
+/// `#[derive(Message)]` input.
+pub fn message(cx: &Ctxt, derive: &syn::DeriveInput) -> Option<MessageDef> {
+    let input = input(cx, derive);
+    not_generic(cx, &input);
+    match &input.data {
+        InputData::Struct { shape, fields } => table(cx, &input, shape, fields),
+        InputData::Enum { variants, .. } => enumeration(cx, &input, variants),
+        InputData::Union { token } => {
+            not_a_rust_union(cx, token);
+            None
+        }
+    }
+}
+
+// ------------------------------------------------------------- every kind
+
+fn not_generic(cx: &Ctxt, input: &Input<'_>) {
+    if !input.generics.params.is_empty() {
+        let what = match input.data {
+            InputData::Enum { .. } => "generic enums: an enum has one schema",
+            _ => "generic structs: a table has one schema",
+        };
+        cx.error_spanned_by(
+            input.generics,
+            format!("#[derive(Message)] does not support {what}"),
+        );
+    }
+}
+
+fn not_a_rust_union(cx: &Ctxt, token: &syn::token::Union) {
+    cx.error_spanned_by(
+        token,
+        "#[derive(Message)] supports structs (FlatBuffers tables) and enums (FlatBuffers enums and unions), not Rust unions",
+    );
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A `#[fbs(name = "...")]` must be a name flatc accepts.
+fn names_are_identifiers(cx: &Ctxt, input: &Input<'_>) {
+    let variants = match &input.data {
+        InputData::Enum { variants, .. } => {
+            variants.iter().filter_map(|v| v.name.as_ref()).collect()
+        }
+        _ => Vec::new(),
+    };
+    for name in input.name.iter().chain(variants) {
+        if !is_identifier(&name.value()) {
+            cx.error_spanned_by(
+                name,
+                "a schema name is a FlatBuffers identifier: ASCII letters, digits and `_`, not starting with a digit",
+            );
+        }
+    }
+}
+
+/// The name in the schema: `#[fbs(name)]`, else the Rust name.
+fn schema_name(input: &Input<'_>) -> String {
+    match &input.name {
+        Some(n) => n.value(),
+        None => input.ident.unraw().to_string(),
+    }
+}
+
+// ------------------------------------------------------------------ structs
+
+fn table(
+    cx: &Ctxt,
+    input: &Input<'_>,
+    shape: &syn::Fields,
+    fields: &[InputField<'_>],
+) -> Option<MessageDef> {
+    if !named_fields(cx, shape, input.ident) {
+        return None;
+    }
+    names_are_identifiers(cx, input);
+    for f in fields {
+        supported_field_type(cx, f);
+        field_id_is_valid(cx, f);
+    }
+    let ids = assign_ids(fields);
+    union_ids_leave_room(cx, fields, &ids);
+    field_ids_are_unique(cx, fields, &ids);
+    field_ids_are_in_range(cx, fields, &ids);
+    Some(MessageDef::Table(TableDef {
+        ident: input.ident.clone(),
+        table: schema_name(input),
+        fields: fields
+            .iter()
+            .zip(&ids)
+            .map(|(f, id)| MessageField {
+                ident: field_ident(f).clone(),
+                ty: f.field.ty.clone(),
+                id: id.value as u16,
+                deprecated: f.deprecated,
+                union: f.union.is_some(),
+                span: f.field.ty.span(),
+            })
+            .collect(),
+    }))
+}
+
+fn field_ident<'a>(f: &InputField<'a>) -> &'a Ident {
+    f.field.ident.as_ref().expect("named field")
+}
+
+fn named_fields(cx: &Ctxt, shape: &Fields, ident: &Ident) -> bool {
+    let message = "#[derive(Message)] needs named fields: `struct T { a: u32 }`";
+    match shape {
+        Fields::Named(_) => true,
+        Fields::Unnamed(u) => {
+            cx.error_spanned_by(u, message);
+            false
+        }
+        Fields::Unit => {
+            cx.error_spanned_by(ident, message);
+            false
+        }
+    }
+}
 
 /// Field types that can never be message fields, caught by syntax with a clear
 /// message; any other path is checked by the `Field` trait.
@@ -19,6 +155,8 @@ fn unsupported_type(ty: &Type) -> Option<&'static str> {
         }
         Type::Tuple(_) => Some("tuples are not supported: use a nested #[derive(Message)] struct"),
         Type::Array(_) | Type::Slice(_) => Some("arrays are not supported: use `Vec<_>`"),
+        Type::Group(g) => unsupported_type(&g.elem),
+        Type::Paren(p) => unsupported_type(&p.elem),
         Type::Path(p) => {
             let last_segment = p.path.segments.last()?;
             let last = last_segment.ident.to_string();
@@ -51,128 +189,577 @@ fn unsupported_type(ty: &Type) -> Option<&'static str> {
     }
 }
 
-fn fbs_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Vec<Meta> {
-    let mut out = Vec::new();
-    for a in attrs.iter().filter(|a| a.path().is_ident("fbs")) {
-        match a.meta.require_list().and_then(|l| metas(l.tokens.clone())) {
-            Ok(list) => out.extend(list),
-            Err(e) => cx.syn_error(e),
-        }
+fn supported_field_type(cx: &Ctxt, f: &InputField<'_>) {
+    if let Some(why) = unsupported_type(&f.field.ty) {
+        cx.error_spanned_by(&f.field.ty, format!("field `{}`: {why}", field_ident(f)));
     }
-    out
 }
 
-/// `#[derive(Message)]` input.
-pub fn message(cx: &Ctxt, input: &DeriveInput) -> Option<MessageDef> {
-    let data = match &input.data {
-        Data::Struct(s) => s,
-        Data::Enum(e) => {
-            cx.error_spanned_by(
-                e.enum_token,
-                "#[derive(Message)] supports structs with named fields, not enums (a FlatBuffers table is a struct)",
-            );
-            return None;
-        }
-        Data::Union(u) => {
-            cx.error_spanned_by(
-                u.union_token,
-                "#[derive(Message)] supports structs with named fields, not unions",
-            );
-            return None;
-        }
-    };
-    if !input.generics.params.is_empty() {
+/// The value of `#[fbs(id = N)]`, if it is a valid id.
+fn explicit_id(f: &InputField<'_>) -> Option<u32> {
+    let n = f.id.as_ref()?.base10_parse::<u32>().ok()?;
+    (n < MAX_ID).then_some(n)
+}
+
+fn field_id_is_valid(cx: &Ctxt, f: &InputField<'_>) {
+    if let (Some(lit), None) = (&f.id, explicit_id(f)) {
         cx.error_spanned_by(
-            &input.generics,
-            "#[derive(Message)] does not support generic structs: a table has one schema",
+            lit,
+            format!("a field id is 0..{MAX_ID} (a vtable slot is 16 bits)"),
         );
     }
-    let mut table = input.ident.to_string();
-    for m in fbs_attrs(cx, &input.attrs) {
-        match (m.key.to_string().as_str(), &m.value) {
-            (
-                "name",
-                Some(Expr::Lit(ExprLit {
-                    lit: Lit::Str(s), ..
-                })),
-            ) => table = s.value(),
-            ("name", _) => {
-                cx.error_spanned_by(&m.key, "`name` takes a string: #[fbs(name = \"Table\")]")
+}
+
+/// Where a field's ids are: its value's id, and how many ids it takes (2 for a
+/// union: its type's is the one before, as flatc lays it out).
+struct Ids {
+    value: u32,
+    width: u32,
+    /// The field whose `#[fbs(id)]` this id follows from (itself when pinned).
+    source: Option<usize>,
+}
+
+impl Ids {
+    /// The ids the field occupies, type first.
+    fn occupied(&self) -> std::ops::RangeInclusive<u32> {
+        self.value.saturating_sub(self.width - 1)..=self.value
+    }
+}
+
+/// Declaration order, as flatc numbers fields without ids: each field takes the
+/// next id (a union the next two), or its `#[fbs(id)]`, after which numbering
+/// goes on.
+fn assign_ids(fields: &[InputField<'_>]) -> Vec<Ids> {
+    let mut next = 0;
+    let mut source = None;
+    fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let width = if f.union.is_some() { 2 } else { 1 };
+            let value = match explicit_id(f) {
+                Some(n) => {
+                    source = Some(i);
+                    n
+                }
+                None => next + width - 1,
+            };
+            next = value + 1;
+            Ids {
+                value,
+                width,
+                source,
             }
-            (k, _) => cx.error_spanned_by(
-                &m.key,
-                format!("unknown key `{k}` for #[fbs] on a struct; valid keys: name"),
+        })
+        .collect()
+}
+
+fn union_ids_leave_room(cx: &Ctxt, fields: &[InputField<'_>], ids: &[Ids]) {
+    for (f, id) in fields.iter().zip(ids) {
+        if let (Some(lit), true, 0) = (&f.id, f.union.is_some(), id.value) {
+            cx.error_spanned_by(
+                lit,
+                format!(
+                    "union field `{}` takes two ids, its type's at id - 1 and its value's at id (as flatc lays it out): id 0 leaves no room for the type; use 1 or above",
+                    field_ident(f)
+                ),
+            );
+        }
+    }
+}
+
+/// Who holds `id` among `fields`: "`a`" or "the type of union `shape`".
+fn holder(f: &InputField<'_>, ids: &Ids, id: u32) -> String {
+    if id == ids.value {
+        format!("`{}`", field_ident(f))
+    } else {
+        format!("the type of union `{}`", field_ident(f))
+    }
+}
+
+/// The user's token for field `i`'s id: its `#[fbs(id)]`, else its name.
+fn id_token(f: &InputField<'_>) -> proc_macro2::TokenStream {
+    match &f.id {
+        Some(lit) => lit.to_token_stream(),
+        None => field_ident(f).to_token_stream(),
+    }
+}
+
+fn field_ids_are_unique(cx: &Ctxt, fields: &[InputField<'_>], ids: &[Ids]) {
+    let mut taken: HashMap<u32, usize> = HashMap::new();
+    for (i, (f, id)) in fields.iter().zip(ids).enumerate() {
+        let clash = id.occupied().find_map(|n| taken.get(&n).map(|&j| (n, j)));
+        if let Some((n, j)) = clash {
+            let mut message = format!(
+                "field id {n} is already used by {}",
+                holder(&fields[j], &ids[j], n)
+            );
+            if n != id.value {
+                message = format!(
+                    "union `{}` puts its type at id {n}, already used by {}",
+                    field_ident(f),
+                    holder(&fields[j], &ids[j], n)
+                );
+            }
+            if f.id.is_none() && i > 0 {
+                message.push_str(&format!(
+                    " (`{}` takes the id after `{}`'s)",
+                    field_ident(f),
+                    field_ident(&fields[i - 1])
+                ));
+            }
+            cx.error_spanned_by(id_token(f), message);
+            continue;
+        }
+        for n in id.occupied() {
+            taken.insert(n, i);
+        }
+    }
+}
+
+/// flatc requires the ids of n fields (a union counting two) to be exactly
+/// 0..n. With unique ids that holds when none is n or above; an id out of range
+/// is blamed on the `#[fbs(id)]` it follows from.
+fn field_ids_are_in_range(cx: &Ctxt, fields: &[InputField<'_>], ids: &[Ids]) {
+    let n: u32 = ids.iter().map(|id| id.width).sum();
+    let per_union = if ids.iter().any(|id| id.width == 2) {
+        ", two per union"
+    } else {
+        ""
+    };
+    let rule = format!("field ids must be 0..{n} (one per field{per_union}, as flatc requires)");
+    let mut by_source: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        if id.value < n {
+            continue;
+        }
+        match id.source {
+            Some(s) => match by_source.iter_mut().find(|(source, _)| *source == s) {
+                Some((_, out)) => out.push(i),
+                None => by_source.push((s, vec![i])),
+            },
+            // Numbering from 0 without a pinned id never passes n.
+            None => cx.error_spanned_by(
+                field_ident(&fields[i]),
+                format!("{rule}; `{}` has id {}", field_ident(&fields[i]), id.value),
             ),
         }
     }
-    let named = match &data.fields {
-        Fields::Named(n) => n,
-        other => {
+    for (s, out) in by_source {
+        let source = field_ident(&fields[s]);
+        let followers: Vec<String> = out
+            .iter()
+            .filter(|&&i| i != s)
+            .enumerate()
+            .map(|(k, &i)| {
+                let gets = if k == 0 { " gets" } else { "" };
+                format!("`{}`{gets} id {}", field_ident(&fields[i]), ids[i].value)
+            })
+            .collect();
+        let head = if out.contains(&s) {
+            format!("`{source}` has id {}", ids[s].value)
+        } else {
+            format!("with `{source}` at id {}", ids[s].value)
+        };
+        let message = match followers.split_last() {
+            None => format!("{rule}; {head}"),
+            Some((last, [])) => format!("{rule}; {head}, so {last}"),
+            Some((last, rest)) => format!("{rule}; {head}, so {} and {last}", rest.join(", ")),
+        };
+        cx.error_spanned_by(id_token(&fields[s]), message);
+    }
+}
+
+// ------------------------------------------------------------------- enums
+
+fn enumeration(cx: &Ctxt, input: &Input<'_>, variants: &[InputVariant<'_>]) -> Option<MessageDef> {
+    if !has_variants(cx, input.ident, variants) {
+        return None;
+    }
+    names_are_identifiers(cx, input);
+    let names = variant_names(variants);
+    variant_names_are_unique(cx, variants, &names);
+    match variant_shapes(cx, variants)? {
+        Shape::Fieldless => fieldless(cx, input, variants, names).map(MessageDef::Enum),
+        Shape::Union => union(cx, input, variants, names).map(MessageDef::Union),
+    }
+}
+
+fn has_variants(cx: &Ctxt, ident: &Ident, variants: &[InputVariant<'_>]) -> bool {
+    if variants.is_empty() {
+        cx.error_spanned_by(
+            ident,
+            format!("`{ident}` has no variants: a FlatBuffers enum or union needs at least one"),
+        );
+    }
+    !variants.is_empty()
+}
+
+fn variant_names(variants: &[InputVariant<'_>]) -> Vec<String> {
+    variants
+        .iter()
+        .map(|v| match &v.name {
+            Some(n) => n.value(),
+            None => v.variant.ident.unraw().to_string(),
+        })
+        .collect()
+}
+
+/// The token a variant's schema name comes from.
+fn name_token(v: &InputVariant<'_>) -> proc_macro2::TokenStream {
+    match &v.name {
+        Some(n) => n.to_token_stream(),
+        None => v.variant.ident.to_token_stream(),
+    }
+}
+
+fn variant_names_are_unique(cx: &Ctxt, variants: &[InputVariant<'_>], names: &[String]) {
+    for (i, v) in variants.iter().enumerate() {
+        if let Some(j) = names[..i].iter().position(|n| *n == names[i]) {
             cx.error_spanned_by(
-                other,
-                "#[derive(Message)] needs named fields: `struct T { a: u32 }`",
-            );
-            return None;
-        }
-    };
-    let mut fields = Vec::new();
-    let mut next_id: u32 = 0;
-    let mut ids: HashMap<u32, syn::Ident> = HashMap::new();
-    for f in &named.named {
-        let ident = f.ident.clone().expect("named field");
-        if let Some(why) = unsupported_type(&f.ty) {
-            cx.error_spanned_by(&f.ty, format!("field `{ident}`: {why}"));
-        }
-        let mut id = next_id;
-        let mut deprecated = false;
-        for m in fbs_attrs(cx, &f.attrs) {
-            match (m.key.to_string().as_str(), &m.value) {
-                ("id", Some(v)) => match int_literal(v).map(|l| l.base10_parse::<u32>()) {
-                    Some(Ok(n)) if n < 32_000 => id = n,
-                    _ => cx.error_spanned_by(
-                        v,
-                        "`id` takes a field id (integer literal), e.g. #[fbs(id = 3)]",
-                    ),
-                },
-                ("deprecated", None) => deprecated = true,
-                ("id", None) => cx.error_spanned_by(&m.key, "`id` needs a value: #[fbs(id = 3)]"),
-                ("deprecated", Some(v)) => {
-                    cx.error_spanned_by(v, "`deprecated` takes no value: #[fbs(deprecated)]")
-                }
-                (k, _) => cx.error_spanned_by(
-                    &m.key,
-                    format!("unknown key `{k}` for #[fbs] on a field; valid keys: id, deprecated"),
+                name_token(v),
+                format!(
+                    "`{}` is also the schema name of `{}`: rename one with #[fbs(name = \"...\")]",
+                    names[i], variants[j].variant.ident
                 ),
+            );
+        }
+    }
+}
+
+enum Shape {
+    /// Every variant a unit: a FlatBuffers enum.
+    Fieldless,
+    /// Every variant one unnamed field: a FlatBuffers union.
+    Union,
+}
+
+fn variant_shapes(cx: &Ctxt, variants: &[InputVariant<'_>]) -> Option<Shape> {
+    if variants
+        .iter()
+        .all(|v| matches!(v.variant.fields, Fields::Unit))
+    {
+        return Some(Shape::Fieldless);
+    }
+    let mut ok = true;
+    for v in variants {
+        let ident = &v.variant.ident;
+        match &v.variant.fields {
+            Fields::Unnamed(u) if u.unnamed.len() == 1 => {}
+            Fields::Unit => {
+                ok = false;
+                cx.error_spanned_by(
+                    ident,
+                    format!("`{ident}` holds no table: in a union (an enum with payloads) every variant holds one #[derive(Message)] struct, e.g. `{ident}({ident})`; an enum of unit variants only is a FlatBuffers enum"),
+                );
+            }
+            Fields::Unnamed(u) => {
+                ok = false;
+                cx.error_spanned_by(
+                    u,
+                    format!("a union variant holds exactly one #[derive(Message)] struct: `{ident}(Table)`"),
+                );
+            }
+            Fields::Named(n) => {
+                ok = false;
+                cx.error_spanned_by(
+                    n,
+                    format!("a union variant holds one #[derive(Message)] struct as a tuple variant: `{ident}(Table)`, not named fields"),
+                );
             }
         }
-        if let Some(prev) = ids.insert(id, ident.clone()) {
-            cx.error_spanned_by(&ident, format!("field id {id} is already used by `{prev}`"));
-        }
-        next_id = id + 1;
-        fields.push(MessageField {
-            span: f.ty.span(),
-            ident,
-            ty: f.ty.clone(),
-            id: id as u16,
-            deprecated,
-        });
     }
-    // flatc requires explicit ids to be exactly 0..n-1.
-    let n = fields.len() as u32;
-    for f in &fields {
-        if u32::from(f.id) >= n {
+    ok.then_some(Shape::Union)
+}
+
+// -------------------------------------------------------- fieldless enums
+
+fn fieldless(
+    cx: &Ctxt,
+    input: &Input<'_>,
+    variants: &[InputVariant<'_>],
+    names: Vec<String>,
+) -> Option<EnumDef> {
+    let values = discriminants(cx, variants)?;
+    let given = given_repr(cx, input)?;
+    let repr = repr_holds_values(cx, input, variants, &values, given)?;
+    Some(EnumDef {
+        ident: input.ident.clone(),
+        name: schema_name(input),
+        repr,
+        variants: variants
+            .iter()
+            .zip(names)
+            .zip(values)
+            .map(|((v, name), value)| EnumVariant {
+                ident: v.variant.ident.clone(),
+                name,
+                value,
+            })
+            .collect(),
+    })
+}
+
+/// An integer literal, possibly negated.
+fn literal_value(expr: &Expr) -> Option<i128> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse().ok(),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => literal_value(expr).map(|v| -v),
+        Expr::Group(g) => literal_value(&g.expr),
+        Expr::Paren(p) => literal_value(&p.expr),
+        _ => None,
+    }
+}
+
+/// Each variant's value as rustc numbers them: its literal discriminant, else
+/// one more than the previous (0 first). The schema needs the values, so a
+/// discriminant must be a literal.
+fn discriminants(cx: &Ctxt, variants: &[InputVariant<'_>]) -> Option<Vec<i128>> {
+    let mut next = 0;
+    let mut ok = true;
+    let mut values = Vec::new();
+    for v in variants {
+        let value = match &v.variant.discriminant {
+            Some((_, expr)) => match literal_value(expr) {
+                Some(value) => value,
+                None => {
+                    ok = false;
+                    cx.error_spanned_by(
+                        expr,
+                        "an enum's discriminant must be an integer literal: the schema needs its value",
+                    );
+                    next
+                }
+            },
+            None => next,
+        };
+        values.push(value);
+        next = value + 1;
+    }
+    ok.then_some(values)
+}
+
+fn repr_named(name: &str, of: impl Fn(Repr) -> &'static str) -> Option<Repr> {
+    Repr::ALL.into_iter().find(|r| of(*r) == name)
+}
+
+/// The integer type the user chose, if any: `#[fbs(repr = "...")]` or
+/// `#[repr(u8)]` and the like, which must agree.
+fn given_repr(cx: &Ctxt, input: &Input<'_>) -> Option<Option<Repr>> {
+    let rust = input
+        .rust_repr
+        .as_ref()
+        .and_then(|r| repr_named(&r.to_string(), Repr::rust));
+    let Some(lit) = &input.repr else {
+        return Some(rust);
+    };
+    let Some(fbs) = repr_named(&lit.value(), Repr::fbs) else {
+        let valid: Vec<&str> = Repr::ALL.iter().map(|r| r.fbs()).collect();
+        cx.error_spanned_by(
+            lit,
+            format!(
+                "`{}` is not a FlatBuffers enum type; valid: {}",
+                lit.value(),
+                valid.join(", ")
+            ),
+        );
+        return None;
+    };
+    match (rust, &input.rust_repr) {
+        (Some(rust), Some(ident)) if rust != fbs => {
             cx.error_spanned_by(
-                &f.ident,
+                lit,
                 format!(
-                    "field ids must be 0..{n} (one per field, as flatc requires); `{}` has id {}",
-                    f.ident, f.id
+                    "`repr = \"{}\"` disagrees with #[repr({ident})], which is `{}` on the wire",
+                    fbs.fbs(),
+                    rust.fbs()
+                ),
+            );
+            None
+        }
+        _ => Some(Some(fbs)),
+    }
+}
+
+/// The chosen type must hold every value; without a choice, the smallest that
+/// does is used.
+fn repr_holds_values(
+    cx: &Ctxt,
+    input: &Input<'_>,
+    variants: &[InputVariant<'_>],
+    values: &[i128],
+    given: Option<Repr>,
+) -> Option<Repr> {
+    let Some(repr) = given else {
+        let fits = Repr::ALL
+            .into_iter()
+            .find(|r| values.iter().all(|v| r.holds(*v)));
+        if fits.is_none() {
+            cx.error_spanned_by(
+                input.ident,
+                "the values of this enum span more than a 64-bit integer holds",
+            );
+        }
+        return fits;
+    };
+    let mut ok = true;
+    for (v, value) in variants.iter().zip(values) {
+        if !repr.holds(*value) {
+            ok = false;
+            let (lo, hi) = repr.range();
+            let token = match &v.variant.discriminant {
+                Some((_, expr)) => expr.to_token_stream(),
+                None => v.variant.ident.to_token_stream(),
+            };
+            cx.error_spanned_by(
+                token,
+                format!(
+                    "`{}` = {value} does not fit the enum's type `{}` ({lo}..={hi})",
+                    v.variant.ident,
+                    repr.fbs()
                 ),
             );
         }
     }
-    Some(MessageDef {
+    ok.then_some(repr)
+}
+
+// ------------------------------------------------------------------ unions
+
+fn union(
+    cx: &Ctxt,
+    input: &Input<'_>,
+    variants: &[InputVariant<'_>],
+    names: Vec<String>,
+) -> Option<UnionDef> {
+    union_has_no_repr(cx, input);
+    union_has_no_discriminants(cx, variants);
+    union_members_are_tables(cx, variants);
+    union_has_no_none(cx, variants, &names);
+    union_fits_a_ubyte(cx, input.ident, variants);
+    Some(UnionDef {
         ident: input.ident.clone(),
-        table,
-        fields,
+        name: schema_name(input),
+        variants: variants
+            .iter()
+            .zip(names)
+            .map(|(v, name)| UnionVariant {
+                ident: v.variant.ident.clone(),
+                name,
+                ty: v
+                    .variant
+                    .fields
+                    .iter()
+                    .next()
+                    .expect("one field")
+                    .ty
+                    .clone(),
+            })
+            .collect(),
     })
+}
+
+fn union_has_no_repr(cx: &Ctxt, input: &Input<'_>) {
+    if let Some(lit) = &input.repr {
+        cx.error_spanned_by(
+            lit,
+            "`repr` is for fieldless enums: a union's type is always `ubyte`",
+        );
+    }
+}
+
+fn union_has_no_discriminants(cx: &Ctxt, variants: &[InputVariant<'_>]) {
+    for v in variants {
+        if let Some((_, expr)) = &v.variant.discriminant {
+            cx.error_spanned_by(
+                expr,
+                "union members are numbered 1.. in declaration order (0 is NONE): remove the discriminant",
+            );
+        }
+    }
+}
+
+/// Payload types that are certainly no table, caught by syntax (any other type
+/// must implement `Message`, which the expansion asserts at the type).
+fn certainly_not_a_table(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) => p.path.segments.last().is_some_and(|s| {
+            matches!(
+                s.ident.to_string().as_str(),
+                "String"
+                    | "str"
+                    | "bool"
+                    | "char"
+                    | "u8"
+                    | "i8"
+                    | "u16"
+                    | "i16"
+                    | "u32"
+                    | "i32"
+                    | "u64"
+                    | "i64"
+                    | "u128"
+                    | "i128"
+                    | "usize"
+                    | "isize"
+                    | "f32"
+                    | "f64"
+                    | "Uuid"
+                    | "Vec"
+                    | "Option"
+                    | "Box"
+                    | "Rc"
+                    | "Arc"
+                    | "HashMap"
+                    | "BTreeMap"
+            )
+        }),
+        Type::Group(g) => certainly_not_a_table(&g.elem),
+        Type::Paren(p) => certainly_not_a_table(&p.elem),
+        _ => true,
+    }
+}
+
+fn union_members_are_tables(cx: &Ctxt, variants: &[InputVariant<'_>]) {
+    for v in variants {
+        let ty = &v.variant.fields.iter().next().expect("one field").ty;
+        if certainly_not_a_table(ty) {
+            cx.error_spanned_by(
+                ty,
+                format!(
+                    "union member `{}` must hold a #[derive(Message)] struct: FlatBuffers unions hold tables (flatc's Python code supports no strings, scalars, vectors or structs in unions); wrap the value in a struct",
+                    v.variant.ident
+                ),
+            );
+        }
+    }
+}
+
+fn union_has_no_none(cx: &Ctxt, variants: &[InputVariant<'_>], names: &[String]) {
+    for (v, name) in variants.iter().zip(names) {
+        if name == "NONE" {
+            cx.error_spanned_by(
+                name_token(v),
+                "`NONE` is the name of a union's absent value: rename the member with #[fbs(name = \"...\")]",
+            );
+        }
+    }
+}
+
+fn union_fits_a_ubyte(cx: &Ctxt, ident: &Ident, variants: &[InputVariant<'_>]) {
+    if variants.len() > MAX_MEMBERS {
+        cx.error_spanned_by(
+            ident,
+            format!(
+                "a union has at most {MAX_MEMBERS} members (its type is a `ubyte`, 0 is NONE); `{ident}` has {}",
+                variants.len()
+            ),
+        );
+    }
 }
