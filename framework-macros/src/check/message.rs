@@ -356,15 +356,16 @@ fn field_ids_are_in_range(cx: &Ctxt, fields: &[InputField<'_>], ids: &[Ids]) {
                 format!("`{}`{gets} id {}", field_ident(&fields[i]), ids[i].value)
             })
             .collect();
-        let head = if out.contains(&s) {
-            format!("`{source}` has id {}", ids[s].value)
-        } else {
-            format!("with `{source}` at id {}", ids[s].value)
+        let followers = match followers.split_last() {
+            None => String::new(),
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
         };
-        let message = match followers.split_last() {
-            None => format!("{rule}; {head}"),
-            Some((last, [])) => format!("{rule}; {head}, so {last}"),
-            Some((last, rest)) => format!("{rule}; {head}, so {} and {last}", rest.join(", ")),
+        let pinned = ids[s].value;
+        let message = match (out.contains(&s), followers.is_empty()) {
+            (true, true) => format!("{rule}; `{source}` has id {pinned}"),
+            (true, false) => format!("{rule}; `{source}` has id {pinned}, so {followers}"),
+            (false, _) => format!("{rule}; after `{source}`'s id {pinned}, {followers}"),
         };
         cx.error_spanned_by(id_token(&fields[s]), message);
     }
@@ -761,5 +762,128 @@ fn union_fits_a_ubyte(cx: &Ctxt, ident: &Ident, variants: &[InputVariant<'_>]) {
                 variants.len()
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The errors `message` reports for `item`, as text (empty: none).
+    fn errors(item: &str) -> String {
+        let input: syn::DeriveInput = syn::parse_str(item).unwrap();
+        let cx = Ctxt::new();
+        let def = message(&cx, &input);
+        match cx.check() {
+            Ok(()) => {
+                assert!(def.is_some(), "no errors and no definition for {item}");
+                String::new()
+            }
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn table(item: &str) -> TableDef {
+        let input: syn::DeriveInput = syn::parse_str(item).unwrap();
+        let cx = Ctxt::new();
+        let def = message(&cx, &input);
+        cx.check().unwrap_or_else(|e| panic!("{e}"));
+        match def {
+            Some(MessageDef::Table(t)) => t,
+            _ => panic!("not a table: {item}"),
+        }
+    }
+
+    /// `repr(i128)` (stable since Rust 1.89) lets rustc accept values no 64-bit
+    /// type holds.
+    #[test]
+    fn values_beyond_64_bits_are_an_error() {
+        let e = errors("#[repr(i128)] enum E { A = -1, B = 18446744073709551615 }");
+        assert!(
+            e.contains("the values of this enum span more than a 64-bit integer holds"),
+            "{e}"
+        );
+        assert_eq!(errors("enum E { A = -1, B = 9223372036854775807 }"), "");
+    }
+
+    #[test]
+    fn the_smallest_type_holding_every_value_is_picked() {
+        let repr = |item: &str| {
+            let input: syn::DeriveInput = syn::parse_str(item).unwrap();
+            let cx = Ctxt::new();
+            let def = message(&cx, &input);
+            cx.check().unwrap();
+            match def {
+                Some(MessageDef::Enum(e)) => e.repr,
+                _ => panic!("not an enum"),
+            }
+        };
+        assert_eq!(repr("enum E { A, B = 255 }"), Repr::UByte);
+        assert_eq!(repr("enum E { A = -128, B = 127 }"), Repr::Byte);
+        assert_eq!(repr("enum E { A, B = 256 }"), Repr::UShort);
+        assert_eq!(repr("enum E { A = -1, B = 128 }"), Repr::Short);
+        assert_eq!(repr("enum E { A, B = 65536 }"), Repr::UInt);
+        assert_eq!(repr("enum E { A = -1, B = 32768 }"), Repr::Int);
+        assert_eq!(repr("enum E { A, B = 4294967296 }"), Repr::ULong);
+        assert_eq!(repr("enum E { A = -1, B = 2147483648 }"), Repr::Long);
+        // Chosen by the user, wider than needed.
+        assert_eq!(repr("#[fbs(repr = \"int\")] enum E { A }"), Repr::Int);
+        assert_eq!(repr("#[repr(i16)] enum E { A }"), Repr::Short);
+        // `repr(C)` and `usize` say nothing about the wire.
+        assert_eq!(repr("#[repr(C)] enum E { A = 300 }"), Repr::UShort);
+        assert_eq!(repr("#[repr(usize)] enum E { A }"), Repr::UByte);
+    }
+
+    /// What flatc assigns without ids: each field the next id, a union two (its
+    /// type's first).
+    #[test]
+    fn union_fields_take_two_ids_in_declaration_order() {
+        let t = table(
+            "struct S { a: u32, #[fbs(union)] u: U, b: u32, #[fbs(union)] v: Option<U>, c: u8 }",
+        );
+        let ids: Vec<(String, u16)> = t
+            .fields
+            .iter()
+            .map(|f| (f.ident.to_string(), f.id))
+            .collect();
+        let expected = [("a", 0), ("u", 2), ("b", 3), ("v", 5), ("c", 6)];
+        assert_eq!(
+            ids,
+            expected
+                .iter()
+                .map(|(n, i)| (n.to_string(), *i))
+                .collect::<Vec<_>>()
+        );
+        // Pinned: the union's id is its value's, numbering goes on after it.
+        let t = table(
+            "struct S { #[fbs(id = 3)] c: u8, #[fbs(union, id = 2)] u: U, #[fbs(id = 0)] a: u32 }",
+        );
+        let ids: Vec<u16> = t.fields.iter().map(|f| f.id).collect();
+        assert_eq!(ids, [3, 2, 0]);
+        let e = errors("struct S { #[fbs(union, id = 2)] u: U, a: u32 }");
+        assert!(
+            e.contains("field ids must be 0..3 (one per field, two per union, as flatc requires); after `u`'s id 2, `a` gets id 3"),
+            "{e}"
+        );
+        let e = errors("struct S { #[fbs(id = 3)] c: u8, #[fbs(union, id = 2)] u: U, a: u32 }");
+        assert!(
+            e.contains("field id 3 is already used by `c` (`a` takes the id after `u`'s)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let e = errors(
+            "#[fbs(name = \"x y\")] struct S { #[fbs(id = 9)] a: usize, #[fbs(idd)] b: u32 }",
+        );
+        for part in [
+            "a schema name is a FlatBuffers identifier",
+            "`usize`/`isize` have no fixed size",
+            "unknown key `idd`",
+            "field ids must be 0..2",
+        ] {
+            assert!(e.contains(part), "{part} missing in {e}");
+        }
     }
 }
