@@ -1,13 +1,14 @@
 //! Typed messages: FlatBuffers tables derived from Rust structs with
 //! `#[derive(framework::Message)]`, verified on decode, with their schema exportable
-//! as `.fbs` text.
+//! as `.fbs` text; fields of them may be FlatBuffers enums ([`Enum`]) and unions
+//! ([`Union`]), derived from Rust enums.
 //!
 //! What the derive generates for
 //! `#[derive(Message)] struct ChatLine { room: String, text: String }`,
-//! written by hand:
+//! written by hand (the docs of [`Message`](macro@crate::Message) show an enum's):
 //!
 //! ```
-//! use framework::message::{DecodeError, Field, Message, Schema, TableRef};
+//! use framework::message::{DecodeError, Field, FieldKind, Message, Schema, TableKind, TableRef};
 //! use flatbuffers::{FlatBufferBuilder, InvalidFlatbuffer, TableFinishedWIPOffset, Verifier, WIPOffset};
 //!
 //! #[derive(Debug, PartialEq)]
@@ -42,6 +43,11 @@
 //!                 <String as Field>::fbs_type(s), <String as Field>::fbs_type(s))
 //!         });
 //!     }
+//! }
+//!
+//! // A field of other messages, stored as a table.
+//! impl FieldKind for ChatLine {
+//!     type Kind = TableKind;
 //! }
 //!
 //! let line = ChatLine { room: "rust".into(), text: "hi".into() };
@@ -129,8 +135,11 @@ pub(crate) fn payload_options(max_size: usize) -> VerifierOptions {
     }
 }
 
-/// A Rust type stored as a FlatBuffers table. Implemented by
-/// `#[derive(framework::Message)]`; the module docs show what it generates.
+/// A Rust type stored as a FlatBuffers table: a payload (the root of a buffer) or
+/// a field of another message. Implemented by `#[derive(framework::Message)]` on
+/// structs; the module docs show what it generates. Enums and unions are never
+/// `Message`s (a FlatBuffers root is a table): they are [`Enum`]s and [`Union`]s,
+/// field types only.
 pub trait Message: Sized + Send + Sync + 'static {
     /// The table's name in the schema.
     const TABLE: &'static str;
