@@ -310,4 +310,5 @@ pub fn main_args(cx: &Ctxt, args: TokenStream) -> MainArgs {
 }
 
 mod message;
+mod message_enum;
 pub use message::message;

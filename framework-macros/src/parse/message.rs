@@ -4,6 +4,7 @@
 //! errors here; what the values mean is checked in `check::message`.
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -97,8 +98,6 @@ impl Parse for RawMeta {
         Ok(RawMeta { key, value })
     }
 }
-
-use syn::ext::IdentExt;
 
 /// The keys of one `#[fbs(...)]` at place `P`: the valid ones, and the errors of
 /// the others (all of them, not just the first).
