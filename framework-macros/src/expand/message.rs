@@ -234,6 +234,12 @@ fn enumeration(def: &EnumDef) -> TokenStream {
         .iter()
         .map(|v| Literal::i128_unsuffixed(v.value))
         .collect();
+    // As `Enum::default_repr` computes it, without a search per encode.
+    let default = match def.variants.iter().find(|v| v.value == 0) {
+        Some(_) => 0,
+        None => def.variants.iter().map(|v| v.value).min().unwrap_or(0),
+    };
+    let default = Literal::i128_unsuffixed(default);
     let register = registration(
         ident,
         name,
@@ -256,6 +262,10 @@ fn enumeration(def: &EnumDef) -> TokenStream {
                     #(#values => ::core::option::Option::Some(Self::#variants),)*
                     _ => ::core::option::Option::None,
                 }
+            }
+
+            fn default_repr() -> #repr {
+                #default
             }
         }
 

@@ -43,7 +43,8 @@ pub trait Enum: Sized + Send + Sync + 'static {
     fn from_repr(repr: Self::Repr) -> Option<Self>;
 
     /// The value an absent field has: 0 when a variant has it, else the lowest
-    /// value (flatc requires a field's default to be a variant).
+    /// value (flatc requires a field's default to be a variant). The derive
+    /// overrides it with the value it computed the same way.
     fn default_repr() -> Self::Repr {
         let lowest = Self::VARIANTS
             .iter()
@@ -148,5 +149,87 @@ impl<E: Enum> VectorStorage<E> for EnumKind {
     fn fbs_element(schema: &mut Schema) -> String {
         E::describe(schema);
         E::NAME.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-written, so `default_repr` is the provided one.
+    #[derive(Debug, PartialEq)]
+    enum Level {
+        High = 7,
+        Low = -3,
+    }
+
+    impl Enum for Level {
+        const NAME: &'static str = "Level";
+        type Repr = i8;
+        const VARIANTS: &'static [(&'static str, i8)] = &[("High", 7), ("Low", -3)];
+        fn to_repr(&self) -> i8 {
+            match self {
+                Level::High => 7,
+                Level::Low => -3,
+            }
+        }
+        fn from_repr(repr: i8) -> Option<Self> {
+            match repr {
+                7 => Some(Level::High),
+                -3 => Some(Level::Low),
+                _ => None,
+            }
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Zero {
+        One = 1,
+        Nought = 0,
+    }
+
+    impl Enum for Zero {
+        const NAME: &'static str = "Zero";
+        type Repr = u16;
+        const VARIANTS: &'static [(&'static str, u16)] = &[("One", 1), ("Nought", 0)];
+        fn to_repr(&self) -> u16 {
+            match self {
+                Zero::One => 1,
+                Zero::Nought => 0,
+            }
+        }
+        fn from_repr(repr: u16) -> Option<Self> {
+            match repr {
+                1 => Some(Zero::One),
+                0 => Some(Zero::Nought),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_is_zero_if_a_variant_else_the_lowest() {
+        assert_eq!(Level::default_repr(), -3);
+        assert_eq!(
+            <EnumKind as Storage<Level>>::absent("level"),
+            Ok(Level::Low)
+        );
+        assert_eq!(<EnumKind as Storage<Level>>::fbs_default(), " = Low");
+        assert_eq!(Zero::default_repr(), 0);
+        assert_eq!(
+            <EnumKind as Storage<Zero>>::absent("zero"),
+            Ok(Zero::Nought)
+        );
+        assert_eq!(<EnumKind as Storage<Zero>>::fbs_default(), "");
+    }
+
+    #[test]
+    fn the_schema_lists_variants_in_value_order() {
+        let mut schema = Schema::new(None);
+        Level::describe(&mut schema);
+        assert_eq!(
+            schema.table_text("Level"),
+            Some("enum Level : byte {\n  Low = -3,\n  High = 7,\n}\n")
+        );
     }
 }
