@@ -25,7 +25,7 @@ pub fn message(cx: &Ctxt, derive: &syn::DeriveInput) -> Option<MessageDef> {
     not_generic(cx, &input);
     match &input.data {
         InputData::Struct { shape, fields } => table(cx, &input, shape, fields),
-        InputData::Enum { variants, .. } => enumeration(cx, &input, variants),
+        InputData::Enum { variants } => enumeration(cx, &input, variants),
         InputData::Union { token } => {
             not_a_rust_union(cx, token);
             None
@@ -66,9 +66,7 @@ fn is_identifier(s: &str) -> bool {
 /// A `#[fbs(name = "...")]` must be a name flatc accepts.
 pub(super) fn names_are_identifiers(cx: &Ctxt, input: &Input<'_>) {
     let variants = match &input.data {
-        InputData::Enum { variants, .. } => {
-            variants.iter().filter_map(|v| v.name.as_ref()).collect()
-        }
+        InputData::Enum { variants } => variants.iter().filter_map(|v| v.name.as_ref()).collect(),
         _ => Vec::new(),
     };
     for name in input.name.iter().chain(variants) {
