@@ -1,7 +1,7 @@
 //! `#[derive(Message)]` without sockets: round trips of every supported field
-//! type, absent fields, schema evolution (appended, deprecated and pinned fields),
-//! the exported `.fbs` text, and property tests that decoding untrusted bytes never
-//! panics and that encode → decode is the identity.
+//! type (enums and unions included), absent fields, schema evolution (appended,
+//! deprecated and pinned fields), the exported `.fbs` text, and property tests that
+//! decoding untrusted bytes never panics and that encode → decode is the identity.
 
 use std::collections::HashMap;
 
@@ -450,6 +450,527 @@ fn a_valid_buffer_within_the_limit_decodes() {
     );
 }
 
+// ------------------------------------------------------- enums and unions
+
+/// A fieldless enum with explicit discriminants: `ubyte`, 0 is a variant.
+#[derive(Message, Debug, Clone, Copy, Default, PartialEq)]
+enum Color {
+    #[default]
+    Red,
+    Green = 5,
+    Blue,
+}
+
+/// Negative values and no zero: `short`, an absent field reads as the lowest.
+#[derive(Message, Debug, Clone, Copy, PartialEq)]
+enum Level {
+    Low = -3,
+    High = 7,
+    Max = 300,
+}
+
+impl Default for Level {
+    fn default() -> Self {
+        Level::Low
+    }
+}
+
+/// The type given with `#[fbs(repr)]`, wider than the values need.
+#[derive(Message, Debug, Clone, Copy, Default, PartialEq)]
+#[fbs(repr = "uint")]
+enum Wide {
+    #[default]
+    A,
+    B,
+}
+
+/// The type given with Rust's `#[repr]`; renamed, with a renamed variant.
+#[derive(Message, Debug, Clone, Copy, Default, PartialEq)]
+#[repr(u16)]
+#[fbs(name = "Mood")]
+enum Feeling {
+    #[default]
+    #[fbs(name = "HAPPY")]
+    Happy = 1,
+    Sad = 2,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Palette {
+    color: Color,
+    level: Level,
+    wide: Wide,
+    feeling: Feeling,
+    maybe: Option<Color>,
+    maybe_level: Option<Level>,
+    colors: Vec<Color>,
+    levels: Vec<Level>,
+    maybe_colors: Option<Vec<Color>>,
+}
+
+/// Only enums: all defaults is an empty table.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Enums {
+    color: Color,
+    level: Level,
+    wide: Wide,
+    feeling: Feeling,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Circle {
+    radius: f32,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Square {
+    side: f32,
+    label: String,
+}
+
+/// A union of two tables, one of them twice under another name.
+#[derive(Message, Debug, Clone, PartialEq)]
+enum Shape {
+    Circle(Circle),
+    Square(Square),
+    #[fbs(name = "Dot")]
+    Point(Circle),
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape::Circle(Circle::default())
+    }
+}
+
+/// A required union, an optional one, and fields around them.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Drawing {
+    name: String,
+    #[fbs(union)]
+    shape: Shape,
+    #[fbs(union)]
+    extra: Option<Shape>,
+    tag: u8,
+}
+
+/// `Drawing`'s wire layout spelled out: each union as its type and its table.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct RawDrawing {
+    name: String,
+    shape_type: u8,
+    shape: Option<Square>,
+    extra_type: u8,
+    extra: Option<Square>,
+    tag: u8,
+}
+
+/// `Palette`'s first fields as plain integers, to put any value on the wire.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct RawPalette {
+    color: u8,
+    level: i16,
+    wide: u32,
+    feeling: u16,
+    maybe: Option<u8>,
+    maybe_level: Option<i16>,
+    colors: Vec<u8>,
+}
+
+/// `Drawing` declared in another order with its ids pinned (a union's id is its
+/// value's; its type's is the id before).
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+#[fbs(name = "Drawing")]
+struct DrawingPinned {
+    #[fbs(id = 5)]
+    tag: u8,
+    #[fbs(union, id = 4)]
+    extra: Option<Shape>,
+    #[fbs(id = 0)]
+    name: String,
+    #[fbs(union, id = 2)]
+    shape: Shape,
+}
+
+#[test]
+fn enums_round_trip_at_every_variant() {
+    let colors = [Color::Red, Color::Green, Color::Blue];
+    let levels = [Level::Low, Level::High, Level::Max];
+    for (i, (color, level)) in colors.into_iter().zip(levels).enumerate() {
+        round_trip(&Palette {
+            color,
+            level,
+            wide: if i % 2 == 0 { Wide::A } else { Wide::B },
+            feeling: if i % 2 == 0 {
+                Feeling::Sad
+            } else {
+                Feeling::Happy
+            },
+            maybe: Some(color),
+            maybe_level: Some(level),
+            colors: colors.to_vec(),
+            levels: vec![level; i],
+            maybe_colors: Some(vec![color]),
+        });
+    }
+    round_trip(&Palette::default());
+}
+
+#[test]
+fn enums_are_stored_as_their_values() {
+    let raw = RawPalette::decode(
+        &Palette {
+            color: Color::Blue,
+            level: Level::Max,
+            wide: Wide::B,
+            feeling: Feeling::Sad,
+            maybe: Some(Color::Red),
+            maybe_level: None,
+            colors: vec![Color::Green, Color::Red],
+            ..Palette::default()
+        }
+        .encode(),
+    )
+    .unwrap();
+    assert_eq!(
+        raw,
+        RawPalette {
+            color: 6,
+            level: 300,
+            wide: 1,
+            feeling: 2,
+            maybe: Some(0),
+            maybe_level: None,
+            colors: vec![5, 0],
+        }
+    );
+}
+
+#[test]
+fn absent_enums_read_as_their_default_and_defaults_are_not_written() {
+    let empty = Empty {}.encode();
+    let enums = Enums::decode(&empty).unwrap();
+    // 0 where it is a variant, else the lowest value (flatc's rule).
+    assert_eq!(
+        enums,
+        Enums {
+            color: Color::Red,
+            level: Level::Low,
+            wide: Wide::A,
+            feeling: Feeling::Happy,
+        }
+    );
+    assert_eq!(enums.encode(), empty);
+    // `Some` of the default is written, and tells itself from `None`.
+    let some = Palette {
+        maybe: Some(Color::Red),
+        maybe_level: Some(Level::Low),
+        ..Palette::default()
+    };
+    round_trip(&some);
+    assert_ne!(some.encode(), Palette::default().encode());
+}
+
+#[test]
+fn a_value_that_is_no_variant_is_an_error() {
+    let bad = |raw: RawPalette| Palette::decode(&raw.encode()).unwrap_err();
+    let unknown = |ty, value| DecodeError::UnknownVariant { ty, value };
+    assert_eq!(
+        bad(RawPalette {
+            color: 1,
+            ..RawPalette::default()
+        }),
+        unknown("Color", 1)
+    );
+    assert_eq!(
+        bad(RawPalette {
+            level: -3,
+            feeling: 3,
+            ..RawPalette::default()
+        }),
+        unknown("Mood", 3)
+    );
+    // 0 is no `Level`: written explicitly, it is an error, not the default.
+    assert_eq!(
+        bad(RawPalette {
+            maybe_level: Some(0),
+            level: -3,
+            feeling: 1,
+            ..RawPalette::default()
+        }),
+        unknown("Level", 0)
+    );
+    assert_eq!(
+        bad(RawPalette {
+            wide: u32::MAX,
+            level: -3,
+            feeling: 1,
+            ..RawPalette::default()
+        }),
+        unknown("Wide", u32::MAX.into())
+    );
+    assert_eq!(
+        bad(RawPalette {
+            colors: vec![0, 5, 6, 7],
+            level: -3,
+            feeling: 1,
+            ..RawPalette::default()
+        }),
+        unknown("Color", 7)
+    );
+    assert_eq!(
+        bad(RawPalette {
+            maybe: Some(255),
+            level: -3,
+            feeling: 1,
+            ..RawPalette::default()
+        }),
+        unknown("Color", 255)
+    );
+}
+
+#[test]
+fn unions_round_trip_every_member() {
+    let circle = Circle { radius: 1.5 };
+    let square = Square {
+        side: 2.0,
+        label: "sq".into(),
+    };
+    for shape in [
+        Shape::Circle(circle.clone()),
+        Shape::Square(square.clone()),
+        Shape::Point(Circle::default()),
+    ] {
+        for extra in [None, Some(Shape::Square(square.clone()))] {
+            round_trip(&Drawing {
+                name: "d".into(),
+                shape: shape.clone(),
+                extra,
+                tag: 9,
+            });
+        }
+    }
+}
+
+#[test]
+fn a_union_is_its_type_and_its_table() {
+    let square = Square {
+        side: 3.0,
+        label: "s".into(),
+    };
+    let drawing = Drawing {
+        name: "n".into(),
+        shape: Shape::Square(square.clone()),
+        extra: None,
+        tag: 1,
+    };
+    // Member types count from 1 in declaration order (0 is NONE): Square is 2,
+    // and an absent optional union has neither its type nor its table.
+    assert_eq!(
+        RawDrawing::decode(&drawing.encode()).unwrap(),
+        RawDrawing {
+            name: "n".into(),
+            shape_type: 2,
+            shape: Some(square.clone()),
+            extra_type: 0,
+            extra: None,
+            tag: 1,
+        }
+    );
+    let raw = RawDrawing {
+        name: "raw".into(),
+        shape_type: 2,
+        shape: Some(square.clone()),
+        extra_type: 3,
+        extra: Some(Square::default()),
+        tag: 2,
+    };
+    assert_eq!(
+        Drawing::decode(&raw.encode()).unwrap(),
+        Drawing {
+            name: "raw".into(),
+            shape: Shape::Square(square),
+            // A `Square` table read as a `Circle` (type 3 is `Dot`): FlatBuffers
+            // trusts the type; an all-default table reads as the default.
+            extra: Some(Shape::Point(Circle::default())),
+            tag: 2,
+        }
+    );
+}
+
+#[test]
+fn a_required_union_that_is_absent_is_missing() {
+    assert_eq!(
+        Drawing::decode(&Empty {}.encode()).unwrap_err(),
+        DecodeError::Missing("shape")
+    );
+    let square = Some(Square::default());
+    let raw = |shape_type, extra_type| RawDrawing {
+        shape_type,
+        shape: square.clone(),
+        extra_type,
+        extra: square.clone(),
+        ..RawDrawing::default()
+    };
+    // A type that is no member.
+    assert_eq!(
+        Drawing::decode(&raw(4, 1).encode()).unwrap_err(),
+        DecodeError::UnknownVariant {
+            ty: "Shape",
+            value: 4
+        }
+    );
+    assert_eq!(
+        Drawing::decode(&raw(1, 200).encode()).unwrap_err(),
+        DecodeError::UnknownVariant {
+            ty: "Shape",
+            value: 200
+        }
+    );
+    // A table without its type (type 0 is not written): the verifier rejects it.
+    let err = Drawing::decode(&raw(1, 0).encode()).unwrap_err();
+    assert!(matches!(err, DecodeError::Invalid(_)), "{err:?}");
+    // A type without its table.
+    let no_table = RawDrawing {
+        shape_type: 1,
+        ..RawDrawing::default()
+    };
+    let err = Drawing::decode(&no_table.encode()).unwrap_err();
+    assert!(matches!(err, DecodeError::Invalid(_)), "{err:?}");
+}
+
+#[test]
+fn pinned_union_ids_match_declaration_order_ids() {
+    let drawing = Drawing {
+        name: "pinned".into(),
+        shape: Shape::Circle(Circle { radius: 4.0 }),
+        extra: Some(Shape::Point(Circle { radius: 1.0 })),
+        tag: 3,
+    };
+    let pinned = DrawingPinned::decode(&drawing.encode()).unwrap();
+    assert_eq!(
+        pinned,
+        DrawingPinned {
+            tag: 3,
+            extra: drawing.extra.clone(),
+            name: "pinned".into(),
+            shape: drawing.shape.clone(),
+        }
+    );
+    assert_eq!(Drawing::decode(&pinned.encode()).unwrap(), drawing);
+    assert_eq!(
+        Drawing::schema(None)
+            .lines()
+            .filter(|l| l.contains("(id:"))
+            .collect::<Vec<_>>(),
+        DrawingPinned::schema(None)
+            .lines()
+            .filter(|l| l.contains("(id:"))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn schema_of_enums_and_unions_is_exact() {
+    assert_eq!(
+        Palette::schema(None),
+        "// Generated from Rust types by framework's #[derive(Message)].\n\
+         \n\
+         enum Color : ubyte {\n\
+         \x20 Red = 0,\n\
+         \x20 Green = 5,\n\
+         \x20 Blue = 6,\n\
+         }\n\
+         \n\
+         enum Level : short {\n\
+         \x20 Low = -3,\n\
+         \x20 High = 7,\n\
+         \x20 Max = 300,\n\
+         }\n\
+         \n\
+         enum Wide : uint {\n\
+         \x20 A = 0,\n\
+         \x20 B = 1,\n\
+         }\n\
+         \n\
+         enum Mood : ushort {\n\
+         \x20 HAPPY = 1,\n\
+         \x20 Sad = 2,\n\
+         }\n\
+         \n\
+         table Palette {\n\
+         \x20 color: Color (id: 0);\n\
+         \x20 level: Level = Low (id: 1);\n\
+         \x20 wide: Wide (id: 2);\n\
+         \x20 feeling: Mood = HAPPY (id: 3);\n\
+         \x20 maybe: Color = null (id: 4);\n\
+         \x20 maybe_level: Level = null (id: 5);\n\
+         \x20 colors: [Color] (id: 6);\n\
+         \x20 levels: [Level] (id: 7);\n\
+         \x20 maybe_colors: [Color] (id: 8);\n\
+         }\n\
+         \n\
+         root_type Palette;\n"
+    );
+    assert_eq!(
+        Drawing::schema(Some("app")),
+        "// Generated from Rust types by framework's #[derive(Message)].\n\
+         \n\
+         namespace app;\n\
+         \n\
+         table Circle {\n\
+         \x20 radius: float (id: 0);\n\
+         }\n\
+         \n\
+         table Square {\n\
+         \x20 side: float (id: 0);\n\
+         \x20 label: string (id: 1);\n\
+         }\n\
+         \n\
+         union Shape {\n\
+         \x20 Circle,\n\
+         \x20 Square,\n\
+         \x20 Dot: Circle,\n\
+         }\n\
+         \n\
+         table Drawing {\n\
+         \x20 name: string (id: 0);\n\
+         \x20 shape: Shape (id: 2);\n\
+         \x20 extra: Shape (id: 4);\n\
+         \x20 tag: ubyte (id: 5);\n\
+         }\n\
+         \n\
+         root_type Drawing;\n"
+    );
+}
+
+/// What the registry's conflict check compares: each name's own text, an enum's
+/// or a union's as a table's.
+#[test]
+fn an_enum_or_union_describes_itself_under_its_name() {
+    use framework::message::{Enum, Union};
+    let mut schema = framework::message::Schema::new(None);
+    <Feeling as Enum>::describe(&mut schema);
+    <Shape as Union>::describe(&mut schema);
+    assert_eq!(
+        schema.table_text("Mood"),
+        Some("enum Mood : ushort {\n  HAPPY = 1,\n  Sad = 2,\n}\n")
+    );
+    assert!(
+        schema
+            .table_text("Shape")
+            .is_some_and(|t| t.starts_with("union Shape {")),
+        "{schema:?}"
+    );
+    // A union describes its member tables before itself, each once.
+    let fbs = schema.to_fbs();
+    assert_eq!(fbs.matches("table Circle {").count(), 1, "{fbs}");
+    assert!(
+        fbs.find("table Square {") < fbs.find("union Shape {"),
+        "{fbs}"
+    );
+}
+
 // ------------------------------------------------- schema evolution
 
 #[derive(Message, Debug, Clone, Default, PartialEq)]
@@ -723,6 +1244,8 @@ struct Everything {
     tree: Tree,
     s: String,
     id: Uuid,
+    palette: Palette,
+    drawing: Drawing,
 }
 
 /// Any float but `-0.0` (see `negative_zero_keeps_its_sign`), NaN included.
@@ -872,17 +1395,82 @@ fn trees() -> impl Strategy<Value = Tree> {
     })
 }
 
-fn everything() -> impl Strategy<Value = Everything> {
-    (scalars(), vectors(), options(), trees(), ".{0,16}", uuids()).prop_map(
-        |(scalars, vectors, options, tree, s, id)| Everything {
-            scalars,
-            vectors,
-            options,
-            tree,
-            s,
-            id,
-        },
+fn colors() -> impl Strategy<Value = Color> {
+    prop_oneof![Just(Color::Red), Just(Color::Green), Just(Color::Blue)]
+}
+
+fn levels() -> impl Strategy<Value = Level> {
+    prop_oneof![Just(Level::Low), Just(Level::High), Just(Level::Max)]
+}
+
+fn palettes() -> impl Strategy<Value = Palette> {
+    use proptest::option::of;
+    (
+        (colors(), levels(), any::<bool>(), any::<bool>()),
+        (of(colors()), of(levels())),
+        (
+            vec(colors(), 0..6),
+            vec(levels(), 0..6),
+            of(vec(colors(), 0..3)),
+        ),
     )
+        .prop_map(
+            |((color, level, wide, sad), (maybe, maybe_level), (colors, levels, maybe_colors))| {
+                Palette {
+                    color,
+                    level,
+                    wide: if wide { Wide::B } else { Wide::A },
+                    feeling: if sad { Feeling::Sad } else { Feeling::Happy },
+                    maybe,
+                    maybe_level,
+                    colors,
+                    levels,
+                    maybe_colors,
+                }
+            },
+        )
+}
+
+fn shapes() -> impl Strategy<Value = Shape> {
+    prop_oneof![
+        f32s().prop_map(|radius| Shape::Circle(Circle { radius })),
+        (f32s(), ".{0,8}").prop_map(|(side, label)| Shape::Square(Square { side, label })),
+        f32s().prop_map(|radius| Shape::Point(Circle { radius })),
+    ]
+}
+
+fn drawings() -> impl Strategy<Value = Drawing> {
+    (
+        ".{0,8}",
+        shapes(),
+        proptest::option::of(shapes()),
+        any::<u8>(),
+    )
+        .prop_map(|(name, shape, extra, tag)| Drawing {
+            name,
+            shape,
+            extra,
+            tag,
+        })
+}
+
+fn everything() -> impl Strategy<Value = Everything> {
+    (
+        (scalars(), vectors(), options(), trees()),
+        (".{0,16}", uuids(), palettes(), drawings()),
+    )
+        .prop_map(
+            |((scalars, vectors, options, tree), (s, id, palette, drawing))| Everything {
+                scalars,
+                vectors,
+                options,
+                tree,
+                s,
+                id,
+                palette,
+                drawing,
+            },
+        )
 }
 
 /// Equality that treats NaN as equal to NaN (`Debug` prints every value of a
@@ -910,6 +1498,8 @@ fn decode_as_every_type(bytes: &[u8]) -> Result<(), TestCaseError> {
     decode_never_panics::<Nested>(bytes)?;
     decode_never_panics::<Tree>(bytes)?;
     decode_never_panics::<Text>(bytes)?;
+    decode_never_panics::<Palette>(bytes)?;
+    decode_never_panics::<Drawing>(bytes)?;
     decode_never_panics::<Empty>(bytes)
 }
 
@@ -975,6 +1565,23 @@ proptest! {
         let back = Everything::decode(&value.encode())
             .map_err(|e| TestCaseError::fail(format!("{value:?} does not decode: {e}")))?;
         prop_assert!(same(&back, &value), "{back:?} != {value:?}");
+    }
+
+    #[test]
+    fn enums_and_unions_round_trip(palette in palettes(), drawing in drawings()) {
+        let back = Palette::decode(&palette.encode())
+            .map_err(|e| TestCaseError::fail(format!("{palette:?} does not decode: {e}")))?;
+        prop_assert_eq!(back, palette);
+        let back = Drawing::decode(&drawing.encode())
+            .map_err(|e| TestCaseError::fail(format!("{drawing:?} does not decode: {e}")))?;
+        prop_assert!(same(&back, &drawing), "{back:?} != {drawing:?}");
+    }
+
+    #[test]
+    fn decoding_mutated_unions_never_panics(drawing in drawings(), muts in mutations()) {
+        let mut bytes = drawing.encode().to_vec();
+        mutate(&mut bytes, &muts);
+        decode_as_every_type(&bytes)?;
     }
 
     #[test]

@@ -44,8 +44,52 @@ struct Numbers {
     f64: f64,
 }
 
-/// Every other field kind: UUIDs, strings, options, nested tables, vectors, and
-/// a deprecated field (which Python never sees).
+/// A fieldless enum with explicit discriminants (`ubyte`, 0 is a variant).
+#[derive(Message, Debug, Clone, Copy, Default, PartialEq)]
+enum Color {
+    #[default]
+    Red = 0,
+    Green = 5,
+    Blue = 6,
+}
+
+/// Negative values and no zero (`short`; an absent field is `Sad`, the lowest).
+#[derive(Message, Debug, Clone, Copy, Default, PartialEq)]
+enum Mood {
+    #[default]
+    Sad = -2,
+    Calm = 3,
+    Glad = 400,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Dog {
+    name: String,
+    good: bool,
+}
+
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Cat {
+    lives: u8,
+}
+
+/// A union of two tables, one of them twice (as `Kitten`).
+#[derive(Message, Debug, Clone, PartialEq)]
+enum Pet {
+    Dog(Dog),
+    Cat(Cat),
+    #[fbs(name = "Kitten")]
+    Young(Cat),
+}
+
+impl Default for Pet {
+    fn default() -> Self {
+        Pet::Dog(Dog::default())
+    }
+}
+
+/// Every other field kind: UUIDs, strings, options, nested tables, vectors, enums,
+/// unions, and a deprecated field (which Python never sees).
 #[derive(Message, Debug, Clone, Default, PartialEq)]
 struct Person {
     id: Uuid,
@@ -71,6 +115,15 @@ struct Person {
     tags: Vec<String>,
     friends: Vec<Uuid>,
     addresses: Vec<Address>,
+    color: Color,
+    mood: Mood,
+    maybe_color: Option<Color>,
+    colors: Vec<Color>,
+    moods: Vec<Mood>,
+    #[fbs(union)]
+    pet: Pet,
+    #[fbs(union)]
+    other_pet: Option<Pet>,
 }
 
 fn uuid_json(id: &Uuid) -> Value {
@@ -83,6 +136,25 @@ fn geo_json(g: &Geo) -> Value {
 
 fn address_json(a: &Address) -> Value {
     json!({ "street": a.street, "number": a.number, "geo": a.geo.as_ref().map(geo_json) })
+}
+
+/// An enum value by its name in the schema (Python maps names and numbers with
+/// the generated enum class, so both sides must agree on the values).
+fn color_json(c: &Color) -> Value {
+    json!(format!("{c:?}"))
+}
+
+fn mood_json(m: &Mood) -> Value {
+    json!(format!("{m:?}"))
+}
+
+/// A union as its member's name in the schema and the member's table.
+fn pet_json(p: &Pet) -> Value {
+    match p {
+        Pet::Dog(d) => json!({ "member": "Dog", "dog": { "name": d.name, "good": d.good } }),
+        Pet::Cat(c) => json!({ "member": "Cat", "cat": { "lives": c.lives } }),
+        Pet::Young(c) => json!({ "member": "Kitten", "cat": { "lives": c.lives } }),
+    }
 }
 
 /// The value in the JSON shape `schema_roundtrip.py` reads and builds (f32 values
@@ -114,6 +186,13 @@ fn person_json(p: &Person) -> Value {
         "tags": p.tags,
         "friends": p.friends.iter().map(uuid_json).collect::<Vec<_>>(),
         "addresses": p.addresses.iter().map(address_json).collect::<Vec<_>>(),
+        "color": color_json(&p.color),
+        "mood": mood_json(&p.mood),
+        "maybe_color": p.maybe_color.as_ref().map(color_json),
+        "colors": p.colors.iter().map(color_json).collect::<Vec<_>>(),
+        "moods": p.moods.iter().map(mood_json).collect::<Vec<_>>(),
+        "pet": pet_json(&p.pet),
+        "other_pet": p.other_pet.as_ref().map(pet_json),
     })
 }
 
@@ -173,6 +252,16 @@ fn cases() -> Vec<Person> {
                 geo: Some(Geo { lat: 1.0, lon: 2.0 }),
             },
         ],
+        color: Color::Blue,
+        mood: Mood::Glad,
+        maybe_color: Some(Color::Red),
+        colors: vec![Color::Green, Color::Red, Color::Blue, Color::Green],
+        moods: vec![Mood::Sad, Mood::Glad, Mood::Calm],
+        pet: Pet::Cat(Cat { lives: 9 }),
+        other_pet: Some(Pet::Dog(Dog {
+            name: "Rex".into(),
+            good: true,
+        })),
     };
     let mixed = Person {
         id: Uuid::from_u128(7),
@@ -191,6 +280,12 @@ fn cases() -> Vec<Person> {
         work: None,
         tags: vec!["only".into()],
         longs: vec![5],
+        color: Color::Green,
+        mood: Mood::Calm,
+        maybe_color: None,
+        colors: vec![Color::Red],
+        pet: Pet::Young(Cat { lives: 1 }),
+        other_pet: None,
         ..Person::default()
     };
     vec![Person::default(), full, mixed]
@@ -235,7 +330,9 @@ fn prepare(dir: &Path) -> PathBuf {
         "flatc rejected the exported schema\n{schema}\n{}",
         show(&out)
     );
-    for module in ["Person", "Address", "Geo", "Numbers", "Uuid"] {
+    for module in [
+        "Person", "Address", "Geo", "Numbers", "Uuid", "Color", "Mood", "Pet", "Dog", "Cat",
+    ] {
         assert!(
             gen.join(format!("app/{module}.py")).is_file(),
             "flatc generated no app/{module}.py from\n{schema}"
@@ -320,6 +417,22 @@ fn the_exported_schema_names_every_table_once() {
         schema.contains("  legacy: uint (id: 3, deprecated);"),
         "{schema}"
     );
+    // Enums and unions once each, before the tables that use them; a union's
+    // member tables before the union.
+    for definition in ["enum Color : ubyte {", "enum Mood : short {", "union Pet {"] {
+        assert_eq!(schema.matches(definition).count(), 1, "{schema}");
+        assert!(
+            schema.find(definition) < schema.find("table Person {"),
+            "{schema}"
+        );
+    }
+    assert!(
+        schema.find("table Cat {") < schema.find("union Pet {"),
+        "{schema}"
+    );
+    assert!(schema.contains("  mood: Mood = Sad (id: 23);"), "{schema}");
+    assert!(schema.contains("  pet: Pet (id: 28);"), "{schema}");
+    assert!(schema.contains("  other_pet: Pet (id: 30);"), "{schema}");
     // One type's schema is its tables plus `root_type`, and flatc-ready too.
     assert!(Person::schema(Some("app")).ends_with("root_type Person;\n"));
 }

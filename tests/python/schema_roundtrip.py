@@ -13,7 +13,9 @@ Usage:
 
 JSON shape (see `person_json` in tests/schema_python.rs): UUIDs are 32 hex
 digits, floats are exact doubles (a Rust f32 is widened exactly), `null` is an
-absent optional field. Derived messages are finished without a file identifier,
+absent optional field, an enum value is its name in the schema (mapped to and
+from numbers with the generated enum classes), and a union is
+{"member": name, "dog" or "cat": table}. Derived messages are finished without a file identifier,
 so buffers are finished with `builder.Finish(root)`.
 Exit status 0 and a final "OK" line mean every case passed.
 """
@@ -25,11 +27,16 @@ import sys
 
 def load_generated(gen_dir):
     sys.path.insert(0, gen_dir)
-    global Address, Geo, Numbers, Person, Uuid
+    global Address, Geo, Numbers, Person, Uuid, Color, Mood, Pet, Dog, Cat
     import app.Address as Address
+    import app.Cat as Cat
+    import app.Color as Color
+    import app.Dog as Dog
     import app.Geo as Geo
+    import app.Mood as Mood
     import app.Numbers as Numbers
     import app.Person as Person
+    import app.Pet as Pet
     import app.Uuid as Uuid
 
 
@@ -79,6 +86,34 @@ def numbers_json(n):
     }
 
 
+def enum_name(cls, value):
+    """The name of `value` in a generated enum class (or union type class)."""
+    if value is None:
+        return None
+    names = [n for n, v in vars(cls).items() if not n.startswith("_") and v == value]
+    if len(names) != 1:
+        raise AssertionError(f"{value!r} is not exactly one value of {cls.__name__}: {names}")
+    return names[0]
+
+
+def pet_json(member_type, table):
+    """A union field as JSON, from its type and its table (None: absent)."""
+    member = enum_name(Pet.Pet, member_type)
+    if member == "NONE":
+        if table is not None:
+            raise AssertionError("a union without a type has a table")
+        return None
+    if table is None:
+        raise AssertionError(f"union member {member} has no table")
+    if member == "Dog":
+        dog = Dog.Dog()
+        dog.Init(table.Bytes, table.Pos)
+        return {"member": member, "dog": {"name": text(dog.Name()) or "", "good": dog.Good()}}
+    cat = Cat.Cat()
+    cat.Init(table.Bytes, table.Pos)
+    return {"member": member, "cat": {"lives": cat.Lives()}}
+
+
 def person_json(p):
     """The decoded Person in the JSON shape the Rust side sends."""
     ident = p.Id()
@@ -110,6 +145,13 @@ def person_json(p):
         "tags": [text(p.Tags(i)) for i in range(p.TagsLength())],
         "friends": [uuid_hex(p.Friends(i)) for i in range(p.FriendsLength())],
         "addresses": [address_json(p.Addresses(i)) for i in range(p.AddressesLength())],
+        "color": enum_name(Color.Color, p.Color()),
+        "mood": enum_name(Mood.Mood, p.Mood()),
+        "maybe_color": enum_name(Color.Color, p.MaybeColor()),
+        "colors": [enum_name(Color.Color, c) for c in vector(p, "Colors")],
+        "moods": [enum_name(Mood.Mood, m) for m in vector(p, "Moods")],
+        "pet": pet_json(p.PetType(), p.Pet()),
+        "other_pet": pet_json(p.OtherPetType(), p.OtherPet()),
     }
 
 
@@ -192,6 +234,21 @@ def build_numbers(builder, n):
     return Numbers.NumbersEnd(builder)
 
 
+def build_pet(builder, pet):
+    """A union member's table and its type."""
+    if "dog" in pet:
+        name = builder.CreateString(pet["dog"]["name"])
+        Dog.DogStart(builder)
+        Dog.DogAddName(builder, name)
+        Dog.DogAddGood(builder, pet["dog"]["good"])
+        table = Dog.DogEnd(builder)
+    else:
+        Cat.CatStart(builder)
+        Cat.CatAddLives(builder, pet["cat"]["lives"])
+        table = Cat.CatEnd(builder)
+    return table, getattr(Pet.Pet, pet["member"])
+
+
 def build_person(builder, p):
     """Builds a Person the way a Python client would, children first."""
     b = builder
@@ -220,6 +277,22 @@ def build_person(builder, p):
     addresses = scalar_vector(
         b, Person.PersonStartAddressesVector, b.PrependUOffsetTRelative, address_offsets
     )
+    colors = scalar_vector(
+        b,
+        Person.PersonStartColorsVector,
+        b.PrependUint8,
+        [getattr(Color.Color, c) for c in p["colors"]],
+    )
+    moods = scalar_vector(
+        b,
+        Person.PersonStartMoodsVector,
+        b.PrependInt16,
+        [getattr(Mood.Mood, m) for m in p["moods"]],
+    )
+    pet, pet_type = build_pet(b, p["pet"])
+    other_pet = None
+    if p["other_pet"] is not None:
+        other_pet, other_pet_type = build_pet(b, p["other_pet"])
 
     Person.PersonStart(b)
     # Structs are written inline, right before they are added.
@@ -251,6 +324,17 @@ def build_person(builder, p):
     Person.PersonAddTags(b, tags)
     Person.PersonAddFriends(b, friends)
     Person.PersonAddAddresses(b, addresses)
+    Person.PersonAddColor(b, getattr(Color.Color, p["color"]))
+    Person.PersonAddMood(b, getattr(Mood.Mood, p["mood"]))
+    if p["maybe_color"] is not None:
+        Person.PersonAddMaybeColor(b, getattr(Color.Color, p["maybe_color"]))
+    Person.PersonAddColors(b, colors)
+    Person.PersonAddMoods(b, moods)
+    Person.PersonAddPetType(b, pet_type)
+    Person.PersonAddPet(b, pet)
+    if other_pet is not None:
+        Person.PersonAddOtherPetType(b, other_pet_type)
+        Person.PersonAddOtherPet(b, other_pet)
     return Person.PersonEnd(b)
 
 

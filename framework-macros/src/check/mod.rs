@@ -357,4 +357,5 @@ pub fn main_args(cx: &Ctxt, args: &KeyValues) -> MainArgs {
 }
 
 mod message;
+mod message_enum;
 pub use message::message;

@@ -113,3 +113,5 @@ pub fn metas(args: TokenStream) -> syn::Result<Vec<Meta>> {
     let list = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
     Ok(list.into_iter().collect())
 }
+
+pub mod message;

@@ -1,5 +1,6 @@
 //! How each supported Rust type is stored as a table field. The derive emits one
-//! call per field; everything type-specific lives here.
+//! call per field; everything type-specific lives here (vectors in `vector.rs`,
+//! enums and unions beside their traits).
 
 use flatbuffers::{FlatBufferBuilder, InvalidFlatbuffer, TableVerifier, UnionWIPOffset, WIPOffset};
 use uuid::Uuid;
@@ -7,7 +8,7 @@ use uuid::Uuid;
 use super::{DecodeError, Message, Schema, TableRef};
 use crate::protocol::fbs;
 
-type Offset = WIPOffset<UnionWIPOffset>;
+pub(super) type Offset = WIPOffset<UnionWIPOffset>;
 
 /// `push` for out-of-line fields (strings, vectors, tables): always written,
 /// absence is the missing offset.
@@ -18,22 +19,14 @@ macro_rules! push_offset {
         }
     };
 }
-
-/// `absent` for vectors: an absent vector reads as empty.
-macro_rules! absent_is_empty {
-    () => {
-        fn absent(_: &'static str) -> Result<Self, DecodeError> {
-            Ok(Vec::new())
-        }
-    };
-}
+pub(super) use push_offset;
 
 /// A type that can be a field of a `#[derive(Message)]` struct: `bool`, integers,
-/// floats, `String`, `Vec<u8>`, `Vec` of scalars, strings or messages, `Option<_>`,
-/// `Uuid`, and nested messages.
+/// floats, `String`, `Uuid`, derived messages, enums and unions, `Vec` of those but
+/// unions, and `Option<_>` of all of them.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a supported message field type",
-    note = "supported: bool, i8..i64, u8..u64, f32, f64, String, Uuid, Vec<u8>, Vec of scalars / String / messages, Option<_> of those, and #[derive(Message)] types"
+    note = "supported: bool, i8..i64, u8..u64, f32, f64, String, Uuid, #[derive(Message)] structs and enums, Vec of those (not of unions: flatc's Python code has no vectors of unions), Option<_> of all of them"
 )]
 pub trait Field: Sized {
     /// What `prepare` made: an offset for out-of-line values, the value for scalars.
@@ -43,6 +36,7 @@ pub trait Field: Sized {
     #[doc(hidden)]
     fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Self::Prepared;
     /// Adds the field to the table under construction (defaults may be omitted).
+    /// `slot` is the vtable slot of the field's id (of its value, for a union).
     #[doc(hidden)]
     fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, prepared: Self::Prepared);
     /// Adds the field even when it equals the default (for `Option`).
@@ -63,17 +57,153 @@ pub trait Field: Sized {
     /// The value of an absent field (error for fields that must be present).
     #[doc(hidden)]
     fn absent(name: &'static str) -> Result<Self, DecodeError>;
-    /// The field's type in `.fbs` syntax, registering any table it needs.
+    /// The field's type in `.fbs` syntax, registering any definition it needs.
     #[doc(hidden)]
     fn fbs_type(schema: &mut Schema) -> String;
-    /// The default in `.fbs` syntax (`= null` for optional scalars).
+    /// The default in `.fbs` syntax (`= null` for optional scalars, `= Name` for
+    /// an enum without a zero value), or empty.
     #[doc(hidden)]
-    fn fbs_default() -> &'static str {
-        ""
+    fn fbs_default() -> String {
+        String::new()
     }
     /// Whether the value is stored inline as a scalar.
     #[doc(hidden)]
     const IS_SCALAR: bool = false;
+    /// How many field ids the field takes: 2 for a union (its type at id - 1,
+    /// its value at id), else 1.
+    #[doc(hidden)]
+    const IDS: u16 = 1;
+}
+
+/// What FlatBuffers type a derived Rust type is stored as: a table
+/// ([`TableKind`], for a [`Message`]), an enum ([`EnumKind`](super::EnumKind), for
+/// an [`Enum`](super::Enum)) or a union ([`UnionKind`](super::UnionKind), for a
+/// [`Union`](super::Union)). [`Field`], and vectors of it, follow from the kind.
+/// `#[derive(Message)]` implements it; a hand-written `Message` that other
+/// messages hold as a field implements it too.
+///
+/// ```
+/// # use framework::message::{Enum, EnumKind, FieldKind};
+/// # #[derive(Debug, Clone, Copy, PartialEq)] enum Level { Low }
+/// # impl Enum for Level {
+/// #     const NAME: &'static str = "Level";
+/// #     type Repr = u8;
+/// #     const VARIANTS: &'static [(&'static str, u8)] = &[("Low", 0)];
+/// #     fn to_repr(&self) -> u8 { 0 }
+/// #     fn from_repr(r: u8) -> Option<Self> { (r == 0).then_some(Level::Low) }
+/// # }
+/// impl FieldKind for Level {
+///     type Kind = EnumKind;
+/// }
+/// ```
+// The same words as `Field`'s: rustc may report either for one bad field type,
+// and identical errors at one span are shown once.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a supported message field type",
+    note = "supported: bool, i8..i64, u8..u64, f32, f64, String, Uuid, #[derive(Message)] structs and enums, Vec of those (not of unions: flatc's Python code has no vectors of unions), Option<_> of all of them"
+)]
+pub trait FieldKind {
+    /// [`TableKind`], [`EnumKind`](super::EnumKind) or [`UnionKind`](super::UnionKind).
+    type Kind;
+}
+
+/// The kind of a [`Message`]: stored as a table.
+#[derive(Debug)]
+pub struct TableKind;
+
+/// How a kind stores a `T` in a field: [`Field`]'s methods, implemented once per
+/// kind so that each derived type only names its kind.
+#[doc(hidden)]
+pub trait Storage<T> {
+    type Prepared: Copy;
+    const IS_SCALAR: bool = false;
+    const IDS: u16 = 1;
+    fn prepare(value: &T, fbb: &mut FlatBufferBuilder<'_>) -> Self::Prepared;
+    fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, prepared: Self::Prepared);
+    fn push_always(fbb: &mut FlatBufferBuilder<'_>, slot: u16, prepared: Self::Prepared) {
+        Self::push(fbb, slot, prepared)
+    }
+    fn verify<'v, 'o, 'b>(
+        tv: TableVerifier<'v, 'o, 'b>,
+        name: &'static str,
+        slot: u16,
+    ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer>;
+    fn read(table: &TableRef<'_>, slot: u16) -> Result<Option<T>, DecodeError>;
+    fn absent(name: &'static str) -> Result<T, DecodeError>;
+    fn fbs_type(schema: &mut Schema) -> String;
+    fn fbs_default() -> String {
+        String::new()
+    }
+}
+
+impl<T: FieldKind> Field for T
+where
+    T::Kind: Storage<T>,
+{
+    type Prepared = <T::Kind as Storage<T>>::Prepared;
+    const IS_SCALAR: bool = <T::Kind as Storage<T>>::IS_SCALAR;
+    const IDS: u16 = <T::Kind as Storage<T>>::IDS;
+    fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Self::Prepared {
+        <T::Kind as Storage<T>>::prepare(self, fbb)
+    }
+    fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, prepared: Self::Prepared) {
+        <T::Kind as Storage<T>>::push(fbb, slot, prepared)
+    }
+    fn push_always(fbb: &mut FlatBufferBuilder<'_>, slot: u16, prepared: Self::Prepared) {
+        <T::Kind as Storage<T>>::push_always(fbb, slot, prepared)
+    }
+    fn verify<'v, 'o, 'b>(
+        tv: TableVerifier<'v, 'o, 'b>,
+        name: &'static str,
+        slot: u16,
+    ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
+        <T::Kind as Storage<T>>::verify(tv, name, slot)
+    }
+    fn read(table: &TableRef<'_>, slot: u16) -> Result<Option<T>, DecodeError> {
+        <T::Kind as Storage<T>>::read(table, slot)
+    }
+    fn absent(name: &'static str) -> Result<T, DecodeError> {
+        <T::Kind as Storage<T>>::absent(name)
+    }
+    fn fbs_type(schema: &mut Schema) -> String {
+        <T::Kind as Storage<T>>::fbs_type(schema)
+    }
+    fn fbs_default() -> String {
+        <T::Kind as Storage<T>>::fbs_default()
+    }
+}
+
+impl<M: Message> Storage<M> for TableKind {
+    type Prepared = Offset;
+    fn prepare(value: &M, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
+        value.build_table(fbb).as_union_value()
+    }
+    push_offset!();
+    fn verify<'v, 'o, 'b>(
+        mut tv: TableVerifier<'v, 'o, 'b>,
+        _name: &'static str,
+        slot: u16,
+    ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
+        if let Some(pos) = tv.deref(slot)? {
+            let v = tv.verifier();
+            let target = pos.saturating_add(v.get_uoffset(pos)? as usize);
+            M::verify_table(v, target)?;
+        }
+        Ok(tv)
+    }
+    fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<M>, DecodeError> {
+        match t.field_pos(slot)? {
+            Some(p) => M::read_table(t.table(p)?).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn absent(name: &'static str) -> Result<M, DecodeError> {
+        Err(DecodeError::Missing(name))
+    }
+    fn fbs_type(schema: &mut Schema) -> String {
+        M::describe(schema);
+        M::TABLE.to_string()
+    }
 }
 
 /// A fixed-size little-endian value.
@@ -86,6 +216,17 @@ pub trait Scalar:
     fn from_le(bytes: &[u8]) -> Self;
     /// Whether the value is the table default (bitwise, so `-0.0` is not).
     fn is_default(self) -> bool;
+}
+
+/// Reads the scalar stored in `slot`, if present.
+pub(super) fn read_scalar<S: Scalar>(
+    t: &TableRef<'_>,
+    slot: u16,
+) -> Result<Option<S>, DecodeError> {
+    match t.field_pos(slot)? {
+        Some(p) => Ok(Some(S::from_le(t.bytes(p, S::SIZE)?))),
+        None => Ok(None),
+    }
 }
 
 macro_rules! scalars {
@@ -119,33 +260,10 @@ macro_rules! scalars {
                 tv.visit_field::<$t>(name, slot, false)
             }
             fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<$t>, DecodeError> {
-                match t.field_pos(slot)? {
-                    Some(p) => Ok(Some(<$t as Scalar>::from_le(t.bytes(p, Self::SIZE)?))),
-                    None => Ok(None),
-                }
+                read_scalar(t, slot)
             }
             fn absent(_: &'static str) -> Result<$t, DecodeError> { Ok(<$t>::default()) }
             fn fbs_type(_: &mut Schema) -> String { $fbs.to_string() }
-        }
-        impl Field for Vec<$t> {
-            type Prepared = Offset;
-            fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
-                fbb.create_vector(self.as_slice()).as_union_value()
-            }
-            push_offset!();
-            fn verify<'v, 'o, 'b>(tv: TableVerifier<'v, 'o, 'b>, name: &'static str, slot: u16)
-                -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
-                tv.visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, $t>>>(name, slot, false)
-            }
-            fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<Self>, DecodeError> {
-                let Some(p) = t.field_pos(slot)? else { return Ok(None) };
-                let size = <$t as Scalar>::SIZE;
-                let (data, len) = t.vector(p, size)?;
-                let bytes = t.bytes(data, len * size)?;
-                Ok(Some(bytes.chunks_exact(size).map(<$t as Scalar>::from_le).collect()))
-            }
-            absent_is_empty!();
-            fn fbs_type(_: &mut Schema) -> String { format!("[{}]", $fbs) }
         }
     )*};
 }
@@ -187,44 +305,13 @@ impl Field for bool {
         tv.visit_field::<bool>(name, slot, false)
     }
     fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<bool>, DecodeError> {
-        match t.field_pos(slot)? {
-            Some(p) => Ok(Some(t.bytes(p, 1)?[0] != 0)),
-            None => Ok(None),
-        }
+        read_scalar(t, slot)
     }
     fn absent(_: &'static str) -> Result<bool, DecodeError> {
         Ok(false)
     }
     fn fbs_type(_: &mut Schema) -> String {
         "bool".to_string()
-    }
-}
-
-impl Field for Vec<bool> {
-    type Prepared = Offset;
-    fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
-        fbb.create_vector(self.as_slice()).as_union_value()
-    }
-    push_offset!();
-    fn verify<'v, 'o, 'b>(
-        tv: TableVerifier<'v, 'o, 'b>,
-        name: &'static str,
-        slot: u16,
-    ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
-        tv.visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, bool>>>(
-            name, slot, false,
-        )
-    }
-    fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<Self>, DecodeError> {
-        let Some(p) = t.field_pos(slot)? else {
-            return Ok(None);
-        };
-        let (data, len) = t.vector(p, 1)?;
-        Ok(Some(t.bytes(data, len)?.iter().map(|b| *b != 0).collect()))
-    }
-    absent_is_empty!();
-    fn fbs_type(_: &mut Schema) -> String {
-        "[bool]".to_string()
     }
 }
 
@@ -252,31 +339,6 @@ impl Field for String {
     }
     fn fbs_type(_: &mut Schema) -> String {
         "string".to_string()
-    }
-}
-
-impl Field for Vec<String> {
-    type Prepared = Offset;
-    fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
-        let offsets: Vec<_> = self.iter().map(|s| fbb.create_string(s)).collect();
-        fbb.create_vector(&offsets).as_union_value()
-    }
-    push_offset!();
-    fn verify<'v, 'o, 'b>(
-        tv: TableVerifier<'v, 'o, 'b>,
-        name: &'static str,
-        slot: u16,
-    ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
-        tv.visit_field::<flatbuffers::ForwardsUOffset<
-            flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&str>>,
-        >>(name, slot, false)
-    }
-    fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<Self>, DecodeError> {
-        t.offset_vector(slot, |pos| t.string(pos).map(str::to_string))
-    }
-    absent_is_empty!();
-    fn fbs_type(_: &mut Schema) -> String {
-        "[string]".to_string()
     }
 }
 
@@ -314,119 +376,9 @@ impl Field for Uuid {
     }
 }
 
-impl Field for Vec<Uuid> {
-    type Prepared = Offset;
-    fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
-        let ids: Vec<fbs::Uuid> = self.iter().map(|u| fbs::Uuid::new(u.as_bytes())).collect();
-        fbb.create_vector(&ids).as_union_value()
-    }
-    push_offset!();
-    fn verify<'v, 'o, 'b>(
-        tv: TableVerifier<'v, 'o, 'b>,
-        name: &'static str,
-        slot: u16,
-    ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
-        tv.visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, fbs::Uuid>>>(
-            name, slot, false,
-        )
-    }
-    fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<Self>, DecodeError> {
-        let Some(p) = t.field_pos(slot)? else {
-            return Ok(None);
-        };
-        let (data, len) = t.vector(p, 16)?;
-        let bytes = t.bytes(data, len * 16)?;
-        Ok(Some(
-            bytes
-                .chunks_exact(16)
-                .map(|c| {
-                    let mut b = [0u8; 16];
-                    b.copy_from_slice(c);
-                    Uuid::from_bytes(b)
-                })
-                .collect(),
-        ))
-    }
-    absent_is_empty!();
-    fn fbs_type(schema: &mut Schema) -> String {
-        schema.use_uuid();
-        "[Uuid]".to_string()
-    }
-}
-
-impl<M: Message> Field for M {
-    type Prepared = Offset;
-    fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
-        self.build_table(fbb).as_union_value()
-    }
-    push_offset!();
-    fn verify<'v, 'o, 'b>(
-        mut tv: TableVerifier<'v, 'o, 'b>,
-        _name: &'static str,
-        slot: u16,
-    ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
-        if let Some(pos) = tv.deref(slot)? {
-            let v = tv.verifier();
-            let target = pos.saturating_add(v.get_uoffset(pos)? as usize);
-            M::verify_table(v, target)?;
-        }
-        Ok(tv)
-    }
-    fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<M>, DecodeError> {
-        match t.field_pos(slot)? {
-            Some(p) => M::read_table(t.table(p)?).map(Some),
-            None => Ok(None),
-        }
-    }
-    fn absent(name: &'static str) -> Result<M, DecodeError> {
-        Err(DecodeError::Missing(name))
-    }
-    fn fbs_type(schema: &mut Schema) -> String {
-        M::describe(schema);
-        M::TABLE.to_string()
-    }
-}
-
-impl<M: Message> Field for Vec<M> {
-    type Prepared = Offset;
-    fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Offset {
-        let offsets: Vec<_> = self.iter().map(|m| m.build_table(fbb)).collect();
-        fbb.create_vector(&offsets).as_union_value()
-    }
-    push_offset!();
-    fn verify<'v, 'o, 'b>(
-        mut tv: TableVerifier<'v, 'o, 'b>,
-        name: &'static str,
-        slot: u16,
-    ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
-        // The vector of offsets itself, then each element as an `M` table.
-        tv = tv.visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u32>>>(
-            name, slot, false,
-        )?;
-        if let Some(pos) = tv.deref(slot)? {
-            let v = tv.verifier();
-            let start = pos.saturating_add(v.get_uoffset(pos)? as usize);
-            let len = v.get_uoffset(start)? as usize;
-            for i in 0..len {
-                let elem = start + 4 + 4 * i;
-                let target = elem.saturating_add(v.get_uoffset(elem)? as usize);
-                M::verify_table(v, target)?;
-            }
-        }
-        Ok(tv)
-    }
-    fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<Self>, DecodeError> {
-        t.offset_vector(slot, |pos| t.table(pos).and_then(M::read_table))
-    }
-    absent_is_empty!();
-    fn fbs_type(schema: &mut Schema) -> String {
-        M::describe(schema);
-        format!("[{}]", M::TABLE)
-    }
-}
-
 impl<T: Field> Field for Option<T> {
     type Prepared = Option<T::Prepared>;
+    const IDS: u16 = T::IDS;
     fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Self::Prepared {
         self.as_ref().map(|v| v.prepare(fbb))
     }
@@ -451,11 +403,13 @@ impl<T: Field> Field for Option<T> {
     fn fbs_type(schema: &mut Schema) -> String {
         T::fbs_type(schema)
     }
-    fn fbs_default() -> &'static str {
-        // Optional scalars need `= null` to tell "absent" from zero.
-        match T::fbs_default() {
-            "" if T::IS_SCALAR => " = null",
-            d => d,
+    fn fbs_default() -> String {
+        // Optional scalars (enums included) need `= null` to tell "absent" from
+        // the default; that replaces an enum's `= Name`.
+        if T::IS_SCALAR {
+            " = null".to_string()
+        } else {
+            T::fbs_default()
         }
     }
 }

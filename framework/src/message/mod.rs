@@ -1,13 +1,14 @@
 //! Typed messages: FlatBuffers tables derived from Rust structs with
 //! `#[derive(framework::Message)]`, verified on decode, with their schema exportable
-//! as `.fbs` text.
+//! as `.fbs` text; fields of them may be FlatBuffers enums ([`Enum`]) and unions
+//! ([`Union`]), derived from Rust enums.
 //!
 //! What the derive generates for
 //! `#[derive(Message)] struct ChatLine { room: String, text: String }`,
-//! written by hand:
+//! written by hand (the docs of [`Message`](macro@crate::Message) show an enum's):
 //!
 //! ```
-//! use framework::message::{DecodeError, Field, Message, Schema, TableRef};
+//! use framework::message::{DecodeError, Field, FieldKind, Message, Schema, TableKind, TableRef};
 //! use flatbuffers::{FlatBufferBuilder, InvalidFlatbuffer, TableFinishedWIPOffset, Verifier, WIPOffset};
 //!
 //! #[derive(Debug, PartialEq)]
@@ -44,14 +45,22 @@
 //!     }
 //! }
 //!
+//! // A field of other messages, stored as a table.
+//! impl FieldKind for ChatLine {
+//!     type Kind = TableKind;
+//! }
+//!
 //! let line = ChatLine { room: "rust".into(), text: "hi".into() };
 //! assert_eq!(ChatLine::decode(&line.encode()).unwrap(), line);
 //! assert!(ChatLine::schema(None).contains("table ChatLine"));
 //! ```
 
+mod enumeration;
 mod field;
 mod reader;
 mod schema;
+mod union;
+mod vector;
 
 use bytes::Bytes;
 use flatbuffers::{
@@ -59,15 +68,18 @@ use flatbuffers::{
     WIPOffset,
 };
 
-pub use field::{Field, Scalar};
+pub use enumeration::{Enum, EnumKind, EnumRepr};
+pub use field::{Field, FieldKind, Scalar, Storage, TableKind};
 pub use reader::TableRef;
 pub use schema::Schema;
+pub use union::{Union, UnionKind, UnionMember};
+pub use vector::{Element, VectorStorage};
 
 /// Why a payload is not a valid message of the expected type (answered with
 /// `Error`/`BadPayload`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// The FlatBuffers verifier rejected the buffer.
+    /// The FlatBuffers verifier rejected the buffer (why, on one line).
     #[error("invalid flatbuffer: {0}")]
     Invalid(String),
     /// An offset or length points outside the buffer.
@@ -76,17 +88,37 @@ pub enum DecodeError {
     /// A string is not UTF-8.
     #[error("string is not UTF-8")]
     InvalidUtf8,
-    /// A nested message that must be present is absent.
+    /// A nested message or union that must be present is absent.
     #[error("required field `{0}` is missing")]
     Missing(&'static str),
+    /// An enum value or union type that is none of the type's variants.
+    #[error("{value} is not a variant of `{ty}`")]
+    UnknownVariant {
+        /// The enum or union.
+        ty: &'static str,
+        /// The value on the wire.
+        value: i128,
+    },
     /// Larger than the limit.
     #[error("payload of {0} bytes is over the limit")]
     TooLarge(usize),
 }
 
 impl From<InvalidFlatbuffer> for DecodeError {
+    /// flatbuffers' text ends with a newline and may go on with one line per step
+    /// of its trace: made one line, the trace in parentheses.
     fn from(e: InvalidFlatbuffer) -> Self {
-        DecodeError::Invalid(e.to_string())
+        let text = e.to_string();
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let mut out = lines
+            .next()
+            .unwrap_or("rejected by the verifier")
+            .to_string();
+        let trace: Vec<&str> = lines.collect();
+        if !trace.is_empty() {
+            out.push_str(&format!(" ({})", trace.join(", ")));
+        }
+        DecodeError::Invalid(out)
     }
 }
 
@@ -103,8 +135,11 @@ pub(crate) fn payload_options(max_size: usize) -> VerifierOptions {
     }
 }
 
-/// A Rust type stored as a FlatBuffers table. Implemented by
-/// `#[derive(framework::Message)]`; the module docs show what it generates.
+/// A Rust type stored as a FlatBuffers table: a payload (the root of a buffer) or
+/// a field of another message. Implemented by `#[derive(framework::Message)]` on
+/// structs; the module docs show what it generates. Enums and unions are never
+/// `Message`s (a FlatBuffers root is a table): they are [`Enum`]s and [`Union`]s,
+/// field types only.
 pub trait Message: Sized + Send + Sync + 'static {
     /// The table's name in the schema.
     const TABLE: &'static str;
@@ -153,5 +188,76 @@ pub trait Message: Sized + Send + Sync + 'static {
         Self::describe(&mut s);
         s.set_root(Self::TABLE);
         s.to_fbs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_one_line(e: &DecodeError) {
+        let text = e.to_string();
+        assert!(
+            !text.contains('\n') && !text.contains('\t') && text.trim() == text,
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn verifier_errors_are_one_line() {
+        // Without a trace: flatbuffers' text still ends with a newline.
+        let e = DecodeError::from(InvalidFlatbuffer::TooManyTables);
+        assert_eq!(e.to_string(), "invalid flatbuffer: Too many tables.");
+        assert_one_line(&e);
+        // With a trace: one line per step, made one line.
+        let Err(e) = flatbuffers::InvalidFlatbuffer::new_missing_required::<()>("name") else {
+            unreachable!()
+        };
+        let e = DecodeError::from(e);
+        assert_eq!(
+            e.to_string(),
+            "invalid flatbuffer: Missing required field `name`."
+        );
+        assert_one_line(&e);
+    }
+
+    #[test]
+    fn a_traced_verifier_error_keeps_its_trace_on_the_line() {
+        // A string field whose bytes are not UTF-8: flatbuffers traces the field.
+        let mut fbb = FlatBufferBuilder::new();
+        let s = fbb.create_string("abcd");
+        let start = fbb.start_table();
+        fbb.push_slot_always(4, s);
+        let root = fbb.end_table(start);
+        fbb.finish_minimal(root);
+        let mut bytes = fbb.finished_data().to_vec();
+        let at = bytes.windows(4).position(|w| w == b"abcd").unwrap();
+        bytes[at] = 0xff;
+        let opts = payload_options(1024);
+        let mut v = Verifier::new(&opts, &bytes);
+        let root = v.get_uoffset(0).unwrap() as usize;
+        let e = v
+            .visit_table(root)
+            .and_then(|tv| tv.visit_field::<flatbuffers::ForwardsUOffset<&str>>("text", 4, false))
+            .map(|_| ())
+            .unwrap_err();
+        assert!(e.to_string().contains('\n'), "{e:?}");
+        let e = DecodeError::from(e);
+        assert_one_line(&e);
+        let text = e.to_string();
+        assert_eq!(
+            text,
+            "invalid flatbuffer: Utf8 error for string in 24..28: invalid utf-8 sequence of 1 \
+             bytes from index 0 (while verifying table field `text` at position 16)"
+        );
+    }
+
+    #[test]
+    fn unknown_variants_name_the_type_and_value() {
+        let e = DecodeError::UnknownVariant {
+            ty: "Color",
+            value: 7,
+        };
+        assert_eq!(e.to_string(), "7 is not a variant of `Color`");
     }
 }

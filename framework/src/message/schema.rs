@@ -1,7 +1,8 @@
 //! `.fbs` schema text for derived messages, so clients in other languages are
 //! generated with flatc from the Rust types.
 
-/// A schema under construction: tables in dependency order, each once.
+/// A schema under construction: definitions (tables, enums, unions) in
+/// dependency order, each once.
 ///
 /// ```
 /// let mut schema = framework::message::Schema::new(Some("chat"));
@@ -35,12 +36,14 @@ impl Schema {
         self.root = Some(table.to_string());
     }
 
-    /// Whether `name` is defined (or being defined).
+    /// Whether `name` (a table, enum or union) is defined (or being defined).
     pub fn has_table(&self, name: &str) -> bool {
         self.tables.iter().any(|(n, _)| n == name)
     }
 
-    /// Adds table `name` once; `render` may add the tables it refers to first.
+    /// Adds the definition of `name` (a table, enum or union: they share one
+    /// namespace in a schema) once; `render` may add the definitions it refers to
+    /// first.
     pub fn add_table(&mut self, name: &str, render: impl FnOnce(&mut Schema) -> String) {
         if self.has_table(name) {
             return;
@@ -49,12 +52,12 @@ impl Schema {
         let index = self.tables.len();
         self.tables.push((name.to_string(), None));
         let text = render(self);
-        // Dependencies rendered meanwhile come before this table's text.
+        // Dependencies rendered meanwhile come before this definition's text.
         let entry = self.tables.remove(index);
         self.tables.push((entry.0, Some(text)));
     }
 
-    /// The `.fbs` text of table `name`, once rendered.
+    /// The `.fbs` text of `name` (a table, enum or union), once rendered.
     pub fn table_text(&self, name: &str) -> Option<&str> {
         self.tables
             .iter()

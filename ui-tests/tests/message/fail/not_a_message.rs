@@ -1,5 +1,5 @@
-//! A field whose type is not a message (nor another supported type): rustc's
-//! trait error points at the field's type.
+//! A field whose type is not a message (nor another supported type): exactly one
+//! error per bad field, at the field's type.
 
 struct Plain {
     a: u32,
