@@ -3,16 +3,17 @@
 //! refuses the upgrade with its own HTTP status before any WebSocket exists, or
 //! attaches values that handlers read on every later frame; hooks run in order and
 //! the first refusal wins; async, panicking and too slow hooks; `on_disconnect`
-//! once per session however it ends, seeing the session's channels and
-//! extensions; no hooks for raw services; extensions written by handlers; every
-//! `Origin` header of an upgrade is checked.
+//! once per session however it ends (client close, dropped TCP, idle timeout,
+//! shutdown), seeing the session's channels and extensions, contained when it
+//! panics; no hooks for raw services; extensions written by handlers; hook errors
+//! mapped to HTTP statuses; every `Origin` header of an upgrade is checked.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::http::{HeaderMap, Uri};
+use ::http::{HeaderMap, StatusCode, Uri};
 use bytes::Bytes;
 use framework::client::{Client, ClientError};
 use framework::dispatch::hooks::{PeerAddr, Query, Refusal};
@@ -21,9 +22,9 @@ use framework::node::Node;
 use framework::protocol::{ErrorCode, FrameFields, Opcode};
 use framework::raw::RawConnection;
 use framework::session::Connection;
-use framework::{App, AppHandle, Config};
+use framework::{App, AppHandle, Config, HandlerError};
 use framework_tests::http::{self as raw_http, upgrade_headers};
-use framework_tests::{any_port, eventually, expect_server_error, RawWs, DEADLINE};
+use framework_tests::{any_port, eventually, expect_server_error, Ending, RawWs, DEADLINE};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -112,6 +113,8 @@ on_both_services!(
     on_disconnect_runs_once_per_session_and_sees_channels_and_extensions,
     handlers_write_extensions_that_later_frames_and_on_disconnect_read,
     every_origin_header_is_checked_before_the_hooks,
+    hook_errors_become_http_statuses,
+    on_disconnect_runs_for_a_session_the_server_closes,
 );
 
 #[derive(Debug, Clone, PartialEq)]
@@ -656,5 +659,149 @@ async fn hooks_do_not_run_for_raw_websocket_services() {
         vec![id],
         "on_disconnect ran for the protocol session only"
     );
+    server.shutdown().await;
+}
+
+/// A hook failing with a `HandlerError`: its code picks the status.
+fn coded(headers: HeaderMap) -> Result<(), HandlerError> {
+    let code = headers.get("x-code").and_then(|v| v.to_str().ok());
+    match code {
+        None => Ok(()),
+        Some("unauthorized") => Err(HandlerError::new(ErrorCode::Unauthorized, "nope")),
+        Some("forbidden") => Err(HandlerError::new(ErrorCode::Forbidden, "nope")),
+        Some("rate") => Err(HandlerError::rate_limited(1000)),
+        Some("invalid") => Err(HandlerError::invalid_argument("nope")),
+        Some("bad-payload") => Err(HandlerError::bad_payload("nope")),
+        Some("unavailable") => Err(HandlerError::new(ErrorCode::Unavailable, "nope")),
+        Some(_) => Err(HandlerError::not_found("nope")),
+    }
+}
+
+/// A hook failing with a bare status.
+fn teapot(headers: HeaderMap) -> Result<(), StatusCode> {
+    if headers.contains_key("x-teapot") {
+        return Err(StatusCode::IM_A_TEAPOT);
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct Strict {
+    #[allow(dead_code)]
+    n: Option<u32>,
+}
+
+/// A hook whose query must deserialize.
+fn strict(Query(_): Query<Strict>) {}
+
+async fn hook_errors_become_http_statuses(kind: Kind) {
+    let server = kind
+        .start(
+            App::new()
+                .on_connect(coded)
+                .on_connect(teapot)
+                .on_connect(strict),
+        )
+        .await;
+    let cases = [
+        ("unauthorized", 401, "nope"),
+        ("forbidden", 403, "nope"),
+        ("rate", 429, "rate limited"),
+        ("invalid", 400, "nope"),
+        ("bad-payload", 400, "nope"),
+        ("unavailable", 503, "nope"),
+        ("not-found", 500, "nope"),
+    ];
+    for (code, status, body) in cases {
+        let r = kind.upgrade(&server, "", &[("x-code", code)]).await;
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (status, body),
+            "x-code {code}"
+        );
+    }
+    let r = kind.upgrade(&server, "", &[("x-teapot", "1")]).await;
+    assert_eq!((r.status, r.text().as_str()), (418, "I'm a teapot"));
+    let r = kind.upgrade(&server, "?n=abc", &[]).await;
+    assert_eq!(r.status, 400, "a query that does not deserialize: {r:?}");
+    assert!(r.text().starts_with("bad query string"), "{:?}", r.text());
+    assert_eq!(kind.upgrade(&server, "?n=5", &[]).await.status, 101);
+    assert_eq!(kind.upgrade(&server, "", &[]).await.status, 101);
+    assert_eq!(refused(&server), cases.len() as u64 + 2);
+    server.shutdown().await;
+}
+
+async fn on_disconnect_runs_for_a_session_the_server_closes(kind: Kind) {
+    let server = kind
+        .start(app(Config {
+            idle_timeout: Duration::from_millis(300),
+            ..Config::default()
+        }))
+        .await;
+    let log = log(&server);
+    // A client that never sends anything is closed by the server.
+    let (mut idle, id) = raw_connect(kind, &server, "?token=user-idle").await;
+    let ending = idle.drain(DEADLINE).await;
+    assert_ne!(ending, Ending::TimedOut, "the idle session was closed");
+    eventually("the hook ran for the idle session", DEADLINE, || {
+        !log.disconnects().is_empty()
+    })
+    .await;
+    assert_eq!(
+        log.disconnects(),
+        vec![(id, "idle".to_string(), Vec::new())]
+    );
+    server.shutdown().await;
+}
+
+fn panics_on_disconnect(conn: Connection) {
+    if !conn.id().is_nil() {
+        panic!("on_disconnect hook exploded");
+    }
+}
+
+fn counts_on_disconnect(conn: Connection, State(log): State<Log>) {
+    log.disconnects
+        .lock()
+        .unwrap()
+        .push((conn.id(), String::new(), conn.channels()));
+}
+
+/// A panicking `on_disconnect` hook is contained: the next hook runs and the
+/// session is cleaned up (unregistered, its channels left).
+#[tokio::test]
+async fn a_panicking_on_disconnect_hook_does_not_stop_the_next_one_or_the_cleanup() {
+    let server = Kind::WebSocket
+        .start(
+            App::new()
+                .with_state(Log::default())
+                .on_disconnect(panics_on_disconnect)
+                .on_disconnect(counts_on_disconnect),
+        )
+        .await;
+    let log = log(&server);
+    let url = Kind::WebSocket.url(&server, "");
+    let c = Client::connect(&url).await.unwrap();
+    c.subscribe("room").await.unwrap();
+    let id = c.session_id();
+    c.close();
+    eventually("the session is cleaned up", DEADLINE, || {
+        server
+            .node()
+            .metrics()
+            .sessions_closed
+            .load(Ordering::SeqCst)
+            == 1
+    })
+    .await;
+    assert_eq!(
+        log.disconnects(),
+        vec![(id, String::new(), vec!["room".to_string()])]
+    );
+    assert_eq!(server.node().hub().session_count(), 0);
+    assert_eq!(server.node().hub().channel_count(), 0);
+    // And the server serves on.
+    let next = Client::connect(&url).await.unwrap();
+    next.ping().await.unwrap();
     server.shutdown().await;
 }
