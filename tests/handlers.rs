@@ -206,7 +206,6 @@ async fn a_bad_payload_is_bad_payload_and_never_reaches_the_handler() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a derived message's BadPayload text is the flatbuffers verifier's Display verbatim, ending in two newlines (extract.rs FromRequest<ViaMessage> does not apply one_line)"]
 async fn a_bad_payload_message_is_one_line_without_a_trailing_newline() {
     let server = start(server_app()).await;
     let c = client(&server).await;

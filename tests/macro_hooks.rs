@@ -179,7 +179,6 @@ fn added_later(State(trail): State<Trail>) {
 /// `docs/on_connect.md` says "in source order (file, then line), then those added
 /// with App::on_connect".
 #[tokio::test]
-#[ignore = "bug (code or docs): with_registered() appends the #[on_connect] hooks where it is called, so App::on_connect hooks added before it run first, while App::on_connect's docs say the #[on_connect] hooks run first"]
 async fn macro_hooks_run_before_hooks_added_with_app_on_connect() {
     let server = App::new()
         .with_state(Trail::default())

@@ -462,17 +462,12 @@ enum Color {
 }
 
 /// Negative values and no zero: `short`, an absent field reads as the lowest.
-#[derive(Message, Debug, Clone, Copy, PartialEq)]
+#[derive(Message, Debug, Clone, Copy, Default, PartialEq)]
 enum Level {
+    #[default]
     Low = -3,
     High = 7,
     Max = 300,
-}
-
-impl Default for Level {
-    fn default() -> Self {
-        Level::Low
-    }
 }
 
 /// The type given with `#[fbs(repr)]`, wider than the values need.

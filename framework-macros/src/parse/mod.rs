@@ -2,7 +2,7 @@
 //! impls), items into syn types. No rule is checked here beyond syntax.
 
 use proc_macro2::{Span, TokenStream};
-use syn::parse::{Parse, ParseStream, Parser};
+use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, Token};
@@ -106,12 +106,6 @@ impl Parse for Meta {
         };
         Ok(Meta { key, value })
     }
-}
-
-/// `a = 1, b = 2, flag`.
-pub fn metas(args: TokenStream) -> syn::Result<Vec<Meta>> {
-    let list = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
-    Ok(list.into_iter().collect())
 }
 
 pub mod message;
