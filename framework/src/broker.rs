@@ -1,4 +1,4 @@
-//! Layer 5: the cluster seam. Publishes, sends and broadcasts go through a
+//! Layer 4: the cluster seam. Publishes, sends and broadcasts go through a
 //! [`Broker`], which delivers on this node through the [`Hub`] and, in a cluster, to
 //! the other nodes. [`InMemoryBroker`] is the embedded single-node default.
 

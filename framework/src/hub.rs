@@ -1,4 +1,4 @@
-//! Layer 4: local sessions, channel membership and fan-out on this node.
+//! Layer 3: local sessions, channel membership and fan-out on this node.
 //!
 //! A delivery is encoded once by the caller; every recipient's queue receives a
 //! refcounted clone of the same bytes.

@@ -21,6 +21,8 @@ mod services;
 pub mod client;
 
 pub use app::{App, AppHandle};
+/// The axum version `run_service` merges routes from (`App::router`).
+pub use axum;
 pub use config::Config;
 pub use dispatch::{HandlerError, IntoReply, Reply, Request};
 #[doc = include_str!("../docs/main.md")]
@@ -37,6 +39,9 @@ pub use framework_macros::override_opcode;
 pub use framework_macros::raw_ws;
 #[doc = include_str!("../docs/message.md")]
 pub use framework_macros::Message;
+/// The HTTP types hooks and routes use (`HeaderMap`, `Uri`, `StatusCode`), so an
+/// application needs no `http` dependency of its own.
+pub use http;
 pub use message::Message;
 pub use services::http::SERVER_EMITTER;
 pub use session::Connection;

@@ -1,4 +1,4 @@
-//! The running node: its hub, broker, configuration, shared state and counters.
+//! Layer 5: the running node: its hub, broker, configuration, shared state and counters.
 //! Handlers reach it through [`Request::node`](crate::dispatch::Request::node); the
 //! application reaches it through [`AppHandle::node`](crate::AppHandle::node).
 
@@ -121,10 +121,11 @@ impl NodeMetrics {
         self.received.count(opcode, 1, bytes as u64);
     }
 
-    /// Counts a frame this node sends itself (a reply, an error, `Welcome`).
-    pub(crate) fn count_reply(&self, reply: &crate::dispatch::Encoded) {
-        self.sent.count(reply.opcode, 1, reply.bytes.len() as u64);
-        if let Some(code) = reply.error {
+    /// Counts a frame this node sends itself (a reply, an error, `Welcome`) of
+    /// `bytes` bytes; `error` is its code when it is an `Error` frame.
+    pub(crate) fn count_sent(&self, opcode: u16, bytes: usize, error: Option<ErrorCode>) {
+        self.sent.count(opcode, 1, bytes as u64);
+        if let Some(code) = error {
             if let Some(c) = self.errors.get(code.0 as usize) {
                 c.fetch_add(1, Relaxed);
             }
@@ -318,8 +319,7 @@ impl Node {
             .encode();
         self.0
             .metrics
-            .sent
-            .count(Opcode::Welcome.0, 1, frame.len() as u64);
+            .count_sent(Opcode::Welcome.0, frame.len(), None);
         let _ = conn.send(frame);
     }
 

@@ -84,7 +84,10 @@ pub fn run_main(build: impl FnOnce() -> App) -> ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let file = args.config.or_else(Settings::file_from_env);
     let app = match build().configure(file.as_deref()) {
         Ok(app) => app,

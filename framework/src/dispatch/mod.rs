@@ -200,13 +200,17 @@ impl Dispatcher {
             "text messages are not protocol frames; send binary FlatBuffers",
         );
         let reply = error_reply(&err, None, None);
-        self.node.metrics().count_reply(&reply);
+        self.node
+            .metrics()
+            .count_sent(reply.opcode, reply.bytes.len(), reply.error);
         reply.bytes
     }
 
     fn ready(&self, reply: Option<Encoded>) -> Dispatch<'_> {
         if let Some(r) = &reply {
-            self.node.metrics().count_reply(r);
+            self.node
+                .metrics()
+                .count_sent(r.opcode, r.bytes.len(), r.error);
         }
         Dispatch {
             state: DispatchState::Done(reply.map(|r| r.bytes)),
@@ -276,7 +280,7 @@ impl Future for Dispatch<'_> {
                         .handler_duration
                         .observe(started.elapsed().as_secs_f64());
                     if let Some(r) = &reply {
-                        metrics.count_reply(r);
+                        metrics.count_sent(r.opcode, r.bytes.len(), r.error);
                     }
                     self.state = DispatchState::Finished;
                     Poll::Ready(reply.map(|r| r.bytes))

@@ -1,4 +1,4 @@
-//! Layer 1: the wire protocol (see `PROTOCOL.md` in the repository).
+//! Layer 1: the wire protocol (the contract: `docs/protocol.md` in the repository).
 //!
 //! [`fbs`] is the code flatc generates from `schemas/protocol.fbs`; [`Frame`] is a
 //! verified incoming frame and [`FrameFields`] encodes outgoing ones.

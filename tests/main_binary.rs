@@ -1,0 +1,209 @@
+//! A `framework::main!` binary (`tests/bin/main_app.rs`) run as a process: its
+//! command line (`--export-schema`, `--config`, `--help`), the configuration
+//! layers (file, then `FRAMEWORK_*` variables over the code) and its errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use framework::client::Client;
+use framework::message::Message;
+use framework_tests::DEADLINE;
+
+const BIN: &str = env!("CARGO_BIN_EXE_main-app");
+
+#[derive(framework::Message)]
+struct Greeting {
+    text: String,
+}
+
+fn app() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FRAMEWORK_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Runs the binary to its end; (exit code, stdout, stderr).
+fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
+    let out = cmd.output().expect("the binary runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A serving child, killed when dropped.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary and reads its log until it says where it serves.
+fn serve(cmd: &mut Command) -> (Serving, std::net::SocketAddr) {
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("piped");
+    let child = Serving(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("websocket=[").nth(1) {
+                let addr = rest.split(']').next().unwrap_or_default().to_string();
+                let _ = tx.send(Ok(addr));
+            } else if line.contains("error") {
+                let _ = tx.send(Err(line));
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(DEADLINE)
+        .expect("the binary logs its addresses")
+        .unwrap_or_else(|e| panic!("the binary failed: {e}"));
+    (child, addr.parse().expect("an address"))
+}
+
+async fn greeting(addr: std::net::SocketAddr) -> String {
+    let client = Client::connect(&format!("ws://{addr}/"))
+        .await
+        .expect("connect");
+    let reply = tokio::time::timeout(DEADLINE, client.request(200, b""))
+        .await
+        .expect("in time")
+        .expect("a reply");
+    Greeting::decode(&reply.payload()).expect("a Greeting").text
+}
+
+#[test]
+fn export_schema_writes_every_derived_message() {
+    let (code, stdout, _) = run(app().arg("--export-schema").arg("-"));
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("table Greeting"), "{stdout}");
+    assert!(stdout.contains("text: string"), "{stdout}");
+
+    let dir = std::env::temp_dir().join(format!("main-app-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("app.fbs");
+    let (code, _, stderr) = run(app().arg(format!("--export-schema={}", file.display())));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("table Greeting"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn help_and_bad_arguments() {
+    let (code, stdout, _) = run(app().arg("--help"));
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("--config") && stdout.contains("--export-schema"));
+    let (code, _, stderr) = run(app().arg("--port").arg("1"));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("unknown argument `--port`"), "{stderr}");
+}
+
+#[tokio::test]
+async fn it_serves_on_the_address_in_code() {
+    let (_child, addr) = serve(&mut app());
+    assert!(addr.ip().is_loopback());
+    assert_eq!(greeting(addr).await, "hello from main!");
+}
+
+#[tokio::test]
+async fn the_environment_overrides_the_file_which_overrides_the_code() {
+    let dir = std::env::temp_dir().join(format!("main-app-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The file moves the service to another loopback address (127.0.0.0/8 is all
+    // loopback on Linux), and sets a limit.
+    let file = dir.join("app.toml");
+    std::fs::write(
+        &file,
+        "websocket = \"127.0.0.2:0\"\nmax_message_size = 65536\n",
+    )
+    .unwrap();
+    let (_child, addr) = serve(app().arg("--config").arg(&file));
+    assert_eq!(
+        addr.ip().to_string(),
+        "127.0.0.2",
+        "the file moved the service"
+    );
+    assert_eq!(greeting(addr).await, "hello from main!");
+    drop(_child);
+
+    // A file value that would fail does not matter once the environment overrides it.
+    std::fs::write(&file, "websocket = \"not an address\"\n").unwrap();
+    let (_child, addr) = serve(
+        app()
+            .env("FRAMEWORK_CONFIG", &file)
+            .env("FRAMEWORK_WEBSOCKET", "127.0.0.3:0"),
+    );
+    assert_eq!(addr.ip().to_string(), "127.0.0.3", "the environment wins");
+    assert_eq!(greeting(addr).await, "hello from main!");
+    drop(_child);
+
+    // Alone, that file stops start-up, naming the key.
+    let (code, _, stderr) = run(app().arg("--config").arg(&file));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("websocket"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_values_and_unknown_keys_stop_start_up() {
+    for (name, value, expect) in [
+        ("FRAMEWORK_WEBSOCKET", "not-a-port", "websocket"),
+        ("FRAMEWORK_WEBSOCKET", "70000", "websocket"),
+        ("FRAMEWORK_IDLE_TIMEOUT", "soon", "idle_timeout"),
+        (
+            "FRAMEWORK_WEBSOCKET_PORT",
+            "8081",
+            "unknown configuration key `websocket_port`",
+        ),
+        ("FRAMEWORK_RAW_9999", "9000", "raw.9999"),
+    ] {
+        let (code, _, stderr) = run(app().env(name, value));
+        assert_eq!(code, Some(1), "{name}={value} must stop start-up: {stderr}");
+        assert!(stderr.contains(expect), "{name}={value}: {stderr}");
+    }
+    let (code, _, stderr) = run(app().arg("--config").arg("/no/such/app.toml"));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let (mut child, addr) = serve(&mut app());
+    assert_eq!(greeting(addr).await, "hello from main!");
+    let pid = child.0.id();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
