@@ -56,3 +56,12 @@ pub fn derive_message(item: TokenStream) -> TokenStream {
 pub fn main(args: TokenStream) -> TokenStream {
     expand::main(args.into()).into()
 }
+
+/// The built-in names `#[override_opcode]` accepts, as a string array; the
+/// runtime's tests compare them with its table of built-ins. Not a public API.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __overridable_names(_: TokenStream) -> TokenStream {
+    let names = check::OVERRIDABLE;
+    quote::quote!([#(#names),*]).into()
+}

@@ -171,3 +171,33 @@ pub const fn is_overridable(opcode: u16) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names `#[override_opcode]` accepts are exactly the table's, in order
+    /// (each expansion also checks its name against the table at compile time).
+    #[test]
+    fn the_macro_accepts_exactly_the_overridable_built_ins() {
+        let macro_names: &[&str] = &framework_macros::__overridable_names!();
+        let table: Vec<&str> = BUILTINS
+            .iter()
+            .map(|b| b.opcode.variant_name().unwrap_or("unnamed"))
+            .collect();
+        assert_eq!(macro_names, table.as_slice());
+    }
+
+    #[test]
+    fn server_only_opcodes_are_not_overridable() {
+        for op in [
+            Opcode::None,
+            Opcode::Welcome,
+            Opcode::Pong,
+            Opcode::Ack,
+            Opcode::Error,
+        ] {
+            assert!(!is_overridable(op.0), "{op:?}");
+        }
+    }
+}

@@ -23,6 +23,8 @@ pub mod client;
 pub use app::{App, AppHandle};
 /// The axum version `run_service` merges routes from (`App::router`).
 pub use axum;
+/// The byte buffers frames and payloads are (`Body`, `Reply::payload`).
+pub use bytes;
 pub use config::Config;
 pub use dispatch::{HandlerError, IntoReply, Reply, Request};
 #[doc = include_str!("../docs/main.md")]
@@ -51,7 +53,9 @@ pub use session::Connection;
 pub mod __private {
     pub use crate::app::{listen_addr, run_main};
     pub use crate::dispatch::handler_typed as typed;
-    pub use crate::dispatch::hooks::{BoxedConnectHook, BoxedDisconnectHook};
+    pub use crate::dispatch::hooks::{
+        connect_hook, disconnect_hook, BoxedConnectHook, BoxedDisconnectHook,
+    };
     pub use crate::dispatch::{BoxedHandler, FromRequest};
     pub use crate::message::{DecodeError, Field, Schema, TableRef};
     pub use crate::raw::BoxedRawHandler;

@@ -45,7 +45,7 @@ impl TestNode {
     /// upgrade request): attach what they would with
     /// [`Connection::insert_extension`].
     pub async fn new(mut app: App) -> Result<TestNode, AppError> {
-        let (dispatcher, _hooks) = app.assemble().await?;
+        let dispatcher = app.assemble().await?;
         let node = dispatcher.node();
         let peer: SocketAddr = ([127, 0, 0, 1], 0).into();
         let conn = Connection::new(

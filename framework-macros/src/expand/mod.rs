@@ -192,13 +192,15 @@ pub fn hook(hook: Hook, args: TokenStream, item: TokenStream) -> TokenStream {
     }
     let name = name_at_inputs(&f);
     let name_str = f.name.to_string();
-    let (boxed, kind) = match hook {
+    let (boxed, erase, kind) = match hook {
         Hook::Connect => (
             quote!(::framework::__private::BoxedConnectHook),
+            quote!(::framework::__private::connect_hook),
             quote!(::framework::__private::Kind::OnConnect(__framework_make)),
         ),
         Hook::Disconnect => (
             quote!(::framework::__private::BoxedDisconnectHook),
+            quote!(::framework::__private::disconnect_hook),
             quote!(::framework::__private::Kind::OnDisconnect(__framework_make)),
         ),
     };
@@ -208,7 +210,7 @@ pub fn hook(hook: Hook, args: TokenStream, item: TokenStream) -> TokenStream {
         #[doc(hidden)]
         const _: () = {
             fn __framework_make() -> #boxed {
-                #boxed::new(#name)
+                #erase(#name)
             }
             #register
         };

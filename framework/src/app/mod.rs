@@ -572,7 +572,7 @@ impl App {
 
     /// The node, its dispatcher and the hooks, without any listener: checks the
     /// registrations and the state, then starts the broker.
-    pub(crate) async fn assemble(&mut self) -> Result<(Arc<Dispatcher>, Hooks), AppError> {
+    pub(crate) async fn assemble(&mut self) -> Result<Arc<Dispatcher>, AppError> {
         let table = self.handler_table()?;
         self.check_state(&table)?;
         let node_id = self.node_id.unwrap_or_else(Uuid::new_v4);
@@ -596,7 +596,7 @@ impl App {
             connect: std::mem::take(&mut self.connect_hooks).into(),
             disconnect: std::mem::take(&mut self.disconnect_hooks).into(),
         };
-        Ok((Arc::new(Dispatcher::new(node, table)), hooks))
+        Ok(Arc::new(Dispatcher::new(node, table, hooks)))
     }
 
     /// Binds every configured service and starts serving; returns at once with a
@@ -611,7 +611,8 @@ impl App {
         let raw_addrs: Vec<ListenAddr> = self.raw.iter().map(|r| r.addr).collect();
         let raw = bind_all(&raw_addrs).await?;
 
-        let (dispatcher, hooks) = self.assemble().await?;
+        let dispatcher = self.assemble().await?;
+        let hooks = dispatcher.hooks().clone();
         let node = dispatcher.node().clone();
         let node_id = node.node_id();
         let protocol = Service::Protocol(dispatcher);

@@ -564,18 +564,45 @@ impl_hooks!(T1 a1, T2 a2, T3 a3, T4 a4, T5 a5, T6 a6, T7 a7, T8 a8);
 
 type ConnectFn =
     dyn Fn(Handshake) -> BoxFuture<'static, (Handshake, Result<(), Refusal>)> + Send + Sync;
+type DisconnectFn = dyn Fn(Connection, Node) -> BoxFuture<'static, ()> + Send + Sync;
 
-/// A type-erased `on_connect` hook.
-#[derive(Clone)]
-pub struct BoxedConnectHook {
-    run: Arc<ConnectFn>,
+/// A type-erased hook: its function, its name (the Rust path, for logs and
+/// errors) and the state it needs.
+pub struct BoxedHook<F: ?Sized> {
+    run: Arc<F>,
     name: &'static str,
     needs: Arc<[StateNeed]>,
 }
 
-impl std::fmt::Debug for BoxedConnectHook {
+/// A type-erased `on_connect` hook.
+pub type BoxedConnectHook = BoxedHook<ConnectFn>;
+/// A type-erased `on_disconnect` hook.
+pub type BoxedDisconnectHook = BoxedHook<DisconnectFn>;
+
+impl<F: ?Sized> Clone for BoxedHook<F> {
+    fn clone(&self) -> Self {
+        Self {
+            run: self.run.clone(),
+            name: self.name,
+            needs: self.needs.clone(),
+        }
+    }
+}
+
+impl<F: ?Sized> std::fmt::Debug for BoxedHook<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("BoxedConnectHook").field(&self.name).finish()
+        f.debug_tuple("BoxedHook").field(&self.name).finish()
+    }
+}
+
+impl<F: ?Sized> BoxedHook<F> {
+    /// The hook's name (its Rust path).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub(crate) fn state_needs(&self) -> &[StateNeed] {
+        &self.needs
     }
 }
 
@@ -589,38 +616,11 @@ impl BoxedConnectHook {
         }
     }
 
-    /// The hook's name (its Rust path).
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    pub(crate) fn state_needs(&self) -> &[StateNeed] {
-        &self.needs
-    }
-
     pub(crate) fn run(
         &self,
         handshake: Handshake,
     ) -> BoxFuture<'static, (Handshake, Result<(), Refusal>)> {
         (self.run)(handshake)
-    }
-}
-
-type DisconnectFn = dyn Fn(Connection, Node) -> BoxFuture<'static, ()> + Send + Sync;
-
-/// A type-erased `on_disconnect` hook.
-#[derive(Clone)]
-pub struct BoxedDisconnectHook {
-    run: Arc<DisconnectFn>,
-    name: &'static str,
-    needs: Arc<[StateNeed]>,
-}
-
-impl std::fmt::Debug for BoxedDisconnectHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("BoxedDisconnectHook")
-            .field(&self.name)
-            .finish()
     }
 }
 
@@ -634,18 +634,21 @@ impl BoxedDisconnectHook {
         }
     }
 
-    /// The hook's name (its Rust path).
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    pub(crate) fn state_needs(&self) -> &[StateNeed] {
-        &self.needs
-    }
-
     pub(crate) fn run(&self, conn: Connection, node: Node) -> BoxFuture<'static, ()> {
         (self.run)(conn, node)
     }
+}
+
+/// Erases an `on_connect` hook (what `#[on_connect]` registers).
+#[doc(hidden)]
+pub fn connect_hook<T, H: ConnectHook<T>>(hook: H) -> BoxedConnectHook {
+    BoxedConnectHook::new(hook)
+}
+
+/// Erases an `on_disconnect` hook (what `#[on_disconnect]` registers).
+#[doc(hidden)]
+pub fn disconnect_hook<T, H: DisconnectHook<T>>(hook: H) -> BoxedDisconnectHook {
+    BoxedDisconnectHook::new(hook)
 }
 
 /// The hooks of an app, in the order they run.

@@ -109,6 +109,7 @@ pub struct Dispatcher {
     node: Node,
     table: HandlerTable,
     limits: DecodeLimits,
+    hooks: Hooks,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -121,13 +122,19 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(node: Node, table: HandlerTable) -> Self {
+    pub(crate) fn new(node: Node, table: HandlerTable, hooks: Hooks) -> Self {
         let limits = node.config().decode_limits();
         Self {
             node,
             table,
             limits,
+            hooks,
         }
+    }
+
+    /// The session hooks.
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.hooks
     }
 
     /// The node the handlers act on.

@@ -152,11 +152,6 @@ impl Admission {
         }
         origins.all(|o| config.origin_allowed(Some(o.as_bytes())))
     }
-
-    /// The application's hooks.
-    pub(crate) fn hooks(&self) -> &Hooks {
-        &self.hooks
-    }
 }
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::accept::ConnInfo;
 use super::admission::{Admitted, Refused};
+use super::limits::IpSlot;
 use super::stream::Rewound;
 use super::{Service, Shared};
 use crate::node::Node;
@@ -256,24 +257,21 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let shared = state.shared;
+    let peer = info.peer;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _) = req.into_parts();
     let admitted = shared
         .admission
-        .admit(
-            parts,
-            info.peer,
-            info.slot.is_some(),
-            state.service.runs_hooks(),
-        )
+        .admit(parts, peer, info.slot.is_some(), state.service.runs_hooks())
         .await;
     let Admitted { key, extensions } = match admitted {
         Ok(a) => a,
         Err(r) => return refused(r),
     };
-    let ws_config = shared.node.config().websocket_config();
     let service = state.service;
     let session_shared = shared.clone();
+    // The session's own per-IP slot (the connection's goes with hyper's task).
+    let slot = info.slot.as_deref().map(IpSlot::duplicate);
     shared.tracker.spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -283,7 +281,7 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
             }
         };
         // The per-IP slot lives as long as the session.
-        let _slot = info.slot;
+        let _slot = slot;
         // Back to the plain TCP stream: the session then reads the socket
         // without hyper in between, replaying what hyper read ahead (if any).
         let stream = match upgraded.downcast::<TokioIo<TcpStream>>() {
@@ -293,8 +291,11 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
                 return;
             }
         };
+        // Made here, not captured: whatever the task captures stays in its state
+        // for the session's lifetime.
+        let ws_config = session_shared.node.config().websocket_config();
         let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
-        let session = service.serve(ws, info.peer, &session_shared, extensions);
+        let session = service.serve(ws, peer, &session_shared, extensions);
         session.await;
     });
     let mut response = Response::new(Body::empty());

@@ -37,6 +37,21 @@ impl IpLimiter {
     }
 }
 
+impl IpSlot {
+    /// Another slot for the same address, counted without the limit: the session
+    /// an admitted connection becomes holds its own slot (no shared allocation),
+    /// while the connection's is released when hyper lets go of it.
+    pub(crate) fn duplicate(&self) -> IpSlot {
+        if let Some(mut n) = self.limiter.counts.get_mut(&self.ip) {
+            *n += 1;
+        }
+        IpSlot {
+            limiter: self.limiter.clone(),
+            ip: self.ip,
+        }
+    }
+}
+
 impl Drop for IpSlot {
     fn drop(&mut self) {
         self.limiter.counts.remove_if_mut(&self.ip, |_, n| {
@@ -59,6 +74,15 @@ mod tests {
         assert!(l.acquire(ip).is_none());
         assert!(l.acquire("10.0.0.2".parse().unwrap()).is_some());
         drop(a);
+        let c = l.acquire(ip).unwrap();
+        let d = c.duplicate();
+        assert!(l.acquire(ip).is_none(), "a duplicate counts");
+        drop(c);
+        assert!(
+            l.acquire(ip).is_none(),
+            "the duplicate outlives the original"
+        );
+        drop(d);
         assert!(l.acquire(ip).is_some());
     }
 }

@@ -106,10 +106,9 @@ impl Service {
         let service = self.clone();
         let shutdown = shared.shutdown.clone();
         let node = shared.node.clone();
-        let hooks = shared.admission.hooks().clone();
         async move {
             match service {
-                Service::Protocol(d) => protocol::serve(session, d, hooks, shutdown).await,
+                Service::Protocol(d) => protocol::serve(session, d, shutdown).await,
                 Service::Raw(h) => raw::serve(session, node, h, shutdown).await,
             }
         }

@@ -9,14 +9,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::{Dispatcher, Hooks};
+use crate::dispatch::Dispatcher;
 use crate::session::{close_code, finish, next_message, reader_waits, Next};
 
 /// Runs one protocol session to its end.
 pub(crate) async fn serve<S>(
     session: super::OpenSession<S>,
     dispatcher: Arc<Dispatcher>,
-    hooks: Hooks,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -57,6 +56,7 @@ pub(crate) async fn serve<S>(
         }
     };
     finish(&conn, writer, closed_by_server, drain).await;
+    let hooks = dispatcher.hooks();
     if !hooks.disconnect.is_empty() {
         // The hooks still see the session's channels and extensions.
         Box::pin(hooks.disconnect(&conn, node)).await;

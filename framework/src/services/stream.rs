@@ -16,7 +16,15 @@ pub(crate) struct Rewound<T> {
 }
 
 impl<T> Rewound<T> {
+    /// `prefix` is usually an empty slice of hyper's read buffer: keeping it would
+    /// keep that whole buffer (8 KiB) alive for the session's lifetime, so an
+    /// empty prefix is dropped and a non-empty one copied out.
     pub(crate) fn new(prefix: Bytes, io: T) -> Self {
+        let prefix = if prefix.is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(&prefix)
+        };
         Self { prefix, io }
     }
 }
