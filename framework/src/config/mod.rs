@@ -42,7 +42,9 @@ pub struct Config {
     pub max_subscribers_per_channel: usize,
     /// Concurrent connections from one IP address.
     pub max_connections_per_ip: usize,
-    /// Time allowed for the TCP connection to complete the WebSocket handshake.
+    /// Time a connection has to send its request head (the upgrade request, or any
+    /// HTTP request), and the time the `on_connect` hooks have to decide (past it
+    /// the upgrade is answered 503).
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// A session that sends nothing (not even a WebSocket ping) for this long is closed.
