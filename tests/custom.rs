@@ -9,7 +9,7 @@ use framework::app::AppError;
 use framework::dispatch::Request;
 use framework::protocol::{ErrorCode, FrameFields, Opcode};
 use framework::{App, HandlerError, Reply};
-use framework_tests::{any_port, client, expect_server_error, start, RawWs, DEADLINE};
+use framework_tests::{client, expect_server_error, start, start_err, RawWs, DEADLINE};
 use uuid::Uuid;
 
 fn echo(ctx: Request) -> Reply {
@@ -31,14 +31,6 @@ async fn assert_nothing_pending(raw: &mut RawWs) {
     let pong = raw.request(ping(tx)).await;
     assert_eq!(pong.opcode(), Opcode::Pong.0, "expected Pong, got {pong:?}");
     assert_eq!(pong.transaction_id(), Some(tx));
-}
-
-/// Starts `app` and returns the error `start` fails with.
-async fn start_err(app: App) -> AppError {
-    app.run_websocket_service(any_port())
-        .start()
-        .await
-        .expect_err("start must refuse this app")
 }
 
 #[tokio::test]

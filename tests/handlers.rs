@@ -19,7 +19,7 @@ use framework::protocol::{fbs, ErrorCode, FrameFields, Opcode};
 use framework::session::Connection;
 use framework::{App, HandlerError, Message, Request};
 use framework_tests::http::{self, metric};
-use framework_tests::{any_port, client, expect_server_error, start, RawWs, DEADLINE};
+use framework_tests::{any_port, client, expect_server_error, start, start_err, RawWs, DEADLINE};
 use uuid::Uuid;
 
 #[derive(framework::Message, Debug, Clone, PartialEq)]
@@ -550,13 +550,6 @@ fn hook_needs_missing_state(State(_): State<NeverRegistered>) -> Result<(), Refu
 }
 
 fn disconnect_hook_needs_missing_state(State(_): State<NeverRegistered>) {}
-
-async fn start_err(app: App) -> AppError {
-    app.run_websocket_service(any_port())
-        .start()
-        .await
-        .expect_err("start must refuse this app")
-}
 
 #[tokio::test]
 async fn a_state_never_registered_fails_start_naming_the_handler_and_the_type() {

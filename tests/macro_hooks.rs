@@ -201,25 +201,3 @@ async fn macro_hooks_run_before_hooks_added_with_app_on_connect() {
     c.close();
     server.shutdown().await;
 }
-
-/// Whatever the call order, hooks added after `with_registered()` run after the
-/// macro hooks (what the docs promise holds at least for this order).
-#[tokio::test]
-async fn hooks_added_after_with_registered_run_after_the_macro_hooks() {
-    let server = App::new()
-        .with_state(Trail::default())
-        .with_registered()
-        .on_connect(added_later)
-        .run_websocket_service(any_port())
-        .start()
-        .await
-        .expect("server starts");
-    let trail = trail(&server);
-    let c =
-        framework::client::Client::connect(&format!("ws://{}/?token=bo", server.websocket_addr()))
-            .await
-            .unwrap();
-    assert_eq!(trail.take(), ["zeta", "alpha", "middle", "later"]);
-    c.close();
-    server.shutdown().await;
-}

@@ -34,6 +34,14 @@ pub async fn start(app: App) -> AppHandle {
         .expect("server starts")
 }
 
+/// Starts `app` (with a protocol service) and returns the error `start` fails with.
+pub async fn start_err(app: App) -> framework::app::AppError {
+    app.run_websocket_service(any_port())
+        .start()
+        .await
+        .expect_err("start must refuse this app")
+}
+
 /// The `ws://` URL of a running server.
 pub fn url(handle: &AppHandle) -> String {
     format!("ws://{}/", handle.websocket_addr())
