@@ -40,8 +40,12 @@ pub struct Config {
     pub max_channels_per_session: usize,
     /// Sessions one channel may hold on this node.
     pub max_subscribers_per_channel: usize,
-    /// Concurrent connections from one IP address.
+    /// Concurrent TCP connections from one IP address (WebSocket and plain HTTP);
+    /// past it every request on the connection is answered HTTP 429.
     pub max_connections_per_ip: usize,
+    /// Concurrent TCP connections on this node, all listeners together; past it
+    /// every request on the connection is answered HTTP 503 (never left hanging).
+    pub max_connections: usize,
     /// Time a connection has to send its request head (the upgrade request, or any
     /// HTTP request), and the time the `on_connect` hooks have to decide (past it
     /// the upgrade is answered 503).
@@ -50,6 +54,20 @@ pub struct Config {
     /// A session that sends nothing (not even a WebSocket ping) for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A session that has been quiet this long is sent a WebSocket ping (browsers
+    /// answer pings but never send them, so a tab that only listens would otherwise
+    /// hit `idle_timeout`). Zero turns pings off.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// After a ping, how long the peer has to answer (or send anything) before the
+    /// session is closed (1000, "ping timeout").
+    #[serde(with = "humantime_serde")]
+    pub pong_timeout: Duration,
+    /// Largest body of a server-API request (`/api/*`); over it: HTTP 413.
+    pub max_api_body: usize,
+    /// Time a server-API request has to deliver its body; past it: HTTP 408.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
     /// On shutdown, how long sessions may take to drain their queues.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -90,9 +108,14 @@ impl Default for Config {
             max_channels_per_session: 1024,
             max_subscribers_per_channel: 1_000_000,
             max_connections_per_ip: 10_000,
+            max_connections: 100_000,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(20),
+            max_api_body: 64 * 1024,
+            body_timeout: Duration::from_secs(10),
             read_buffer_size: 512,
             write_buffer_size: 16 * 1024,
             max_batch_frames: 64,

@@ -16,15 +16,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use super::limits::IpSlot;
+use super::limits::ConnSlot;
 use super::Shared;
 
 /// What every request of a connection carries in its extensions.
 #[derive(Clone)]
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
-    /// The connection's per-IP slot; `None` when it was over the limit.
-    pub(crate) slot: Option<Arc<IpSlot>>,
+    /// The connection's place in the connection limits.
+    pub(crate) slot: Arc<ConnSlot>,
 }
 
 /// The first backoff after a failed accept, doubled per failure up to the maximum.
@@ -77,25 +77,40 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, shared: Arc<Sha
             backoff = BACKOFF_MIN;
         }
         let _ = tcp.set_nodelay(true);
-        let info = ConnInfo {
-            peer,
-            slot: shared.admission.slot(peer.ip()),
+        // Over a connection limit, every request on the connection is answered
+        // with the refusal and the connection closed: never left hanging.
+        let (router, refusal) = match shared.admission.slot(peer.ip()) {
+            Ok(slot) => (Some((router.clone(), ConnInfo { peer, slot })), None),
+            Err(refused) => (None, Some(refused)),
         };
-        let router = router.clone();
         let shutdown = shared.shutdown.clone();
         let config = shared.node.config();
         let (header_timeout, drain) = (config.handshake_timeout, config.shutdown_timeout);
         shared.tracker.spawn(async move {
+            let keep_alive = refusal.is_none();
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(info.clone());
-                    router.clone().oneshot(req.map(Body::new))
+                    let answer = match (&router, &refusal) {
+                        (Some((router, info)), _) => {
+                            req.extensions_mut().insert(info.clone());
+                            Ok(router.clone().oneshot(req.map(Body::new)))
+                        }
+                        (None, Some(refused)) => Err(super::http::refused(refused.clone())),
+                        (None, None) => unreachable!("a connection is admitted or refused"),
+                    };
+                    async move {
+                        match answer {
+                            Ok(routed) => routed.await,
+                            Err(response) => Ok(response),
+                        }
+                    }
                 },
             );
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
+                .header_read_timeout(header_timeout)
+                .keep_alive(keep_alive);
             let conn = builder
                 .serve_connection(TokioIo::new(tcp), service)
                 .with_upgrades();

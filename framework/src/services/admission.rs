@@ -1,5 +1,5 @@
-//! The one admission policy of every WebSocket service: a per-IP slot taken when
-//! the TCP connection is accepted, then, on the upgrade request, the handshake
+//! The one admission policy of every service: a connection slot (per IP and per
+//! node) taken when the TCP connection is accepted, then, on the upgrade request, the handshake
 //! headers, the Origin allowlist, draining, and (protocol services) the
 //! application's `on_connect` hooks. Every refusal is an HTTP status before the
 //! WebSocket exists, and is counted.
@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use base64::Engine;
 use tokio_util::sync::CancellationToken;
 
-use super::limits::{IpLimiter, IpSlot};
+use super::limits::{ConnLimiter, ConnSlot, OverLimit};
 use crate::dispatch::hooks::{Handshake, Refusal};
 use crate::dispatch::Hooks;
 use crate::node::Node;
@@ -25,7 +25,7 @@ pub(crate) struct Admitted {
 }
 
 /// Why an upgrade is refused: the status, a short body, and extra headers.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Refused {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
@@ -33,7 +33,7 @@ pub(crate) struct Refused {
 }
 
 impl Refused {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -56,7 +56,7 @@ impl From<Refusal> for Refused {
 /// The admission policy shared by every listener of an app.
 pub(crate) struct Admission {
     pub(crate) node: Node,
-    limiter: Arc<IpLimiter>,
+    limiter: Arc<ConnLimiter>,
     /// Set when shutdown begins: upgrades are refused with 503.
     pub(crate) draining: CancellationToken,
     hooks: Hooks,
@@ -64,7 +64,8 @@ pub(crate) struct Admission {
 
 impl Admission {
     pub(crate) fn new(node: Node, draining: CancellationToken, hooks: Hooks) -> Self {
-        let limiter = IpLimiter::new(node.config().max_connections_per_ip);
+        let config = node.config();
+        let limiter = ConnLimiter::new(config.max_connections_per_ip, config.max_connections);
         Self {
             node,
             limiter,
@@ -73,10 +74,22 @@ impl Admission {
         }
     }
 
-    /// A per-IP slot for a new TCP connection; `None` over the limit (its upgrade
-    /// requests are then answered 429).
-    pub(crate) fn slot(&self, ip: IpAddr) -> Option<Arc<IpSlot>> {
-        self.limiter.acquire(ip).map(Arc::new)
+    /// A slot for a new TCP connection, or the refusal every request on it gets:
+    /// 429 over the per-IP limit, 503 over the node's. Refusals are counted here,
+    /// once per connection.
+    pub(crate) fn slot(&self, ip: IpAddr) -> Result<Arc<ConnSlot>, Refused> {
+        self.limiter.acquire(ip).map(Arc::new).map_err(|over| {
+            self.count_refusal();
+            match over {
+                OverLimit::PerIp => Refused::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from this address",
+                ),
+                OverLimit::Total => {
+                    Refused::new(StatusCode::SERVICE_UNAVAILABLE, "the server is full")
+                }
+            }
+        })
     }
 
     /// Counts a refused connection.
@@ -90,10 +103,9 @@ impl Admission {
         &self,
         parts: http::request::Parts,
         peer: SocketAddr,
-        has_slot: bool,
         hooks: bool,
     ) -> Result<Admitted, Refused> {
-        let result = self.check(parts, peer, has_slot, hooks).await;
+        let result = self.check(parts, peer, hooks).await;
         if result.is_err() {
             self.count_refusal();
         }
@@ -104,7 +116,6 @@ impl Admission {
         &self,
         parts: http::request::Parts,
         peer: SocketAddr,
-        has_slot: bool,
         hooks: bool,
     ) -> Result<Admitted, Refused> {
         let key = websocket_key(&parts.headers)?;
@@ -115,12 +126,6 @@ impl Admission {
             return Err(Refused::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server shutting down",
-            ));
-        }
-        if !has_slot {
-            return Err(Refused::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many connections from this address",
             ));
         }
         let extensions = if hooks && !self.hooks.connect.is_empty() {

@@ -21,7 +21,6 @@ use uuid::Uuid;
 
 use super::accept::ConnInfo;
 use super::admission::{Admitted, Refused};
-use super::limits::IpSlot;
 use super::stream::Rewound;
 use super::{Service, Shared};
 use crate::node::Node;
@@ -180,8 +179,34 @@ fn decode_payload(b64: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|_| api_error(StatusCode::BAD_REQUEST, "payload is not valid base64"))
 }
 
-fn api_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| api_error(StatusCode::BAD_REQUEST, &e.to_string()))
+/// An API request's JSON body, read only once its key was checked, and read within
+/// `max_api_body` bytes and `body_timeout`: a client that is not allowed in, or
+/// that trickles, never gets a buffer held for it.
+async fn api_body<T: serde::de::DeserializeOwned>(
+    node: &Node,
+    request: Request,
+) -> Result<T, ApiError> {
+    let (parts, body) = request.into_parts();
+    authorize(node, &parts.headers)?;
+    let config = node.config();
+    let limit = config.max_api_body;
+    let read = axum::body::to_bytes(body, limit);
+    let bytes = match tokio::time::timeout(config.body_timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return Err(api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the body is over {limit} bytes (max_api_body)"),
+            ))
+        }
+        Err(_) => {
+            return Err(api_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive within body_timeout",
+            ))
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|e| api_error(StatusCode::BAD_REQUEST, &e.to_string()))
 }
 
 fn delivered(result: Result<(), crate::broker::BrokerError>) -> Result<Response, ApiError> {
@@ -199,11 +224,9 @@ fn delivered(result: Result<(), crate::broker::BrokerError>) -> Result<Response,
 
 async fn api_publish(
     State(HttpState { shared: s, .. }): State<HttpState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(&s.node, &headers)?;
-    let req: ApiPublish = api_json(&body)?;
+    let req: ApiPublish = api_body(&s.node, request).await?;
     crate::builtins::validate_channel(&req.channel)
         .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.message()))?;
     let payload = decode_payload(&req.payload)?;
@@ -217,11 +240,9 @@ async fn api_publish(
 
 async fn api_send(
     State(HttpState { shared: s, .. }): State<HttpState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(&s.node, &headers)?;
-    let req: ApiSend = api_json(&body)?;
+    let req: ApiSend = api_body(&s.node, request).await?;
     let payload = decode_payload(&req.payload)?;
     let trace = Some(Uuid::new_v4());
     delivered(
@@ -233,17 +254,15 @@ async fn api_send(
 
 async fn api_broadcast(
     State(HttpState { shared: s, .. }): State<HttpState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(&s.node, &headers)?;
-    let req: ApiBroadcast = api_json(&body)?;
+    let req: ApiBroadcast = api_body(&s.node, request).await?;
     let payload = decode_payload(&req.payload)?;
     let trace = Some(Uuid::new_v4());
     delivered(s.node.broadcast(&payload, SERVER_EMITTER, trace).await)
 }
 
-fn refused(r: Refused) -> Response {
+pub(crate) fn refused(r: Refused) -> Response {
     let mut response = (r.status, r.message).into_response();
     for (name, value) in r.headers {
         response.headers_mut().insert(name, value);
@@ -262,7 +281,7 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let admitted = shared
         .admission
-        .admit(parts, peer, info.slot.is_some(), state.service.runs_hooks())
+        .admit(parts, peer, state.service.runs_hooks())
         .await;
     let Admitted { key, extensions } = match admitted {
         Ok(a) => a,
@@ -271,7 +290,7 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
     let service = state.service;
     let session_shared = shared.clone();
     // The session's own per-IP slot (the connection's goes with hyper's task).
-    let slot = info.slot.as_deref().map(IpSlot::duplicate);
+    let slot = info.slot.duplicate();
     shared.tracker.spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Dispatcher;
-use crate::session::{close_code, finish, next_message, reader_waits, Next};
+use crate::session::{close_code, finish, next_message, reader_waits, Keepalive, Next};
 
 /// Runs one protocol session to its end.
 pub(crate) async fn serve<S>(
@@ -27,7 +27,10 @@ pub(crate) async fn serve<S>(
     } = session;
     let node = dispatcher.node();
     // Only what the session needs, not a copy of the whole configuration.
-    let (idle_timeout, drain) = (node.config().idle_timeout, node.config().shutdown_timeout);
+    let (keepalive, drain) = (
+        Keepalive::from_config(node.config()),
+        node.config().shutdown_timeout,
+    );
 
     if node.session_opened(&conn).await.is_err() {
         conn.close(close_code::INTERNAL, "cluster broker unavailable");
@@ -36,7 +39,7 @@ pub(crate) async fn serve<S>(
     }
     node.welcome(&conn);
 
-    reader_waits!(waits, conn, shutdown, idle_timeout);
+    reader_waits!(waits, conn, shutdown, keepalive);
     let closed_by_server = loop {
         let msg = match next_message(&mut stream, &conn, &mut waits).await {
             Next::Data(msg) => msg,

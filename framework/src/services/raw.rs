@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 use crate::raw::{ErasedRawHandler, RawConnection, RawError, RawMessage};
-use crate::session::{finish, next_message, reader_waits, Connection, Next};
+use crate::session::{finish, next_message, reader_waits, Connection, Keepalive, Next};
 
 /// Runs one raw session to its end.
 pub(crate) async fn serve<S>(
@@ -23,7 +23,10 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Only what the session needs, not a copy of the whole configuration.
-    let (idle_timeout, drain) = (node.config().idle_timeout, node.config().shutdown_timeout);
+    let (keepalive, drain) = (
+        Keepalive::from_config(node.config()),
+        node.config().shutdown_timeout,
+    );
     let super::OpenSession {
         conn,
         mut stream,
@@ -47,7 +50,7 @@ pub(crate) async fn serve<S>(
             }
         };
 
-    reader_waits!(waits, conn, shutdown, idle_timeout);
+    reader_waits!(waits, conn, shutdown, keepalive);
     let closed_by_server = loop {
         let next = tokio::select! {
             joined = &mut handler_task, if handler_running => {

@@ -50,6 +50,8 @@ pub(crate) enum Outbound {
     Binary(Bytes),
     /// A text frame (raw mode only).
     Text(tokio_tungstenite::tungstenite::Utf8Bytes),
+    /// A WebSocket ping (keepalive).
+    Ping,
     /// Close after everything queued before it was written.
     Close(u16, &'static str),
 }
@@ -234,7 +236,7 @@ impl Connection {
         let len = match &item {
             Outbound::Binary(b) => b.len(),
             Outbound::Text(t) => t.len(),
-            Outbound::Close(..) => 0,
+            Outbound::Close(..) | Outbound::Ping => 0,
         };
         if self.is_closing() {
             self.0.metrics.record_dropped();
@@ -254,6 +256,11 @@ impl Connection {
         }
         self.0.outbox.push(item);
         Ok(())
+    }
+
+    /// Queues a WebSocket ping (the peer's pong counts as activity).
+    pub(crate) fn ping(&self) -> Result<(), SendError> {
+        self.enqueue(Outbound::Ping)
     }
 
     /// Closes the session normally (1000) after what is already queued is written.

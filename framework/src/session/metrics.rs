@@ -66,6 +66,11 @@ impl SessionMetrics {
         self.last_activity_ms.store(ms, Relaxed);
     }
 
+    /// Milliseconds since the session started.
+    pub(crate) fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     /// Messages received from the peer.
     pub fn messages_in(&self) -> u64 {
         self.messages_in.load(Relaxed)

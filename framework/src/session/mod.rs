@@ -10,4 +10,4 @@ pub(crate) mod writer;
 pub(crate) use connection::Outbound;
 pub use connection::{close_code, Connection, SendError};
 pub use metrics::{opcode_slot, opcode_slot_label, OpcodeCounters, SessionMetrics, OPCODE_SLOTS};
-pub(crate) use reader::{finish, next_message, reader_waits, Next, Waits};
+pub(crate) use reader::{finish, next_message, reader_waits, Keepalive, Next, Waits};

@@ -39,30 +39,111 @@ fn read_failure(error: &WsError) -> Option<(u16, &'static str)> {
     }
 }
 
+/// The quiet-time rules of a session: close after `idle_timeout` without anything
+/// from the peer; ping after `ping_interval` of quiet (zero: never), and close when
+/// a ping is not answered within `pong_timeout`. Milliseconds, so an idle
+/// session's reader stays small.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keepalive {
+    pub(crate) idle_timeout: Duration,
+    pub(crate) ping_interval_ms: u32,
+    pub(crate) pong_timeout_ms: u32,
+}
+
+impl Keepalive {
+    pub(crate) fn from_config(config: &crate::Config) -> Self {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        Self {
+            idle_timeout: config.idle_timeout,
+            ping_interval_ms: ms(config.ping_interval),
+            pong_timeout_ms: ms(config.pong_timeout).max(1),
+        }
+    }
+}
+
 /// What a session's reader waits for besides the socket, each registered once per
 /// session rather than once per read (per-read timers and waiter registrations
-/// showed in profiles): the session's end, the server's shutdown, and the idle
-/// deadline, which is checked lazily against the session's last activity.
+/// showed in profiles): the session's end, the server's shutdown, and one quiet
+/// timer, which is checked lazily against the session's last activity and serves
+/// the idle deadline and the keepalive pings alike.
 pub(crate) struct Waits<'p, E, C> {
     pub(crate) ended: Pin<&'p mut E>,
     pub(crate) shutdown: Pin<&'p mut C>,
     pub(crate) idle: Pin<&'p mut Sleep>,
-    pub(crate) idle_timeout: Duration,
+    pub(crate) keepalive: Keepalive,
+    /// When the unanswered ping went out (ms since the session started); 0: none.
+    pub(crate) ping_sent_ms: u64,
+}
+
+/// What the quiet timer decided.
+enum Quiet {
+    /// Wake again after this long.
+    Wait(Duration),
+    /// Close the session with this reason.
+    Close(&'static str),
+}
+
+impl<E, C> Waits<'_, E, C> {
+    /// The quiet rules, applied to a session quiet for `idle_for`, `now_ms` into its
+    /// life; queues a ping when one is due.
+    fn quiet(&mut self, conn: &Connection, idle_for: Duration, now_ms: u64) -> Quiet {
+        let k = self.keepalive;
+        if idle_for >= k.idle_timeout {
+            return Quiet::Close("idle timeout");
+        }
+        let mut next = k.idle_timeout - idle_for;
+        let since_activity_ms = idle_for.as_millis() as u64;
+        // A ping is answered by anything the peer sends after it.
+        if self.ping_sent_ms != 0 && since_activity_ms <= now_ms - self.ping_sent_ms {
+            self.ping_sent_ms = 0;
+        }
+        if k.ping_interval_ms == 0 {
+            return Quiet::Wait(next);
+        }
+        let interval = u64::from(k.ping_interval_ms);
+        if self.ping_sent_ms != 0 {
+            let waited = now_ms - self.ping_sent_ms;
+            if waited >= u64::from(k.pong_timeout_ms) {
+                return Quiet::Close("ping timeout");
+            }
+            next = next.min(Duration::from_millis(u64::from(k.pong_timeout_ms) - waited));
+        } else if since_activity_ms >= interval {
+            if conn.ping().is_ok() {
+                self.ping_sent_ms = now_ms.max(1);
+            }
+            next = next.min(Duration::from_millis(u64::from(k.pong_timeout_ms)));
+        } else {
+            next = next.min(Duration::from_millis(interval - since_activity_ms));
+        }
+        // The answer to a ping is noticed (and the next ping sent) within an interval.
+        Quiet::Wait(next.min(Duration::from_millis(interval)))
+    }
 }
 
 /// Declares `$waits`, a [`Waits`] for `$conn` pinned in the caller's frame (so the
 /// waits live as long as the session's reader, registered once).
 macro_rules! reader_waits {
-    ($waits:ident, $conn:expr, $shutdown:expr, $idle_timeout:expr) => {
+    ($waits:ident, $conn:expr, $shutdown:expr, $keepalive:expr) => {
+        let keepalive: $crate::session::Keepalive = $keepalive;
         let ended = $conn.ended();
         let shutdown_wait = $shutdown.cancelled();
-        let idle = tokio::time::sleep($idle_timeout);
+        let first_wake = if keepalive.ping_interval_ms > 0 {
+            keepalive
+                .idle_timeout
+                .min(std::time::Duration::from_millis(u64::from(
+                    keepalive.ping_interval_ms,
+                )))
+        } else {
+            keepalive.idle_timeout
+        };
+        let idle = tokio::time::sleep(first_wake);
         tokio::pin!(ended, shutdown_wait, idle);
         let mut $waits = $crate::session::Waits {
             ended: ended.as_mut(),
             shutdown: shutdown_wait.as_mut(),
             idle: idle.as_mut(),
-            idle_timeout: $idle_timeout,
+            keepalive,
+            ping_sent_ms: 0,
         };
     };
 }
@@ -89,12 +170,13 @@ where
             _ = waits.ended.as_mut() => return Next::Done(None),
             _ = waits.shutdown.as_mut() => return close(close_code::GOING_AWAY, "server shutting down"),
             _ = waits.idle.as_mut() => {
-                let idle_for = conn.metrics().since_last_activity();
-                if idle_for >= waits.idle_timeout {
-                    return close(close_code::NORMAL, "idle timeout");
+                let metrics = conn.metrics();
+                match waits.quiet(conn, metrics.since_last_activity(), metrics.elapsed_ms()) {
+                    Quiet::Close(reason) => return close(close_code::NORMAL, reason),
+                    Quiet::Wait(rest) => {
+                        waits.idle.as_mut().reset(tokio::time::Instant::now() + rest);
+                    }
                 }
-                let rest = waits.idle_timeout - idle_for;
-                waits.idle.as_mut().reset(tokio::time::Instant::now() + rest);
                 continue;
             }
             next = stream.next() => next,

@@ -93,6 +93,10 @@ where
                 let len = text.len();
                 (Message::Text(text), len)
             }
+            Outbound::Ping => {
+                sink.feed(Message::Ping(Default::default())).await?;
+                continue;
+            }
             Outbound::Close(code, reason) => {
                 sink.feed(close_message(code, reason)).await?;
                 step = Step::Closed;
