@@ -75,6 +75,12 @@ fn panics() -> Vec<u8> {
     panic!("handler bug")
 }
 
+/// Two per ten seconds per connection, from the macro.
+#[opcode(307, quota = "2/10s")]
+fn limited() -> Vec<u8> {
+    b"fine".to_vec()
+}
+
 #[override_opcode(Ping)]
 fn custom_ping() -> Reply {
     Reply::with_opcode(Opcode::Pong, Some(bytes::Bytes::from_static(b"custom")))
@@ -195,6 +201,21 @@ async fn overrides_raw_services_and_library_handlers_register() {
         .unwrap()
         .unwrap();
     assert_eq!(echoed.into_data(), bytes::Bytes::from_static(b"SHOUT"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_opcode_quota_from_the_macro_is_enforced() {
+    let server = start().await;
+    let c = framework::client::Client::connect(&format!("ws://{}/", server.websocket_addr()))
+        .await
+        .unwrap();
+    assert!(c.request(307, b"").await.is_ok());
+    assert!(c.request(307, b"").await.is_ok());
+    framework_tests::expect_server_error(
+        c.request(307, b"").await,
+        framework::protocol::ErrorCode::RateLimited,
+    );
     server.shutdown().await;
 }
 

@@ -22,6 +22,9 @@ pub enum Kind {
     /// `#[raw_ws(port = P)]`, and the environment variable `env = ".."` names for
     /// its address (besides `FRAMEWORK_RAW_<P>`).
     Raw(u16, Option<&'static str>, fn() -> BoxedRawHandler),
+    /// `#[opcode(N, quota = "..")]`: a per-connection frame quota on opcode N (the
+    /// rate was checked by the macro).
+    Quota(u16, &'static str),
     /// `#[on_connect]`.
     OnConnect(fn() -> BoxedConnectHook),
     /// `#[on_disconnect]`.
@@ -134,6 +137,12 @@ impl App {
                 Kind::Raw(port, var, make) => {
                     self = self.raw_service_boxed(port.into(), make(), r.origin(), var);
                 }
+                Kind::Quota(opcode, rate) => match rate.parse::<crate::config::Rate>() {
+                    Ok(rate) => {
+                        self = self.quota(crate::config::QuotaRule::opcode(opcode).frames(rate))
+                    }
+                    Err(e) => tracing::error!(origin = %r.origin(), "bad quota: {e}"),
+                },
                 Kind::OnConnect(make) => connect.push(make()),
                 Kind::OnDisconnect(make) => disconnect.push(make()),
                 Kind::Message(..) => {}

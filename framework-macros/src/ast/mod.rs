@@ -20,7 +20,8 @@ pub struct HandlerFn {
 
 /// What a handler registers as.
 pub enum HandlerTarget {
-    Opcode(u16),
+    /// An application opcode, with its quota (`quota = "10/s"`), if any.
+    Opcode(u16, Option<syn::LitStr>),
     Override(Ident),
 }
 

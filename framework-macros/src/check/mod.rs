@@ -52,8 +52,9 @@ pub fn opcode_args(cx: &Ctxt, attr: &OpcodeAttr) -> Option<HandlerTarget> {
         );
         return None;
     };
+    let quota = opcode_options(cx, &attr.options);
     match lit.base10_parse::<u64>() {
-        Ok(n) if (200..=65535).contains(&n) => Some(HandlerTarget::Opcode(n as u16)),
+        Ok(n) if (200..=65535).contains(&n) => Some(HandlerTarget::Opcode(n as u16, quota)),
         Ok(n) if n < 200 => {
             cx.error_spanned_by(
                 lit,
@@ -68,6 +69,62 @@ pub fn opcode_args(cx: &Ctxt, attr: &OpcodeAttr) -> Option<HandlerTarget> {
             );
             None
         }
+    }
+}
+
+/// The options after the opcode: `quota = "10/s"` (checked here, so a rate that
+/// does not parse is an error at the string).
+fn opcode_options(cx: &Ctxt, options: &[Meta]) -> Option<syn::LitStr> {
+    let keys = known_keys(cx, options, &["quota"], "#[opcode]");
+    match keys.get("quota").and_then(|m| m.value.as_ref()) {
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        })) => match check_rate(&s.value()) {
+            Ok(()) => Some(s.clone()),
+            Err(why) => {
+                cx.error_spanned_by(s, why);
+                None
+            }
+        },
+        Some(other) => {
+            cx.error_spanned_by(
+                other,
+                "`quota` takes a rate: quota = \"10/s\" or \"10/s burst 40\"",
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+/// The grammar of `framework::config::Rate`: `COUNT/PERIOD [burst COUNT]`,
+/// counts optionally in B/KiB/MiB/GiB, periods `s`, `m`, `h` or a duration like
+/// `250ms`.
+fn check_rate(text: &str) -> Result<(), String> {
+    let bad =
+        || format!("`{text}` is not a rate: write e.g. \"10/s\", \"600/m\" or \"10/s burst 40\"");
+    let count = |t: &str| -> bool {
+        let t = t.trim();
+        let digits = t.chars().take_while(char::is_ascii_digit).count();
+        digits > 0
+            && t[..digits].parse::<u64>().is_ok_and(|n| n > 0)
+            && matches!(t[digits..].trim(), "" | "B" | "KiB" | "MiB" | "GiB")
+    };
+    let (rate, burst) = match text.split_once("burst") {
+        Some((rate, burst)) => (rate, Some(burst)),
+        None => (text, None),
+    };
+    let (n, per) = rate.split_once('/').ok_or_else(bad)?;
+    let per = per.trim();
+    let unit_start = per.find(|c: char| !c.is_ascii_digit()).unwrap_or(per.len());
+    let period_ok = matches!(per, "s" | "m" | "h")
+        || (unit_start > 0
+            && per[..unit_start].parse::<u64>().is_ok_and(|n| n > 0)
+            && matches!(&per[unit_start..], "ms" | "s" | "m" | "h" | "us" | "ns"));
+    if count(n) && period_ok && burst.is_none_or(count) {
+        Ok(())
+    } else {
+        Err(bad())
     }
 }
 

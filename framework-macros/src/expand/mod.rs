@@ -144,10 +144,16 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
             };
         };
     };
-    let (kind, builtin_check) = match target {
-        HandlerTarget::Opcode(n) => (
+    let (kind, extra) = match target {
+        HandlerTarget::Opcode(n, quota) => (
             quote!(::framework::__private::Kind::Opcode(#n, __framework_make)),
-            quote!(),
+            match quota {
+                Some(rate) => registration(
+                    quote!(::framework::__private::Kind::Quota(#n, #rate)),
+                    &name_str,
+                ),
+                None => quote!(),
+            },
         ),
         HandlerTarget::Override(ident) => {
             let message = format!(
@@ -169,7 +175,7 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
         #func
         #[doc(hidden)]
         const _: () = {
-            #builtin_check
+            #extra
             #make
             #register
         };

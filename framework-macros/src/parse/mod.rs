@@ -21,23 +21,36 @@ pub enum Hook {
     Disconnect,
 }
 
-/// `#[opcode(N)]`: one expression (empty when none was given).
+/// `#[opcode(N)]` or `#[opcode(N, key = value, ..)]`: the opcode expression
+/// (absent when none was given) and the options after it.
 pub struct OpcodeAttr {
     pub value: Option<Expr>,
     /// The whole argument list, for errors about it.
     pub span: Span,
+    pub options: Vec<Meta>,
 }
 
 impl Parse for OpcodeAttr {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let span = input.span();
         if input.is_empty() {
-            return Ok(OpcodeAttr { value: None, span });
+            return Ok(OpcodeAttr {
+                value: None,
+                span,
+                options: Vec::new(),
+            });
         }
         let value: Expr = input.parse()?;
+        let mut options = Vec::new();
+        if input.peek(Token![,]) {
+            input.parse::<Token![,]>()?;
+            let rest = Punctuated::<Meta, Token![,]>::parse_terminated(input)?;
+            options.extend(rest);
+        }
         Ok(OpcodeAttr {
             span: value.span(),
             value: Some(value),
+            options,
         })
     }
 }

@@ -182,6 +182,7 @@ pub struct App {
     overrides: Vec<Registration>,
     connect_hooks: Vec<BoxedConnectHook>,
     disconnect_hooks: Vec<BoxedDisconnectHook>,
+    quotas: Vec<crate::config::QuotaRule>,
     errors: Vec<AppError>,
     broker: Option<BrokerFactory>,
 }
@@ -218,6 +219,7 @@ impl App {
             overrides: Vec::new(),
             connect_hooks: Vec::new(),
             disconnect_hooks: Vec::new(),
+            quotas: Vec::new(),
             errors: Vec::new(),
             broker: None,
         }
@@ -226,6 +228,23 @@ impl App {
     /// Replaces the configuration.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Adds a quota (see [`QuotaRule`](crate::config::QuotaRule)) to the
+    /// configured ones (`Config::quotas`, which start as the defaults); quotas
+    /// added here (and by `#[opcode(N, quota = "..")]`) stay whatever the
+    /// configuration replaces.
+    ///
+    /// ```
+    /// use framework::config::{QuotaRule, QuotaScope, Rate};
+    /// let app = framework::App::new()
+    ///     .quota(QuotaRule::opcode(200).frames("10/s burst 20".parse().unwrap()))
+    ///     .quota(QuotaRule::opcode(201).per(QuotaScope::Ip).frames(Rate::per_second(100)));
+    /// # let _ = app;
+    /// ```
+    pub fn quota(mut self, rule: crate::config::QuotaRule) -> Self {
+        self.quotas.push(rule);
         self
     }
 
@@ -586,12 +605,9 @@ impl App {
                 .map_err(AppError::Broker)?,
             None => Arc::new(InMemoryBroker::new(node_id, hub.clone())),
         };
-        let node = Node::new(
-            hub,
-            broker,
-            self.config.clone(),
-            std::mem::take(&mut self.state),
-        );
+        let mut config = self.config.clone();
+        config.quotas.extend(self.quotas.iter().cloned());
+        let node = Node::new(hub, broker, config, std::mem::take(&mut self.state));
         let hooks = Hooks {
             connect: std::mem::take(&mut self.connect_hooks).into(),
             disconnect: std::mem::take(&mut self.disconnect_hooks).into(),
@@ -629,6 +645,20 @@ impl App {
         };
 
         let mut accept_loops = Vec::new();
+        if !node.quotas().is_empty() {
+            // Per-address budgets that are full again are forgotten, so addresses
+            // that came and went cost nothing.
+            let (node, shutdown) = (node.clone(), shared.shutdown.clone());
+            accept_loops.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tick.tick() => node.quotas().retain_recent(),
+                    }
+                }
+            }));
+        }
         let mut listen = |listener: TcpListener, router: Router| {
             accept_loops.push(tokio::spawn(crate::services::accept::serve(
                 listener,

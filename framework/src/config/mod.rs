@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod quota;
 mod sources;
 
+pub use quota::{default_quotas, glob_match, OpcodeRef, QuotaRule, QuotaScope, Rate};
 pub use sources::{ConfigError, ListenSpec, Settings, ENV_PREFIX};
 
 /// Default maximum size of one WebSocket message: 1 MiB.
@@ -94,6 +96,10 @@ pub struct Config {
     /// `None` turns the API off (404).
     #[serde(deserialize_with = "sources::optional_text")]
     pub api_key: Option<String>,
+    /// Quotas on frames and payload bytes (see [`QuotaRule`]); the default limits
+    /// each session's `Publish` and `Broadcast` ([`default_quotas`]). Replace the
+    /// list to change them; an empty list turns quotas off.
+    pub quotas: Vec<QuotaRule>,
     /// On shutdown, how long the node keeps serving with `/healthz` answering 503
     /// before it stops accepting (time for a load balancer to notice).
     #[serde(with = "humantime_serde")]
@@ -122,6 +128,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             websocket_path: "/ws".to_string(),
             api_key: None,
+            quotas: default_quotas(),
             drain_grace: Duration::ZERO,
         }
     }

@@ -152,6 +152,7 @@ const CONFIG_KEYS: &[&str] = &[
     "allowed_origins",
     "websocket_path",
     "api_key",
+    "quotas",
     "drain_grace",
 ];
 

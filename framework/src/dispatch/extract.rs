@@ -77,6 +77,13 @@ pub trait FromRequestParts: Sized + Send + 'static {
     fn state_need() -> Option<StateNeed> {
         None
     }
+
+    /// Whether a handler taking this decides itself what to do over quota (only
+    /// `QuotaResult` does).
+    #[doc(hidden)]
+    fn decides_quota() -> bool {
+        false
+    }
 }
 
 /// An extractor that may await (a token check, a database lookup, a cluster query).
@@ -369,9 +376,15 @@ impl FromRequestParts for Node {
     }
 }
 
+/// Taking the quota result means deciding: a handler with this argument is
+/// called even over quota (it sees `Exceeded`) instead of being answered
+/// `RateLimited` for.
 impl FromRequestParts for QuotaResult {
     fn from_request_parts(req: &Request) -> Result<Self, HandlerError> {
         Ok(req.quota_result())
+    }
+    fn decides_quota() -> bool {
+        true
     }
 }
 
@@ -403,6 +416,9 @@ impl<T: Clone + Send + Sync + 'static> FromRequestParts for Extension<T> {
 impl<T: FromRequestParts> FromRequestParts for Option<T> {
     fn from_request_parts(req: &Request) -> Result<Self, HandlerError> {
         Ok(T::from_request_parts(req).ok())
+    }
+    fn decides_quota() -> bool {
+        T::decides_quota()
     }
 }
 
@@ -473,6 +489,11 @@ pub trait FromRequest<M>: Sized + 'static {
     fn state_need() -> Option<StateNeed> {
         None
     }
+
+    /// Whether this argument makes the handler decide over quota itself.
+    fn decides_quota() -> bool {
+        false
+    }
 }
 
 impl<T: FromRequestParts> FromRequest<ViaParts> for T {
@@ -486,6 +507,9 @@ impl<T: FromRequestParts> FromRequest<ViaParts> for T {
     }
     fn state_need() -> Option<StateNeed> {
         T::state_need()
+    }
+    fn decides_quota() -> bool {
+        T::decides_quota()
     }
 }
 

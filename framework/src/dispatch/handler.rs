@@ -88,6 +88,12 @@ pub trait Handler<T: 'static>: Clone + Send + Sync + Sized + 'static {
         Vec::new()
     }
 
+    /// Whether the handler decides itself over quota (it takes `QuotaResult`).
+    #[doc(hidden)]
+    fn decides_quota() -> bool {
+        false
+    }
+
     /// Erases the handler.
     #[doc(hidden)]
     fn into_boxed(self) -> BoxedHandler {
@@ -103,6 +109,7 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
     fn call(&self, req: Request, conn: &Connection) -> Call;
     fn name(&self) -> &'static str;
     fn state_needs(&self) -> Vec<StateNeed>;
+    fn decides_quota(&self) -> bool;
 }
 
 struct Erased<H, T> {
@@ -120,6 +127,9 @@ impl<H: Handler<T>, T: 'static> ErasedHandler for Erased<H, T> {
     }
     fn state_needs(&self) -> Vec<StateNeed> {
         H::state_needs()
+    }
+    fn decides_quota(&self) -> bool {
+        H::decides_quota()
     }
 }
 
@@ -154,6 +164,11 @@ impl BoxedHandler {
         self.0.state_needs()
     }
 
+    /// Whether the handler decides itself over quota (it takes `QuotaResult`).
+    pub(crate) fn decides_quota(&self) -> bool {
+        self.0.decides_quota()
+    }
+
     pub(crate) fn call(&self, req: Request, conn: &Connection) -> Call {
         self.0.call(req, conn)
     }
@@ -170,6 +185,9 @@ impl Handler<Boxed> for BoxedHandler {
     }
     fn into_boxed(self) -> BoxedHandler {
         self
+    }
+    fn decides_quota() -> bool {
+        false
     }
 }
 
@@ -391,6 +409,10 @@ macro_rules! impl_handler {
             fn state_needs() -> Vec<StateNeed> {
                 let all: &[Option<StateNeed>] = &[$(<$T as FromRequest<$M>>::state_need()),*];
                 all.iter().flatten().copied().collect()
+            }
+
+            fn decides_quota() -> bool {
+                false $(|| <$T as FromRequest<$M>>::decides_quota())*
             }
         }
     };

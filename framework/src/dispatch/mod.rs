@@ -24,6 +24,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
+pub use crate::node::QuotaResult;
 pub use extract::{
     AsyncFromRequestParts, Body, Extension, FlatTable, FromRequest, FromRequestParts, State,
     StateNeed, Table, Trace, TransactionId, ViaAsync, ViaMessage, ViaOwnedTable, ViaParts,
@@ -37,7 +38,7 @@ pub use reply::{
     AsyncReply, Encoded, HandlerError, IntoReply, Outcome, Reply, ReplyCtx, ReplyMeta, Settled,
     SyncReply,
 };
-pub use request::{QuotaResult, Request};
+pub use request::Request;
 
 use crate::node::Node;
 use crate::protocol::{DecodeLimits, ErrorCode, Frame, Opcode, FIRST_APPLICATION_OPCODE};
@@ -171,6 +172,23 @@ impl Dispatcher {
                 Some(trace_id),
             )));
         };
+        let quotas = self.node.quotas();
+        let quota = if quotas.is_empty() {
+            QuotaResult::Unlimited
+        } else {
+            let payload = frame.message().payload().map_or(0, |p| p.len());
+            quotas.check(conn, opcode, frame.channel(), payload)
+        };
+        if let QuotaResult::Exceeded { retry_after_ms } = quota {
+            if !handler.decides_quota() {
+                let err = HandlerError::rate_limited(retry_after_ms);
+                return self.ready(Some(error_reply(
+                    &err,
+                    frame.transaction_id(),
+                    Some(trace_id),
+                )));
+            }
+        }
         let request = Request {
             node: self.node.clone(),
             connection: conn.clone(),
@@ -179,7 +197,7 @@ impl Dispatcher {
             frame,
             trace_id,
             span_id: Uuid::new_v4().as_u64_pair().0,
-            quota: QuotaResult::Unlimited,
+            quota,
             builder: None,
         };
         let started = Instant::now();
@@ -229,6 +247,7 @@ fn error_reply(err: &HandlerError, transaction_id: Option<Uuid>, trace: Option<U
     let frame = crate::protocol::FrameFields::error_frame(err.code(), err.message())
         .transaction_id(transaction_id)
         .trace_id(trace)
+        .retry_after_ms(err.retry_after_ms())
         .encode();
     Encoded {
         bytes: frame,

@@ -64,6 +64,10 @@ impl HandlerError {
     pub fn message(&self) -> &str {
         &self.message
     }
+    /// For `RateLimited`: when to retry, in milliseconds (0 otherwise).
+    pub fn retry_after_ms(&self) -> u32 {
+        self.retry_after_ms
+    }
 }
 
 impl From<BrokerError> for HandlerError {

@@ -2,42 +2,11 @@ use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
 use uuid::Uuid;
 
-use crate::node::{AppState, Node};
+use crate::node::{AppState, Node, QuotaResult};
 use crate::protocol::{fbs, Frame};
 use crate::session::Connection;
 
 use super::{Reply, ReplyMeta};
-
-/// The result of evaluating the sender's quotas for this frame (the C++ guide's
-/// `quota_evaluation_result`). Without configured quotas every frame is `Allowed`.
-///
-/// ```
-/// let q = framework::dispatch::QuotaResult::default();
-/// assert!(q.is_allowed());
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum QuotaResult {
-    /// No quota applies to this frame.
-    #[default]
-    Unlimited,
-    /// Within quota; `remaining` more frames fit in the current window.
-    Allowed {
-        /// Frames left in the window.
-        remaining: u32,
-    },
-    /// Over quota; retry after this many milliseconds.
-    Exceeded {
-        /// Retry hint.
-        retry_after_ms: u32,
-    },
-}
-
-impl QuotaResult {
-    /// Whether the frame may proceed.
-    pub fn is_allowed(&self) -> bool {
-        !matches!(self, QuotaResult::Exceeded { .. })
-    }
-}
 
 /// One incoming protocol frame and everything a handler may use to answer it (the
 /// C++ guide's `websocket_request`): the application state, the sending

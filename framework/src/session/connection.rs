@@ -73,6 +73,9 @@ pub(crate) struct ConnectionInner {
     abort_waker: AtomicWaker,
     pub(crate) metrics: SessionMetrics,
     pub(crate) channels: Mutex<HashSet<Arc<str>>>,
+    /// State a higher layer keeps per session (the node's quota limiters), made
+    /// on first use.
+    node_state: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
     /// Typed values the application attached (identity, app data).
     extensions: Mutex<http::Extensions>,
     /// The builder handlers of this connection reuse (see `Request::builder`).
@@ -175,6 +178,7 @@ impl Connection {
             abort_waker: AtomicWaker::new(),
             metrics: SessionMetrics::new(),
             channels: Mutex::new(HashSet::new()),
+            node_state: std::sync::OnceLock::new(),
             extensions: Mutex::new(http::Extensions::new()),
             builder: Mutex::new(None),
             slow_consumers,
@@ -405,6 +409,11 @@ impl Connection {
     /// inside `f` (they would wait for the lock `f` holds).
     pub fn with_extensions<R>(&self, f: impl FnOnce(&mut http::Extensions) -> R) -> R {
         f(&mut self.0.extensions.lock())
+    }
+
+    /// The per-session state of the node (see the field).
+    pub(crate) fn node_state(&self) -> &std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>> {
+        &self.0.node_state
     }
 
     /// Replaces every extension (the values the `on_connect` hooks attached).

@@ -20,6 +20,16 @@ async fn echo_async(ctx: Request) -> bytes::Bytes {
     ctx.body().clone()
 }
 
+/// With quotas, in every spelling the rate grammar has.
+#[opcode(204, quota = "10/s")]
+fn quota_simple() {}
+
+#[opcode(205, quota = "600/m burst 50")]
+async fn quota_burst() {}
+
+#[opcode(206, quota = "5/250ms",)]
+fn quota_period() {}
+
 /// The largest opcode, with a type suffix on the literal.
 #[opcode(65535u16)]
 fn last() {}

@@ -10,6 +10,11 @@ use std::time::Instant;
 
 use uuid::Uuid;
 
+mod quota;
+
+pub use quota::QuotaResult;
+pub(crate) use quota::Quotas;
+
 use crate::broker::{Broker, BrokerError};
 use crate::hub::{Hub, JoinError};
 use crate::protocol::{ErrorCode, FrameFields, Opcode};
@@ -163,6 +168,7 @@ pub(crate) struct NodeInner {
     pub(crate) config: Config,
     pub(crate) state: AppState,
     pub(crate) metrics: NodeMetrics,
+    pub(crate) quotas: Quotas,
     pub(crate) started: Instant,
 }
 
@@ -193,6 +199,7 @@ impl Node {
         Node(Arc::new(NodeInner {
             hub,
             broker,
+            quotas: Quotas::new(&config.quotas),
             config,
             state,
             metrics: NodeMetrics::default(),
@@ -228,6 +235,11 @@ impl Node {
     /// Node-wide counters.
     pub fn metrics(&self) -> &NodeMetrics {
         &self.0.metrics
+    }
+
+    /// The node's quotas.
+    pub(crate) fn quotas(&self) -> &Quotas {
+        &self.0.quotas
     }
 
     /// Time since the node started.
