@@ -185,8 +185,9 @@ fn bad_values_and_unknown_keys_stop_start_up() {
 
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully() {
-    let (mut child, addr) = serve(&mut app());
-    assert_eq!(greeting(addr).await, "hello from main!");
+    // The signal comes the moment the binary says it serves: the handlers are in
+    // place before the listeners are.
+    let (mut child, _addr) = serve(&mut app());
     let pid = child.0.id();
     let status = Command::new("kill")
         .arg("-TERM")

@@ -148,6 +148,14 @@ pub const BUILTINS: &[Builtin] = &[
         opcode: Opcode::Auth,
         default: None,
     },
+    Builtin {
+        opcode: Opcode::Presence,
+        default: None,
+    },
+    Builtin {
+        opcode: Opcode::History,
+        default: None,
+    },
 ];
 
 /// Whether `opcode` is a built-in a client sends (so an application may override
@@ -196,6 +204,8 @@ mod tests {
             Opcode::Pong,
             Opcode::Ack,
             Opcode::Error,
+            Opcode::Join,
+            Opcode::Leave,
         ] {
             assert!(!is_overridable(op.0), "{op:?}");
         }

@@ -31,6 +31,19 @@ struct Fields {
     error_message: Option<String>,
     node_id: Option<u128>,
     retry_after_ms: u32,
+    v11: V11,
+}
+
+/// The v1.1 fields.
+#[derive(Debug, Clone)]
+struct V11 {
+    offset: u64,
+    epoch: Option<String>,
+    recover: bool,
+    recovered: bool,
+    limit: u32,
+    user_id: Option<String>,
+    expires_at_ms: u64,
 }
 
 impl Fields {
@@ -51,6 +64,13 @@ impl Fields {
             error_message: self.error_message.as_deref(),
             node_id: self.node_id.map(Uuid::from_u128),
             retry_after_ms: self.retry_after_ms,
+            offset: self.v11.offset,
+            epoch: self.v11.epoch.as_deref(),
+            recover: self.v11.recover,
+            recovered: self.v11.recovered,
+            limit: self.v11.limit,
+            user_id: self.v11.user_id.as_deref(),
+            expires_at_ms: self.v11.expires_at_ms,
         }
     }
 }
@@ -79,12 +99,22 @@ fn fields() -> impl Strategy<Value = Fields> {
             any::<u64>(),
         ),
         (any::<u16>(), text(), uuid(), any::<u32>()),
+        (
+            any::<u64>(),
+            text(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<u32>(),
+            text(),
+            any::<u64>(),
+        ),
     )
         .prop_map(
             |(
                 (opcode, transaction_id, requires_ack, channel, receiver_id, emitter_id),
                 (payload, token, trace_id, span_id, parent_span_id),
                 (error_code, error_message, node_id, retry_after_ms),
+                (offset, epoch, recover, recovered, limit, user_id, expires_at_ms),
             )| Fields {
                 opcode,
                 transaction_id,
@@ -101,6 +131,15 @@ fn fields() -> impl Strategy<Value = Fields> {
                 error_message,
                 node_id,
                 retry_after_ms,
+                v11: V11 {
+                    offset,
+                    epoch,
+                    recover,
+                    recovered,
+                    limit,
+                    user_id,
+                    expires_at_ms,
+                },
             },
         )
 }
@@ -174,6 +213,13 @@ fn touch_everything(frame: &Frame) {
     let _ = frame.error_message().map(str::len);
     let _ = frame.node_id();
     let _ = frame.retry_after_ms();
+    let _ = (frame.offset(), frame.epoch().map(str::len), frame.recover());
+    let _ = (
+        frame.recovered(),
+        frame.limit(),
+        frame.user_id().map(str::len),
+    );
+    let _ = frame.expires_at_ms();
     let m = frame.message();
     let _ = m.payload().map(|p| p.iter().map(u32::from).sum::<u32>());
     let _ = format!("{frame:?}");
@@ -257,6 +303,13 @@ proptest! {
         prop_assert_eq!(f.error_message(), fields.error_message.as_deref());
         prop_assert_eq!(f.node_id(), uuid(fields.node_id));
         prop_assert_eq!(f.retry_after_ms(), fields.retry_after_ms);
+        prop_assert_eq!(f.offset(), fields.v11.offset);
+        prop_assert_eq!(f.epoch(), fields.v11.epoch.as_deref());
+        prop_assert_eq!(f.recover(), fields.v11.recover);
+        prop_assert_eq!(f.recovered(), fields.v11.recovered);
+        prop_assert_eq!(f.limit(), fields.v11.limit);
+        prop_assert_eq!(f.user_id(), fields.v11.user_id.as_deref());
+        prop_assert_eq!(f.expires_at_ms(), fields.v11.expires_at_ms);
         prop_assert_eq!(f.bytes(), &bytes);
         touch_everything(&f);
     }

@@ -22,9 +22,11 @@ pub const OVERRIDABLE: &[&str] = &[
     "Send",
     "Broadcast",
     "Auth",
+    "Presence",
+    "History",
 ];
 /// Built-ins only the server sends.
-const SERVER_ONLY: &[&str] = &["None", "Welcome", "Pong", "Ack", "Error"];
+const SERVER_ONLY: &[&str] = &["None", "Welcome", "Pong", "Ack", "Error", "Join", "Leave"];
 
 pub(crate) fn int_literal(expr: &Expr) -> Option<&syn::LitInt> {
     match expr {

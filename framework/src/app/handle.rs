@@ -30,18 +30,45 @@ pub(super) fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
         .collect()
 }
 
-pub(super) async fn wait_for_signal() -> Result<(), AppError> {
+/// SIGINT and SIGTERM, listened for from the moment this is made: installed
+/// before the listeners bind, so a process manager's SIGTERM right after start
+/// is a graceful shutdown, never the default action (the process killed).
+pub(super) struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.map_err(AppError::Signal),
-            _ = term.recv() => Ok(()),
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    pub(super) fn install() -> Result<Self, AppError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).map_err(AppError::Signal)?,
+                int: signal(SignalKind::interrupt()).map_err(AppError::Signal)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Resolves at the first SIGINT or SIGTERM.
+    pub(super) async fn wait(mut self) -> Result<(), AppError> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => Ok(()),
+                _ = self.int.recv() => Ok(()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            tokio::signal::ctrl_c().await.map_err(AppError::Signal)
         }
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.map_err(AppError::Signal)
 }
 
 /// A running app: its bound addresses, its node, and graceful shutdown.

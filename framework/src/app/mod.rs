@@ -5,7 +5,7 @@ mod handle;
 mod main;
 
 pub use handle::AppHandle;
-use handle::{bind_all, local_addrs, wait_for_signal};
+use handle::{bind_all, local_addrs, ShutdownSignals};
 #[doc(hidden)]
 pub use main::{listen_addr, run_main};
 
@@ -702,8 +702,9 @@ impl App {
 
     /// Starts, serves until SIGINT or SIGTERM, then shuts down gracefully.
     pub async fn run(self) -> Result<(), AppError> {
+        let signals = ShutdownSignals::install()?;
         let handle = self.start().await?;
-        wait_for_signal().await?;
+        signals.wait().await?;
         tracing::info!("shutting down");
         handle.shutdown().await;
         Ok(())

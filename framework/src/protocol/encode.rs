@@ -55,6 +55,20 @@ pub struct FrameFields<'a> {
     pub node_id: Option<Uuid>,
     /// Retry hint for `RateLimited`.
     pub retry_after_ms: u32,
+    /// v1.1: a publication's position (or the last one seen).
+    pub offset: u64,
+    /// v1.1: the identity of a channel's history.
+    pub epoch: Option<&'a str>,
+    /// v1.1: replay what was missed (on `Subscribe`).
+    pub recover: bool,
+    /// v1.1: everything missed was replayed (on a recovering `Subscribe`'s Ack).
+    pub recovered: bool,
+    /// v1.1: the most publications to return (`History`).
+    pub limit: u32,
+    /// v1.1: the authenticated user.
+    pub user_id: Option<&'a str>,
+    /// v1.1: when the connection's token expires (Unix ms; 0: never).
+    pub expires_at_ms: u64,
 }
 
 impl<'a> FrameFields<'a> {
@@ -137,6 +151,41 @@ impl<'a> FrameFields<'a> {
         self.retry_after_ms = ms;
         self
     }
+    /// Sets the v1.1 `offset`.
+    pub fn offset(mut self, offset: u64) -> Self {
+        self.offset = offset;
+        self
+    }
+    /// Sets the v1.1 `epoch`.
+    pub fn epoch(mut self, epoch: &'a str) -> Self {
+        self.epoch = Some(epoch);
+        self
+    }
+    /// Sets the v1.1 `recover`.
+    pub fn recover(mut self, yes: bool) -> Self {
+        self.recover = yes;
+        self
+    }
+    /// Sets the v1.1 `recovered`.
+    pub fn recovered(mut self, yes: bool) -> Self {
+        self.recovered = yes;
+        self
+    }
+    /// Sets the v1.1 `limit`.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+    /// Sets the v1.1 `user_id`.
+    pub fn user_id(mut self, user_id: &'a str) -> Self {
+        self.user_id = Some(user_id);
+        self
+    }
+    /// Sets the v1.1 `expires_at_ms`.
+    pub fn expires_at_ms(mut self, ms: u64) -> Self {
+        self.expires_at_ms = ms;
+        self
+    }
 
     /// Builds the `Message` table into `fbb` without finishing it, so callers can
     /// finish it themselves or embed it.
@@ -148,6 +197,8 @@ impl<'a> FrameFields<'a> {
         let payload = self.payload.map(|p| fbb.create_vector(p));
         let token = self.token.map(|t| fbb.create_string(t));
         let error_message = self.error_message.map(|m| fbb.create_string(m));
+        let epoch = self.epoch.map(|e| fbb.create_string(e));
+        let user_id = self.user_id.map(|u| fbb.create_string(u));
         let tx = self.transaction_id.as_ref().map(to_fbs_uuid);
         let receiver = self.receiver_id.as_ref().map(to_fbs_uuid);
         let emitter = self.emitter_id.as_ref().map(to_fbs_uuid);
@@ -171,6 +222,13 @@ impl<'a> FrameFields<'a> {
                 error_message,
                 node_id: node.as_ref(),
                 retry_after_ms: self.retry_after_ms,
+                offset: self.offset,
+                epoch,
+                recover: self.recover,
+                recovered: self.recovered,
+                limit: self.limit,
+                user_id,
+                expires_at_ms: self.expires_at_ms,
             },
         )
     }

@@ -225,6 +225,41 @@ impl Frame {
     pub fn retry_after_ms(&self) -> u32 {
         self.message().retry_after_ms()
     }
+
+    /// v1.1 `offset`: a publication's position, or the last one a client saw.
+    pub fn offset(&self) -> u64 {
+        self.message().offset()
+    }
+
+    /// v1.1 `epoch`: the identity of a channel's history.
+    pub fn epoch(&self) -> Option<&str> {
+        self.message().epoch()
+    }
+
+    /// v1.1 `recover` (on `Subscribe`).
+    pub fn recover(&self) -> bool {
+        self.message().recover()
+    }
+
+    /// v1.1 `recovered` (on the Ack of a recovering `Subscribe`).
+    pub fn recovered(&self) -> bool {
+        self.message().recovered()
+    }
+
+    /// v1.1 `limit` (on `History`).
+    pub fn limit(&self) -> u32 {
+        self.message().limit()
+    }
+
+    /// v1.1 `user_id`: the authenticated user (`Welcome`, `Auth`'s Ack, deliveries).
+    pub fn user_id(&self) -> Option<&str> {
+        self.message().user_id()
+    }
+
+    /// v1.1 `expires_at_ms`: when the connection's token expires (Unix ms; 0: never).
+    pub fn expires_at_ms(&self) -> u64 {
+        self.message().expires_at_ms()
+    }
 }
 
 #[cfg(test)]

@@ -16,10 +16,10 @@ pub mod fbs {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OPCODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OPCODE: u16 = 11;
+pub const ENUM_MAX_OPCODE: u16 = 15;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OPCODE: [Opcode; 12] = [
+pub const ENUM_VALUES_OPCODE: [Opcode; 16] = [
   Opcode::None,
   Opcode::Welcome,
   Opcode::Ping,
@@ -32,6 +32,10 @@ pub const ENUM_VALUES_OPCODE: [Opcode; 12] = [
   Opcode::Ack,
   Opcode::Error,
   Opcode::Auth,
+  Opcode::Presence,
+  Opcode::History,
+  Opcode::Join,
+  Opcode::Leave,
 ];
 
 /// 0..199 are reserved for the framework; 200..65535 are application opcodes.
@@ -53,9 +57,13 @@ impl Opcode {
   pub const Ack: Self = Self(9);
   pub const Error: Self = Self(10);
   pub const Auth: Self = Self(11);
+  pub const Presence: Self = Self(12);
+  pub const History: Self = Self(13);
+  pub const Join: Self = Self(14);
+  pub const Leave: Self = Self(15);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 11;
+  pub const ENUM_MAX: u16 = 15;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::Welcome,
@@ -69,6 +77,10 @@ impl Opcode {
     Self::Ack,
     Self::Error,
     Self::Auth,
+    Self::Presence,
+    Self::History,
+    Self::Join,
+    Self::Leave,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -85,6 +97,10 @@ impl Opcode {
       Self::Ack => Some("Ack"),
       Self::Error => Some("Error"),
       Self::Auth => Some("Auth"),
+      Self::Presence => Some("Presence"),
+      Self::History => Some("History"),
+      Self::Join => Some("Join"),
+      Self::Leave => Some("Leave"),
       _ => None,
     }
   }
@@ -376,6 +392,13 @@ impl<'a> Message<'a> {
   pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 28;
   pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 30;
   pub const VT_RETRY_AFTER_MS: ::flatbuffers::VOffsetT = 32;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 34;
+  pub const VT_EPOCH: ::flatbuffers::VOffsetT = 36;
+  pub const VT_RECOVER: ::flatbuffers::VOffsetT = 38;
+  pub const VT_RECOVERED: ::flatbuffers::VOffsetT = 40;
+  pub const VT_LIMIT: ::flatbuffers::VOffsetT = 42;
+  pub const VT_USER_ID: ::flatbuffers::VOffsetT = 44;
+  pub const VT_EXPIRES_AT_MS: ::flatbuffers::VOffsetT = 46;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -387,8 +410,13 @@ impl<'a> Message<'a> {
     args: &'args MessageArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Message<'bldr>> {
     let mut builder = MessageBuilder::new(_fbb);
+    builder.add_expires_at_ms(args.expires_at_ms);
+    builder.add_offset(args.offset);
     builder.add_parent_span_id(args.parent_span_id);
     builder.add_span_id(args.span_id);
+    if let Some(x) = args.user_id { builder.add_user_id(x); }
+    builder.add_limit(args.limit);
+    if let Some(x) = args.epoch { builder.add_epoch(x); }
     builder.add_retry_after_ms(args.retry_after_ms);
     if let Some(x) = args.node_id { builder.add_node_id(x); }
     if let Some(x) = args.error_message { builder.add_error_message(x); }
@@ -401,6 +429,8 @@ impl<'a> Message<'a> {
     if let Some(x) = args.transaction_id { builder.add_transaction_id(x); }
     builder.add_error_code(args.error_code);
     builder.add_opcode(args.opcode);
+    builder.add_recovered(args.recovered);
+    builder.add_recover(args.recover);
     builder.add_requires_ack(args.requires_ack);
     builder.finish()
   }
@@ -511,6 +541,55 @@ impl<'a> Message<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(Message::VT_RETRY_AFTER_MS, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Message::VT_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn epoch(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Message::VT_EPOCH, None)}
+  }
+  #[inline]
+  pub fn recover(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Message::VT_RECOVER, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn recovered(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Message::VT_RECOVERED, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn limit(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Message::VT_LIMIT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn user_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Message::VT_USER_ID, None)}
+  }
+  #[inline]
+  pub fn expires_at_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Message::VT_EXPIRES_AT_MS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Message<'_> {
@@ -534,6 +613,13 @@ impl ::flatbuffers::Verifiable for Message<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
      .visit_field::<Uuid>("node_id", Self::VT_NODE_ID, false)?
      .visit_field::<u32>("retry_after_ms", Self::VT_RETRY_AFTER_MS, false)?
+     .visit_field::<u64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("epoch", Self::VT_EPOCH, false)?
+     .visit_field::<bool>("recover", Self::VT_RECOVER, false)?
+     .visit_field::<bool>("recovered", Self::VT_RECOVERED, false)?
+     .visit_field::<u32>("limit", Self::VT_LIMIT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("user_id", Self::VT_USER_ID, false)?
+     .visit_field::<u64>("expires_at_ms", Self::VT_EXPIRES_AT_MS, false)?
      .finish();
     Ok(())
   }
@@ -554,6 +640,13 @@ pub struct MessageArgs<'a> {
     pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub node_id: Option<&'a Uuid>,
     pub retry_after_ms: u32,
+    pub offset: u64,
+    pub epoch: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub recover: bool,
+    pub recovered: bool,
+    pub limit: u32,
+    pub user_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub expires_at_ms: u64,
 }
 impl<'a> Default for MessageArgs<'a> {
   #[inline]
@@ -574,6 +667,13 @@ impl<'a> Default for MessageArgs<'a> {
       error_message: None,
       node_id: None,
       retry_after_ms: 0,
+      offset: 0,
+      epoch: None,
+      recover: false,
+      recovered: false,
+      limit: 0,
+      user_id: None,
+      expires_at_ms: 0,
     }
   }
 }
@@ -644,6 +744,34 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MessageBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u32>(Message::VT_RETRY_AFTER_MS, retry_after_ms, 0);
   }
   #[inline]
+  pub fn add_offset(&mut self, offset: u64) {
+    self.fbb_.push_slot::<u64>(Message::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn add_epoch(&mut self, epoch: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Message::VT_EPOCH, epoch);
+  }
+  #[inline]
+  pub fn add_recover(&mut self, recover: bool) {
+    self.fbb_.push_slot::<bool>(Message::VT_RECOVER, recover, false);
+  }
+  #[inline]
+  pub fn add_recovered(&mut self, recovered: bool) {
+    self.fbb_.push_slot::<bool>(Message::VT_RECOVERED, recovered, false);
+  }
+  #[inline]
+  pub fn add_limit(&mut self, limit: u32) {
+    self.fbb_.push_slot::<u32>(Message::VT_LIMIT, limit, 0);
+  }
+  #[inline]
+  pub fn add_user_id(&mut self, user_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Message::VT_USER_ID, user_id);
+  }
+  #[inline]
+  pub fn add_expires_at_ms(&mut self, expires_at_ms: u64) {
+    self.fbb_.push_slot::<u64>(Message::VT_EXPIRES_AT_MS, expires_at_ms, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MessageBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     MessageBuilder {
@@ -676,6 +804,550 @@ impl ::core::fmt::Debug for Message<'_> {
       ds.field("error_message", &self.error_message());
       ds.field("node_id", &self.node_id());
       ds.field("retry_after_ms", &self.retry_after_ms());
+      ds.field("offset", &self.offset());
+      ds.field("epoch", &self.epoch());
+      ds.field("recover", &self.recover());
+      ds.field("recovered", &self.recovered());
+      ds.field("limit", &self.limit());
+      ds.field("user_id", &self.user_id());
+      ds.field("expires_at_ms", &self.expires_at_ms());
+      ds.finish()
+  }
+}
+pub enum ClientInfoOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ClientInfo<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ClientInfo<'a> {
+  type Inner = ClientInfo<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ClientInfo<'a> {
+  pub const VT_SESSION_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_USER_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_INFO: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ClientInfo { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ClientInfoArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ClientInfo<'bldr>> {
+    let mut builder = ClientInfoBuilder::new(_fbb);
+    if let Some(x) = args.info { builder.add_info(x); }
+    if let Some(x) = args.node_id { builder.add_node_id(x); }
+    if let Some(x) = args.user_id { builder.add_user_id(x); }
+    if let Some(x) = args.session_id { builder.add_session_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn session_id(&self) -> Option<&'a Uuid> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(ClientInfo::VT_SESSION_ID, None)}
+  }
+  #[inline]
+  pub fn user_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ClientInfo::VT_USER_ID, None)}
+  }
+  #[inline]
+  pub fn node_id(&self) -> Option<&'a Uuid> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(ClientInfo::VT_NODE_ID, None)}
+  }
+  #[inline]
+  pub fn info(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ClientInfo::VT_INFO, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ClientInfo<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<Uuid>("session_id", Self::VT_SESSION_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("user_id", Self::VT_USER_ID, false)?
+     .visit_field::<Uuid>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("info", Self::VT_INFO, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ClientInfoArgs<'a> {
+    pub session_id: Option<&'a Uuid>,
+    pub user_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub node_id: Option<&'a Uuid>,
+    pub info: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for ClientInfoArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ClientInfoArgs {
+      session_id: None,
+      user_id: None,
+      node_id: None,
+      info: None,
+    }
+  }
+}
+
+pub struct ClientInfoBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClientInfoBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_session_id(&mut self, session_id: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(ClientInfo::VT_SESSION_ID, session_id);
+  }
+  #[inline]
+  pub fn add_user_id(&mut self, user_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClientInfo::VT_USER_ID, user_id);
+  }
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(ClientInfo::VT_NODE_ID, node_id);
+  }
+  #[inline]
+  pub fn add_info(&mut self, info: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClientInfo::VT_INFO, info);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClientInfoBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ClientInfoBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ClientInfo<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ClientInfo<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ClientInfo");
+      ds.field("session_id", &self.session_id());
+      ds.field("user_id", &self.user_id());
+      ds.field("node_id", &self.node_id());
+      ds.field("info", &self.info());
+      ds.finish()
+  }
+}
+pub enum PresenceListOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct PresenceList<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for PresenceList<'a> {
+  type Inner = PresenceList<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> PresenceList<'a> {
+  pub const VT_CLIENTS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_NUM_CLIENTS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NUM_USERS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    PresenceList { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args PresenceListArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<PresenceList<'bldr>> {
+    let mut builder = PresenceListBuilder::new(_fbb);
+    builder.add_num_users(args.num_users);
+    builder.add_num_clients(args.num_clients);
+    if let Some(x) = args.clients { builder.add_clients(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn clients(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ClientInfo<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ClientInfo>>>>(PresenceList::VT_CLIENTS, None)}
+  }
+  #[inline]
+  pub fn num_clients(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(PresenceList::VT_NUM_CLIENTS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn num_users(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(PresenceList::VT_NUM_USERS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for PresenceList<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ClientInfo>>>>("clients", Self::VT_CLIENTS, false)?
+     .visit_field::<u32>("num_clients", Self::VT_NUM_CLIENTS, false)?
+     .visit_field::<u32>("num_users", Self::VT_NUM_USERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PresenceListArgs<'a> {
+    pub clients: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ClientInfo<'a>>>>>,
+    pub num_clients: u32,
+    pub num_users: u32,
+}
+impl<'a> Default for PresenceListArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PresenceListArgs {
+      clients: None,
+      num_clients: 0,
+      num_users: 0,
+    }
+  }
+}
+
+pub struct PresenceListBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PresenceListBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_clients(&mut self, clients: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ClientInfo<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PresenceList::VT_CLIENTS, clients);
+  }
+  #[inline]
+  pub fn add_num_clients(&mut self, num_clients: u32) {
+    self.fbb_.push_slot::<u32>(PresenceList::VT_NUM_CLIENTS, num_clients, 0);
+  }
+  #[inline]
+  pub fn add_num_users(&mut self, num_users: u32) {
+    self.fbb_.push_slot::<u32>(PresenceList::VT_NUM_USERS, num_users, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PresenceListBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    PresenceListBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<PresenceList<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for PresenceList<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("PresenceList");
+      ds.field("clients", &self.clients());
+      ds.field("num_clients", &self.num_clients());
+      ds.field("num_users", &self.num_users());
+      ds.finish()
+  }
+}
+pub enum PublicationOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Publication<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Publication<'a> {
+  type Inner = Publication<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Publication<'a> {
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PAYLOAD: ::flatbuffers::VOffsetT = 6;
+  pub const VT_EMITTER_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_USER_ID: ::flatbuffers::VOffsetT = 10;
+  pub const VT_TRACE_ID: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Publication { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args PublicationArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Publication<'bldr>> {
+    let mut builder = PublicationBuilder::new(_fbb);
+    builder.add_offset(args.offset);
+    if let Some(x) = args.trace_id { builder.add_trace_id(x); }
+    if let Some(x) = args.user_id { builder.add_user_id(x); }
+    if let Some(x) = args.emitter_id { builder.add_emitter_id(x); }
+    if let Some(x) = args.payload { builder.add_payload(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Publication::VT_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn payload(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Publication::VT_PAYLOAD, None)}
+  }
+  #[inline]
+  pub fn emitter_id(&self) -> Option<&'a Uuid> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(Publication::VT_EMITTER_ID, None)}
+  }
+  #[inline]
+  pub fn user_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Publication::VT_USER_ID, None)}
+  }
+  #[inline]
+  pub fn trace_id(&self) -> Option<&'a Uuid> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(Publication::VT_TRACE_ID, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Publication<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("payload", Self::VT_PAYLOAD, false)?
+     .visit_field::<Uuid>("emitter_id", Self::VT_EMITTER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("user_id", Self::VT_USER_ID, false)?
+     .visit_field::<Uuid>("trace_id", Self::VT_TRACE_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PublicationArgs<'a> {
+    pub offset: u64,
+    pub payload: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub emitter_id: Option<&'a Uuid>,
+    pub user_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub trace_id: Option<&'a Uuid>,
+}
+impl<'a> Default for PublicationArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PublicationArgs {
+      offset: 0,
+      payload: None,
+      emitter_id: None,
+      user_id: None,
+      trace_id: None,
+    }
+  }
+}
+
+pub struct PublicationBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PublicationBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_offset(&mut self, offset: u64) {
+    self.fbb_.push_slot::<u64>(Publication::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn add_payload(&mut self, payload: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Publication::VT_PAYLOAD, payload);
+  }
+  #[inline]
+  pub fn add_emitter_id(&mut self, emitter_id: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(Publication::VT_EMITTER_ID, emitter_id);
+  }
+  #[inline]
+  pub fn add_user_id(&mut self, user_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Publication::VT_USER_ID, user_id);
+  }
+  #[inline]
+  pub fn add_trace_id(&mut self, trace_id: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(Publication::VT_TRACE_ID, trace_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PublicationBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    PublicationBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Publication<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Publication<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Publication");
+      ds.field("offset", &self.offset());
+      ds.field("payload", &self.payload());
+      ds.field("emitter_id", &self.emitter_id());
+      ds.field("user_id", &self.user_id());
+      ds.field("trace_id", &self.trace_id());
+      ds.finish()
+  }
+}
+pub enum HistoryPageOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct HistoryPage<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for HistoryPage<'a> {
+  type Inner = HistoryPage<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> HistoryPage<'a> {
+  pub const VT_PUBLICATIONS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    HistoryPage { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args HistoryPageArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<HistoryPage<'bldr>> {
+    let mut builder = HistoryPageBuilder::new(_fbb);
+    if let Some(x) = args.publications { builder.add_publications(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn publications(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Publication<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Publication>>>>(HistoryPage::VT_PUBLICATIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for HistoryPage<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Publication>>>>("publications", Self::VT_PUBLICATIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct HistoryPageArgs<'a> {
+    pub publications: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Publication<'a>>>>>,
+}
+impl<'a> Default for HistoryPageArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    HistoryPageArgs {
+      publications: None,
+    }
+  }
+}
+
+pub struct HistoryPageBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HistoryPageBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_publications(&mut self, publications: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Publication<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(HistoryPage::VT_PUBLICATIONS, publications);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HistoryPageBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    HistoryPageBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<HistoryPage<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for HistoryPage<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("HistoryPage");
+      ds.field("publications", &self.publications());
       ds.finish()
   }
 }

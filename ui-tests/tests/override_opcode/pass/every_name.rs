@@ -49,6 +49,16 @@ fn auth() -> Result<(), HandlerError> {
     Err(HandlerError::new(ErrorCode::Unauthorized, "no"))
 }
 
+#[override_opcode(Presence)]
+fn presence() -> Result<(), HandlerError> {
+    Err(HandlerError::invalid_argument("no presence here"))
+}
+
+#[override_opcode(History)]
+async fn history() -> Result<(), HandlerError> {
+    Err(HandlerError::invalid_argument("no history here"))
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
