@@ -3,7 +3,7 @@
 
 use crate::dispatch::{BoxedHandler, HandlerError, Reply, Request};
 use crate::node::SubscribeError;
-use crate::protocol::{ErrorCode, Opcode};
+use crate::protocol::{ErrorCode, FrameFields, Opcode};
 
 /// Longest channel name in bytes.
 pub const MAX_CHANNEL_LEN: usize = 255;
@@ -104,6 +104,36 @@ pub async fn broadcast(ctx: Request) -> Result<Reply, HandlerError> {
     Ok(Reply::ack())
 }
 
+/// `Auth` (with authentication configured): verifies the frame's `token` and makes
+/// it the connection's identity, answering with an `Ack` that carries `user_id` and
+/// `expires_at_ms` — always, with or without `requires_ack`. A bad token is
+/// `Unauthorized` and leaves the previous identity as it was.
+pub async fn auth(ctx: Request) -> Result<Reply, HandlerError> {
+    let Some(verifier) = ctx.node().verifier() else {
+        return Err(HandlerError::new(
+            ErrorCode::UnknownOpcode,
+            "authentication is not configured on this server",
+        ));
+    };
+    let token = ctx
+        .frame()
+        .token()
+        .ok_or_else(|| HandlerError::new(ErrorCode::Unauthorized, "the Auth frame has no token"))?;
+    let identity = verifier
+        .verify(token)
+        .await
+        .map_err(|e| HandlerError::new(ErrorCode::Unauthorized, e.to_string()))?;
+    let ack = FrameFields::new(Opcode::Ack.0)
+        .transaction_id(ctx.transaction_id())
+        .trace_id(Some(ctx.trace_id()))
+        .span_id(ctx.span_id())
+        .user_id(identity.user_id())
+        .expires_at_ms(identity.expires_at_ms())
+        .encode();
+    ctx.node().set_identity(ctx.connection(), identity);
+    Ok(Reply::frame(ack))
+}
+
 /// A built-in opcode a client sends, with its default handler (`None`: answered
 /// `UnknownOpcode` until the application provides one, as `Auth` is without
 /// authentication).
@@ -144,6 +174,7 @@ pub const BUILTINS: &[Builtin] = &[
         opcode: Opcode::Broadcast,
         default: Some(|| BoxedHandler::new(broadcast)),
     },
+    // Answered by `auth` when authentication is configured.
     Builtin {
         opcode: Opcode::Auth,
         default: None,

@@ -62,6 +62,8 @@ type Pending = Arc<Mutex<Option<HashMap<Uuid, oneshot::Sender<Frame>>>>>;
 pub struct Client {
     session_id: Uuid,
     node_id: Uuid,
+    /// The authenticated user and token expiry, from `Welcome` or the last `Auth`.
+    identity: Mutex<(String, u64)>,
     out: mpsc::UnboundedSender<Message>,
     pending: Pending,
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<Frame>>,
@@ -115,6 +117,10 @@ impl Client {
             .receiver_id()
             .ok_or_else(|| ClientError::Protocol("Welcome without receiver_id".into()))?;
         let node_id = welcome.node_id().unwrap_or_default();
+        let identity = Mutex::new((
+            welcome.user_id().unwrap_or_default().to_string(),
+            welcome.expires_at_ms(),
+        ));
 
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         tokio::spawn(async move {
@@ -172,6 +178,7 @@ impl Client {
         Ok(Client {
             session_id,
             node_id,
+            identity,
             out,
             pending,
             events: tokio::sync::Mutex::new(events),
@@ -194,6 +201,42 @@ impl Client {
     /// The node that owns this session, from `Welcome`.
     pub fn node_id(&self) -> Uuid {
         self.node_id
+    }
+
+    /// The authenticated user (`Welcome`, or the last successful `Auth`); empty
+    /// when anonymous.
+    pub fn user_id(&self) -> String {
+        self.identity.lock().0.clone()
+    }
+
+    /// When the connection's token expires (Unix ms; 0: never or anonymous).
+    pub fn expires_at_ms(&self) -> u64 {
+        self.identity.lock().1
+    }
+
+    /// Connects with a token in the `Authorization: Bearer` header.
+    pub async fn connect_with_token(url: &str, token: &str) -> Result<Client, ClientError> {
+        let mut request = url.into_client_request()?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::Protocol("the token is not a valid header value".into()))?;
+        request.headers_mut().insert("authorization", value);
+        Self::connect_request(request).await
+    }
+
+    /// Presents (or refreshes) the connection's token with an `Auth` frame; the
+    /// server's `Ack` gives the user id and expiry, kept by [`user_id`](Self::user_id)
+    /// and [`expires_at_ms`](Self::expires_at_ms).
+    pub async fn authenticate(&self, token: &str) -> Result<(String, u64), ClientError> {
+        let mut fields = FrameFields::new(Opcode::Auth.0);
+        fields.token = Some(token);
+        let ack = self.call(fields).await?;
+        let identity = (
+            ack.user_id().unwrap_or_default().to_string(),
+            ack.expires_at_ms(),
+        );
+        *self.identity.lock() = identity.clone();
+        Ok(identity)
     }
 
     /// The close code and reason the server sent, once closed.

@@ -68,8 +68,9 @@ pub mod __private {
 pub mod prelude {
     pub use crate::dispatch::hooks::Refusal;
     pub use crate::dispatch::{
-        Body, Extension, HandlerError, IntoReply, Reply, Request, State, Trace,
+        Body, Claims, Extension, HandlerError, IntoReply, Reply, Request, State, Trace,
     };
+    pub use crate::node::Identity;
     pub use crate::protocol::{ErrorCode, Opcode};
     pub use crate::raw::{RawConnection, RawMessage};
     pub use crate::session::Connection;

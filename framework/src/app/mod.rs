@@ -25,7 +25,7 @@ use crate::config::{ConfigError, ListenSpec, Settings};
 use crate::dispatch::hooks::{BoxedConnectHook, BoxedDisconnectHook, ConnectHook, DisconnectHook};
 use crate::dispatch::{BoxedHandler, Dispatcher, Handler, HandlerTable, Hooks, StateNeed};
 use crate::hub::Hub;
-use crate::node::{AppState, Node};
+use crate::node::{AppState, Node, Verifier};
 use crate::protocol::{Opcode, FIRST_APPLICATION_OPCODE};
 use crate::raw::{BoxedRawHandler, RawHandler};
 use crate::services::admission::Admission;
@@ -118,6 +118,9 @@ pub enum AppError {
     /// The configuration (file or environment) is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Authentication is configured with a key (or JWKS) that does not load.
+    #[error("cannot set up authentication: {0}")]
+    Auth(#[source] crate::node::AuthSetupError),
     /// The broker could not start (e.g. its engine cannot be reached).
     #[error("cannot start the broker: {0}")]
     Broker(#[source] BrokerError),
@@ -552,6 +555,10 @@ impl App {
                 table.insert(builtin.opcode.0, make());
             }
         }
+        if self.config.auth.is_some() {
+            // With authentication, Auth frames present and refresh tokens.
+            table.insert(Opcode::Auth.0, BoxedHandler::new(crate::builtins::auth));
+        }
         for r in self.overrides.iter().chain(&self.custom) {
             table.insert(r.opcode, r.handler.clone());
         }
@@ -605,9 +612,19 @@ impl App {
                 .map_err(AppError::Broker)?,
             None => Arc::new(InMemoryBroker::new(node_id, hub.clone())),
         };
+        let verifier = match &self.config.auth {
+            Some(auth) => Some(Verifier::new(auth).await.map_err(AppError::Auth)?),
+            None => None,
+        };
         let mut config = self.config.clone();
         config.quotas.extend(self.quotas.iter().cloned());
-        let node = Node::new(hub, broker, config, std::mem::take(&mut self.state));
+        let node = Node::new(
+            hub,
+            broker,
+            config,
+            std::mem::take(&mut self.state),
+            verifier,
+        );
         let hooks = Hooks {
             connect: std::mem::take(&mut self.connect_hooks).into(),
             disconnect: std::mem::take(&mut self.disconnect_hooks).into(),

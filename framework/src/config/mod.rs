@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod auth;
 mod quota;
 mod sources;
 
+pub use auth::{AuthConfig, KeyConfig};
 pub use quota::{default_quotas, glob_match, OpcodeRef, QuotaRule, QuotaScope, Rate};
 pub use sources::{ConfigError, ListenSpec, Settings, ENV_PREFIX};
 
@@ -96,6 +98,9 @@ pub struct Config {
     /// `None` turns the API off (404).
     #[serde(deserialize_with = "sources::optional_text")]
     pub api_key: Option<String>,
+    /// JWT authentication (see [`AuthConfig`]); `None`: tokens are not read.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
     /// Quotas on frames and payload bytes (see [`QuotaRule`]); the default limits
     /// each session's `Publish` and `Broadcast` ([`default_quotas`]). Replace the
     /// list to change them; an empty list turns quotas off.
@@ -128,6 +133,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             websocket_path: "/ws".to_string(),
             api_key: None,
+            auth: None,
             quotas: default_quotas(),
             drain_grace: Duration::ZERO,
         }

@@ -152,6 +152,7 @@ const CONFIG_KEYS: &[&str] = &[
     "allowed_origins",
     "websocket_path",
     "api_key",
+    "auth",
     "quotas",
     "drain_grace",
 ];
@@ -172,9 +173,10 @@ impl EnvVars {
                 if name == CONFIG_FILE_VAR || key.is_empty() {
                     return None;
                 }
-                let key = match key.strip_prefix("raw_") {
-                    Some(port) => format!("raw.{port}"),
-                    None => key,
+                let key = match (key.strip_prefix("raw_"), key.strip_prefix("auth_")) {
+                    (Some(port), _) => format!("raw.{port}"),
+                    (_, Some(field)) => format!("auth.{field}"),
+                    _ => key,
                 };
                 Some((key, value))
             })
@@ -430,6 +432,38 @@ mod tests {
         let missing =
             Settings::default().load_from(Some(Path::new("/no/such/file.toml")), env(&[]));
         assert!(missing.is_err());
+    }
+
+    #[test]
+    fn authentication_from_a_file_and_the_environment() {
+        let dir = std::env::temp_dir().join(format!("framework-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("app.toml");
+        std::fs::write(
+            &file,
+            "[auth]\naudience = [\"chat\"]\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"from the file, long enough\"\n",
+        )
+        .unwrap();
+        let s = Settings::default()
+            .load_from(
+                Some(&file),
+                env(&[
+                    ("FRAMEWORK_AUTH_REQUIRED", "true"),
+                    ("FRAMEWORK_AUTH_LEEWAY", "5s"),
+                ]),
+            )
+            .unwrap();
+        let auth = s.config.auth.expect("[auth] configured");
+        assert!(auth.required, "from the environment");
+        assert_eq!(auth.leeway, Duration::from_secs(5));
+        assert_eq!(auth.audience, ["chat"]);
+        assert_eq!(auth.keys[0].algorithm, "HS256");
+        // A typo inside [auth] is an error too.
+        std::fs::write(&file, "[auth]\nrequird = true\n").unwrap();
+        assert!(Settings::default()
+            .load_from(Some(&file), env(&[]))
+            .is_err());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

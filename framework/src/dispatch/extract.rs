@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use super::{HandlerError, QuotaResult, Request};
 use crate::message::Message;
-use crate::node::Node;
+use crate::node::{Identity, Node};
+use crate::protocol::ErrorCode;
 use crate::protocol::Frame;
 use crate::session::Connection;
 
@@ -319,6 +320,49 @@ impl<T: Clone + Send + Sync + 'static> Extension<T> {
                 "handler asks for a connection extension that was never attached"
             );
             HandlerError::internal()
+        })
+    }
+}
+
+/// Who sent the frame (see [`Request::identity`]); anonymous senders are
+/// answered `Unauthorized` without calling the handler (take `Option<Identity>`
+/// to serve both).
+impl FromRequestParts for Identity {
+    fn from_request_parts(req: &Request) -> Result<Self, HandlerError> {
+        req.identity()
+            .ok_or_else(|| HandlerError::new(ErrorCode::Unauthorized, "authentication required"))
+    }
+}
+
+/// The sender's token claims as `T` (any `serde::Deserialize` type): custom
+/// claims for a handler. Anonymous: `Unauthorized`; claims that are not a `T`:
+/// `Forbidden`.
+///
+/// ```
+/// use framework::dispatch::Claims;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Staff { sub: String, role: String }
+///
+/// fn admin_only(Claims(staff): Claims<Staff>) -> Result<Vec<u8>, framework::HandlerError> {
+///     if staff.role != "admin" {
+///         return Err(framework::HandlerError::new(framework::protocol::ErrorCode::Forbidden, "admins only"));
+///     }
+///     Ok(staff.sub.into_bytes())
+/// }
+/// let _ = framework::App::new().register_custom_handler(200, admin_only);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send + 'static> FromRequestParts for Claims<T> {
+    fn from_request_parts(req: &Request) -> Result<Self, HandlerError> {
+        let identity = Identity::from_request_parts(req)?;
+        identity.claims_as::<T>().map(Claims).map_err(|e| {
+            HandlerError::new(
+                ErrorCode::Forbidden,
+                format!("the token does not carry the claims this action needs: {e}"),
+            )
         })
     }
 }

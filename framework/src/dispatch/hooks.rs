@@ -17,7 +17,7 @@ use http::{HeaderMap, StatusCode, Uri};
 use super::extract::StateNeed;
 use super::reply::{AsyncReply, SyncReply};
 use super::{Extension, HandlerError, State};
-use crate::node::Node;
+use crate::node::{Identity, Node};
 use crate::protocol::ErrorCode;
 use crate::session::Connection;
 
@@ -237,6 +237,15 @@ impl FromHandshake for PeerAddr {
     }
 }
 
+/// The identity of the upgrade's token (verified before the hooks run); 401 when
+/// the connection is anonymous (take `Option<Identity>` to allow both).
+impl FromHandshake for Identity {
+    async fn from_handshake(h: &Handshake) -> Result<Self, Refusal> {
+        h.extension::<Identity>()
+            .ok_or_else(|| Refusal::unauthorized("authentication required"))
+    }
+}
+
 impl FromHandshake for Node {
     async fn from_handshake(h: &Handshake) -> Result<Self, Refusal> {
         Ok(h.node.clone())
@@ -337,6 +346,12 @@ pub trait FromSession: Sized + Send + 'static {
 impl FromSession for Connection {
     fn from_session(conn: &Connection, _: &Node) -> Option<Self> {
         Some(conn.clone())
+    }
+}
+
+impl FromSession for Identity {
+    fn from_session(conn: &Connection, _: &Node) -> Option<Self> {
+        conn.extension::<Identity>()
     }
 }
 

@@ -26,8 +26,8 @@ use uuid::Uuid;
 
 pub use crate::node::QuotaResult;
 pub use extract::{
-    AsyncFromRequestParts, Body, Extension, FlatTable, FromRequest, FromRequestParts, State,
-    StateNeed, Table, Trace, TransactionId, ViaAsync, ViaMessage, ViaOwnedTable, ViaParts,
+    AsyncFromRequestParts, Body, Claims, Extension, FlatTable, FromRequest, FromRequestParts,
+    State, StateNeed, Table, Trace, TransactionId, ViaAsync, ViaMessage, ViaOwnedTable, ViaParts,
     ViaRequest, ViaTable,
 };
 #[doc(hidden)]
@@ -172,6 +172,23 @@ impl Dispatcher {
                 Some(trace_id),
             )));
         };
+        // A frame's own token is checked for that frame only.
+        let mut identity = None;
+        if let (Some(verifier), Some(token)) = (self.node.verifier(), frame.token()) {
+            if opcode != Opcode::Auth.0 {
+                match verifier.verify_now(token) {
+                    Ok(id) => identity = Some(id),
+                    Err(e) => {
+                        let err = HandlerError::new(ErrorCode::Unauthorized, e.to_string());
+                        return self.ready(Some(error_reply(
+                            &err,
+                            frame.transaction_id(),
+                            Some(trace_id),
+                        )));
+                    }
+                }
+            }
+        }
         let quotas = self.node.quotas();
         let quota = if quotas.is_empty() {
             QuotaResult::Unlimited
@@ -198,6 +215,7 @@ impl Dispatcher {
             trace_id,
             span_id: Uuid::new_v4().as_u64_pair().0,
             quota,
+            identity,
             builder: None,
         };
         let started = Instant::now();

@@ -2,7 +2,7 @@ use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
 use uuid::Uuid;
 
-use crate::node::{AppState, Node, QuotaResult};
+use crate::node::{AppState, Identity, Node, QuotaResult};
 use crate::protocol::{fbs, Frame};
 use crate::session::Connection;
 
@@ -32,6 +32,8 @@ pub struct Request {
     pub(crate) span_id: u64,
     pub(crate) parent_span_id: u64,
     pub(crate) quota: QuotaResult,
+    /// The identity of this frame's own token, when it had one.
+    pub(crate) identity: Option<Identity>,
     pub(crate) builder: Option<Box<FlatBufferBuilder<'static>>>,
 }
 
@@ -115,6 +117,15 @@ impl Request {
     /// The sender's span id (C++ `parent_span_id_`).
     pub fn parent_span_id(&self) -> u64 {
         self.parent_span_id
+    }
+
+    /// Who sent this frame: the identity of its own token when it carried one,
+    /// else the connection's (from the upgrade or the last `Auth`); `None` when
+    /// anonymous.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
+            .clone()
+            .or_else(|| self.connection.extension::<Identity>())
     }
 
     /// The quota evaluation for this frame (C++ `quota_result_`).

@@ -1,4 +1,5 @@
-//! Layer 5: the running node: its hub, broker, configuration, shared state and counters.
+//! Layer 5: the running node: its hub, broker, configuration, shared state,
+//! counters, token verifier and quotas.
 //! Handlers reach it through [`Request::node`](crate::dispatch::Request::node); the
 //! application reaches it through [`AppHandle::node`](crate::AppHandle::node).
 
@@ -10,8 +11,10 @@ use std::time::Instant;
 
 use uuid::Uuid;
 
+mod auth;
 mod quota;
 
+pub use auth::{AuthError, AuthSetupError, Identity, Verifier};
 pub use quota::QuotaResult;
 pub(crate) use quota::Quotas;
 
@@ -169,6 +172,7 @@ pub(crate) struct NodeInner {
     pub(crate) state: AppState,
     pub(crate) metrics: NodeMetrics,
     pub(crate) quotas: Quotas,
+    pub(crate) verifier: Option<Verifier>,
     pub(crate) started: Instant,
 }
 
@@ -195,10 +199,12 @@ impl Node {
         broker: Arc<dyn Broker>,
         config: Config,
         state: AppState,
+        verifier: Option<Verifier>,
     ) -> Self {
         Node(Arc::new(NodeInner {
             hub,
             broker,
+            verifier,
             quotas: Quotas::new(&config.quotas),
             config,
             state,
@@ -324,11 +330,30 @@ impl Node {
     }
 
     /// Queues the `Welcome` frame that opens every protocol session.
+    /// The token verifier, when authentication is configured.
+    pub fn verifier(&self) -> Option<&Verifier> {
+        self.0.verifier.as_ref()
+    }
+
+    /// Makes `identity` the connection's: handlers see it, `Welcome` and `Auth`'s
+    /// Ack carry it, and the session is closed with 1008 when it expires (unless
+    /// a fresh `Auth` came first).
+    pub fn set_identity(&self, conn: &Connection, identity: Identity) {
+        conn.set_deadline_ms(identity.expires_at_ms());
+        conn.insert_extension(identity);
+    }
+
     pub(crate) fn welcome(&self, conn: &Connection) {
-        let frame = FrameFields::new(Opcode::Welcome.0)
+        let identity = conn.extension::<Identity>();
+        let mut fields = FrameFields::new(Opcode::Welcome.0)
             .receiver_id(Some(conn.id()))
-            .node_id(Some(self.node_id()))
-            .encode();
+            .node_id(Some(self.node_id()));
+        if let Some(id) = &identity {
+            fields = fields
+                .user_id(id.user_id())
+                .expires_at_ms(id.expires_at_ms());
+        }
+        let frame = fields.encode();
         self.0
             .metrics
             .count_sent(Opcode::Welcome.0, frame.len(), None);

@@ -128,9 +128,39 @@ impl Admission {
                 "server shutting down",
             ));
         }
+        let deadline = self.node.config().handshake_timeout;
+        let mut extensions = http::Extensions::new();
+        if let (true, Some(verifier)) = (hooks, self.node.verifier()) {
+            match upgrade_token(&parts) {
+                Some(token) => {
+                    match tokio::time::timeout(deadline, verifier.verify(&token)).await {
+                        Ok(Ok(identity)) => {
+                            extensions.insert(identity);
+                        }
+                        // A client that presented credentials is never silently anonymous.
+                        Ok(Err(e)) => {
+                            return Err(Refused::new(StatusCode::UNAUTHORIZED, e.to_string()))
+                        }
+                        Err(_) => {
+                            return Err(Refused::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "handshake timed out",
+                            ))
+                        }
+                    }
+                }
+                None if verifier.required() => {
+                    return Err(Refused::new(
+                        StatusCode::UNAUTHORIZED,
+                        "a token is required (Authorization: Bearer, or ?token=)",
+                    ))
+                }
+                None => {}
+            }
+        }
         let extensions = if hooks && !self.hooks.connect.is_empty() {
-            let handshake = Handshake::new(parts, peer, self.node.clone());
-            let deadline = self.node.config().handshake_timeout;
+            let mut handshake = Handshake::new(parts, peer, self.node.clone());
+            handshake.extensions = extensions;
             match tokio::time::timeout(deadline, self.hooks.connect(handshake)).await {
                 Ok(result) => result?,
                 Err(_) => {
@@ -142,7 +172,7 @@ impl Admission {
                 }
             }
         } else {
-            http::Extensions::new()
+            extensions
         };
         Ok(Admitted { key, extensions })
     }
@@ -157,6 +187,30 @@ impl Admission {
         }
         origins.all(|o| config.origin_allowed(Some(o.as_bytes())))
     }
+}
+
+/// The token of an upgrade request: `Authorization: Bearer <jwt>` (scheme in any
+/// case), else the `token` query parameter (browsers cannot set headers on
+/// WebSocket requests).
+fn upgrade_token(parts: &http::request::Parts) -> Option<String> {
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_string())
+        });
+    bearer.or_else(|| {
+        let query = parts.uri.query()?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+        pairs
+            .into_iter()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v)
+    })
 }
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {

@@ -10,6 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Dispatcher;
+use crate::node::Identity;
 use crate::session::{close_code, finish, next_message, reader_waits, Keepalive, Next};
 
 /// Runs one protocol session to its end.
@@ -37,9 +38,17 @@ pub(crate) async fn serve<S>(
         let _ = Box::pin(tokio::time::timeout(drain, writer)).await;
         return;
     }
+    if let Some(identity) = conn.extension::<Identity>() {
+        // Authenticated at the upgrade: the session ends when the token does.
+        node.set_identity(&conn, identity);
+    }
     node.welcome(&conn);
 
     reader_waits!(waits, conn, shutdown, keepalive);
+    if conn.take_deadline_changed() {
+        // The upgrade's token expires: the timer must know from the start.
+        waits.recheck_now();
+    }
     let closed_by_server = loop {
         let msg = match next_message(&mut stream, &conn, &mut waits).await {
             Next::Data(msg) => msg,
@@ -56,6 +65,10 @@ pub(crate) async fn serve<S>(
         };
         if let Some(reply) = reply {
             let _ = conn.send(reply);
+        }
+        if conn.take_deadline_changed() {
+            // A frame changed when the session must end (a fresh token).
+            waits.recheck_now();
         }
     };
     finish(&conn, writer, closed_by_server, drain).await;

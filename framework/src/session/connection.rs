@@ -73,6 +73,10 @@ pub(crate) struct ConnectionInner {
     abort_waker: AtomicWaker,
     pub(crate) metrics: SessionMetrics,
     pub(crate) channels: Mutex<HashSet<Arc<str>>>,
+    /// When the session must end (Unix ms; 0: never), e.g. its token's expiry.
+    deadline_ms: AtomicU64,
+    /// Set when `deadline_ms` changes, so the reader re-arms its timer.
+    deadline_changed: AtomicBool,
     /// State a higher layer keeps per session (the node's quota limiters), made
     /// on first use.
     node_state: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
@@ -178,6 +182,8 @@ impl Connection {
             abort_waker: AtomicWaker::new(),
             metrics: SessionMetrics::new(),
             channels: Mutex::new(HashSet::new()),
+            deadline_ms: AtomicU64::new(0),
+            deadline_changed: AtomicBool::new(false),
             node_state: std::sync::OnceLock::new(),
             extensions: Mutex::new(http::Extensions::new()),
             builder: Mutex::new(None),
@@ -409,6 +415,23 @@ impl Connection {
     /// inside `f` (they would wait for the lock `f` holds).
     pub fn with_extensions<R>(&self, f: impl FnOnce(&mut http::Extensions) -> R) -> R {
         f(&mut self.0.extensions.lock())
+    }
+
+    /// Sets when the session must end (Unix ms; 0: never): the reader closes it
+    /// with 1008 "token expired" then.
+    pub(crate) fn set_deadline_ms(&self, ms: u64) {
+        self.0.deadline_ms.store(ms, Ordering::Release);
+        self.0.deadline_changed.store(true, Ordering::Release);
+    }
+
+    /// When the session must end (Unix ms; 0: never).
+    pub(crate) fn deadline_ms(&self) -> u64 {
+        self.0.deadline_ms.load(Ordering::Acquire)
+    }
+
+    /// Whether the deadline changed since the last call.
+    pub(crate) fn take_deadline_changed(&self) -> bool {
+        self.0.deadline_changed.swap(false, Ordering::AcqRel)
     }
 
     /// The per-session state of the node (see the field).

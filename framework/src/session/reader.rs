@@ -79,19 +79,38 @@ pub(crate) struct Waits<'p, E, C> {
 enum Quiet {
     /// Wake again after this long.
     Wait(Duration),
-    /// Close the session with this reason.
-    Close(&'static str),
+    /// Close the session with this code and reason.
+    Close(u16, &'static str),
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<E, C> Waits<'_, E, C> {
+    /// Makes the quiet timer look again now (the session's deadline changed).
+    pub(crate) fn recheck_now(&mut self) {
+        self.idle.as_mut().reset(tokio::time::Instant::now());
+    }
+
     /// The quiet rules, applied to a session quiet for `idle_for`, `now_ms` into its
     /// life; queues a ping when one is due.
     fn quiet(&mut self, conn: &Connection, idle_for: Duration, now_ms: u64) -> Quiet {
         let k = self.keepalive;
         if idle_for >= k.idle_timeout {
-            return Quiet::Close("idle timeout");
+            return Quiet::Close(close_code::NORMAL, "idle timeout");
         }
         let mut next = k.idle_timeout - idle_for;
+        let deadline = conn.deadline_ms();
+        if deadline != 0 {
+            let now = unix_now_ms();
+            if now >= deadline {
+                return Quiet::Close(close_code::POLICY, "token expired");
+            }
+            next = next.min(Duration::from_millis(deadline - now));
+        }
         let since_activity_ms = idle_for.as_millis() as u64;
         // A ping is answered by anything the peer sends after it.
         if self.ping_sent_ms != 0 && since_activity_ms <= now_ms - self.ping_sent_ms {
@@ -104,7 +123,7 @@ impl<E, C> Waits<'_, E, C> {
         if self.ping_sent_ms != 0 {
             let waited = now_ms - self.ping_sent_ms;
             if waited >= u64::from(k.pong_timeout_ms) {
-                return Quiet::Close("ping timeout");
+                return Quiet::Close(close_code::NORMAL, "ping timeout");
             }
             next = next.min(Duration::from_millis(u64::from(k.pong_timeout_ms) - waited));
         } else if since_activity_ms >= interval {
@@ -172,7 +191,7 @@ where
             _ = waits.idle.as_mut() => {
                 let metrics = conn.metrics();
                 match waits.quiet(conn, metrics.since_last_activity(), metrics.elapsed_ms()) {
-                    Quiet::Close(reason) => return close(close_code::NORMAL, reason),
+                    Quiet::Close(code, reason) => return close(code, reason),
                     Quiet::Wait(rest) => {
                         waits.idle.as_mut().reset(tokio::time::Instant::now() + rest);
                     }
