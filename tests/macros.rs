@@ -81,6 +81,13 @@ fn limited() -> Vec<u8> {
     b"fine".to_vec()
 }
 
+/// Only for authenticated senders (this binary's server has no authentication,
+/// so every sender is anonymous).
+#[opcode(308, auth)]
+fn members_only() -> Vec<u8> {
+    b"welcome".to_vec()
+}
+
 #[override_opcode(Ping)]
 fn custom_ping() -> Reply {
     Reply::with_opcode(Opcode::Pong, Some(bytes::Bytes::from_static(b"custom")))
@@ -215,6 +222,19 @@ async fn an_opcode_quota_from_the_macro_is_enforced() {
     framework_tests::expect_server_error(
         c.request(307, b"").await,
         framework::protocol::ErrorCode::RateLimited,
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_opcode_requirement_from_the_macro_is_enforced() {
+    let server = start().await;
+    let c = framework::client::Client::connect(&format!("ws://{}/", server.websocket_addr()))
+        .await
+        .unwrap();
+    framework_tests::expect_server_error(
+        c.request(308, b"").await,
+        framework::protocol::ErrorCode::Unauthorized,
     );
     server.shutdown().await;
 }

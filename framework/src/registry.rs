@@ -25,6 +25,9 @@ pub enum Kind {
     /// `#[opcode(N, quota = "..")]`: a per-connection frame quota on opcode N (the
     /// rate was checked by the macro).
     Quota(u16, &'static str),
+    /// `#[opcode(N, auth)]` / `#[opcode(N, auth = "claim:..")]`: who may send
+    /// opcode N (the grant was checked by the macro).
+    Require(u16, &'static str),
     /// `#[on_connect]`.
     OnConnect(fn() -> BoxedConnectHook),
     /// `#[on_disconnect]`.
@@ -142,6 +145,10 @@ impl App {
                         self = self.quota(crate::config::QuotaRule::opcode(opcode).frames(rate))
                     }
                     Err(e) => tracing::error!(origin = %r.origin(), "bad quota: {e}"),
+                },
+                Kind::Require(opcode, grant) => match grant.parse::<crate::config::Grant>() {
+                    Ok(grant) => self = self.require(opcode, [grant]),
+                    Err(e) => tracing::error!(origin = %r.origin(), "bad grant: {e}"),
                 },
                 Kind::OnConnect(make) => connect.push(make()),
                 Kind::OnDisconnect(make) => disconnect.push(make()),

@@ -20,9 +20,18 @@ pub struct HandlerFn {
 
 /// What a handler registers as.
 pub enum HandlerTarget {
-    /// An application opcode, with its quota (`quota = "10/s"`), if any.
-    Opcode(u16, Option<syn::LitStr>),
+    /// An application opcode, with its quota (`quota = "10/s"`) and who may send
+    /// it (`auth`, `auth = "claim:role=admin"`), if any.
+    Opcode(u16, OpcodeOptions),
     Override(Ident),
+}
+
+/// The options of `#[opcode(N, ..)]`.
+#[derive(Default)]
+pub struct OpcodeOptions {
+    pub quota: Option<syn::LitStr>,
+    /// The grant text (`"authenticated"` for a bare `auth`).
+    pub auth: Option<String>,
 }
 
 /// `#[raw_ws(port = P)]`.

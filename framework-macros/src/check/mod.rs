@@ -54,9 +54,9 @@ pub fn opcode_args(cx: &Ctxt, attr: &OpcodeAttr) -> Option<HandlerTarget> {
         );
         return None;
     };
-    let quota = opcode_options(cx, &attr.options);
+    let options = opcode_options(cx, &attr.options);
     match lit.base10_parse::<u64>() {
-        Ok(n) if (200..=65535).contains(&n) => Some(HandlerTarget::Opcode(n as u16, quota)),
+        Ok(n) if (200..=65535).contains(&n) => Some(HandlerTarget::Opcode(n as u16, options)),
         Ok(n) if n < 200 => {
             cx.error_spanned_by(
                 lit,
@@ -74,28 +74,70 @@ pub fn opcode_args(cx: &Ctxt, attr: &OpcodeAttr) -> Option<HandlerTarget> {
     }
 }
 
-/// The options after the opcode: `quota = "10/s"` (checked here, so a rate that
-/// does not parse is an error at the string).
-fn opcode_options(cx: &Ctxt, options: &[Meta]) -> Option<syn::LitStr> {
-    let keys = known_keys(cx, options, &["quota"], "#[opcode]");
-    match keys.get("quota").and_then(|m| m.value.as_ref()) {
-        Some(Expr::Lit(ExprLit {
-            lit: Lit::Str(s), ..
-        })) => match check_rate(&s.value()) {
-            Ok(()) => Some(s.clone()),
-            Err(why) => {
-                cx.error_spanned_by(s, why);
-                None
-            }
-        },
-        Some(other) => {
-            cx.error_spanned_by(
+/// The options after the opcode: `quota = "10/s"` and `auth` / `auth = "claim:.."`
+/// (both checked here, so a value that does not parse is an error at it).
+fn opcode_options(cx: &Ctxt, options: &[Meta]) -> OpcodeOptions {
+    let mut out = OpcodeOptions::default();
+    let mut seen: Vec<String> = Vec::new();
+    for m in options {
+        let key = m.key.to_string();
+        if seen.contains(&key) {
+            cx.error_spanned_by(&m.key, format!("`{key}` is given twice"));
+            continue;
+        }
+        seen.push(key.clone());
+        match (key.as_str(), &m.value) {
+            (
+                "quota",
+                Some(Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                })),
+            ) => match check_rate(&s.value()) {
+                Ok(()) => out.quota = Some(s.clone()),
+                Err(why) => cx.error_spanned_by(s, why),
+            },
+            ("quota", Some(other)) => cx.error_spanned_by(
                 other,
                 "`quota` takes a rate: quota = \"10/s\" or \"10/s burst 40\"",
-            );
-            None
+            ),
+            ("quota", None) => {
+                cx.error_spanned_by(&m.key, "`quota` needs a value: quota = \"10/s\"")
+            }
+            ("auth", None) => out.auth = Some("authenticated".into()),
+            (
+                "auth",
+                Some(Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                })),
+            ) => match check_grant(&s.value()) {
+                Ok(()) => out.auth = Some(s.value()),
+                Err(why) => cx.error_spanned_by(s, why),
+            },
+            ("auth", Some(other)) => cx.error_spanned_by(
+                other,
+                "`auth` takes a grant: auth, auth = \"authenticated\", auth = \"claim:role=admin\"",
+            ),
+            (k, _) => cx.error_spanned_by(
+                &m.key,
+                format!("unknown key `{k}` for #[opcode]; valid keys: quota, auth"),
+            ),
         }
-        None => None,
+    }
+    out
+}
+
+/// The grammar of `framework::config::Grant`.
+fn check_grant(text: &str) -> Result<(), String> {
+    let text = text.trim();
+    let ok = matches!(text, "anyone" | "authenticated" | "nobody")
+        || text
+            .strip_prefix("claim:")
+            .and_then(|r| r.split_once('=').or_else(|| r.split_once('~')))
+            .is_some_and(|(name, _)| !name.trim().is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{text}` is not a grant: anyone, authenticated, nobody, claim:NAME=VALUE or claim:NAME~VALUE"))
     }
 }
 

@@ -145,16 +145,24 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
         };
     };
     let (kind, extra) = match target {
-        HandlerTarget::Opcode(n, quota) => (
-            quote!(::framework::__private::Kind::Opcode(#n, __framework_make)),
-            match quota {
-                Some(rate) => registration(
+        HandlerTarget::Opcode(n, options) => {
+            let quota = options.quota.map(|rate| {
+                registration(
                     quote!(::framework::__private::Kind::Quota(#n, #rate)),
                     &name_str,
-                ),
-                None => quote!(),
-            },
-        ),
+                )
+            });
+            let auth = options.auth.map(|grant| {
+                registration(
+                    quote!(::framework::__private::Kind::Require(#n, #grant)),
+                    &name_str,
+                )
+            });
+            (
+                quote!(::framework::__private::Kind::Opcode(#n, __framework_make)),
+                quote!(#quota #auth),
+            )
+        }
         HandlerTarget::Override(ident) => {
             let message = format!(
                 "`{ident}` is not a built-in a client sends (framework::builtins::BUILTINS)"

@@ -186,6 +186,7 @@ pub struct App {
     connect_hooks: Vec<BoxedConnectHook>,
     disconnect_hooks: Vec<BoxedDisconnectHook>,
     quotas: Vec<crate::config::QuotaRule>,
+    requirements: Vec<(u16, Vec<crate::config::Grant>)>,
     errors: Vec<AppError>,
     broker: Option<BrokerFactory>,
 }
@@ -223,6 +224,7 @@ impl App {
             connect_hooks: Vec::new(),
             disconnect_hooks: Vec::new(),
             quotas: Vec::new(),
+            requirements: Vec::new(),
             errors: Vec::new(),
             broker: None,
         }
@@ -248,6 +250,27 @@ impl App {
     /// ```
     pub fn quota(mut self, rule: crate::config::QuotaRule) -> Self {
         self.quotas.push(rule);
+        self
+    }
+
+    /// Lets only senders matching one of `grants` send application opcode `opcode`
+    /// (others get `Forbidden`, or `Unauthorized` when anonymous, and the handler
+    /// is not called); adds to `[permissions.opcodes]`.
+    ///
+    /// ```
+    /// use framework::config::Grant;
+    /// let app = framework::App::new()
+    ///     .require(200, [Grant::Authenticated])
+    ///     .require(201, ["claim:role=admin".parse::<Grant>().unwrap()]);
+    /// # let _ = app;
+    /// ```
+    pub fn require(
+        mut self,
+        opcode: u16,
+        grants: impl IntoIterator<Item = crate::config::Grant>,
+    ) -> Self {
+        self.requirements
+            .push((opcode, grants.into_iter().collect()));
         self
     }
 
@@ -624,6 +647,7 @@ impl App {
             config,
             std::mem::take(&mut self.state),
             verifier,
+            &self.requirements,
         );
         let hooks = Hooks {
             connect: std::mem::take(&mut self.connect_hooks).into(),

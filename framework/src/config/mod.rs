@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod access;
 mod auth;
 mod quota;
 mod sources;
 
+pub use access::{Access, ChannelRule, Grant, Permissions};
 pub use auth::{AuthConfig, KeyConfig};
 pub use quota::{default_quotas, glob_match, OpcodeRef, QuotaRule, QuotaScope, Rate};
 pub use sources::{ConfigError, ListenSpec, Settings, ENV_PREFIX};
@@ -101,6 +103,14 @@ pub struct Config {
     /// JWT authentication (see [`AuthConfig`]); `None`: tokens are not read.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// Who may subscribe, publish, list presence and read history, by channel
+    /// pattern (see [`ChannelRule`]); a channel no rule matches is open.
+    #[serde(default)]
+    pub channels: Vec<ChannelRule>,
+    /// Who may `Send`, `Broadcast` and send application opcodes (see
+    /// [`Permissions`]).
+    #[serde(default)]
+    pub permissions: Permissions,
     /// Quotas on frames and payload bytes (see [`QuotaRule`]); the default limits
     /// each session's `Publish` and `Broadcast` ([`default_quotas`]). Replace the
     /// list to change them; an empty list turns quotas off.
@@ -134,6 +144,8 @@ impl Default for Config {
             websocket_path: "/ws".to_string(),
             api_key: None,
             auth: None,
+            channels: Vec::new(),
+            permissions: Permissions::default(),
             quotas: default_quotas(),
             drain_grace: Duration::ZERO,
         }

@@ -153,6 +153,8 @@ const CONFIG_KEYS: &[&str] = &[
     "websocket_path",
     "api_key",
     "auth",
+    "channels",
+    "permissions",
     "quotas",
     "drain_grace",
 ];

@@ -40,7 +40,7 @@ pub use reply::{
 };
 pub use request::Request;
 
-use crate::node::Node;
+use crate::node::{Action, Denied, Node};
 use crate::protocol::{DecodeLimits, ErrorCode, Frame, Opcode, FIRST_APPLICATION_OPCODE};
 use crate::session::Connection;
 
@@ -186,6 +186,29 @@ impl Dispatcher {
                             Some(trace_id),
                         )));
                     }
+                }
+            }
+        }
+        if let Some(action) = Action::of(opcode, frame.channel()) {
+            let access = self.node.access();
+            if access.governs(action) {
+                let who = identity
+                    .clone()
+                    .or_else(|| conn.extension::<crate::node::Identity>());
+                if let Err(denied) = access.check(action, who.as_ref()) {
+                    let err = match denied {
+                        Denied::Unauthenticated => {
+                            HandlerError::new(ErrorCode::Unauthorized, "authentication required")
+                        }
+                        Denied::Forbidden => {
+                            HandlerError::new(ErrorCode::Forbidden, "not allowed to do this")
+                        }
+                    };
+                    return self.ready(Some(error_reply(
+                        &err,
+                        frame.transaction_id(),
+                        Some(trace_id),
+                    )));
                 }
             }
         }

@@ -11,9 +11,12 @@ use std::time::Instant;
 
 use uuid::Uuid;
 
+mod access;
 mod auth;
 mod quota;
 
+pub(crate) use access::Access;
+pub use access::{Action, Denied};
 pub use auth::{AuthError, AuthSetupError, Identity, Verifier};
 pub use quota::QuotaResult;
 pub(crate) use quota::Quotas;
@@ -173,6 +176,7 @@ pub(crate) struct NodeInner {
     pub(crate) metrics: NodeMetrics,
     pub(crate) quotas: Quotas,
     pub(crate) verifier: Option<Verifier>,
+    pub(crate) access: Access,
     pub(crate) started: Instant,
 }
 
@@ -200,11 +204,19 @@ impl Node {
         config: Config,
         state: AppState,
         verifier: Option<Verifier>,
+        opcode_access: &[(u16, Vec<crate::config::Grant>)],
     ) -> Self {
+        let access = Access::new(
+            &config.channels,
+            &config.permissions,
+            opcode_access,
+            verifier.is_some(),
+        );
         Node(Arc::new(NodeInner {
             hub,
             broker,
             verifier,
+            access,
             quotas: Quotas::new(&config.quotas),
             config,
             state,
@@ -330,6 +342,11 @@ impl Node {
     }
 
     /// Queues the `Welcome` frame that opens every protocol session.
+    /// The authorization rules.
+    pub(crate) fn access(&self) -> &Access {
+        &self.0.access
+    }
+
     /// The token verifier, when authentication is configured.
     pub fn verifier(&self) -> Option<&Verifier> {
         self.0.verifier.as_ref()

@@ -30,6 +30,13 @@ async fn quota_burst() {}
 #[opcode(206, quota = "5/250ms",)]
 fn quota_period() {}
 
+/// Who may send it.
+#[opcode(207, auth)]
+fn members() {}
+
+#[opcode(208, auth = "claim:role=admin", quota = "1/s")]
+async fn admins() {}
+
 /// The largest opcode, with a type suffix on the literal.
 #[opcode(65535u16)]
 fn last() {}

@@ -1,4 +1,4 @@
-//! `quota = ".."` is checked when the macro expands: a rate that does not parse,
+//! `quota = ".."` and `auth = ".."` are checked when the macro expands: a value that does not parse,
 //! a value that is no string, and an unknown option are errors at their tokens.
 
 use framework::prelude::*;
@@ -11,5 +11,11 @@ fn number() {}
 
 #[opcode(202, limit = "10/s")]
 fn unknown() {}
+
+#[opcode(203, auth = "admins")]
+fn bad_grant() {}
+
+#[opcode(204, auth, auth)]
+fn twice() {}
 
 fn main() {}

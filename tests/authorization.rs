@@ -1,0 +1,201 @@
+//! Authorization end to end: channel rules by pattern (templates, claims,
+//! "nobody"), Send/Broadcast permissions (a broadcast needs one once
+//! authentication is on; the server API can always broadcast), opcode
+//! requirements from the builder. A refused action is `Forbidden`, or
+//! `Unauthorized` when anonymous, and nothing of it is delivered.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use framework::client::Client;
+use framework::config::{AuthConfig, ChannelRule, Grant, Permissions};
+use framework::protocol::ErrorCode;
+use framework::{App, AppHandle, Config};
+use framework_tests::http::{self, Request};
+use framework_tests::{any_port, expect_server_error};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+const SECRET: &str = "another test secret, long enough";
+
+fn token(sub: &str, extra: serde_json::Value) -> String {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let mut claims = json!({ "sub": sub, "exp": exp });
+    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn grants(list: &[&str]) -> Option<Vec<Grant>> {
+    Some(list.iter().map(|g| g.parse().unwrap()).collect())
+}
+
+async fn start(permissions: Permissions) -> AppHandle {
+    App::new()
+        .config(Config {
+            auth: Some(AuthConfig::hs256(SECRET)),
+            api_key: Some("api".into()),
+            channels: vec![
+                ChannelRule {
+                    publish: grants(&["nobody"]),
+                    ..ChannelRule::new("news:*")
+                },
+                ChannelRule {
+                    subscribe: grants(&["authenticated"]),
+                    publish: grants(&["authenticated"]),
+                    ..ChannelRule::new("private:{sub}")
+                },
+                ChannelRule {
+                    subscribe: grants(&["claim:teams~{channel}", "claim:role=admin"]),
+                    ..ChannelRule::new("team:*")
+                },
+            ],
+            permissions,
+            ..Config::default()
+        })
+        .register_custom_handler(200, || b"secret".to_vec())
+        .register_custom_handler(201, || b"open".to_vec())
+        .require(200, [Grant::Authenticated])
+        .run_websocket_service(any_port())
+        .run_service(any_port())
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn as_user(server: &AppHandle, sub: &str, extra: serde_json::Value) -> Client {
+    Client::connect_with_token(
+        &format!("ws://{}/", server.websocket_addr()),
+        &token(sub, extra),
+    )
+    .await
+    .unwrap()
+}
+
+async fn anonymous(server: &AppHandle) -> Client {
+    Client::connect(&format!("ws://{}/", server.websocket_addr()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn channel_rules_decide_who_subscribes_and_publishes() {
+    let server = start(Permissions::default()).await;
+    let ada = as_user(&server, "ada", json!({ "teams": ["team:red"] })).await;
+    let boss = as_user(&server, "boss", json!({ "role": "admin" })).await;
+    let anon = anonymous(&server).await;
+
+    // news:* — anyone subscribes, no client publishes; the server API does.
+    ada.subscribe("news:today").await.unwrap();
+    expect_server_error(
+        ada.publish("news:today", b"fake").await,
+        ErrorCode::Forbidden,
+    );
+    expect_server_error(
+        anon.publish("news:today", b"fake").await,
+        ErrorCode::Unauthorized,
+    );
+    let sent = http::send(
+        server.service_addr(),
+        Request::post_json(
+            "/api/publish",
+            r#"{"channel":"news:today","payload":"cmVhbA=="}"#,
+        )
+        .header("X-Api-Key", "api"),
+    )
+    .await;
+    assert_eq!(sent.status, 200);
+    let got = ada
+        .recv_timeout(Duration::from_secs(5))
+        .await
+        .expect("the real news");
+    assert_eq!(
+        &got.payload()[..],
+        b"real",
+        "the refused publishes delivered nothing"
+    );
+
+    // private:{sub} — each user's own only.
+    ada.subscribe("private:ada").await.unwrap();
+    ada.publish("private:ada", b"note").await.unwrap();
+    expect_server_error(ada.subscribe("private:boss").await, ErrorCode::Forbidden);
+    expect_server_error(anon.subscribe("private:ada").await, ErrorCode::Unauthorized);
+
+    // team:* — by claims.
+    ada.subscribe("team:red").await.unwrap();
+    expect_server_error(ada.subscribe("team:blue").await, ErrorCode::Forbidden);
+    boss.subscribe("team:blue").await.unwrap();
+
+    // Channels no rule matches are open, anonymous included.
+    anon.subscribe("lobby").await.unwrap();
+    anon.publish("lobby", b"hi").await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn broadcast_needs_a_permission_once_authentication_is_on() {
+    let server = start(Permissions::default()).await;
+    let ada = as_user(&server, "ada", json!({})).await;
+    expect_server_error(ada.broadcast(b"all").await, ErrorCode::Forbidden);
+    expect_server_error(
+        anonymous(&server).await.broadcast(b"all").await,
+        ErrorCode::Unauthorized,
+    );
+    // The server API always can.
+    let r = http::send(
+        server.service_addr(),
+        Request::post_json("/api/broadcast", r#"{"payload":"aGk="}"#).header("X-Api-Key", "api"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let got = ada
+        .recv_timeout(Duration::from_secs(5))
+        .await
+        .expect("the API's broadcast");
+    assert_eq!(&got.payload()[..], b"hi");
+    server.shutdown().await;
+
+    let server = start(Permissions {
+        broadcast: grants(&["claim:role=admin"]),
+        send: grants(&["authenticated"]),
+        ..Permissions::default()
+    })
+    .await;
+    let boss = as_user(&server, "boss", json!({ "role": "admin" })).await;
+    let ada = as_user(&server, "ada", json!({})).await;
+    boss.broadcast(b"from the boss").await.unwrap();
+    expect_server_error(ada.broadcast(b"x").await, ErrorCode::Forbidden);
+    ada.send_to(boss.session_id(), b"psst").await.unwrap();
+    let anon = anonymous(&server).await;
+    expect_server_error(
+        anon.send_to(boss.session_id(), b"x").await,
+        ErrorCode::Unauthorized,
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_opcode_can_require_authentication() {
+    let server = start(Permissions::default()).await;
+    let anon = anonymous(&server).await;
+    expect_server_error(anon.request(200, b"").await, ErrorCode::Unauthorized);
+    assert_eq!(
+        &anon.request(201, b"").await.unwrap().payload()[..],
+        b"open"
+    );
+    let ada = as_user(&server, "ada", json!({})).await;
+    assert_eq!(
+        &ada.request(200, b"").await.unwrap().payload()[..],
+        b"secret"
+    );
+    server.shutdown().await;
+}
