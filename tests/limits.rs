@@ -41,12 +41,17 @@ fn chunk(n: u32) -> Vec<u8> {
     p
 }
 
-/// After the server dropped the slow socket, reading it ends (with 1008 if the
-/// close frame made it through the full buffers, else without a close frame).
-async fn assert_server_ended(slow: &mut RawWs) {
-    match slow.drain(DEADLINE).await {
+/// The slow consumer starts reading at last, as soon as it was evicted: it reads
+/// what was already on its way, then the 1008 close the server wrote after it, so
+/// it can tell eviction from a network fault.
+fn drain_evicted(mut slow: RawWs) -> tokio::task::JoinHandle<Ending> {
+    tokio::spawn(async move { slow.drain(DEADLINE).await })
+}
+
+async fn assert_server_ended(ending: tokio::task::JoinHandle<Ending>) {
+    match ending.await.expect("the drain task") {
         Ending::Close(code) => assert_eq!(code, Some(1008), "a slow consumer is closed with 1008"),
-        Ending::Dropped => {}
+        Ending::Dropped => panic!("the slow consumer was cut without its 1008 close"),
         Ending::TimedOut => panic!("the server never ended the slow consumer's connection"),
     }
 }
@@ -90,6 +95,7 @@ async fn a_slow_subscriber_is_closed_and_a_healthy_one_gets_everything_in_order(
         n += 1;
     }
     let overflowed_after = n;
+    let ending = drain_evicted(slow);
     // The healthy subscriber keeps receiving everything, in order.
     for _ in 0..64 {
         publisher.publish_nowait("firehose", &chunk(n)).unwrap();
@@ -105,7 +111,7 @@ async fn a_slow_subscriber_is_closed_and_a_healthy_one_gets_everything_in_order(
     .await;
     assert_eq!(node.hub().subscriber_count("firehose"), 1);
     assert_eq!(node.hub().session_count(), 2);
-    assert_server_ended(&mut slow).await;
+    assert_server_ended(ending).await;
     healthy
         .ping()
         .await
@@ -127,7 +133,7 @@ async fn a_slow_subscriber_is_closed_and_a_healthy_one_gets_everything_in_order(
 async fn send_to_a_full_queue_acks_the_sender_and_closes_the_receiver() {
     let server = start(App::new().config(small_queue())).await;
     let node = server.node().clone();
-    let (mut slow, welcome) = RawWs::connect_with_recv_buffer(&server, 4096).await;
+    let (slow, welcome) = RawWs::connect_with_recv_buffer(&server, 4096).await;
     let slow_id = welcome.receiver_id().unwrap();
     let sender = client(&server).await;
 
@@ -143,6 +149,7 @@ async fn send_to_a_full_queue_acks_the_sender_and_closes_the_receiver() {
             .expect("the sender gets its Ack even when the receiver is slow");
         n += 1;
     }
+    let ending = drain_evicted(slow);
     // Once the receiver is gone, sending to it is NotFound.
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -155,7 +162,7 @@ async fn send_to_a_full_queue_acks_the_sender_and_closes_the_receiver() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    assert_server_ended(&mut slow).await;
+    assert_server_ended(ending).await;
     sender.ping().await.unwrap();
     assert_eq!(node.hub().session_count(), 1);
     assert!(node.metrics().slow_consumer_closes.load(Relaxed) >= 1);

@@ -67,6 +67,7 @@ where
         sink,
         conn.clone(),
         config.max_batch_frames,
+        config.shutdown_timeout,
     ));
     OpenSession {
         conn,

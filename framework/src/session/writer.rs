@@ -28,7 +28,11 @@ enum Step {
 
 /// Runs until the queue asks for a close, the session is aborted or ended, or the
 /// socket fails. Always leaves the session marked as ended.
-pub(crate) async fn run<S>(mut sink: S, conn: Connection, max_batch: usize)
+///
+/// An aborted session (a slow consumer) gets its close frame, with a reason it
+/// can read, written after whatever is already on its way: if it reads within
+/// `close_grace` it learns it was evicted, instead of seeing the connection cut.
+pub(crate) async fn run<S>(mut sink: S, conn: Connection, max_batch: usize, close_grace: Duration)
 where
     S: Sink<Message, Error = WsError> + Unpin,
 {
@@ -61,9 +65,15 @@ where
         }
     }
     if let Some(code) = conn.abort_code() {
-        // Best effort: a slow consumer's socket may be full, so this is bounded.
-        let _ = Box::pin(tokio::time::timeout(ABORT_CLOSE_DEADLINE, async {
-            sink.send(close_message(code, "")).await?;
+        // The queue is dropped; the close goes right after the bytes already
+        // handed to the socket. Bounded: a consumer that never reads is cut.
+        let reason = if code == super::close_code::POLICY {
+            "slow consumer: fell too far behind"
+        } else {
+            ""
+        };
+        let _ = Box::pin(tokio::time::timeout(close_grace, async {
+            sink.send(close_message(code, reason)).await?;
             sink.close().await
         }))
         .await;
