@@ -248,3 +248,78 @@ async fn a_peer_that_answers_no_ping_is_closed() {
     assert_eq!(reason, Some((1000, "ping timeout".to_string())));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_fragmented_message_that_never_ends_is_closed_at_message_timeout() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+
+    let server = App::new()
+        .config(Config {
+            message_timeout: Duration::from_millis(600),
+            ping_interval: Duration::from_millis(200),
+            idle_timeout: Duration::from_secs(60),
+            ..Config::default()
+        })
+        .run_websocket_service(any_port())
+        .start()
+        .await
+        .unwrap();
+    let (mut slow, _) = RawWs::connect(&server).await;
+    let (mut fine, _) = RawWs::connect(&server).await;
+    // The first 64 KiB of a message that never gets its last fragment, then pings
+    // (which keep the session active, and once kept the half message forever).
+    let first = Frame::message(vec![7u8; 64 << 10], OpCode::Data(Data::Binary), false);
+    slow.ws.send(Message::Frame(first)).await.unwrap();
+    // A whole fragmented message on another connection is fine.
+    let part = |fin, op, data: &[u8]| Frame::message(data.to_vec(), op, fin);
+    let frame = framework::protocol::FrameFields::new(framework::protocol::Opcode::Ping.0)
+        .transaction_id(Some(uuid::Uuid::new_v4()))
+        .encode();
+    let (a, b) = frame.split_at(frame.len() / 2);
+    fine.ws
+        .send(Message::Frame(part(false, OpCode::Data(Data::Binary), a)))
+        .await
+        .unwrap();
+    fine.ws
+        .send(Message::Frame(part(true, OpCode::Data(Data::Continue), b)))
+        .await
+        .unwrap();
+    assert_eq!(
+        fine.next_frame().await.expect("a Pong").opcode(),
+        framework::protocol::Opcode::Pong.0
+    );
+
+    let started = tokio::time::Instant::now();
+    let closed = async {
+        loop {
+            let _ = slow.ws.send(Message::Ping(Default::default())).await;
+            match tokio::time::timeout(Duration::from_millis(100), slow.next_message()).await {
+                Ok(Some(Message::Close(Some(c)))) => {
+                    return (u16::from(c.code), c.reason.to_string())
+                }
+                Ok(None) => panic!("cut without a close frame"),
+                _ => {}
+            }
+        }
+    };
+    let (code, reason) = tokio::time::timeout(DEADLINE, closed)
+        .await
+        .expect("closed");
+    assert_eq!((code, reason.as_str()), (1008, "message took too long"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "not before message_timeout"
+    );
+    // The other connection is untouched.
+    let tx = uuid::Uuid::new_v4();
+    let pong = fine
+        .request(
+            framework::protocol::FrameFields::new(framework::protocol::Opcode::Ping.0)
+                .transaction_id(Some(tx)),
+        )
+        .await;
+    assert_eq!(pong.transaction_id(), Some(tx));
+    server.shutdown().await;
+}

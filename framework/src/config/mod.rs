@@ -60,6 +60,12 @@ pub struct Config {
     /// A session that sends nothing (not even a WebSocket ping) for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// The longest a fragmented WebSocket message may take to arrive whole; past
+    /// it the session is closed with 1008 ("message took too long"), so a peer
+    /// cannot keep a half-sent message (up to `max_message_size`) held forever
+    /// while pings keep it alive.
+    #[serde(with = "humantime_serde")]
+    pub message_timeout: Duration,
     /// A session that has been quiet this long is sent a WebSocket ping (browsers
     /// answer pings but never send them, so a tab that only listens would otherwise
     /// hit `idle_timeout`). Zero turns pings off.
@@ -133,6 +139,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(5),
+            message_timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(20),
             max_api_body: 64 * 1024,

@@ -142,6 +142,7 @@ const CONFIG_KEYS: &[&str] = &[
     "handshake_timeout",
     "idle_timeout",
     "shutdown_timeout",
+    "message_timeout",
     "ping_interval",
     "pong_timeout",
     "max_api_body",

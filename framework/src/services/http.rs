@@ -303,8 +303,9 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         let _slot = slot;
         // Back to the plain TCP stream: the session then reads the socket
         // without hyper in between, replaying what hyper read ahead (if any).
+        let conn = super::new_connection(&session_shared.node, peer);
         let stream = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => Rewound::new(parts.read_buf, parts.io.into_inner()),
+            Ok(parts) => Rewound::new(parts.read_buf, parts.io.into_inner(), conn.clone()),
             Err(_) => {
                 tracing::error!("an upgraded connection is not the TCP stream it was served on");
                 return;
@@ -314,7 +315,7 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         // for the session's lifetime.
         let ws_config = session_shared.node.config().websocket_config();
         let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
-        let session = service.serve(ws, peer, &session_shared, extensions);
+        let session = service.serve(ws, conn, &session_shared, extensions);
         session.await;
     });
     let mut response = Response::new(Body::empty());

@@ -41,10 +41,21 @@ pub(crate) struct OpenSession<S> {
     pub(crate) writer: tokio::task::JoinHandle<()>,
 }
 
+/// The connection of an upgraded peer (made before its WebSocket, which reports
+/// to it).
+pub(crate) fn new_connection(node: &Node, peer: SocketAddr) -> Connection {
+    Connection::new(
+        node.node_id(),
+        peer,
+        node.config().max_queued_bytes,
+        node.metrics().slow_consumer_closes.clone(),
+    )
+}
+
 /// Creates the session of an upgraded connection and starts its writer.
 fn open_session<S>(
     ws: WebSocketStream<S>,
-    peer: SocketAddr,
+    conn: Connection,
     node: &Node,
     extensions: ::http::Extensions,
 ) -> OpenSession<S>
@@ -53,12 +64,6 @@ where
 {
     use futures_util::StreamExt;
     let config = node.config();
-    let conn = Connection::new(
-        node.node_id(),
-        peer,
-        config.max_queued_bytes,
-        node.metrics().slow_consumer_closes.clone(),
-    );
     if !extensions.is_empty() {
         conn.set_extensions(extensions);
     }
@@ -96,14 +101,14 @@ impl Service {
     pub(crate) fn serve<S>(
         &self,
         ws: WebSocketStream<S>,
-        peer: SocketAddr,
+        conn: Connection,
         shared: &Shared,
         extensions: ::http::Extensions,
     ) -> impl std::future::Future<Output = ()> + Send + 'static
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let session = open_session(ws, peer, &shared.node, extensions);
+        let session = open_session(ws, conn, &shared.node, extensions);
         let service = self.clone();
         let shutdown = shared.shutdown.clone();
         let node = shared.node.clone();

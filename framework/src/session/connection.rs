@@ -73,6 +73,9 @@ pub(crate) struct ConnectionInner {
     abort_waker: AtomicWaker,
     pub(crate) metrics: SessionMetrics,
     pub(crate) channels: Mutex<HashSet<Arc<str>>>,
+    /// When the unfinished fragmented message being received started (ms into
+    /// the session, 1-based; 0: none).
+    message_since_ms: AtomicU64,
     /// When the session must end (Unix ms; 0: never), e.g. its token's expiry.
     deadline_ms: AtomicU64,
     /// Set when `deadline_ms` changes, so the reader re-arms its timer.
@@ -182,6 +185,7 @@ impl Connection {
             abort_waker: AtomicWaker::new(),
             metrics: SessionMetrics::new(),
             channels: Mutex::new(HashSet::new()),
+            message_since_ms: AtomicU64::new(0),
             deadline_ms: AtomicU64::new(0),
             deadline_changed: AtomicBool::new(false),
             node_state: std::sync::OnceLock::new(),
@@ -415,6 +419,27 @@ impl Connection {
     /// inside `f` (they would wait for the lock `f` holds).
     pub fn with_extensions<R>(&self, f: impl FnOnce(&mut http::Extensions) -> R) -> R {
         f(&mut self.0.extensions.lock())
+    }
+
+    /// A fragmented message started arriving.
+    pub(crate) fn message_started(&self) {
+        let now = self.0.metrics.elapsed_ms().max(1);
+        self.0.message_since_ms.store(now, Ordering::Release);
+    }
+
+    /// The fragmented message is whole.
+    pub(crate) fn message_finished(&self) {
+        self.0.message_since_ms.store(0, Ordering::Release);
+    }
+
+    /// How long the unfinished message has been arriving, if there is one.
+    pub(crate) fn message_unfinished_for(&self) -> Option<std::time::Duration> {
+        match self.0.message_since_ms.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(std::time::Duration::from_millis(
+                self.0.metrics.elapsed_ms().saturating_sub(since),
+            )),
+        }
     }
 
     /// Sets when the session must end (Unix ms; 0: never): the reader closes it

@@ -46,6 +46,8 @@ fn read_failure(error: &WsError) -> Option<(u16, &'static str)> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Keepalive {
     pub(crate) idle_timeout: Duration,
+    /// The most a fragmented message may take to arrive whole.
+    pub(crate) message_timeout: Duration,
     pub(crate) ping_interval_ms: u32,
     pub(crate) pong_timeout_ms: u32,
 }
@@ -55,6 +57,7 @@ impl Keepalive {
         let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
         Self {
             idle_timeout: config.idle_timeout,
+            message_timeout: config.message_timeout,
             ping_interval_ms: ms(config.ping_interval),
             pong_timeout_ms: ms(config.pong_timeout).max(1),
         }
@@ -103,6 +106,12 @@ impl<E, C> Waits<'_, E, C> {
             return Quiet::Close(close_code::NORMAL, "idle timeout");
         }
         let mut next = k.idle_timeout - idle_for;
+        if let Some(taking) = conn.message_unfinished_for() {
+            if taking >= k.message_timeout {
+                return Quiet::Close(close_code::POLICY, "message took too long");
+            }
+            next = next.min(k.message_timeout - taking);
+        }
         let deadline = conn.deadline_ms();
         if deadline != 0 {
             let now = unix_now_ms();
