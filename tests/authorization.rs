@@ -199,3 +199,42 @@ async fn an_opcode_can_require_authentication() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_per_user_quota_is_shared_by_the_users_connections_only() {
+    use framework::config::{QuotaRule, QuotaScope};
+    let server = App::new()
+        .config(Config {
+            auth: Some(AuthConfig::hs256(SECRET)),
+            ..Config::default()
+        })
+        .register_custom_handler(201, || b"open".to_vec())
+        .quota(
+            QuotaRule::opcode(201)
+                .per(QuotaScope::User)
+                .frames("2/10s burst 2".parse().unwrap()),
+        )
+        .run_websocket_service(any_port())
+        .start()
+        .await
+        .unwrap();
+    let (ada1, ada2) = (
+        as_user(&server, "ada", json!({})).await,
+        as_user(&server, "ada", json!({})).await,
+    );
+    assert!(ada1.request(201, b"").await.is_ok());
+    assert!(ada2.request(201, b"").await.is_ok());
+    // Ada's two connections drew from one budget of 2.
+    expect_server_error(ada1.request(201, b"").await, ErrorCode::RateLimited);
+    expect_server_error(ada2.request(201, b"").await, ErrorCode::RateLimited);
+    // Another user, and anonymous connections (each its own budget), are not
+    // affected.
+    let bob = as_user(&server, "bob", json!({})).await;
+    assert!(bob.request(201, b"").await.is_ok());
+    for _ in 0..2 {
+        let anon = anonymous(&server).await;
+        assert!(anon.request(201, b"").await.is_ok());
+        assert!(anon.request(201, b"").await.is_ok());
+    }
+    server.shutdown().await;
+}

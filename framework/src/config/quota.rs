@@ -129,6 +129,9 @@ pub enum QuotaScope {
     Connection,
     /// All connections from one IP address share a budget.
     Ip,
+    /// All connections of one authenticated user share a budget (anonymous
+    /// connections: each its own, as `connection`).
+    User,
     /// The whole node shares one budget.
     Node,
 }
@@ -185,6 +188,11 @@ impl<'de> Deserialize<'de> for OpcodeRef {
 /// channel = "chat:*"
 /// per = "ip"
 /// frames = "50/s"
+///
+/// [[quotas]]
+/// opcode = 200
+/// per = "user"
+/// frames = "100/m burst 10"
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaRule {
@@ -195,7 +203,8 @@ pub struct QuotaRule {
     /// characters: `chat:*`, `*:private`); absent: any frame.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    /// Whose budget it is.
+    /// Whose budget it is: `"connection"` (the default), `"ip"`, `"user"`
+    /// (the authenticated user's connections together) or `"node"`.
     #[serde(default)]
     pub per: QuotaScope,
     /// Frames allowed.

@@ -217,7 +217,16 @@ impl Dispatcher {
             QuotaResult::Unlimited
         } else {
             let payload = frame.message().payload().map_or(0, |p| p.len());
-            quotas.check(conn, opcode, frame.channel(), payload)
+            let user = || {
+                identity
+                    .as_ref()
+                    .map(|i| i.user_id().to_string())
+                    .or_else(|| {
+                        conn.extension::<crate::node::Identity>()
+                            .map(|i| i.user_id().to_string())
+                    })
+            };
+            quotas.check(conn, opcode, frame.channel(), payload, user)
         };
         if let QuotaResult::Exceeded { retry_after_ms } = quota {
             if !handler.decides_quota() {

@@ -54,6 +54,8 @@ impl QuotaResult {
 type Direct = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 type ByIp =
     RateLimiter<IpAddr, DashMapStateStore<IpAddr>, DefaultClock, StateInformationMiddleware>;
+type ByUser =
+    RateLimiter<String, DashMapStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
 /// Whose budget a meter draws from.
 enum Budget {
@@ -61,6 +63,9 @@ enum Budget {
     Connection(usize),
     /// One limiter per address.
     Ip(Box<ByIp>),
+    /// One limiter per user; anonymous connections use their own limiter at
+    /// this index.
+    User(Box<ByUser>, usize),
     /// One limiter for the node.
     Node(Box<Direct>),
 }
@@ -115,6 +120,16 @@ impl Quotas {
                                 RateLimiter::dashmap_with_clock(quota, clock.clone())
                                     .with_middleware::<StateInformationMiddleware>(),
                             )),
+                            QuotaScope::User => {
+                                per_connection.push(quota);
+                                Budget::User(
+                                    Box::new(
+                                        RateLimiter::dashmap_with_clock(quota, clock.clone())
+                                            .with_middleware::<StateInformationMiddleware>(),
+                                    ),
+                                    per_connection.len() - 1,
+                                )
+                            }
                             QuotaScope::Node => Budget::Node(Box::new(
                                 RateLimiter::direct_with_clock(quota, clock.clone())
                                     .with_middleware::<StateInformationMiddleware>(),
@@ -165,16 +180,19 @@ impl Quotas {
             .unwrap_or(&[])
     }
 
-    /// Counts a frame of `bytes` payload bytes with `opcode` (and `channel`)
-    /// against every quota it matches. A refused frame stops at the first quota it
-    /// is over.
+    /// Counts a frame of `bytes` payload bytes with `opcode` (and `channel`),
+    /// sent by `user` (`None`: anonymous; only looked up when a per-user quota
+    /// applies), against every quota it matches. A refused frame stops at the
+    /// first quota it is over.
     pub(crate) fn check(
         &self,
         conn: &Connection,
         opcode: u16,
         channel: Option<&str>,
         bytes: usize,
+        user: impl Fn() -> Option<String>,
     ) -> QuotaResult {
+        let mut user_id: Option<Option<String>> = None;
         let mut remaining: Option<u32> = None;
         for rule in &self.rules {
             if rule.opcode.is_some_and(|o| o != opcode) {
@@ -201,6 +219,13 @@ impl Quotas {
                         None => continue,
                     },
                     Budget::Ip(l) => l.check_key_n(&conn.ip(), n),
+                    Budget::User(l, i) => match user_id.get_or_insert_with(&user) {
+                        Some(id) => l.check_key_n(id, n),
+                        None => match self.connection_limiters(conn).get(*i) {
+                            Some(l) => l.check_n(n),
+                            None => continue,
+                        },
+                    },
                     Budget::Node(l) => l.check_n(n),
                 };
                 let wait = match outcome {
@@ -230,8 +255,10 @@ impl Quotas {
     pub(crate) fn retain_recent(&self) {
         for rule in &self.rules {
             for meter in &rule.meters {
-                if let Budget::Ip(l) = &meter.budget {
-                    l.retain_recent();
+                match &meter.budget {
+                    Budget::Ip(l) => l.retain_recent(),
+                    Budget::User(l, _) => l.retain_recent(),
+                    _ => {}
                 }
             }
         }
@@ -262,14 +289,14 @@ mod tests {
         })]);
         let c = conn("10.0.0.1");
         assert_eq!(
-            q.check(&c, Opcode::Publish.0, None, 1),
+            q.check(&c, Opcode::Publish.0, None, 1, || None),
             QuotaResult::Allowed { remaining: 1 }
         );
         assert_eq!(
-            q.check(&c, Opcode::Publish.0, None, 1),
+            q.check(&c, Opcode::Publish.0, None, 1, || None),
             QuotaResult::Allowed { remaining: 0 }
         );
-        match q.check(&c, Opcode::Publish.0, None, 1) {
+        match q.check(&c, Opcode::Publish.0, None, 1, || None) {
             QuotaResult::Exceeded { retry_after_ms } => {
                 assert!(
                     (4_000..=5_000).contains(&retry_after_ms),
@@ -279,9 +306,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Other opcodes, and other connections, are not affected.
-        assert_eq!(q.check(&c, Opcode::Ping.0, None, 1), QuotaResult::Unlimited);
+        assert_eq!(
+            q.check(&c, Opcode::Ping.0, None, 1, || None),
+            QuotaResult::Unlimited
+        );
         assert!(q
-            .check(&conn("10.0.0.1"), Opcode::Publish.0, None, 1)
+            .check(&conn("10.0.0.1"), Opcode::Publish.0, None, 1, || None)
             .is_allowed());
     }
 
@@ -302,20 +332,42 @@ mod tests {
         ]);
         let (a, b) = (conn("10.0.0.1"), conn("10.0.0.1"));
         assert!(q
-            .check(&a, Opcode::Publish.0, Some("chat:x"), 60)
+            .check(&a, Opcode::Publish.0, Some("chat:x"), 60, || None)
             .is_allowed());
         // Same address, shared byte budget: 60 + 60 > 100.
         assert!(!q
-            .check(&b, Opcode::Publish.0, Some("chat:y"), 60)
+            .check(&b, Opcode::Publish.0, Some("chat:y"), 60, || None)
             .is_allowed());
         // Another channel is not under the byte quota (only the node's frames).
         assert!(q
-            .check(&b, Opcode::Publish.0, Some("news"), 60)
+            .check(&b, Opcode::Publish.0, Some("news"), 60, || None)
             .is_allowed());
         // A payload larger than the burst can never pass.
         assert!(!q
-            .check(&conn("10.0.0.9"), Opcode::Publish.0, Some("chat:z"), 101)
+            .check(
+                &conn("10.0.0.9"),
+                Opcode::Publish.0,
+                Some("chat:z"),
+                101,
+                || None
+            )
             .is_allowed());
         q.retain_recent();
+    }
+
+    #[test]
+    fn a_user_budget_is_shared_by_the_users_connections() {
+        let q = Quotas::new(&[QuotaRule::opcode(Opcode::Publish)
+            .per(QuotaScope::User)
+            .frames(Rate::per_second(2))]);
+        let (a, b) = (conn("10.0.0.1"), conn("10.0.0.2"));
+        let ada = || Some("ada".to_string());
+        assert!(q.check(&a, Opcode::Publish.0, None, 1, ada).is_allowed());
+        assert!(q.check(&b, Opcode::Publish.0, None, 1, ada).is_allowed());
+        assert!(!q.check(&a, Opcode::Publish.0, None, 1, ada).is_allowed());
+        // Anonymous connections each have their own budget.
+        for c in [&a, &b] {
+            assert!(q.check(c, Opcode::Publish.0, None, 1, || None).is_allowed());
+        }
     }
 }
