@@ -240,6 +240,71 @@ async fn an_expired_token_closes_the_session_with_1008_unless_refreshed() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_user_has_at_most_max_connections_per_user_sessions() {
+    let server = App::new()
+        .config(Config {
+            auth: Some(AuthConfig::hs256(SECRET)),
+            max_connections_per_user: 2,
+            ..Config::default()
+        })
+        .register_custom_handler(200, whoami)
+        .run_websocket_service(any_port())
+        .start()
+        .await
+        .unwrap();
+    let ada = || hs256("ada", 600, json!({}));
+    let first = Client::connect_with_token(&ws(&server), &ada())
+        .await
+        .unwrap();
+    let second = Client::connect(&ws(&server)).await.unwrap();
+    second.authenticate(&ada()).await.unwrap();
+    // A fresh token for the same user on the same session does not count again.
+    second.authenticate(&ada()).await.unwrap();
+    // A third upgrade as ada: 429, answered before any session exists.
+    assert_eq!(
+        status(Client::connect_with_token(&ws(&server), &ada()).await),
+        429
+    );
+    // A third session becoming ada through Auth: closed with 1008.
+    let third = Client::connect(&ws(&server)).await.unwrap();
+    assert!(third.authenticate(&ada()).await.is_err());
+    let closed = async {
+        while !third.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, closed)
+        .await
+        .expect("closed once over the limit");
+    assert_eq!(
+        third.close_frame(),
+        Some((1008, "too many connections for this user".into()))
+    );
+    // Other users are not affected, and the two sessions live on.
+    let bob = Client::connect_with_token(&ws(&server), &hs256("bob", 600, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(bob.user_id(), "bob");
+    assert_eq!(text(&first, 200).await.unwrap(), "ada");
+    assert_eq!(text(&second, 200).await.unwrap(), "ada");
+    // A session that ends gives its place back.
+    drop(first);
+    let again = async {
+        loop {
+            match Client::connect_with_token(&ws(&server), &ada()).await {
+                Ok(c) => return c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    let again = tokio::time::timeout(DEADLINE, again)
+        .await
+        .expect("ada's place is released when a session ends");
+    assert_eq!(text(&again, 200).await.unwrap(), "ada");
+    server.shutdown().await;
+}
+
 fn signed(
     alg: Algorithm,
     key: &EncodingKey,

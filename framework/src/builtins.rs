@@ -130,7 +130,9 @@ pub async fn auth(ctx: Request) -> Result<Reply, HandlerError> {
         .user_id(identity.user_id())
         .expires_at_ms(identity.expires_at_ms())
         .encode();
-    ctx.node().set_identity(ctx.connection(), identity);
+    ctx.node()
+        .set_identity(ctx.connection(), identity)
+        .map_err(|e| HandlerError::new(ErrorCode::Forbidden, e.to_string()))?;
     Ok(Reply::frame(ack))
 }
 

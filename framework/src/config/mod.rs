@@ -52,6 +52,10 @@ pub struct Config {
     /// Concurrent TCP connections on this node, all listeners together; past it
     /// every request on the connection is answered HTTP 503 (never left hanging).
     pub max_connections: usize,
+    /// Concurrent sessions of one authenticated user on this node: past it an
+    /// upgrade with that user's token is answered HTTP 429, and an `Auth` frame
+    /// that would make a session theirs closes it with 1008.
+    pub max_connections_per_user: usize,
     /// Time a connection has to send its request head (the upgrade request, or any
     /// HTTP request), and the time the `on_connect` hooks have to decide (past it
     /// the upgrade is answered 503).
@@ -136,6 +140,7 @@ impl Default for Config {
             max_subscribers_per_channel: 1_000_000,
             max_connections_per_ip: 10_000,
             max_connections: 100_000,
+            max_connections_per_user: 1_000,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(5),

@@ -139,6 +139,7 @@ const CONFIG_KEYS: &[&str] = &[
     "max_subscribers_per_channel",
     "max_connections_per_ip",
     "max_connections",
+    "max_connections_per_user",
     "handshake_timeout",
     "idle_timeout",
     "shutdown_timeout",

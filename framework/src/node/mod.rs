@@ -14,12 +14,15 @@ use uuid::Uuid;
 mod access;
 mod auth;
 mod quota;
+mod users;
 
 pub(crate) use access::Access;
 pub use access::{Action, Denied};
 pub use auth::{AuthError, AuthSetupError, Identity, Verifier};
 pub use quota::QuotaResult;
 pub(crate) use quota::Quotas;
+pub use users::TooManyForUser;
+pub(crate) use users::{UserCounts, UserSlot};
 
 use crate::broker::{Broker, BrokerError};
 use crate::hub::{Hub, JoinError};
@@ -177,6 +180,7 @@ pub(crate) struct NodeInner {
     pub(crate) quotas: Quotas,
     pub(crate) verifier: Option<Verifier>,
     pub(crate) access: Access,
+    pub(crate) users: Arc<UserCounts>,
     pub(crate) started: Instant,
 }
 
@@ -218,6 +222,7 @@ impl Node {
             verifier,
             access,
             quotas: Quotas::new(&config.quotas),
+            users: UserCounts::new(config.max_connections_per_user),
             config,
             state,
             metrics: NodeMetrics::default(),
@@ -355,9 +360,48 @@ impl Node {
     /// Makes `identity` the connection's: handlers see it, `Welcome` and `Auth`'s
     /// Ack carry it, and the session is closed with 1008 when it expires (unless
     /// a fresh `Auth` came first).
-    pub fn set_identity(&self, conn: &Connection, identity: Identity) {
+    ///
+    /// The session then counts against its user's `max_connections_per_user`
+    /// (a fresh token for the same user does not count again). When the user
+    /// has that many sessions already, the session is closed with 1008 ("too
+    /// many connections for this user") and keeps its previous identity until
+    /// it ends.
+    ///
+    /// ```no_run
+    /// # async fn f(node: framework::node::Node, conn: framework::session::Connection,
+    /// #            identity: framework::node::Identity) {
+    /// if let Err(e) = node.set_identity(&conn, identity) {
+    ///     tracing::info!(session = %conn.id(), "{e}");
+    /// }
+    /// # }
+    /// ```
+    pub fn set_identity(
+        &self,
+        conn: &Connection,
+        identity: Identity,
+    ) -> Result<(), TooManyForUser> {
+        let slot = match conn.extension::<UserSlot>() {
+            Some(slot) if slot.user() == identity.user_id() => slot,
+            _ => match self.0.users.acquire(identity.user_id()) {
+                Ok(slot) => slot,
+                Err(e) => {
+                    conn.close(
+                        crate::session::close_code::POLICY,
+                        "too many connections for this user",
+                    );
+                    return Err(e);
+                }
+            },
+        };
+        conn.insert_extension(slot);
         conn.set_deadline_ms(identity.expires_at_ms());
         conn.insert_extension(identity);
+        Ok(())
+    }
+
+    /// A slot for one more session of `user` (the upgrade's check).
+    pub(crate) fn user_slot(&self, user: &str) -> Result<UserSlot, TooManyForUser> {
+        self.0.users.acquire(user)
     }
 
     pub(crate) fn welcome(&self, conn: &Connection) {
@@ -388,6 +432,9 @@ impl Node {
     }
 
     pub(crate) async fn session_closed(&self, conn: &Connection) {
+        // The user's count drops now, not when the last handle to the
+        // connection does.
+        conn.remove_extension::<UserSlot>();
         for channel in self.0.hub.unregister(conn) {
             let _ = self.0.broker.channel_interest(channel, false).await;
         }

@@ -135,6 +135,10 @@ impl Admission {
                 Some(token) => {
                     match tokio::time::timeout(deadline, verifier.verify(&token)).await {
                         Ok(Ok(identity)) => {
+                            let slot = self.node.user_slot(identity.user_id()).map_err(|e| {
+                                Refused::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+                            })?;
+                            extensions.insert(slot);
                             extensions.insert(identity);
                         }
                         // A client that presented credentials is never silently anonymous.

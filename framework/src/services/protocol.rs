@@ -40,7 +40,8 @@ pub(crate) async fn serve<S>(
     }
     if let Some(identity) = conn.extension::<Identity>() {
         // Authenticated at the upgrade: the session ends when the token does.
-        node.set_identity(&conn, identity);
+        // Its user's slot was taken at the upgrade: this cannot be refused.
+        let _ = node.set_identity(&conn, identity);
     }
     node.welcome(&conn);
 
