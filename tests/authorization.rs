@@ -8,7 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use framework::client::Client;
 use framework::config::{AuthConfig, ChannelRule, Grant, Permissions};
+use framework::dispatch::authorize::Attempt;
+use framework::dispatch::State;
+use framework::node::{Action, Denied, Identity};
 use framework::protocol::ErrorCode;
+use framework::HandlerError;
 use framework::{App, AppHandle, Config};
 use framework_tests::http::{self, Request};
 use framework_tests::{any_port, expect_server_error};
@@ -237,4 +241,111 @@ async fn a_per_user_quota_is_shared_by_the_users_connections_only() {
         assert!(anon.request(201, b"").await.is_ok());
     }
     server.shutdown().await;
+}
+
+/// Mallory may listen but not speak; opcode 202 is looked up "in a database"
+/// (async, shared state) and answered with the authorizer's own error.
+fn not_mallory(attempt: Attempt, who: Option<Identity>) -> bool {
+    let speaks = !matches!(attempt.action(), Action::Subscribe(_));
+    !(speaks && who.is_some_and(|w| w.user_id() == "mallory"))
+}
+
+struct Allowed(Vec<String>);
+
+async fn on_the_list(
+    attempt: Attempt,
+    who: Option<Identity>,
+    State(list): State<Allowed>,
+) -> Result<(), HandlerError> {
+    tokio::task::yield_now().await;
+    let listed = who.is_some_and(|w| list.0.iter().any(|u| u == w.user_id()));
+    if attempt.opcode() != 202 || listed {
+        Ok(())
+    } else {
+        Err(HandlerError::new(ErrorCode::NotFound, "not on the list"))
+    }
+}
+
+#[tokio::test]
+async fn authorizers_in_code_decide_after_the_configuration() {
+    let server = App::new()
+        .config(Config {
+            auth: Some(AuthConfig::hs256(SECRET)),
+            ..Config::default()
+        })
+        .with_state(Allowed(vec!["ada".into()]))
+        .register_custom_handler(201, || b"open".to_vec())
+        .register_custom_handler(202, || b"listed".to_vec())
+        .register_custom_handler(203, || -> Vec<u8> { unreachable!("refused first") })
+        .authorize(not_mallory)
+        .authorize(on_the_list)
+        .authorize(|attempt: Attempt| {
+            assert_ne!(attempt.opcode(), 203, "an authorizer that panics");
+            true
+        })
+        .run_websocket_service(any_port())
+        .start()
+        .await
+        .unwrap();
+    let ada = as_user(&server, "ada", json!({})).await;
+    let mallory = as_user(&server, "mallory", json!({})).await;
+    let anon = anonymous(&server).await;
+
+    // Mallory may subscribe, not publish: Forbidden, and nothing delivered.
+    ada.subscribe("room").await.unwrap();
+    mallory.subscribe("room").await.unwrap();
+    expect_server_error(mallory.publish("room", b"spam").await, ErrorCode::Forbidden);
+    expect_server_error(mallory.request(201, b"").await, ErrorCode::Forbidden);
+    ada.publish("room", b"hi").await.unwrap();
+    let got = ada.recv_timeout(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        &got.payload()[..],
+        b"hi",
+        "mallory's publish was not delivered"
+    );
+
+    // The async authorizer with state, and its own error code.
+    assert_eq!(
+        &ada.request(202, b"").await.unwrap().payload()[..],
+        b"listed"
+    );
+    let e = expect_server_error(mallory.request(202, b"").await, ErrorCode::Forbidden);
+    assert!(!e.contains("list"), "the first authorizer refused: {e}");
+    let e = expect_server_error(anon.request(202, b"").await, ErrorCode::NotFound);
+    assert!(e.contains("not on the list"), "{e}");
+    assert_eq!(
+        &anon.request(201, b"").await.unwrap().payload()[..],
+        b"open"
+    );
+
+    // A panicking authorizer refuses with Internal; the session lives on.
+    expect_server_error(ada.request(203, b"").await, ErrorCode::Internal);
+    assert!(ada.ping().await.is_ok());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_denial_for_an_anonymous_sender_is_unauthorized_and_state_is_checked_at_start() {
+    let server = App::new()
+        .register_custom_handler(201, || b"open".to_vec())
+        .authorize(|who: Option<Identity>| -> Result<(), Denied> {
+            who.map(|_| ()).ok_or(Denied::Forbidden)
+        })
+        .run_websocket_service(any_port())
+        .start()
+        .await
+        .unwrap();
+    let anon = anonymous(&server).await;
+    expect_server_error(anon.request(201, b"").await, ErrorCode::Unauthorized);
+    // Frames no rule governs are not shown to authorizers.
+    assert!(anon.ping().await.is_ok());
+    server.shutdown().await;
+
+    let missing = App::new()
+        .authorize(on_the_list)
+        .run_websocket_service(any_port())
+        .start()
+        .await;
+    let err = missing.expect_err("the authorizer's state is missing");
+    assert!(err.to_string().contains("Allowed"), "{err}");
 }

@@ -88,6 +88,18 @@ fn members_only() -> Vec<u8> {
     b"welcome".to_vec()
 }
 
+/// Opcode 309's frames must say please (an authorizer from the macro; it sees
+/// every governed frame, and lets all others through).
+#[authorize]
+async fn must_say_please(attempt: framework::dispatch::authorize::Attempt, body: Body) -> bool {
+    attempt.opcode() != 309 || body.0.starts_with(b"please")
+}
+
+#[opcode(309)]
+fn polite() -> Vec<u8> {
+    b"thank you".to_vec()
+}
+
 #[override_opcode(Ping)]
 fn custom_ping() -> Reply {
     Reply::with_opcode(Opcode::Pong, Some(bytes::Bytes::from_static(b"custom")))
@@ -239,6 +251,20 @@ async fn an_opcode_requirement_from_the_macro_is_enforced() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn an_authorizer_from_the_macro_decides() {
+    let server = start().await;
+    let c = client(&server).await;
+    expect_server_error(c.request(309, b"now").await, ErrorCode::Unauthorized);
+    assert_eq!(
+        &c.request(309, b"please").await.unwrap().payload()[..],
+        b"thank you"
+    );
+    // Other opcodes pass through it.
+    assert_eq!(&c.request(307, b"").await.unwrap().payload()[..], b"fine");
+    server.shutdown().await;
+}
+
 #[test]
 fn the_registry_knows_every_item_and_where_it_is() {
     let names: Vec<_> = framework::registry::all().map(|r| r.name).collect();
@@ -247,6 +273,7 @@ fn the_registry_knows_every_item_and_where_it_is() {
         "sync_echo",
         "custom_ping",
         "raw_upper",
+        "must_say_please",
         "from_library",
         "Sum",
         "Total",

@@ -1,6 +1,6 @@
 //! Procedural macros for `framework` (use them through `framework`, whose docs
 //! show each with its equivalent code): `#[opcode]`, `#[override_opcode]`,
-//! `#[raw_ws]`, `#[on_connect]`, `#[on_disconnect]`, `#[derive(Message)]` and
+//! `#[raw_ws]`, `#[on_connect]`, `#[on_disconnect]`, `#[authorize]`, `#[derive(Message)]` and
 //! `main!`. Each entry point parses into a
 //! typed AST, checks every rule into one error collector, and expands into calls
 //! on the public runtime API (the docs of each macro in `framework` show the
@@ -37,6 +37,12 @@ pub fn on_connect(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn on_disconnect(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::hook(parse::Hook::Disconnect, args.into(), item.into()).into()
+}
+
+/// Registers an authorizer. See `framework::authorize`.
+#[proc_macro_attribute]
+pub fn authorize(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::hook(parse::Hook::Authorize, args.into(), item.into()).into()
 }
 
 /// Registers a raw WebSocket service. See `framework::raw_ws`.

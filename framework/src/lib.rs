@@ -27,6 +27,8 @@ pub use axum;
 pub use bytes;
 pub use config::Config;
 pub use dispatch::{HandlerError, IntoReply, Reply, Request};
+#[doc = include_str!("../docs/authorize.md")]
+pub use framework_macros::authorize;
 #[doc = include_str!("../docs/main.md")]
 pub use framework_macros::main;
 #[doc = include_str!("../docs/on_connect.md")]
@@ -52,6 +54,7 @@ pub use session::Connection;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::app::{listen_addr, run_main};
+    pub use crate::dispatch::authorize::{authorizer, BoxedAuthorizer};
     pub use crate::dispatch::handler_typed as typed;
     pub use crate::dispatch::hooks::{
         connect_hook, disconnect_hook, BoxedConnectHook, BoxedDisconnectHook,
@@ -74,6 +77,8 @@ pub mod prelude {
     pub use crate::protocol::{ErrorCode, Opcode};
     pub use crate::raw::{RawConnection, RawMessage};
     pub use crate::session::Connection;
+    pub use crate::{
+        authorize, main, on_connect, on_disconnect, opcode, override_opcode, raw_ws, Message,
+    };
     pub use crate::{helpers, App, AppHandle, Config};
-    pub use crate::{main, on_connect, on_disconnect, opcode, override_opcode, raw_ws, Message};
 }

@@ -6,6 +6,7 @@
 //! `use handlers_crate as _;` (or any other use) in the binary.
 
 use crate::app::App;
+use crate::dispatch::authorize::BoxedAuthorizer;
 use crate::dispatch::hooks::{BoxedConnectHook, BoxedDisconnectHook};
 use crate::dispatch::BoxedHandler;
 use crate::message::Schema;
@@ -32,6 +33,8 @@ pub enum Kind {
     OnConnect(fn() -> BoxedConnectHook),
     /// `#[on_disconnect]`.
     OnDisconnect(fn() -> BoxedDisconnectHook),
+    /// `#[authorize]`.
+    Authorize(fn() -> BoxedAuthorizer),
     /// `#[derive(Message)]`: adds the type's table to a schema.
     Message(&'static str, fn(&mut Schema)),
 }
@@ -121,7 +124,7 @@ pub fn export_schema(namespace: Option<&str>) -> Result<String, SchemaConflict> 
 }
 
 impl App {
-    /// Adds every handler, hook and raw service the macros registered in this
+    /// Adds every handler, hook, authorizer and raw service the macros registered in this
     /// binary. Raw services listen on their declared port; the configuration
     /// (`raw.<port>`, `FRAMEWORK_RAW_<port>`, or the variable named by
     /// `#[raw_ws(env = "...")]`) may move them, see [`App::configure`].
@@ -130,7 +133,7 @@ impl App {
     pub fn with_registered(mut self) -> Self {
         let mut registrations: Vec<&Registration> = all().collect();
         registrations.sort_by_key(|r| (r.file, r.line));
-        let (mut connect, mut disconnect) = (Vec::new(), Vec::new());
+        let (mut connect, mut disconnect, mut authorize) = (Vec::new(), Vec::new(), Vec::new());
         for r in registrations {
             match r.kind {
                 Kind::Opcode(opcode, make) => {
@@ -152,11 +155,12 @@ impl App {
                 },
                 Kind::OnConnect(make) => connect.push(make()),
                 Kind::OnDisconnect(make) => disconnect.push(make()),
+                Kind::Authorize(make) => authorize.push(make()),
                 Kind::Message(..) => {}
             }
         }
         // Macro hooks run before those added with App::on_connect/on_disconnect,
         // wherever `with_registered` is called.
-        self.prepend_hooks(connect, disconnect)
+        self.prepend_hooks(connect, disconnect, authorize)
     }
 }

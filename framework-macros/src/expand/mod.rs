@@ -190,7 +190,7 @@ pub fn handler(target: Target, args: TokenStream, item: TokenStream) -> TokenStr
     }
 }
 
-/// `#[on_connect]` / `#[on_disconnect]`.
+/// `#[on_connect]` / `#[on_disconnect]` / `#[authorize]`.
 pub fn hook(hook: Hook, args: TokenStream, item: TokenStream) -> TokenStream {
     let func = match parse_fn(item.clone()) {
         Ok(f) => f,
@@ -209,13 +209,21 @@ pub fn hook(hook: Hook, args: TokenStream, item: TokenStream) -> TokenStream {
     let (boxed, erase, kind) = match hook {
         Hook::Connect => (
             quote!(::framework::__private::BoxedConnectHook),
-            quote!(::framework::__private::connect_hook),
+            quote!(::framework::__private::connect_hook(#name)),
             quote!(::framework::__private::Kind::OnConnect(__framework_make)),
         ),
         Hook::Disconnect => (
             quote!(::framework::__private::BoxedDisconnectHook),
-            quote!(::framework::__private::disconnect_hook),
+            quote!(::framework::__private::disconnect_hook(#name)),
             quote!(::framework::__private::Kind::OnDisconnect(__framework_make)),
+        ),
+        Hook::Authorize => (
+            quote!(::framework::__private::BoxedAuthorizer),
+            quote!(::framework::__private::authorizer(
+                #name,
+                ::core::concat!(::core::module_path!(), "::", #name_str),
+            )),
+            quote!(::framework::__private::Kind::Authorize(__framework_make)),
         ),
     };
     let register = registration(kind, &name_str);
@@ -224,7 +232,7 @@ pub fn hook(hook: Hook, args: TokenStream, item: TokenStream) -> TokenStream {
         #[doc(hidden)]
         const _: () = {
             fn __framework_make() -> #boxed {
-                #erase(#name)
+                #erase
             }
             #register
         };

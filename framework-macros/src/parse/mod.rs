@@ -19,6 +19,7 @@ pub enum Target {
 pub enum Hook {
     Connect,
     Disconnect,
+    Authorize,
 }
 
 /// `#[opcode(N)]` or `#[opcode(N, key = value, ..)]`: the opcode expression
@@ -89,7 +90,7 @@ impl Parse for KeyValues {
     }
 }
 
-/// `#[on_connect]`, `#[on_disconnect]`: no arguments.
+/// `#[on_connect]`, `#[on_disconnect]`, `#[authorize]`: no arguments.
 pub struct NoArgs;
 
 impl Parse for NoArgs {

@@ -22,6 +22,7 @@ use futures_util::future::BoxFuture;
 
 use crate::broker::{Broker, BrokerError, InMemoryBroker};
 use crate::config::{ConfigError, ListenSpec, Settings};
+use crate::dispatch::authorize::{Authorizer, BoxedAuthorizer};
 use crate::dispatch::hooks::{BoxedConnectHook, BoxedDisconnectHook, ConnectHook, DisconnectHook};
 use crate::dispatch::{BoxedHandler, Dispatcher, Handler, HandlerTable, Hooks, StateNeed};
 use crate::hub::Hub;
@@ -185,6 +186,7 @@ pub struct App {
     overrides: Vec<Registration>,
     connect_hooks: Vec<BoxedConnectHook>,
     disconnect_hooks: Vec<BoxedDisconnectHook>,
+    authorizers: Vec<BoxedAuthorizer>,
     quotas: Vec<crate::config::QuotaRule>,
     requirements: Vec<(u16, Vec<crate::config::Grant>)>,
     errors: Vec<AppError>,
@@ -223,6 +225,7 @@ impl App {
             overrides: Vec::new(),
             connect_hooks: Vec::new(),
             disconnect_hooks: Vec::new(),
+            authorizers: Vec::new(),
             quotas: Vec::new(),
             requirements: Vec::new(),
             errors: Vec::new(),
@@ -343,14 +346,46 @@ impl App {
         self
     }
 
-    /// Puts the macros' hooks before those added with the builder.
+    /// Adds an authorizer: a sync or async function of handler arguments that
+    /// decides, for every frame an authorization rule could govern (`Subscribe`,
+    /// `Publish`, `Presence`, `History`, `Send`, `Broadcast`, application
+    /// opcodes), whether it may proceed — after the configured rules and quotas
+    /// allowed it, before its handler (see
+    /// [`authorize`](crate::dispatch::authorize)). Authorizers run in the order
+    /// they were added (those of `#[authorize]` first); each must allow.
+    ///
+    /// ```
+    /// use framework::dispatch::authorize::Attempt;
+    /// use framework::node::{Action, Denied, Identity};
+    ///
+    /// /// Only the owner of `doc:<user>:*` may publish there.
+    /// fn own_documents(attempt: Attempt, who: Option<Identity>) -> Result<(), Denied> {
+    ///     match (attempt.action(), who) {
+    ///         (Action::Publish(ch), Some(who)) if ch.starts_with("doc:") => {
+    ///             let owner = ch.split(':').nth(1).unwrap_or_default();
+    ///             if owner == who.user_id() { Ok(()) } else { Err(Denied::Forbidden) }
+    ///         }
+    ///         (Action::Publish(ch), None) if ch.starts_with("doc:") => Err(Denied::Unauthenticated),
+    ///         _ => Ok(()),
+    ///     }
+    /// }
+    /// let _ = framework::App::new().authorize(own_documents);
+    /// ```
+    pub fn authorize<T: 'static, A: Authorizer<T>>(mut self, authorizer: A) -> Self {
+        self.authorizers.push(BoxedAuthorizer::new(authorizer));
+        self
+    }
+
+    /// Puts the macros' hooks and authorizers before those added with the builder.
     pub(crate) fn prepend_hooks(
         mut self,
         connect: Vec<BoxedConnectHook>,
         disconnect: Vec<BoxedDisconnectHook>,
+        authorizers: Vec<BoxedAuthorizer>,
     ) -> Self {
         self.connect_hooks.splice(0..0, connect);
         self.disconnect_hooks.splice(0..0, disconnect);
+        self.authorizers.splice(0..0, authorizers);
         self
     }
 
@@ -607,7 +642,8 @@ impl App {
                 self.disconnect_hooks
                     .iter()
                     .map(|h| (h.name(), h.state_needs())),
-            );
+            )
+            .chain(self.authorizers.iter().map(|a| (a.name(), a.state_needs())));
         for (name, needs) in hooks {
             if let Some(need) = needs.iter().find(|n| missing(n)) {
                 return Err(AppError::MissingState {
@@ -652,6 +688,7 @@ impl App {
         let hooks = Hooks {
             connect: std::mem::take(&mut self.connect_hooks).into(),
             disconnect: std::mem::take(&mut self.disconnect_hooks).into(),
+            authorize: std::mem::take(&mut self.authorizers).into(),
         };
         Ok(Arc::new(Dispatcher::new(node, table, hooks)))
     }

@@ -321,6 +321,7 @@ macro_rules! nest {
     () => { () };
     ($M:ident $(, $rest:ident)*) => { ($M, nest!($($rest),*)) };
 }
+pub(crate) use nest;
 
 // One impl per arity. Extraction is two-step (see `FromRequest`): every argument
 // is extracted from `&Request` first, then the `Request` is moved into the one

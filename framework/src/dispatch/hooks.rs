@@ -671,6 +671,8 @@ pub fn disconnect_hook<T, H: DisconnectHook<T>>(hook: H) -> BoxedDisconnectHook 
 pub(crate) struct Hooks {
     pub(crate) connect: Arc<[BoxedConnectHook]>,
     pub(crate) disconnect: Arc<[BoxedDisconnectHook]>,
+    /// The authorizers, in order.
+    pub(crate) authorize: Arc<[super::authorize::BoxedAuthorizer]>,
 }
 
 impl Hooks {

@@ -7,6 +7,7 @@
 //! Handlers are plain functions of extractors ([`Handler`]); built-ins are
 //! ordinary handlers from one table ([`crate::builtins`]), which overrides replace.
 
+pub mod authorize;
 mod extract;
 mod handler;
 pub mod hooks;
@@ -40,7 +41,7 @@ pub use reply::{
 };
 pub use request::Request;
 
-use crate::node::{Action, Denied, Node};
+use crate::node::{Action, Node};
 use crate::protocol::{DecodeLimits, ErrorCode, Frame, Opcode, FIRST_APPLICATION_OPCODE};
 use crate::session::Connection;
 
@@ -196,16 +197,8 @@ impl Dispatcher {
                     .clone()
                     .or_else(|| conn.extension::<crate::node::Identity>());
                 if let Err(denied) = access.check(action, who.as_ref()) {
-                    let err = match denied {
-                        Denied::Unauthenticated => {
-                            HandlerError::new(ErrorCode::Unauthorized, "authentication required")
-                        }
-                        Denied::Forbidden => {
-                            HandlerError::new(ErrorCode::Forbidden, "not allowed to do this")
-                        }
-                    };
                     return self.ready(Some(error_reply(
-                        &err,
+                        &authorize::denied_error(denied),
                         frame.transaction_id(),
                         Some(trace_id),
                     )));
@@ -251,6 +244,41 @@ impl Dispatcher {
             builder: None,
         };
         let started = Instant::now();
+        if !self.hooks.authorize.is_empty() && Action::of(opcode, request.frame.channel()).is_some()
+        {
+            let anonymous = request.identity().is_none();
+            let (transaction_id, trace_id) = (request.transaction_id(), request.trace_id());
+            let refused = move |r: authorize::Refused| {
+                Some(error_reply(
+                    &r.into_error(anonymous),
+                    transaction_id,
+                    Some(trace_id),
+                ))
+            };
+            match authorize::check_all(&self.hooks.authorize, &request) {
+                authorize::Check::Ready(Ok(())) => {}
+                authorize::Check::Ready(Err(r)) => return self.ready(refused(r)),
+                authorize::Check::Pending(check) => {
+                    let (handler, conn) = (handler.clone(), conn.clone());
+                    let future = Box::pin(async move {
+                        if let Err(r) = check.await {
+                            return refused(r);
+                        }
+                        match handler.call(request, &conn) {
+                            Call::Ready(reply) => reply,
+                            Call::Pending(f) => f.await,
+                        }
+                    });
+                    return Dispatch {
+                        state: DispatchState::Running {
+                            future,
+                            node: &self.node,
+                            started,
+                        },
+                    };
+                }
+            }
+        }
         match handler.call(request, conn) {
             Call::Ready(reply) => {
                 metrics

@@ -83,6 +83,22 @@ impl Request {
         &self.body
     }
 
+    /// A copy for an authorizer (no builder; the rest is reference-counted).
+    pub(crate) fn duplicate(&self) -> Request {
+        Request {
+            node: self.node.clone(),
+            connection: self.connection.clone(),
+            frame: self.frame.clone(),
+            body: self.body.clone(),
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent_span_id,
+            quota: self.quota,
+            identity: self.identity.clone(),
+            builder: None,
+        }
+    }
+
     /// What the reply needs of this request (correlation, trace, span).
     pub(crate) fn reply_meta(&self) -> ReplyMeta {
         ReplyMeta {

@@ -1,5 +1,6 @@
 //! Hook misuse: arguments that are no handshake (or session) extractor, a
-//! borrowed argument, a generic hook, and arguments to the attribute.
+//! borrowed argument, a generic hook, and arguments to the attribute; an
+//! authorizer whose return is no verdict.
 
 use framework::prelude::*;
 
@@ -21,6 +22,16 @@ fn generic<T>(conn: Connection) {
 #[on_disconnect(now)]
 fn with_args(conn: Connection) {
     let _ = conn;
+}
+
+#[authorize]
+fn returns_a_string() -> String {
+    String::new()
+}
+
+#[authorize(strict)]
+fn authorizer_with_args() -> bool {
+    true
 }
 
 fn main() {}
