@@ -128,6 +128,41 @@ async fn a_token_at_the_upgrade_identifies_the_connection() {
 }
 
 #[tokio::test]
+async fn deliveries_name_the_emitters_user() {
+    let server = start(AuthConfig::hs256(SECRET)).await;
+    let ada = Client::connect_with_token(&ws(&server), &hs256("ada", 3600, json!({})))
+        .await
+        .unwrap();
+    let anon = Client::connect(&ws(&server)).await.unwrap();
+    let reader = Client::connect(&ws(&server)).await.unwrap();
+    reader.subscribe("room").await.unwrap();
+
+    ada.publish("room", b"hi").await.unwrap();
+    let got = reader.recv_timeout(DEADLINE).await.expect("a delivery");
+    assert_eq!(got.user_id(), Some("ada"), "Publish names the user");
+    assert_eq!(got.emitter_id(), Some(ada.session_id()));
+
+    anon.publish("room", b"who?").await.unwrap();
+    let got = reader.recv_timeout(DEADLINE).await.expect("a delivery");
+    assert_eq!(got.user_id(), None, "anonymous: no user_id");
+    assert_eq!(got.emitter_id(), Some(anon.session_id()));
+
+    ada.send_to(reader.session_id(), b"psst").await.unwrap();
+    let got = reader.recv_timeout(DEADLINE).await.expect("a delivery");
+    assert_eq!(got.opcode(), Opcode::Send.0);
+    assert_eq!(got.user_id(), Some("ada"), "Send names the user");
+
+    // A user who authenticates later is named from then on.
+    anon.authenticate(&hs256("bob", 3600, json!({})))
+        .await
+        .unwrap();
+    anon.publish("room", b"now known").await.unwrap();
+    let got = reader.recv_timeout(DEADLINE).await.expect("a delivery");
+    assert_eq!(got.user_id(), Some("bob"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn anonymous_connections_and_required_authentication() {
     let optional = start(AuthConfig::hs256(SECRET)).await;
     let anon = Client::connect(&ws(&optional)).await.unwrap();

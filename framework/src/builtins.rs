@@ -75,9 +75,8 @@ pub async fn unsubscribe(ctx: Request) -> Result<Reply, HandlerError> {
 /// `Publish`: deliver `payload` to every subscriber of `channel` on every node.
 pub async fn publish(ctx: Request) -> Result<Reply, HandlerError> {
     let channel = channel_of(&ctx)?;
-    let emitter = ctx.connection().id();
     ctx.node()
-        .publish(channel, ctx.body(), emitter, Some(ctx.trace_id()))
+        .publish_as(ctx.connection(), channel, ctx.body(), Some(ctx.trace_id()))
         .await?;
     Ok(Reply::ack())
 }
@@ -88,18 +87,16 @@ pub async fn send(ctx: Request) -> Result<Reply, HandlerError> {
         .frame()
         .receiver_id()
         .ok_or_else(|| HandlerError::invalid_argument("receiver_id is missing"))?;
-    let emitter = ctx.connection().id();
     ctx.node()
-        .send(receiver, ctx.body(), emitter, Some(ctx.trace_id()))
+        .send_as(ctx.connection(), receiver, ctx.body(), Some(ctx.trace_id()))
         .await?;
     Ok(Reply::ack())
 }
 
 /// `Broadcast`: deliver `payload` to every session on every node, the sender included.
 pub async fn broadcast(ctx: Request) -> Result<Reply, HandlerError> {
-    let emitter = ctx.connection().id();
     ctx.node()
-        .broadcast(ctx.body(), emitter, Some(ctx.trace_id()))
+        .broadcast_as(ctx.connection(), ctx.body(), Some(ctx.trace_id()))
         .await?;
     Ok(Reply::ack())
 }

@@ -305,12 +305,42 @@ impl Node {
         emitter: Uuid,
         trace_id: Option<Uuid>,
     ) -> Result<(), BrokerError> {
-        let frame = FrameFields::new(Opcode::Publish.0)
+        let frame = delivery(Opcode::Publish, payload, emitter, None, trace_id)
             .channel(channel)
-            .payload(payload)
-            .emitter_id(Some(emitter))
-            .trace_id(trace_id)
             .encode();
+        self.0.broker.publish(Arc::from(channel), frame).await
+    }
+
+    /// Publishes `payload` to `channel` as the session `conn`: the delivery names
+    /// the session in `emitter_id` and, when it is authenticated, its user in
+    /// `user_id` — what the built-in `Publish` does.
+    ///
+    /// ```no_run
+    /// # use framework::prelude::*;
+    /// async fn shout(ctx: Request) -> Result<Reply, HandlerError> {
+    ///     ctx.node()
+    ///         .publish_as(ctx.connection(), "lobby", ctx.body(), Some(ctx.trace_id()))
+    ///         .await?;
+    ///     Ok(Reply::ack())
+    /// }
+    /// ```
+    pub async fn publish_as(
+        &self,
+        conn: &Connection,
+        channel: &str,
+        payload: &[u8],
+        trace_id: Option<Uuid>,
+    ) -> Result<(), BrokerError> {
+        let user = conn.extension::<Identity>();
+        let frame = delivery(
+            Opcode::Publish,
+            payload,
+            conn.id(),
+            user.as_ref().map(Identity::user_id),
+            trace_id,
+        )
+        .channel(channel)
+        .encode();
         self.0.broker.publish(Arc::from(channel), frame).await
     }
 
@@ -322,12 +352,39 @@ impl Node {
         emitter: Uuid,
         trace_id: Option<Uuid>,
     ) -> Result<(), BrokerError> {
-        let frame = FrameFields::new(Opcode::Send.0)
+        let frame = delivery(Opcode::Send, payload, emitter, None, trace_id)
             .receiver_id(Some(receiver))
-            .payload(payload)
-            .emitter_id(Some(emitter))
-            .trace_id(trace_id)
             .encode();
+        self.0.broker.send(receiver, frame).await
+    }
+
+    /// Sends `payload` to the session `receiver` as the session `conn` (its id in
+    /// `emitter_id`, its user in `user_id` when authenticated) — what the built-in
+    /// `Send` does.
+    ///
+    /// ```no_run
+    /// # use framework::prelude::*;
+    /// # async fn f(ctx: Request, to: uuid::Uuid) -> Result<(), framework::broker::BrokerError> {
+    /// ctx.node().send_as(ctx.connection(), to, b"psst", None).await
+    /// # }
+    /// ```
+    pub async fn send_as(
+        &self,
+        conn: &Connection,
+        receiver: Uuid,
+        payload: &[u8],
+        trace_id: Option<Uuid>,
+    ) -> Result<(), BrokerError> {
+        let user = conn.extension::<Identity>();
+        let frame = delivery(
+            Opcode::Send,
+            payload,
+            conn.id(),
+            user.as_ref().map(Identity::user_id),
+            trace_id,
+        )
+        .receiver_id(Some(receiver))
+        .encode();
         self.0.broker.send(receiver, frame).await
     }
 
@@ -338,11 +395,35 @@ impl Node {
         emitter: Uuid,
         trace_id: Option<Uuid>,
     ) -> Result<(), BrokerError> {
-        let frame = FrameFields::new(Opcode::Broadcast.0)
-            .payload(payload)
-            .emitter_id(Some(emitter))
-            .trace_id(trace_id)
-            .encode();
+        let frame = delivery(Opcode::Broadcast, payload, emitter, None, trace_id).encode();
+        self.0.broker.broadcast(frame).await
+    }
+
+    /// Sends `payload` to every session on every node as the session `conn` (its
+    /// id in `emitter_id`, its user in `user_id` when authenticated) — what the
+    /// built-in `Broadcast` does.
+    ///
+    /// ```no_run
+    /// # use framework::prelude::*;
+    /// # async fn f(ctx: Request) -> Result<(), framework::broker::BrokerError> {
+    /// ctx.node().broadcast_as(ctx.connection(), b"hello all", None).await
+    /// # }
+    /// ```
+    pub async fn broadcast_as(
+        &self,
+        conn: &Connection,
+        payload: &[u8],
+        trace_id: Option<Uuid>,
+    ) -> Result<(), BrokerError> {
+        let user = conn.extension::<Identity>();
+        let frame = delivery(
+            Opcode::Broadcast,
+            payload,
+            conn.id(),
+            user.as_ref().map(Identity::user_id),
+            trace_id,
+        )
+        .encode();
         self.0.broker.broadcast(frame).await
     }
 
@@ -440,5 +521,24 @@ impl Node {
         }
         self.0.broker.session_closed(conn.id()).await;
         self.0.metrics.sessions_closed.fetch_add(1, Relaxed);
+    }
+}
+
+/// The fields every delivery carries: who emitted it (session and, when
+/// authenticated, user), the payload and the trace id.
+fn delivery<'a>(
+    opcode: Opcode,
+    payload: &'a [u8],
+    emitter: Uuid,
+    user_id: Option<&'a str>,
+    trace_id: Option<Uuid>,
+) -> FrameFields<'a> {
+    let fields = FrameFields::new(opcode.0)
+        .payload(payload)
+        .emitter_id(Some(emitter))
+        .trace_id(trace_id);
+    match user_id {
+        Some(user) if !user.is_empty() => fields.user_id(user),
+        _ => fields,
     }
 }
