@@ -323,3 +323,37 @@ async fn a_fragmented_message_that_never_ends_is_closed_at_message_timeout() {
     assert_eq!(pong.transaction_id(), Some(tx));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn permessage_deflate_is_never_negotiated_and_compressed_frames_are_refused() {
+    use tokio::io::AsyncReadExt;
+    let server = start_service(Config::default()).await;
+    let addr = server.service_addr();
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let response = read_response(&mut tcp).await;
+    assert_eq!(response.status, 101);
+    assert_eq!(
+        response.header("sec-websocket-extensions"),
+        None,
+        "no extension is accepted: a deflate bomb has nothing to inflate"
+    );
+    // A frame claiming compression (RSV1) is a protocol error: 1002.
+    // Masked with 1, 2, 3, 4: the payload is four zero bytes.
+    let frame = [0x80 | 0x40 | 0x2, 0x80 | 4, 1, 2, 3, 4, 1, 2, 3, 4];
+    tcp.write_all(&frame).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, tcp.read_to_end(&mut got)).await;
+    // Past the Welcome frame, the close frame: 0x88, length, code 1002.
+    let close = got
+        .windows(4)
+        .position(|w| w[0] == 0x88 && w[2..4] == 1002u16.to_be_bytes())
+        .is_some();
+    assert!(close, "closed with 1002, got {got:?}");
+    server.shutdown().await;
+}

@@ -631,6 +631,27 @@ async fn observed_server(config: Config) -> (AppHandle, Observed) {
 }
 
 #[tokio::test]
+async fn the_default_maximum_is_max_message_size_one_mib() {
+    // Once 64 MiB (about 142 MB held per connection mid-message); now the
+    // protocol services' default.
+    assert_eq!(Config::default().max_message_size, 1 << 20);
+    let (server, observed) = observed_server(Config::default()).await;
+    let mut ws = connect(&server).await;
+    let at_limit = Message::Binary(vec![7u8; 1 << 20].into());
+    ws.send(at_limit.clone()).await.expect("send");
+    assert_eq!(next_data(&mut ws).await, at_limit);
+    ws.send(Message::Binary(vec![7u8; (1 << 20) + 1].into()))
+        .await
+        .expect("send");
+    assert_eq!(close_code(&mut ws).await, Some(1009));
+    eventually("on_error(1009)", DEADLINE, || {
+        observed.error_codes() == [1009]
+    })
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_oversized_message_closes_with_1009_and_fires_on_error() {
     let (server, observed) = observed_server(small_messages()).await;
 

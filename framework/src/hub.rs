@@ -194,7 +194,7 @@ impl Hub {
         let mut out = Delivered::default();
         if let Some(members) = self.channels.get(channel) {
             for conn in members.values() {
-                out.count(conn.send(frame.clone()));
+                out.count(conn.send_shared(frame.clone()));
             }
         }
         self.stats.record(Opcode::Publish, frame.len(), out);
@@ -215,7 +215,7 @@ impl Hub {
     pub fn broadcast_local(&self, frame: &Bytes) -> Delivered {
         let mut out = Delivered::default();
         for conn in self.sessions.iter() {
-            out.count(conn.send(frame.clone()));
+            out.count(conn.send_shared(frame.clone()));
         }
         self.stats.record(Opcode::Broadcast, frame.len(), out);
         out
@@ -237,6 +237,7 @@ mod tests {
             "127.0.0.1:9".parse().unwrap(),
             1 << 20,
             Arc::default(),
+            crate::session::budget::Charge::unlimited(),
         )
     }
 
@@ -292,7 +293,7 @@ mod tests {
         assert_eq!(hub.publish_local("x", &frame).queued, 2);
         for c in [&a, &b] {
             match c.0.outbox.take().pop_front() {
-                Some(crate::session::Outbound::Binary(got)) => {
+                Some(crate::session::Outbound::Shared(got)) => {
                     assert_eq!(got.as_ptr(), frame.as_ptr())
                 }
                 _ => panic!("no frame"),

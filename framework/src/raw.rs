@@ -290,7 +290,7 @@ impl RawConnection {
     }
 
     pub(crate) fn internal_error(&self) {
-        self.0.conn.abort(close_code::INTERNAL);
+        self.0.conn.abort(close_code::INTERNAL, "");
     }
 }
 

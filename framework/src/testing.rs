@@ -53,6 +53,7 @@ impl TestNode {
             peer,
             node.config().max_queued_bytes,
             node.metrics().slow_consumer_closes.clone(),
+            crate::session::budget::Charge::unlimited(),
         );
         node.session_opened(&conn).await.map_err(AppError::Broker)?;
         Ok(TestNode { dispatcher, conn })
@@ -85,9 +86,16 @@ impl TestNode {
     pub fn take_queued(&self) -> Vec<Bytes> {
         let mut out = Vec::new();
         for item in self.conn.0.outbox.take() {
-            if let Outbound::Binary(b) = item {
-                self.conn.dequeued(b.len());
-                out.push(b);
+            match item {
+                Outbound::Binary(b) => {
+                    self.conn.dequeued(b.len(), b.len());
+                    out.push(b);
+                }
+                Outbound::Shared(b) => {
+                    self.conn.dequeued(b.len(), 0);
+                    out.push(b);
+                }
+                _ => {}
             }
         }
         out

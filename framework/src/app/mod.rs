@@ -699,6 +699,9 @@ impl App {
         if self.websocket.is_empty() && self.services.is_empty() && self.raw.is_empty() {
             return Err(AppError::NoService);
         }
+        // Registration errors first: nothing is bound for an app that cannot run
+        // (and the error is the registration's, not a port taken meanwhile).
+        self.registration_errors()?;
         // Bind everything first: a port in use fails start before anything serves.
         let websocket = bind_all(&self.websocket).await?;
         let services = bind_all(&self.services).await?;

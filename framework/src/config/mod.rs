@@ -56,6 +56,18 @@ pub struct Config {
     /// upgrade with that user's token is answered HTTP 429, and an `Auth` frame
     /// that would make a session theirs closes it with 1008.
     pub max_connections_per_user: usize,
+    /// Bytes this node may hold for its peers, all connections together: bytes
+    /// of WebSocket messages still arriving (a frame announced but not yet read
+    /// whole, the fragments of an unfinished message) and outgoing frames only one
+    /// queue holds (replies, direct sends, raw sends; a fan-out delivery is one
+    /// frame shared by its queues and counts against each queue's
+    /// `max_queued_bytes` only). A connection whose next frame, or whose backlog,
+    /// would go over it is closed with 1013 ("server busy: try again later").
+    pub max_held_bytes: usize,
+    /// The share of `max_held_bytes` the connections of one IP address may hold
+    /// together; past it the connection is closed with 1008 ("too much data held
+    /// for this address").
+    pub max_held_bytes_per_ip: usize,
     /// Time a connection has to send its request head (the upgrade request, or any
     /// HTTP request), and the time the `on_connect` hooks have to decide (past it
     /// the upgrade is answered 503).
@@ -141,6 +153,8 @@ impl Default for Config {
             max_connections_per_ip: 10_000,
             max_connections: 100_000,
             max_connections_per_user: 1_000,
+            max_held_bytes: 1 << 30,
+            max_held_bytes_per_ip: 64 << 20,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(5),

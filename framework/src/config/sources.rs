@@ -140,6 +140,8 @@ const CONFIG_KEYS: &[&str] = &[
     "max_connections_per_ip",
     "max_connections",
     "max_connections_per_user",
+    "max_held_bytes",
+    "max_held_bytes_per_ip",
     "handshake_timeout",
     "idle_timeout",
     "shutdown_timeout",

@@ -27,6 +27,7 @@ pub(crate) use users::{UserCounts, UserSlot};
 use crate::broker::{Broker, BrokerError};
 use crate::hub::{Hub, JoinError};
 use crate::protocol::{ErrorCode, FrameFields, Opcode};
+use crate::session::budget::MemoryBudget;
 use crate::session::{Connection, OpcodeCounters};
 use crate::Config;
 
@@ -181,6 +182,7 @@ pub(crate) struct NodeInner {
     pub(crate) verifier: Option<Verifier>,
     pub(crate) access: Access,
     pub(crate) users: Arc<UserCounts>,
+    pub(crate) budget: Arc<MemoryBudget>,
     pub(crate) started: Instant,
 }
 
@@ -223,11 +225,41 @@ impl Node {
             access,
             quotas: Quotas::new(&config.quotas),
             users: UserCounts::new(config.max_connections_per_user),
+            budget: MemoryBudget::new(config.max_held_bytes, config.max_held_bytes_per_ip),
             config,
             state,
             metrics: NodeMetrics::default(),
             started: Instant::now(),
         }))
+    }
+
+    /// The node's memory budget (bytes held for peers, and their limits).
+    pub(crate) fn memory_budget(&self) -> &Arc<MemoryBudget> {
+        &self.0.budget
+    }
+
+    /// Bytes this node holds for its peers now: unfinished incoming messages and
+    /// outgoing frames only one queue holds (see `max_held_bytes`).
+    ///
+    /// ```no_run
+    /// # async fn f(handle: framework::AppHandle) {
+    /// assert!(handle.node().held_bytes() <= handle.node().config().max_held_bytes);
+    /// # }
+    /// ```
+    pub fn held_bytes(&self) -> usize {
+        self.0.budget.held()
+    }
+
+    /// Sessions closed because they would have gone over `max_held_bytes` or
+    /// `max_held_bytes_per_ip`.
+    ///
+    /// ```no_run
+    /// # async fn f(handle: framework::AppHandle) {
+    /// println!("{} held, {} closed for it", handle.node().held_bytes(), handle.node().memory_budget_closes());
+    /// # }
+    /// ```
+    pub fn memory_budget_closes(&self) -> u64 {
+        self.0.budget.closes()
     }
 
     /// This node's id (sent in `Welcome`).

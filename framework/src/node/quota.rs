@@ -277,6 +277,7 @@ mod tests {
             format!("{ip}:1").parse().unwrap(),
             1 << 20,
             Default::default(),
+            crate::session::budget::Charge::unlimited(),
         )
     }
 

@@ -65,7 +65,11 @@ pub(crate) struct Admission {
 impl Admission {
     pub(crate) fn new(node: Node, draining: CancellationToken, hooks: Hooks) -> Self {
         let config = node.config();
-        let limiter = ConnLimiter::new(config.max_connections_per_ip, config.max_connections);
+        let limiter = ConnLimiter::new(
+            config.max_connections_per_ip,
+            config.max_connections,
+            node.memory_budget().clone(),
+        );
         Self {
             node,
             limiter,

@@ -303,9 +303,15 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         let _slot = slot;
         // Back to the plain TCP stream: the session then reads the socket
         // without hyper in between, replaying what hyper read ahead (if any).
-        let conn = super::new_connection(&session_shared.node, peer);
+        let conn = super::new_connection(&session_shared.node, peer, _slot.charge());
+        let max_frame = session_shared.node.config().max_message_size;
         let stream = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => Rewound::new(parts.read_buf, parts.io.into_inner(), conn.clone()),
+            Ok(parts) => Rewound::new(
+                parts.read_buf,
+                parts.io.into_inner(),
+                conn.clone(),
+                max_frame,
+            ),
             Err(_) => {
                 tracing::error!("an upgraded connection is not the TCP stream it was served on");
                 return;

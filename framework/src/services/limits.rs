@@ -1,5 +1,6 @@
 //! Connection limits: per IP address and per node. A connection holds a
-//! [`ConnSlot`] for as long as it lives; dropping it releases both counts.
+//! [`ConnSlot`] for as long as it lives; dropping it releases both counts. The
+//! slot also carries the address's share of the node's memory budget.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,10 +8,20 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-/// Counts live connections per IP address and in all.
+use crate::session::budget::{Charge, MemoryBudget};
+
+/// One address's live connections and the bytes its connections hold.
 #[derive(Debug, Default)]
+struct PerIp {
+    connections: usize,
+    held: Arc<AtomicUsize>,
+}
+
+/// Counts live connections per IP address and in all.
+#[derive(Debug)]
 pub(crate) struct ConnLimiter {
-    counts: DashMap<IpAddr, usize>,
+    counts: DashMap<IpAddr, PerIp>,
+    budget: Arc<MemoryBudget>,
     max_per_ip: usize,
     total: AtomicUsize,
     max_total: usize,
@@ -29,12 +40,14 @@ pub(crate) enum OverLimit {
 pub(crate) struct ConnSlot {
     limiter: Arc<ConnLimiter>,
     ip: IpAddr,
+    held: Arc<AtomicUsize>,
 }
 
 impl ConnLimiter {
-    pub(crate) fn new(max_per_ip: usize, max_total: usize) -> Arc<Self> {
+    pub(crate) fn new(max_per_ip: usize, max_total: usize, budget: Arc<MemoryBudget>) -> Arc<Self> {
         Arc::new(Self {
             counts: DashMap::new(),
+            budget,
             max_per_ip,
             total: AtomicUsize::new(0),
             max_total,
@@ -51,16 +64,18 @@ impl ConnLimiter {
         if admitted.is_err() {
             return Err(OverLimit::Total);
         }
-        let mut count = self.counts.entry(ip).or_insert(0);
-        if *count >= self.max_per_ip {
-            drop(count);
+        let mut entry = self.counts.entry(ip).or_default();
+        if entry.connections >= self.max_per_ip {
+            drop(entry);
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(OverLimit::PerIp);
         }
-        *count += 1;
+        entry.connections += 1;
+        let held = entry.held.clone();
         Ok(ConnSlot {
             limiter: self.clone(),
             ip,
+            held,
         })
     }
 }
@@ -71,21 +86,28 @@ impl ConnSlot {
     /// while the connection's is released when hyper lets go of it.
     pub(crate) fn duplicate(&self) -> ConnSlot {
         if let Some(mut n) = self.limiter.counts.get_mut(&self.ip) {
-            *n += 1;
+            n.connections += 1;
         }
         self.limiter.total.fetch_add(1, Ordering::AcqRel);
         ConnSlot {
             limiter: self.limiter.clone(),
             ip: self.ip,
+            held: self.held.clone(),
         }
+    }
+
+    /// The connection's account in the memory budget: the node's, and its
+    /// address's share.
+    pub(crate) fn charge(&self) -> Charge {
+        Charge::new(self.limiter.budget.clone(), self.held.clone())
     }
 }
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         self.limiter.counts.remove_if_mut(&self.ip, |_, n| {
-            *n -= 1;
-            *n == 0
+            n.connections -= 1;
+            n.connections == 0
         });
         self.limiter.total.fetch_sub(1, Ordering::AcqRel);
     }
@@ -97,7 +119,7 @@ mod tests {
 
     #[test]
     fn slots_are_limited_per_ip_and_released() {
-        let l = ConnLimiter::new(2, 100);
+        let l = ConnLimiter::new(2, 100, MemoryBudget::new(1, 1));
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let a = l.acquire(ip).unwrap();
         let _b = l.acquire(ip).unwrap();
@@ -118,7 +140,7 @@ mod tests {
 
     #[test]
     fn the_node_total_is_limited() {
-        let l = ConnLimiter::new(100, 2);
+        let l = ConnLimiter::new(100, 2, MemoryBudget::new(1, 1));
         let a = l.acquire("10.0.0.1".parse().unwrap()).unwrap();
         let _b = l.acquire("10.0.0.2".parse().unwrap()).unwrap();
         assert_eq!(

@@ -62,6 +62,18 @@ pub(crate) fn render(node: &Node) -> prometheus::Result<String> {
         "Sessions closed with 1008 because their queue overflowed.",
         m.slow_consumer_closes.load(Relaxed),
     )?;
+    gauge(
+        &r,
+        "framework_held_bytes",
+        "Bytes held for peers: messages still arriving and unshared outgoing frames (max_held_bytes).",
+        node.held_bytes() as i64,
+    )?;
+    counter(
+        &r,
+        "framework_memory_budget_closes_total",
+        "Sessions closed because they would have gone over max_held_bytes or max_held_bytes_per_ip.",
+        node.memory_budget().closes(),
+    )?;
     counter(
         &r,
         "framework_oversized_closes_total",

@@ -42,13 +42,18 @@ pub(crate) struct OpenSession<S> {
 }
 
 /// The connection of an upgraded peer (made before its WebSocket, which reports
-/// to it).
-pub(crate) fn new_connection(node: &Node, peer: SocketAddr) -> Connection {
+/// to it), with its account in the node's memory budget.
+pub(crate) fn new_connection(
+    node: &Node,
+    peer: SocketAddr,
+    charge: crate::session::budget::Charge,
+) -> Connection {
     Connection::new(
         node.node_id(),
         peer,
         node.config().max_queued_bytes,
         node.metrics().slow_consumer_closes.clone(),
+        charge,
     )
 }
 

@@ -72,7 +72,7 @@ pub(crate) async fn serve<S>(
             waits.recheck_now();
         }
     };
-    finish(&conn, writer, closed_by_server, drain).await;
+    finish(&conn, writer, &mut stream, closed_by_server, drain).await;
     let hooks = dispatcher.hooks();
     if !hooks.disconnect.is_empty() {
         // The hooks still see the session's channels and extensions.

@@ -102,7 +102,7 @@ pub(crate) async fn serve<S>(
             }
         }
     };
-    finish(&conn, writer, closed_by_server, drain).await;
+    finish(&conn, writer, &mut stream, closed_by_server, drain).await;
     if handler_running {
         // A handler still looping on recv() sees `None` now; give it a moment to end.
         let _ = AssertUnwindSafe(tokio::time::timeout(drain, handler_task))

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::session::budget::OverBudget;
 use crate::session::Connection;
 
 /// `io`, with `prefix` read before it, watching frame headers for `conn`.
@@ -23,7 +24,10 @@ pub(crate) struct Rewound<T> {
 }
 
 /// Follows the client's frames through the bytes read: each header is parsed,
-/// each payload skipped.
+/// each payload skipped. A message is "under way" (bounded by `message_timeout`)
+/// from its first frame's header until the last byte of its final frame, when
+/// that spans reads; the bytes the WebSocket layer must keep for it meanwhile are
+/// counted in the node's memory budget.
 #[derive(Default)]
 struct FrameWatch {
     header: [u8; 14],
@@ -31,11 +35,27 @@ struct FrameWatch {
     have: u8,
     /// Payload bytes still to skip.
     skip: u64,
-    /// Whether a fragmented data message is under way.
-    in_message: bool,
+    /// Whether the frame being skipped is the final frame of a data message.
+    ends_message: bool,
+    /// Whether the session was told a message is under way.
+    marked: bool,
+    /// Bytes of the message under way counted in the memory budget.
+    held: usize,
+    /// Frames larger than this are refused by the WebSocket layer itself (1009),
+    /// so they are not counted.
+    max_frame: u64,
+    /// Set once the budget refused a frame: nothing more is read.
+    refused: bool,
 }
 
 impl FrameWatch {
+    fn new(max_frame: usize) -> Self {
+        Self {
+            max_frame: max_frame as u64,
+            ..Self::default()
+        }
+    }
+
     /// The header's length once its first two bytes are known.
     fn header_len(&self) -> usize {
         let masked = self.header[1] & 0x80 != 0;
@@ -55,13 +75,17 @@ impl FrameWatch {
         }
     }
 
-    /// Feeds bytes read; tells `conn` when a fragmented message starts or ends.
-    fn feed(&mut self, mut bytes: &[u8], conn: &Connection) {
+    /// Feeds bytes read; tells `conn` when a message starts or ends arriving, and
+    /// counts what it holds. `Err` when the memory budget refuses a frame.
+    fn feed(&mut self, mut bytes: &[u8], conn: &Connection) -> Result<(), OverBudget> {
         while !bytes.is_empty() {
             if self.skip > 0 {
                 let n = (self.skip.min(bytes.len() as u64)) as usize;
                 self.skip -= n as u64;
                 bytes = &bytes[n..];
+                if self.skip == 0 {
+                    self.frame_done(conn);
+                }
                 continue;
             }
             let have = usize::from(self.have);
@@ -73,23 +97,45 @@ impl FrameWatch {
             if usize::from(self.have) < 2 || usize::from(self.have) < self.header_len() {
                 continue;
             }
+            self.have = 0;
             let fin = self.header[0] & 0x80 != 0;
-            match self.header[0] & 0x0f {
-                // Text or binary: a message starts; unfinished unless FIN.
-                1 | 2 if !fin => {
-                    self.in_message = true;
+            let opcode = self.header[0] & 0x0f;
+            let len = self.payload_len();
+            self.skip = len;
+            // Data frames: continuation (0), text (1), binary (2).
+            if opcode <= 2 {
+                let spans = len > bytes.len() as u64;
+                self.ends_message = fin;
+                // Kept beyond this read: a frame that spans reads (its whole
+                // length is reserved at its header), and every fragment of an
+                // unfinished message (kept until the message is whole).
+                if (spans || !fin || opcode == 0) && len <= self.max_frame && len > 0 {
+                    conn.hold_incoming(len as usize)?;
+                    self.held += len as usize;
+                }
+                if (spans || !fin) && !self.marked {
+                    self.marked = true;
                     conn.message_started();
                 }
-                // The last continuation ends it.
-                0 if fin && self.in_message => {
-                    self.in_message = false;
-                    conn.message_finished();
-                }
-                _ => {}
             }
-            self.skip = self.payload_len();
-            self.have = 0;
+            if len == 0 {
+                self.frame_done(conn);
+            }
         }
+        Ok(())
+    }
+
+    /// The frame being skipped was read whole.
+    fn frame_done(&mut self, conn: &Connection) {
+        if !self.ends_message {
+            return;
+        }
+        self.ends_message = false;
+        if self.marked {
+            self.marked = false;
+            conn.message_finished();
+        }
+        conn.release_incoming(std::mem::take(&mut self.held));
     }
 }
 
@@ -97,7 +143,7 @@ impl<T> Rewound<T> {
     /// `prefix` is usually an empty slice of hyper's read buffer: keeping it would
     /// keep that whole buffer (8 KiB) alive for the session's lifetime, so an
     /// empty prefix is dropped and a non-empty one copied out.
-    pub(crate) fn new(prefix: Bytes, io: T, conn: Connection) -> Self {
+    pub(crate) fn new(prefix: Bytes, io: T, conn: Connection, max_frame: usize) -> Self {
         let prefix = if prefix.is_empty() {
             Bytes::new()
         } else {
@@ -106,9 +152,17 @@ impl<T> Rewound<T> {
         Self {
             prefix,
             io,
-            frames: FrameWatch::default(),
+            frames: FrameWatch::new(max_frame),
             conn,
         }
+    }
+}
+
+impl<T> Drop for Rewound<T> {
+    fn drop(&mut self) {
+        // The message under way, if any, will never be whole.
+        self.conn
+            .release_incoming(std::mem::take(&mut self.frames.held));
     }
 }
 
@@ -119,6 +173,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Rewound<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.frames.refused {
+            return discard(Pin::new(&mut this.io), cx);
+        }
         let before = buf.filled().len();
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
@@ -130,8 +187,31 @@ impl<T: AsyncRead + Unpin> AsyncRead for Rewound<T> {
                 other => return other,
             }
         }
-        this.frames.feed(&buf.filled()[before..], &this.conn);
+        if let Err(over) = this.frames.feed(&buf.filled()[before..], &this.conn) {
+            // Nothing of this read, nor anything after it, reaches the WebSocket
+            // layer (which would reserve the frame's length): the session is
+            // closed with the reason, and what the peer still sends is dropped
+            // (not left unread, which would reset the connection under the close).
+            this.frames.refused = true;
+            buf.set_filled(before);
+            this.conn.over_budget(over);
+            return discard(Pin::new(&mut this.io), cx);
+        }
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Reads and drops whatever `io` has; pending until EOF (which is reported as
+/// such) or an error.
+fn discard<T: AsyncRead>(mut io: Pin<&mut T>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    let mut scratch = [0u8; 4096];
+    loop {
+        let mut buf = ReadBuf::new(&mut scratch);
+        match io.as_mut().poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => continue,
+            other => return other,
+        }
     }
 }
 
@@ -168,6 +248,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewound<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::budget::{Charge, MemoryBudget};
+    use std::sync::Arc;
     use tokio::io::AsyncReadExt;
 
     #[tokio::test]
@@ -177,7 +259,7 @@ mod tests {
             .await
             .unwrap();
         drop(a);
-        let mut r = Rewound::new(Bytes::from_static(b"hello"), b, conn());
+        let mut r = Rewound::new(Bytes::from_static(b"hello"), b, conn(), 1 << 20);
         let mut out = String::new();
         r.read_to_string(&mut out).await.unwrap();
         assert_eq!(out, "hello world");
@@ -189,6 +271,7 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             1 << 20,
             Default::default(),
+            crate::session::budget::Charge::unlimited(),
         )
     }
 
@@ -219,7 +302,7 @@ mod tests {
     #[test]
     fn fragmented_messages_are_followed_byte_by_byte() {
         let c = conn();
-        let mut w = FrameWatch::default();
+        let mut w = FrameWatch::new(1 << 20);
         let mut bytes = frame(true, 2, b"whole");
         bytes.extend(frame(false, 2, &[7; 300]));
         bytes.extend(frame(true, 9, b"ping in between"));
@@ -227,17 +310,78 @@ mod tests {
         // Fed one byte at a time: headers split anywhere are still read.
         let split = bytes.len();
         for b in &bytes[..split] {
-            w.feed(std::slice::from_ref(b), &c);
+            w.feed(std::slice::from_ref(b), &c).unwrap();
         }
         assert!(
             c.message_unfinished_for().is_some(),
             "a message is under way"
         );
         for b in frame(true, 0, b"end") {
-            w.feed(&[b], &c);
+            w.feed(&[b], &c).unwrap();
         }
         assert!(c.message_unfinished_for().is_none(), "the message is whole");
-        w.feed(&frame(true, 1, b"text"), &c);
+        w.feed(&frame(true, 1, b"text"), &c).unwrap();
         assert!(c.message_unfinished_for().is_none());
+    }
+
+    fn budgeted(max: usize, per_ip: usize) -> (Connection, Arc<MemoryBudget>) {
+        let budget = MemoryBudget::new(max, per_ip);
+        let c = Connection::new(
+            uuid::Uuid::nil(),
+            "127.0.0.1:1".parse().unwrap(),
+            1 << 20,
+            Default::default(),
+            Charge::new(budget.clone(), Arc::default()),
+        );
+        (c, budget)
+    }
+
+    #[test]
+    fn bytes_kept_across_reads_are_counted_until_the_message_is_whole() {
+        let (c, budget) = budgeted(1 << 20, 1 << 20);
+        let mut w = FrameWatch::new(1 << 20);
+        // A whole message in one read is never counted.
+        w.feed(&frame(true, 2, &[1; 100]), &c).unwrap();
+        assert_eq!(budget.held(), 0);
+        assert!(c.message_unfinished_for().is_none());
+        // One frame whose payload spans reads: counted (the WebSocket layer
+        // reserves it all at its header) and under way until its last byte.
+        let big = frame(true, 2, &[1; 5000]);
+        w.feed(&big[..1000], &c).unwrap();
+        assert_eq!(budget.held(), 5000);
+        assert!(c.message_unfinished_for().is_some());
+        w.feed(&big[1000..], &c).unwrap();
+        assert_eq!(budget.held(), 0);
+        assert!(c.message_unfinished_for().is_none());
+        // Fragments are kept until the final one, even those read whole.
+        w.feed(&frame(false, 2, &[1; 300]), &c).unwrap();
+        w.feed(&frame(false, 0, &[1; 200]), &c).unwrap();
+        w.feed(&frame(true, 9, b"ping"), &c).unwrap();
+        assert_eq!(budget.held(), 500);
+        w.feed(&frame(true, 0, &[1; 10]), &c).unwrap();
+        assert_eq!(budget.held(), 0, "given back when the message is whole");
+    }
+
+    #[test]
+    fn a_frame_over_the_budget_is_refused_and_nothing_stays_counted() {
+        let (c, budget) = budgeted(10_000, 4_000);
+        let mut w = FrameWatch::new(1 << 20);
+        w.feed(&frame(false, 2, &[1; 3000]), &c).unwrap();
+        assert_eq!(
+            w.feed(&frame(false, 0, &[1; 3000]), &c),
+            Err(OverBudget::Ip)
+        );
+        assert_eq!(budget.held(), 3000);
+        // Frames the WebSocket layer refuses itself (over max_message_size) are
+        // left to it (1009).
+        let mut w2 = FrameWatch::new(100);
+        w2.feed(&frame(true, 2, &[1; 2000])[..10], &c).unwrap();
+        assert_eq!(budget.held(), 3000);
+        // A stream dropped mid-message gives its bytes back.
+        let (a, _b) = tokio::io::duplex(64);
+        let mut r = Rewound::new(Bytes::new(), a, c.clone(), 1 << 20);
+        r.frames = w;
+        drop(r);
+        assert_eq!(budget.held(), 0);
     }
 }

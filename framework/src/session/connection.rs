@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::budget::{Charge, OverBudget};
 use super::SessionMetrics;
 
 /// WebSocket close codes the framework uses (RFC 6455 §7.4.1).
@@ -27,6 +28,8 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// Internal failure of the connection itself.
     pub const INTERNAL: u16 = 1011;
+    /// The server is overloaded (its memory budget is spent): reconnect later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// Why a frame could not be queued for a session.
@@ -46,8 +49,12 @@ pub enum SendError {
 /// An item of a session's outgoing queue.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    /// A pre-encoded binary frame.
+    /// A pre-encoded binary frame this queue alone holds (a reply, a direct
+    /// send), counted in the node's memory budget.
     Binary(Bytes),
+    /// A binary frame shared by many queues (a channel or broadcast delivery),
+    /// counted only against this queue's own limit.
+    Shared(Bytes),
     /// A text frame (raw mode only).
     Text(tokio_tungstenite::tungstenite::Utf8Bytes),
     /// A WebSocket ping (keepalive).
@@ -65,6 +72,12 @@ pub(crate) struct ConnectionInner {
     max_queued: usize,
     /// Non-zero once an immediate close (dropping what is queued) was requested.
     abort_code: AtomicU16,
+    /// The reason the abort's close frame gives.
+    abort_reason: std::sync::OnceLock<&'static str>,
+    /// Bytes of `queued` that are counted in the node's memory budget.
+    charged: AtomicUsize,
+    /// The node's memory budget, this connection's address's share.
+    charge: Charge,
     /// Cancelled when the session must end now: stops both its reader and writer.
     ended: AtomicBool,
     /// Wakes everything waiting for the end (the reader, a raw handler's `recv`).
@@ -122,6 +135,13 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+impl Drop for ConnectionInner {
+    fn drop(&mut self) {
+        // Whatever was queued after the writer stopped.
+        self.charge.release(*self.charged.get_mut());
+    }
+}
+
 impl PartialEq for Connection {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
@@ -171,6 +191,7 @@ impl Connection {
         peer: SocketAddr,
         max_queued: usize,
         slow_consumers: Arc<AtomicU64>,
+        charge: Charge,
     ) -> Connection {
         let inner = ConnectionInner {
             id: Uuid::new_v4(),
@@ -180,6 +201,9 @@ impl Connection {
             queued: AtomicUsize::new(0),
             max_queued,
             abort_code: AtomicU16::new(0),
+            abort_reason: std::sync::OnceLock::new(),
+            charged: AtomicUsize::new(0),
+            charge,
             ended: AtomicBool::new(false),
             end_notify: Notify::new(),
             abort_waker: AtomicWaker::new(),
@@ -238,6 +262,12 @@ impl Connection {
         self.enqueue(Outbound::Binary(frame.into()))
     }
 
+    /// Queues a frame shared with other queues (fan-out): it counts against this
+    /// queue's limit, not again in the node's memory budget.
+    pub(crate) fn send_shared(&self, frame: Bytes) -> Result<(), SendError> {
+        self.enqueue(Outbound::Shared(frame))
+    }
+
     /// Queues a text WebSocket message (raw mode; the protocol itself is binary).
     pub(crate) fn send_text(
         &self,
@@ -247,10 +277,11 @@ impl Connection {
     }
 
     pub(crate) fn enqueue(&self, item: Outbound) -> Result<(), SendError> {
-        let len = match &item {
-            Outbound::Binary(b) => b.len(),
-            Outbound::Text(t) => t.len(),
-            Outbound::Close(..) | Outbound::Ping => 0,
+        let (len, charged) = match &item {
+            Outbound::Binary(b) => (b.len(), true),
+            Outbound::Shared(b) => (b.len(), false),
+            Outbound::Text(t) => (t.len(), true),
+            Outbound::Close(..) | Outbound::Ping => (0, false),
         };
         if self.is_closing() {
             self.0.metrics.record_dropped();
@@ -262,14 +293,49 @@ impl Connection {
         if len > 0 && before > 0 && before + len > self.0.max_queued {
             self.0.queued.fetch_sub(len, Ordering::AcqRel);
             self.0.metrics.record_dropped();
-            if self.abort(super::close_code::POLICY) {
+            if self.abort(
+                super::close_code::POLICY,
+                "slow consumer: fell too far behind",
+            ) {
                 self.0.slow_consumers.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(session = %self.0.id, "slow consumer: closing with 1008");
             }
             return Err(SendError::Overflow);
         }
+        if charged && len > 0 {
+            if before == 0 {
+                // Likewise for the memory budget: a queue that keeps up is never
+                // the one holding memory.
+                self.0.charge.force(len);
+            } else if let Err(over) = self.0.charge.take(len) {
+                self.0.queued.fetch_sub(len, Ordering::AcqRel);
+                self.0.metrics.record_dropped();
+                self.over_budget(over);
+                return Err(SendError::Overflow);
+            }
+            self.0.charged.fetch_add(len, Ordering::AcqRel);
+        }
         self.0.outbox.push(item);
         Ok(())
+    }
+
+    /// Closes the session for going over the memory budget.
+    pub(crate) fn over_budget(&self, over: OverBudget) {
+        let (code, reason) = over.close();
+        if self.abort(code, reason) {
+            self.0.charge.budget().count_close();
+            tracing::info!(session = %self.0.id, code, reason, "over the memory budget: closing");
+        }
+    }
+
+    /// Counts `n` bytes of an incoming message in the memory budget.
+    pub(crate) fn hold_incoming(&self, n: usize) -> Result<(), OverBudget> {
+        self.0.charge.take(n)
+    }
+
+    /// Gives back bytes counted by [`hold_incoming`](Self::hold_incoming).
+    pub(crate) fn release_incoming(&self, n: usize) {
+        self.0.charge.release(n);
     }
 
     /// Queues a WebSocket ping (the peer's pong counts as activity).
@@ -287,19 +353,26 @@ impl Connection {
         self.0.outbox.push(Outbound::Close(code, reason));
     }
 
-    /// Closes at once with `code`, dropping what is queued (slow consumer, fatal error).
-    pub(crate) fn abort(&self, code: u16) -> bool {
+    /// Closes at once with `code` and `reason`, dropping what is queued (slow
+    /// consumer, memory budget, fatal error). Whether this call was the first.
+    pub(crate) fn abort(&self, code: u16, reason: &'static str) -> bool {
         let first = self
             .0
             .abort_code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if first {
+            let _ = self.0.abort_reason.set(reason);
             // Interrupts the writer even when it is blocked on a full socket.
             self.0.abort_waker.wake();
             self.0.outbox.wake();
         }
         first
+    }
+
+    /// The reason of the abort, if any.
+    pub(crate) fn abort_reason(&self) -> &'static str {
+        self.0.abort_reason.get().copied().unwrap_or("")
     }
 
     pub(crate) fn abort_code(&self) -> Option<u16> {
@@ -372,8 +445,27 @@ impl Connection {
         self.0.queued.load(Ordering::Acquire)
     }
 
-    pub(crate) fn dequeued(&self, bytes: usize) {
+    /// `bytes` left the queue, `charged` of them counted in the memory budget.
+    pub(crate) fn dequeued(&self, bytes: usize, charged: usize) {
         self.0.queued.fetch_sub(bytes, Ordering::AcqRel);
+        if charged > 0 {
+            self.0.charged.fetch_sub(charged, Ordering::AcqRel);
+            self.0.charge.release(charged);
+        }
+    }
+
+    /// Drops everything queued (the session is over), giving its bytes back.
+    pub(crate) fn drain_queue(&self) {
+        let (mut bytes, mut charged) = (0, 0);
+        for item in self.0.outbox.take() {
+            match item {
+                Outbound::Binary(b) => (bytes, charged) = (bytes + b.len(), charged + b.len()),
+                Outbound::Text(t) => (bytes, charged) = (bytes + t.len(), charged + t.len()),
+                Outbound::Shared(b) => bytes += b.len(),
+                Outbound::Close(..) | Outbound::Ping => {}
+            }
+        }
+        self.dequeued(bytes, charged);
     }
 
     pub(crate) fn take_builder(&self) -> Box<flatbuffers::FlatBufferBuilder<'static>> {
@@ -491,6 +583,7 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             10,
             Arc::default(),
+            Charge::unlimited(),
         );
         assert!(c.send(Bytes::from(vec![0u8; 100])).is_ok());
         assert_eq!(c.send(Bytes::from_static(b"1")), Err(SendError::Overflow));
@@ -503,6 +596,7 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             10,
             Arc::default(),
+            Charge::unlimited(),
         );
         assert!(c.send(Bytes::from_static(b"12345")).is_ok());
         assert!(c.send(Bytes::from_static(b"12345")).is_ok());

@@ -2,6 +2,7 @@
 //! drains a byte-bounded queue of pre-encoded frames and batches them into few
 //! syscalls.
 
+pub(crate) mod budget;
 mod connection;
 mod metrics;
 mod reader;

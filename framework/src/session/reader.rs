@@ -238,12 +238,20 @@ where
 /// Ends a session: when the peer closed, the writer flushes the close reply and
 /// stops at once; when the server queued a close, the writer drains the queue and
 /// writes it. Either way bounded by `deadline`.
-pub(crate) async fn finish(
+///
+/// When the server closed (or aborted) the session, what the peer still sends is
+/// then read and dropped until its close reply or EOF (at most a second): closing
+/// a socket with unread bytes makes the kernel reset the connection, which could
+/// destroy the close frame before the peer reads it.
+pub(crate) async fn finish<S>(
     conn: &Connection,
     writer: JoinHandle<()>,
+    stream: &mut SplitStream<WebSocketStream<S>>,
     server_closed: bool,
     deadline: Duration,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     if !server_closed {
         conn.end();
     }
@@ -254,4 +262,17 @@ pub(crate) async fn finish(
         tracing::debug!(session = %conn.id(), "writer did not finish in time");
     }
     conn.end();
+    if server_closed || conn.abort_code().is_some() {
+        let drain = async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if msg.is_close() {
+                    break;
+                }
+            }
+        };
+        let _ = Box::pin(tokio::time::timeout(deadline.min(CLOSE_DRAIN), drain)).await;
+    }
 }
+
+/// The longest a closed session's reader drains what the peer still sends.
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);

@@ -64,14 +64,12 @@ where
             Ok(Step::Closed) | Err(_) => break,
         }
     }
+    // What is still queued will never be written: its bytes go back to the budget.
+    conn.drain_queue();
     if let Some(code) = conn.abort_code() {
         // The queue is dropped; the close goes right after the bytes already
         // handed to the socket. Bounded: a consumer that never reads is cut.
-        let reason = if code == super::close_code::POLICY {
-            "slow consumer: fell too far behind"
-        } else {
-            ""
-        };
+        let reason = conn.abort_reason();
         let _ = Box::pin(tokio::time::timeout(close_grace, async {
             sink.send(close_message(code, reason)).await?;
             sink.close().await
@@ -92,15 +90,23 @@ where
     S: Sink<Message, Error = WsError> + Unpin,
 {
     let (mut messages, mut bytes, mut unflushed) = (0u64, 0u64, 0usize);
+    // Bytes written but not yet given back to the queue's counts.
+    let (mut written, mut charged) = (0usize, 0usize);
     let mut step = Step::Continue;
     for item in batch {
         let (message, len) = match item {
             Outbound::Binary(frame) => {
                 let len = frame.len();
+                charged += len;
+                (Message::Binary(frame), len)
+            }
+            Outbound::Shared(frame) => {
+                let len = frame.len();
                 (Message::Binary(frame), len)
             }
             Outbound::Text(text) => {
                 let len = text.len();
+                charged += len;
                 (Message::Text(text), len)
             }
             Outbound::Ping => {
@@ -114,16 +120,18 @@ where
             }
         };
         sink.feed(message).await?;
-        conn.dequeued(len);
+        written += len;
         messages += 1;
         bytes += len as u64;
         unflushed += 1;
         if unflushed >= max_batch {
             sink.flush().await?;
+            conn.dequeued(std::mem::take(&mut written), std::mem::take(&mut charged));
             unflushed = 0;
         }
     }
     sink.flush().await?;
+    conn.dequeued(written, charged);
     conn.metrics().record_out(messages, bytes);
     if let Step::Closed = step {
         // Wait (bounded) for the peer's close reply, then drop the connection.
