@@ -99,12 +99,11 @@ pub struct Config {
     /// On shutdown, how long sessions may take to drain their queues.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
-    /// Read buffer of each connection, allocated up front, and the most read per
-    /// syscall. Default 512 bytes, sized for real-time traffic of small messages:
-    /// tungstenite's 128 KiB would cost that much per idle connection (measured:
-    /// 512 B gives ~3.7 KiB per idle session, 1 KiB ~4.4 KiB). A larger message
-    /// still arrives whole, in more reads; raise this for workloads of large
-    /// messages.
+    /// Read buffer of each connection. Default 512 bytes, sized for real-time
+    /// traffic of small messages, many of which are read at once into it
+    /// (tungstenite's 128 KiB would cost that much per idle connection). A message
+    /// that does not fit is read straight into a buffer of its own size, in large
+    /// reads, so large messages do not need a larger value.
     pub read_buffer_size: usize,
     /// Bytes gathered before the writer writes to the socket mid-batch.
     pub write_buffer_size: usize,
@@ -183,7 +182,9 @@ impl Config {
         &self,
     ) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
         tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(self.read_buffer_size)
+            // The library only writes: sessions read frames themselves
+            // (`session::frames`), so its read buffer is never allocated.
+            .read_buffer_size(0)
             .write_buffer_size(self.write_buffer_size)
             // Bounded: a whole batch plus one maximal message, never unbounded growth.
             .max_write_buffer_size(self.write_buffer_size + 2 * self.max_message_size + 64 * 1024)

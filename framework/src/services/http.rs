@@ -21,9 +21,10 @@ use uuid::Uuid;
 
 use super::accept::ConnInfo;
 use super::admission::{Admitted, Refused};
-use super::stream::Rewound;
+use super::stream::WriteHalf;
 use super::{Service, Shared};
 use crate::node::Node;
+use crate::session::FrameReader;
 
 /// The emitter id of deliveries caused by the server API (`/api/*`): the nil
 /// UUID, which no session ever has.
@@ -304,14 +305,8 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         // Back to the plain TCP stream: the session then reads the socket
         // without hyper in between, replaying what hyper read ahead (if any).
         let conn = super::new_connection(&session_shared.node, peer, _slot.charge());
-        let max_frame = session_shared.node.config().max_message_size;
-        let stream = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => Rewound::new(
-                parts.read_buf,
-                parts.io.into_inner(),
-                conn.clone(),
-                max_frame,
-            ),
+        let (tcp, read_ahead) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => (parts.io.into_inner(), parts.read_buf),
             Err(_) => {
                 tracing::error!("an upgraded connection is not the TCP stream it was served on");
                 return;
@@ -319,9 +314,23 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         };
         // Made here, not captured: whatever the task captures stays in its state
         // for the session's lifetime.
-        let ws_config = session_shared.node.config().websocket_config();
-        let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
-        let session = service.serve(ws, conn, &session_shared, extensions);
+        let config = session_shared.node.config();
+        let (read, write) = tcp.into_split();
+        let stream = FrameReader::new(
+            read,
+            &read_ahead,
+            conn.clone(),
+            config.read_buffer_size,
+            config.max_message_size,
+        );
+        drop(read_ahead);
+        let ws = WebSocketStream::from_raw_socket(
+            WriteHalf(write),
+            Role::Server,
+            Some(config.websocket_config()),
+        )
+        .await;
+        let session = service.serve(stream, ws, conn, &session_shared, extensions);
         session.await;
     });
     let mut response = Response::new(Body::empty());

@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
+
+use crate::session::FrameReader;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,9 +37,9 @@ pub(crate) struct Shared {
 }
 
 /// A session whose writer runs, ready for its reader.
-pub(crate) struct OpenSession<S> {
+pub(crate) struct OpenSession<R> {
     pub(crate) conn: Connection,
-    pub(crate) stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    pub(crate) stream: FrameReader<R>,
     pub(crate) writer: tokio::task::JoinHandle<()>,
 }
 
@@ -57,24 +59,25 @@ pub(crate) fn new_connection(
     )
 }
 
-/// Creates the session of an upgraded connection and starts its writer.
-fn open_session<S>(
-    ws: WebSocketStream<S>,
+/// Creates the session of an upgraded connection and starts its writer, which
+/// owns `ws` (only written to) while the session reads `stream`.
+fn open_session<R, W>(
+    stream: FrameReader<R>,
+    ws: WebSocketStream<W>,
     conn: Connection,
     node: &Node,
     extensions: ::http::Extensions,
-) -> OpenSession<S>
+) -> OpenSession<R>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    use futures_util::StreamExt;
     let config = node.config();
     if !extensions.is_empty() {
         conn.set_extensions(extensions);
     }
-    let (sink, stream) = ws.split();
     let writer = tokio::spawn(crate::session::writer::run(
-        sink,
+        ws,
         conn.clone(),
         config.max_batch_frames,
         config.shutdown_timeout,
@@ -103,17 +106,19 @@ impl Service {
     /// here, synchronously) and returns the reader's future, which holds neither
     /// the WebSocket nor anything else of the handshake: an idle session's task
     /// stays small.
-    pub(crate) fn serve<S>(
+    pub(crate) fn serve<R, W>(
         &self,
-        ws: WebSocketStream<S>,
+        stream: FrameReader<R>,
+        ws: WebSocketStream<W>,
         conn: Connection,
         shared: &Shared,
         extensions: ::http::Extensions,
     ) -> impl std::future::Future<Output = ()> + Send + 'static
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let session = open_session(ws, conn, &shared.node, extensions);
+        let session = open_session(stream, ws, conn, &shared.node, extensions);
         let service = self.clone();
         let shutdown = shared.shutdown.clone();
         let node = shared.node.clone();

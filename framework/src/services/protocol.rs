@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -14,12 +14,12 @@ use crate::node::Identity;
 use crate::session::{close_code, finish, next_message, reader_waits, Keepalive, Next};
 
 /// Runs one protocol session to its end.
-pub(crate) async fn serve<S>(
-    session: super::OpenSession<S>,
+pub(crate) async fn serve<R>(
+    session: super::OpenSession<R>,
     dispatcher: Arc<Dispatcher>,
     shutdown: CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
 {
     let super::OpenSession {
         conn,

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -14,13 +14,13 @@ use crate::raw::{ErasedRawHandler, RawConnection, RawError, RawMessage};
 use crate::session::{finish, next_message, reader_waits, Connection, Keepalive, Next};
 
 /// Runs one raw session to its end.
-pub(crate) async fn serve<S>(
-    session: super::OpenSession<S>,
+pub(crate) async fn serve<R>(
+    session: super::OpenSession<R>,
     node: Node,
     handler: Arc<dyn ErasedRawHandler>,
     shutdown: CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
 {
     // Only what the session needs, not a copy of the whole configuration.
     let (keepalive, drain) = (

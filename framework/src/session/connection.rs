@@ -59,6 +59,10 @@ pub(crate) enum Outbound {
     Text(tokio_tungstenite::tungstenite::Utf8Bytes),
     /// A WebSocket ping (keepalive).
     Ping,
+    /// The answer to the peer's ping.
+    Pong(Bytes),
+    /// The answer to the peer's close: its code echoed (none when it gave none).
+    CloseReply(Option<u16>),
     /// Close after everything queued before it was written.
     Close(u16, &'static str),
 }
@@ -281,7 +285,9 @@ impl Connection {
             Outbound::Binary(b) => (b.len(), true),
             Outbound::Shared(b) => (b.len(), false),
             Outbound::Text(t) => (t.len(), true),
-            Outbound::Close(..) | Outbound::Ping => (0, false),
+            Outbound::Close(..) | Outbound::CloseReply(_) | Outbound::Ping | Outbound::Pong(_) => {
+                (0, false)
+            }
         };
         if self.is_closing() {
             self.0.metrics.record_dropped();
@@ -336,6 +342,16 @@ impl Connection {
     /// Gives back bytes counted by [`hold_incoming`](Self::hold_incoming).
     pub(crate) fn release_incoming(&self, n: usize) {
         self.0.charge.release(n);
+    }
+
+    /// Queues the answer to the peer's ping.
+    pub(crate) fn pong(&self, payload: Bytes) -> Result<(), SendError> {
+        self.enqueue(Outbound::Pong(payload))
+    }
+
+    /// Queues the answer to the peer's close frame, after what is queued.
+    pub(crate) fn close_reply(&self, code: Option<u16>) {
+        self.0.outbox.push(Outbound::CloseReply(code));
     }
 
     /// Queues a WebSocket ping (the peer's pong counts as activity).
@@ -462,7 +478,10 @@ impl Connection {
                 Outbound::Binary(b) => (bytes, charged) = (bytes + b.len(), charged + b.len()),
                 Outbound::Text(t) => (bytes, charged) = (bytes + t.len(), charged + t.len()),
                 Outbound::Shared(b) => bytes += b.len(),
-                Outbound::Close(..) | Outbound::Ping => {}
+                Outbound::Close(..)
+                | Outbound::CloseReply(_)
+                | Outbound::Ping
+                | Outbound::Pong(_) => {}
             }
         }
         self.dequeued(bytes, charged);

@@ -4,16 +4,14 @@
 
 use std::time::Duration;
 
-use futures_util::stream::SplitStream;
-use futures_util::StreamExt;
 use std::future::Future;
 use std::pin::Pin;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 use tokio::task::JoinHandle;
 use tokio::time::Sleep;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 
+use super::frames::{FrameReader, ReadError};
 use super::{close_code, Connection};
 
 /// What the reader got next.
@@ -23,20 +21,6 @@ pub(crate) enum Next {
     /// The session is over. `Some` when the server queued a close frame (code,
     /// reason); `None` when the peer closed or the transport failed.
     Done(Option<(u16, &'static str)>),
-}
-
-/// The close code a read failure ends the session with; `None` when the transport
-/// itself is gone (nothing can be sent).
-fn read_failure(error: &WsError) -> Option<(u16, &'static str)> {
-    match error {
-        WsError::Capacity(_) => Some((close_code::TOO_BIG, "message too big")),
-        WsError::Utf8(_) => Some((
-            close_code::INVALID_PAYLOAD,
-            "invalid UTF-8 in a text message",
-        )),
-        WsError::Protocol(_) => Some((close_code::PROTOCOL, "protocol error")),
-        _ => None,
-    }
 }
 
 /// The quiet-time rules of a session: close after `idle_timeout` without anything
@@ -178,13 +162,13 @@ macro_rules! reader_waits {
 pub(crate) use reader_waits;
 
 /// Reads until the next data message or the end of the session.
-pub(crate) async fn next_message<S, E, C>(
-    stream: &mut SplitStream<WebSocketStream<S>>,
+pub(crate) async fn next_message<R, E, C>(
+    stream: &mut FrameReader<R>,
     conn: &Connection,
     waits: &mut Waits<'_, E, C>,
 ) -> Next
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
     E: Future<Output = ()>,
     C: Future<Output = ()>,
 {
@@ -210,8 +194,7 @@ where
             next = stream.next() => next,
         };
         match next {
-            None => return Next::Done(None),
-            Some(Ok(msg)) => match &msg {
+            Ok(msg) => match &msg {
                 Message::Binary(b) => {
                     conn.metrics().record_in(b.len());
                     return Next::Data(msg);
@@ -220,13 +203,25 @@ where
                     conn.metrics().record_in(t.len());
                     return Next::Data(msg);
                 }
-                Message::Ping(_) | Message::Pong(_) => conn.metrics().touch(),
-                Message::Close(_) => return Next::Done(None),
+                Message::Ping(payload) => {
+                    conn.metrics().touch();
+                    let _ = conn.pong(payload.clone());
+                }
+                Message::Pong(_) => conn.metrics().touch(),
+                Message::Close(frame) => {
+                    // The peer closes: echo its code (RFC 6455 §5.5.1), then stop.
+                    conn.close_reply(frame.as_ref().map(|f| u16::from(f.code)));
+                    return Next::Done(None);
+                }
                 Message::Frame(_) => {}
             },
-            Some(Err(e)) => {
-                tracing::debug!(session = %conn.id(), error = %e, "read failed");
-                return match read_failure(&e) {
+            Err(ReadError::Budget(over)) => {
+                conn.over_budget(over);
+                return Next::Done(Some(over.close()));
+            }
+            Err(e) => {
+                tracing::debug!(session = %conn.id(), error = ?e, "read failed");
+                return match e.close() {
                     Some((code, reason)) => close(code, reason),
                     None => Next::Done(None),
                 };
@@ -243,14 +238,14 @@ where
 /// then read and dropped until its close reply or EOF (at most a second): closing
 /// a socket with unread bytes makes the kernel reset the connection, which could
 /// destroy the close frame before the peer reads it.
-pub(crate) async fn finish<S>(
+pub(crate) async fn finish<R>(
     conn: &Connection,
     writer: JoinHandle<()>,
-    stream: &mut SplitStream<WebSocketStream<S>>,
+    stream: &mut FrameReader<R>,
     server_closed: bool,
     deadline: Duration,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
 {
     if !server_closed {
         conn.end();
@@ -264,11 +259,15 @@ pub(crate) async fn finish<S>(
     conn.end();
     if server_closed || conn.abort_code().is_some() {
         let drain = async {
-            while let Some(Ok(msg)) = stream.next().await {
-                if msg.is_close() {
-                    break;
+            while stream.is_healthy() {
+                match stream.next().await {
+                    Ok(Message::Close(_)) => return,
+                    Ok(_) => {}
+                    Err(_) => break,
                 }
             }
+            // A stream that cannot be parsed any further is read raw.
+            stream.discard().await;
         };
         let _ = Box::pin(tokio::time::timeout(deadline.min(CLOSE_DRAIN), drain)).await;
     }

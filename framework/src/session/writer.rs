@@ -113,6 +113,19 @@ where
                 sink.feed(Message::Ping(Default::default())).await?;
                 continue;
             }
+            Outbound::Pong(payload) => {
+                sink.feed(Message::Pong(payload)).await?;
+                continue;
+            }
+            Outbound::CloseReply(code) => {
+                let frame = code.map(|code| CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: Default::default(),
+                });
+                sink.feed(Message::Close(frame)).await?;
+                step = Step::Closed;
+                break;
+            }
             Outbound::Close(code, reason) => {
                 sink.feed(close_message(code, reason)).await?;
                 step = Step::Closed;
