@@ -661,4 +661,89 @@ mod tests {
         ));
         assert_eq!(budget.held(), 0);
     }
+
+    /// Feeds `bytes` in pieces of the given sizes (cycled) and reads until the
+    /// stream ends or fails; returns what was read.
+    fn read_all(
+        bytes: Vec<u8>,
+        pieces: Vec<usize>,
+        max: usize,
+    ) -> (Vec<Message>, Arc<MemoryBudget>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let budget = MemoryBudget::new(usize::MAX, usize::MAX);
+        let got = rt.block_on(async {
+            let (mut r, mut w) = reader(&budget, max);
+            let writer = tokio::spawn(async move {
+                let mut rest = &bytes[..];
+                for size in pieces.iter().cycle() {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let n = (*size).clamp(1, rest.len());
+                    if w.write_all(&rest[..n]).await.is_err() {
+                        break;
+                    }
+                    rest = &rest[n..];
+                }
+            });
+            let mut got = Vec::new();
+            while let Ok(m) = r.next().await {
+                got.push(m);
+            }
+            writer.abort();
+            got
+        });
+        (got, budget)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn any_bytes_in_any_pieces_end_cleanly(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            pieces in proptest::collection::vec(1usize..600, 1..8),
+        ) {
+            let (_, budget) = read_all(bytes, pieces, 1000);
+            proptest::prop_assert_eq!(budget.held(), 0);
+        }
+
+        #[test]
+        fn messages_fragmented_any_way_arrive_in_order(
+            messages in proptest::collection::vec(
+                (proptest::prelude::any::<bool>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000), 1usize..5),
+                1..8,
+            ),
+            pieces in proptest::collection::vec(1usize..700, 1..8),
+        ) {
+            let mut bytes = Vec::new();
+            let mut want = Vec::new();
+            for (text, data, fragments) in messages {
+                let (opcode, message) = if text {
+                    let s: String = String::from_utf8_lossy(&data).into_owned();
+                    (1, Message::text(s))
+                } else {
+                    (2, Message::Binary(data.into()))
+                };
+                let payload = message.clone().into_data();
+                let step = payload.len().div_ceil(fragments).max(1);
+                let parts: Vec<&[u8]> = if payload.is_empty() { vec![&[][..]] } else { payload.chunks(step).collect() };
+                for (i, part) in parts.iter().enumerate() {
+                    let last = i + 1 == parts.len();
+                    bytes.extend(frame(last, if i == 0 { opcode } else { 0 }, part));
+                    if !last {
+                        bytes.extend(frame(true, 9, b"p"));
+                    }
+                }
+                want.push(message);
+            }
+            let (got, budget) = read_all(bytes, pieces, 1 << 20);
+            let got: Vec<Message> = got.into_iter().filter(|m| !m.is_ping()).collect();
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(budget.held(), 0);
+        }
+    }
 }
