@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, except the benchmark harness's (see below).
 #
-# First it makes sure the tools of the cross-language tests are there, in a virtual
+# First it makes sure the tools of the tests are there: the cluster engines
+# (Debian's redis-server and nats-server, installed with apt-get when missing), and
+# the tools of the cross-language tests, in a virtual
 # environment of its own under the target directory (target/test-venv, or
 # $CARGO_TARGET_DIR/test-venv; `cargo clean` removes it):
 #   - python3's venv support: Debian's python3-venv package, installed with apt-get
@@ -109,6 +111,24 @@ hash -r
 flatc_out=$(flatc --version 2>&1) || die "\`flatc --version\` failed: $flatc_out"
 [ "$(awk '{print $3}' <<<"$flatc_out")" = "$flatc_version" ] \
   || die "flatc on PATH ($(command -v flatc)) is '$flatc_out', the tests need $flatc_version (pinned in $requirements)"
+
+# --- the cluster engines -------------------------------------------------------------
+
+# The cluster tests start real engines on free loopback ports: Debian's redis-server
+# (with redis-cli) and nats-server, installed with apt-get when missing.
+missing=()
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
+command -v nats-server >/dev/null || missing+=(nats-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || die "the cluster tests need ${missing[*]} and there is no apt-get: install them"
+  say "installing ${missing[*]} with apt-get"
+  apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q)
+  as_root "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >&2 \
+    || { as_root "${apt[@]}" update >&2 && as_root "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >&2; } \
+    || die "apt-get install ${missing[*]} failed"
+fi
+# Debian's package starts a redis-server on 6379 where a service manager runs; the
+# tests never use it (each starts its own).
 
 # --- the tests ---------------------------------------------------------------------
 

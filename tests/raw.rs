@@ -406,7 +406,10 @@ async fn ids_are_unique_and_stable_and_remote_endpoint_is_the_client_address() {
         let conn = handed(&mut rx).await;
         let id = conn.id();
         assert!(!id.is_nil());
-        assert_eq!(id.get_version_num(), 4, "a random UUID");
+        // A version 8 UUID: the node's routing key (its id's first 6 bytes, how a
+        // cluster routes sends), then 74 random bits.
+        assert_eq!(id.get_version_num(), 8);
+        assert_eq!(id.as_bytes()[..6], server.node().node_id().as_bytes()[..6]);
         assert!(ids.insert(id), "id {id} repeated");
         assert_eq!(conn.remote_endpoint(), local_addr(&ws));
         assert!(format!("{conn:?}").contains(&id.to_string()));

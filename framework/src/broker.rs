@@ -68,6 +68,12 @@ pub trait Broker: Send + Sync + 'static {
 
     /// The node that owns `session`, if any.
     fn owner_of(&self, session: Uuid) -> BoxFuture<'_, Result<Option<Uuid>, BrokerError>>;
+
+    /// The counters of a cluster broker (exported by `/metrics`); `None` for a
+    /// broker that is not one.
+    fn cluster_stats(&self) -> Option<&crate::cluster::ClusterStats> {
+        None
+    }
 }
 
 /// The single-node broker: every delivery stays in this process.

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod broker;
 pub mod builtins;
+pub mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod helpers;

@@ -285,3 +285,109 @@ pub mod tools {
         }
     }
 }
+
+/// Cluster engines run by the tests as real processes on free loopback ports.
+pub mod engines {
+    use std::net::TcpListener;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    /// A free loopback port (bound and released: the engine binds it next).
+    pub fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    }
+
+    /// A `redis-server` process (Debian's package), killed on drop.
+    pub struct Redis {
+        child: Option<Child>,
+        /// The port it listens on.
+        pub port: u16,
+    }
+
+    impl Redis {
+        /// Starts one on a free port and waits until it answers.
+        pub fn start() -> Redis {
+            Self::start_on(free_port())
+        }
+
+        /// Starts one on `port` (again, after a kill) and waits until it answers.
+        pub fn start_on(port: u16) -> Redis {
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs (scripts/test.sh installs Debian's redis-server)");
+            let redis = Redis {
+                child: Some(child),
+                port,
+            };
+            redis.wait_ready();
+            redis
+        }
+
+        /// The URL the cluster connects to.
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        fn wait_ready(&self) {
+            for _ in 0..500 {
+                if self.cli(&["PING"]).is_some_and(|o| o.contains("PONG")) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            panic!("redis-server on port {} did not start", self.port);
+        }
+
+        /// Runs `redis-cli` against it; its output, when it ran.
+        pub fn cli(&self, args: &[&str]) -> Option<String> {
+            let out = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string()])
+                .args(args)
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+
+        fn pid(&self) -> i32 {
+            self.child.as_ref().map_or(0, |c| c.id() as i32)
+        }
+
+        /// Sends `signal` (e.g. `"-STOP"`, `"-CONT"`) to the process.
+        pub fn signal(&self, signal: &str) {
+            let status = Command::new("kill")
+                .args([signal, &self.pid().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill {signal}");
+        }
+
+        /// `kill -9`, and waits for the process to be gone.
+        pub fn kill(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            if let Some(child) = self.child.as_ref() {
+                // A stopped process cannot die until it is continued.
+                let _ = Command::new("kill")
+                    .args(["-CONT", &child.id().to_string()])
+                    .status();
+            }
+            self.kill();
+        }
+    }
+}

@@ -665,11 +665,16 @@ impl App {
             self.config.max_channels_per_session,
             self.config.max_subscribers_per_channel,
         ));
-        let broker: Arc<dyn Broker> = match self.broker.take() {
-            Some(factory) => factory(node_id, hub.clone())
+        let broker: Arc<dyn Broker> = match (self.broker.take(), &self.config.cluster) {
+            (Some(factory), _) => factory(node_id, hub.clone())
                 .await
                 .map_err(AppError::Broker)?,
-            None => Arc::new(InMemoryBroker::new(node_id, hub.clone())),
+            (None, Some(cluster)) => Arc::new(
+                crate::cluster::connect(cluster, node_id, hub.clone())
+                    .await
+                    .map_err(AppError::Broker)?,
+            ),
+            (None, None) => Arc::new(InMemoryBroker::new(node_id, hub.clone())),
         };
         let verifier = match &self.config.auth {
             Some(auth) => Some(Verifier::new(auth).await.map_err(AppError::Auth)?),

@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 
 mod access;
 mod auth;
+mod cluster;
 mod quota;
 mod sources;
 
 pub use access::{Access, ChannelRule, Grant, Permissions};
 pub use auth::{AuthConfig, KeyConfig};
+pub use cluster::ClusterConfig;
 pub use quota::{default_quotas, glob_match, OpcodeRef, QuotaRule, QuotaScope, Rate};
 pub use sources::{ConfigError, ListenSpec, Settings, ENV_PREFIX};
 
@@ -124,6 +126,10 @@ pub struct Config {
     /// JWT authentication (see [`AuthConfig`]); `None`: tokens are not read.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// The cluster this node belongs to (see [`ClusterConfig`]); `None`: alone,
+    /// with the in-memory broker. `App::broker` overrides it.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
     /// Who may subscribe, publish, list presence and read history, by channel
     /// pattern (see [`ChannelRule`]); a channel no rule matches is open.
     #[serde(default)]
@@ -169,6 +175,7 @@ impl Default for Config {
             websocket_path: "/ws".to_string(),
             api_key: None,
             auth: None,
+            cluster: None,
             channels: Vec::new(),
             permissions: Permissions::default(),
             quotas: default_quotas(),

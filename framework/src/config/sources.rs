@@ -157,6 +157,7 @@ const CONFIG_KEYS: &[&str] = &[
     "websocket_path",
     "api_key",
     "auth",
+    "cluster",
     "channels",
     "permissions",
     "quotas",
@@ -179,10 +180,14 @@ impl EnvVars {
                 if name == CONFIG_FILE_VAR || key.is_empty() {
                     return None;
                 }
-                let key = match (key.strip_prefix("raw_"), key.strip_prefix("auth_")) {
-                    (Some(port), _) => format!("raw.{port}"),
-                    (_, Some(field)) => format!("auth.{field}"),
-                    _ => key,
+                let key = if let Some(port) = key.strip_prefix("raw_") {
+                    format!("raw.{port}")
+                } else if let Some(field) = key.strip_prefix("auth_") {
+                    format!("auth.{field}")
+                } else if let Some(field) = key.strip_prefix("cluster_") {
+                    format!("cluster.{field}")
+                } else {
+                    key
                 };
                 Some((key, value))
             })

@@ -62,6 +62,38 @@ pub(crate) fn render(node: &Node) -> prometheus::Result<String> {
         "Sessions closed with 1008 because their queue overflowed.",
         m.slow_consumer_closes.load(Relaxed),
     )?;
+    if let Some(cluster) = node.broker().cluster_stats() {
+        gauge(
+            &r,
+            "framework_cluster_engine_up",
+            "1 when the cluster engine answered the last operation, else 0.",
+            i64::from(cluster.connected()),
+        )?;
+        gauge(
+            &r,
+            "framework_cluster_nodes",
+            "Other cluster nodes alive at the last heartbeat.",
+            cluster.other_nodes() as i64,
+        )?;
+        counter(
+            &r,
+            "framework_cluster_engine_errors_total",
+            "Cluster engine operations that failed or timed out.",
+            cluster.engine_errors.load(Relaxed),
+        )?;
+        counter(
+            &r,
+            "framework_cluster_undelivered_total",
+            "Publishes and broadcasts delivered on this node but not carried to the others (engine unreachable).",
+            cluster.undelivered.load(Relaxed),
+        )?;
+        counter(
+            &r,
+            "framework_cluster_received_total",
+            "Publishes, broadcasts and sends received from other nodes.",
+            cluster.received.load(Relaxed),
+        )?;
+    }
     gauge(
         &r,
         "framework_held_bytes",

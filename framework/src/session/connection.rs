@@ -198,7 +198,8 @@ impl Connection {
         charge: Charge,
     ) -> Connection {
         let inner = ConnectionInner {
-            id: Uuid::new_v4(),
+            // Carries the node's routing key: a cluster routes sends by it.
+            id: crate::cluster::session_id(node_id),
             node_id,
             peer,
             outbox: Outbox::default(),
@@ -224,7 +225,9 @@ impl Connection {
         Connection(Arc::new(inner))
     }
 
-    /// The session's UUID (C++ `get_id`).
+    /// The session's UUID (C++ `get_id`): a version 8 UUID whose first six bytes
+    /// are the owner node's routing key (its id's first six bytes) and whose
+    /// other 74 bits are random — a cluster routes a `Send` by it.
     #[doc(alias = "get_id")]
     pub fn id(&self) -> Uuid {
         self.0.id

@@ -1,0 +1,483 @@
+//! The cluster over a real Redis (Debian's `redis-server`, started here on a free
+//! loopback port): three framework nodes in this process, clients on each.
+//! Publish, Send, Broadcast and the HTTP server API cross nodes, exactly once and
+//! in order; `Welcome.node_id` and `owner_of` are real; a channel nobody on a node
+//! listens to never reaches that node.
+
+use std::time::Duration;
+
+use framework::client::Client;
+use framework::config::ClusterConfig;
+use framework::protocol::{ErrorCode, Opcode};
+use framework::{App, AppHandle, Config};
+use framework_tests::engines::Redis;
+use framework_tests::http::{self, Request};
+use framework_tests::{any_port, eventually, expect_server_error, DEADLINE};
+use uuid::Uuid;
+
+/// Fast heartbeats, short timeouts: faults show within the tests' patience.
+pub fn cluster(redis: &Redis, prefix: &str) -> ClusterConfig {
+    ClusterConfig {
+        prefix: prefix.into(),
+        heartbeat_interval: Duration::from_millis(200),
+        heartbeat_timeout: Duration::from_secs(1),
+        timeout: Duration::from_millis(700),
+        ..ClusterConfig::new(redis.url())
+    }
+}
+
+async fn node(cluster: ClusterConfig) -> AppHandle {
+    App::new()
+        .config(Config {
+            cluster: Some(cluster),
+            api_key: Some("key".into()),
+            ..Config::default()
+        })
+        .run_websocket_service(any_port())
+        .run_service(any_port())
+        .start()
+        .await
+        .expect("node starts")
+}
+
+async fn client(node: &AppHandle) -> Client {
+    Client::connect(&format!("ws://{}/", node.websocket_addr()))
+        .await
+        .expect("connects")
+}
+
+/// Every payload `c` receives within `wait`.
+async fn received(c: &Client, wait: Duration) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    while let Some(f) = c.recv_timeout(wait).await {
+        got.push(f.payload().to_vec());
+    }
+    got
+}
+
+fn received_by(node: &AppHandle) -> u64 {
+    node.node()
+        .broker()
+        .cluster_stats()
+        .expect("a cluster broker")
+        .received
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_send_broadcast_and_the_api_cross_nodes_exactly_once_in_order() {
+    let redis = Redis::start();
+    let config = cluster(&redis, "t1");
+    let nodes = [
+        node(config.clone()).await,
+        node(config.clone()).await,
+        node(config).await,
+    ];
+    let clients = [
+        client(&nodes[0]).await,
+        client(&nodes[1]).await,
+        client(&nodes[2]).await,
+    ];
+    for (c, n) in clients.iter().zip(&nodes) {
+        assert_eq!(
+            c.node_id(),
+            n.node().node_id(),
+            "Welcome names the owner node"
+        );
+    }
+    assert_ne!(nodes[0].node().node_id(), nodes[1].node().node_id());
+
+    // Publish: subscribers on nodes 2 and 3 and on the publisher's node 1.
+    for c in &clients {
+        c.subscribe("room").await.unwrap();
+    }
+    for i in 0..50u8 {
+        clients[0].publish("room", &[i]).await.unwrap();
+    }
+    let want: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i]).collect();
+    for c in &clients {
+        assert_eq!(
+            received(c, Duration::from_millis(500)).await,
+            want,
+            "once each, in order"
+        );
+    }
+
+    // Send to a session on another node, by its id alone.
+    clients[0]
+        .send_to(clients[2].session_id(), b"psst")
+        .await
+        .unwrap();
+    let got = clients[2].recv_timeout(DEADLINE).await.expect("the send");
+    assert_eq!(
+        (got.opcode(), &got.payload()[..]),
+        (Opcode::Send.0, &b"psst"[..])
+    );
+    assert_eq!(got.emitter_id(), Some(clients[0].session_id()));
+    // A session that does not exist: on a live node, on no node at all.
+    let mut gone = clients[1].session_id().into_bytes();
+    gone[15] ^= 1;
+    expect_server_error(
+        clients[0].send_to(Uuid::from_bytes(gone), b"x").await,
+        ErrorCode::NotFound,
+    );
+    expect_server_error(
+        clients[0].send_to(Uuid::new_v4(), b"x").await,
+        ErrorCode::NotFound,
+    );
+
+    // owner_of, from any node.
+    let owner = nodes[0]
+        .node()
+        .broker()
+        .owner_of(clients[1].session_id())
+        .await;
+    assert_eq!(owner, Ok(Some(nodes[1].node().node_id())));
+    assert_eq!(
+        nodes[0]
+            .node()
+            .broker()
+            .owner_of(Uuid::from_bytes(gone))
+            .await,
+        Ok(None)
+    );
+
+    // Broadcast reaches every session on every node, once.
+    clients[1].broadcast(b"all").await.unwrap();
+    for c in &clients {
+        assert_eq!(
+            received(c, Duration::from_millis(300)).await,
+            vec![b"all".to_vec()]
+        );
+    }
+
+    // The HTTP server API of node 3 reaches node 2's session.
+    let body = format!(
+        r#"{{"receiver_id":"{}","payload":"aGk="}}"#,
+        clients[1].session_id()
+    );
+    let r = http::send(
+        nodes[2].service_addr(),
+        Request::post_json("/api/send", &body).header("X-Api-Key", "key"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = clients[1]
+        .recv_timeout(DEADLINE)
+        .await
+        .expect("the API's send");
+    assert_eq!(&got.payload()[..], b"hi");
+    server_api_publish_reaches_all(&nodes, &clients).await;
+}
+
+async fn server_api_publish_reaches_all(nodes: &[AppHandle; 3], clients: &[Client; 3]) {
+    let r = http::send(
+        nodes[1].service_addr(),
+        Request::post_json("/api/publish", r#"{"channel":"room","payload":"aGk="}"#)
+            .header("X-Api-Key", "key"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for c in clients {
+        assert_eq!(
+            received(c, Duration::from_millis(300)).await,
+            vec![b"hi".to_vec()]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_subscribers_of_a_channel_receives_none_of_it() {
+    let redis = Redis::start();
+    let config = cluster(&redis, "t2");
+    let a = node(config.clone()).await;
+    let b = node(config).await;
+    let (ca, cb) = (client(&a).await, client(&b).await);
+    cb.subscribe("quiet").await.unwrap();
+    for _ in 0..20 {
+        ca.publish("quiet", b"x").await.unwrap();
+    }
+    eventually("node b got all 20", DEADLINE, || received_by(&b) == 20).await;
+    assert_eq!(
+        received_by(&a),
+        0,
+        "a's own publications are not echoed to it"
+    );
+    // b publishes on a channel only b listens to: a receives nothing.
+    for _ in 0..20 {
+        cb.publish("quiet", b"y").await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(received_by(&a), 0, "no traffic where nobody listens");
+    // Once b's subscriber leaves, b stops receiving the channel too.
+    cb.unsubscribe("quiet").await.unwrap();
+    ca.publish("quiet", b"z").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(received_by(&b), 20);
+    drop((ca, cb));
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_fails_start_with_the_cause() {
+    let port = framework_tests::engines::free_port();
+    let err = App::new()
+        .config(Config {
+            cluster: Some(ClusterConfig {
+                timeout: Duration::from_millis(500),
+                ..ClusterConfig::new(format!("redis://127.0.0.1:{port}"))
+            }),
+            ..Config::default()
+        })
+        .run_websocket_service(any_port())
+        .start()
+        .await
+        .expect_err("no Redis there");
+    let message = err.to_string();
+    assert!(
+        message.contains("broker") && message.contains("redis"),
+        "{message}"
+    );
+    let err = App::new()
+        .config(Config {
+            cluster: Some(ClusterConfig::new("carrier-pigeon://coop")),
+            ..Config::default()
+        })
+        .run_websocket_service(any_port())
+        .start()
+        .await
+        .expect_err("no such engine");
+    assert!(err.to_string().contains("carrier-pigeon"), "{err}");
+}
+
+// --- faults ---------------------------------------------------------------------------
+
+/// Publishes on `room` from `from` until `to` receives one, within `within`.
+async fn delivery_resumes(from: &Client, to: &Client, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let _ = from.publish("room", b"again").await;
+        if to.recv_timeout(Duration::from_millis(200)).await.is_some() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cross-node delivery did not resume within {within:?}"
+        );
+    }
+}
+
+/// Asserts `c` still answers a ping promptly (its node serves local traffic).
+async fn serves_locally(c: &Client) {
+    let rtt = tokio::time::timeout(Duration::from_secs(2), c.ping())
+        .await
+        .expect("a pong within 2 s")
+        .expect("a pong");
+    assert!(rtt < Duration::from_millis(500), "ping took {rtt:?}");
+}
+
+fn undelivered(node: &AppHandle) -> u64 {
+    node.node()
+        .broker()
+        .cluster_stats()
+        .unwrap()
+        .undelivered
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_killed_and_restarted_nodes_serve_locally_then_resume() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let config = cluster(&redis, "t3");
+    let (a, b) = (node(config.clone()).await, node(config).await);
+    let (ca, local, cb) = (client(&a).await, client(&a).await, client(&b).await);
+    local.subscribe("room").await.unwrap();
+    cb.subscribe("room").await.unwrap();
+    ca.publish("room", b"before").await.unwrap();
+    assert!(cb.recv_timeout(DEADLINE).await.is_some());
+    assert!(local.recv_timeout(DEADLINE).await.is_some());
+
+    redis.kill();
+    // Local traffic goes on; what needs the engine fails fast and is counted.
+    let started = tokio::time::Instant::now();
+    let result = ca.publish("room", b"while down").await;
+    expect_server_error(result, ErrorCode::Unavailable);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "failed fast: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        local
+            .recv_timeout(DEADLINE)
+            .await
+            .map(|f| f.payload().to_vec()),
+        Some(b"while down".to_vec()),
+        "the publisher's own node still delivers"
+    );
+    assert!(undelivered(&a) >= 1, "reported, not silently lost");
+    expect_server_error(
+        ca.send_to(cb.session_id(), b"x").await,
+        ErrorCode::Unavailable,
+    );
+    serves_locally(&ca).await;
+    serves_locally(&cb).await;
+
+    // The engine returns: subscriptions are restored without any client action.
+    let _redis = Redis::start_on(port);
+    delivery_resumes(&ca, &cb, Duration::from_secs(10)).await;
+    ca.send_to(cb.session_id(), b"hello again").await.unwrap();
+    let metrics = http::get(a.service_addr(), "/metrics").await.text();
+    assert!(
+        http::metric(&metrics, "framework_cluster_undelivered_total").unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        http::metric(&metrics, "framework_cluster_engine_up"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_engine_makes_remote_operations_fail_fast_not_hang() {
+    let redis = Redis::start();
+    let config = cluster(&redis, "t4");
+    let (a, b) = (node(config.clone()).await, node(config).await);
+    let (ca, local, cb) = (client(&a).await, client(&a).await, client(&b).await);
+    local.subscribe("room").await.unwrap();
+    cb.subscribe("room").await.unwrap();
+
+    redis.signal("-STOP");
+    let started = tokio::time::Instant::now();
+    expect_server_error(ca.publish("room", b"paused").await, ErrorCode::Unavailable);
+    expect_server_error(
+        ca.send_to(cb.session_id(), b"x").await,
+        ErrorCode::Unavailable,
+    );
+    expect_server_error(ca.subscribe("elsewhere").await, ErrorCode::Unavailable);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "three operations failed within their timeouts: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        local.recv_timeout(DEADLINE).await.is_some(),
+        "local delivery goes on"
+    );
+    serves_locally(&ca).await;
+    serves_locally(&cb).await;
+
+    redis.signal("-CONT");
+    delivery_resumes(&ca, &cb, Duration::from_secs(10)).await;
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_subscription_connection_is_detected_and_restored() {
+    let redis = Redis::start();
+    let config = cluster(&redis, "t5");
+    let (a, b) = (node(config.clone()).await, node(config).await);
+    let (ca, cb) = (client(&a).await, client(&b).await);
+    cb.subscribe("room").await.unwrap();
+    ca.publish("room", b"before").await.unwrap();
+    assert!(cb.recv_timeout(DEADLINE).await.is_some());
+
+    let killed = redis
+        .cli(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .expect("redis-cli");
+    assert!(
+        killed.trim() != "0",
+        "subscribed connections were killed: {killed}"
+    );
+    delivery_resumes(&ca, &cb, Duration::from_secs(10)).await;
+    drop((a, b));
+}
+
+/// A cluster node in its own process: the `main!` test application, joined to
+/// the cluster through the environment alone.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_node(redis: &Redis, prefix: &str) -> (Process, std::net::SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_main-app"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env("FRAMEWORK_CLUSTER_URL", redis.url())
+        .env("FRAMEWORK_CLUSTER_PREFIX", prefix)
+        .env("FRAMEWORK_CLUSTER_HEARTBEAT_INTERVAL", "200ms")
+        .env("FRAMEWORK_CLUSTER_HEARTBEAT_TIMEOUT", "1s")
+        .env("FRAMEWORK_CLUSTER_TIMEOUT", "700ms")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the main-app binary runs");
+    let stderr = child.stderr.take().expect("piped");
+    let process = Process(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("websocket=[").nth(1) {
+                let _ = tx.send(rest.split(']').next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(DEADLINE)
+        .expect("the node logs its address");
+    (process, addr.parse().expect("an address"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else() {
+    let redis = Redis::start();
+    let config = cluster(&redis, "t6");
+    let a = node(config).await;
+    let ca = client(&a).await;
+    let other = client(&a).await;
+    let (mut process, addr) = spawn_node(&redis, "t6");
+    let remote = Client::connect(&format!("ws://{addr}/")).await.unwrap();
+    assert_ne!(remote.node_id(), a.node().node_id());
+    ca.send_to(remote.session_id(), b"hi").await.unwrap();
+    assert!(
+        remote.recv_timeout(DEADLINE).await.is_some(),
+        "a send reaches the process"
+    );
+    eventually("a sees the other node", DEADLINE, || {
+        a.node().broker().cluster_stats().unwrap().other_nodes() == 1
+    })
+    .await;
+
+    let _ = process.0.kill(); // SIGKILL
+    let _ = process.0.wait();
+    let started = tokio::time::Instant::now();
+    let gone = async {
+        loop {
+            match ca.send_to(remote.session_id(), b"anyone?").await {
+                Err(framework::client::ClientError::Server {
+                    code: ErrorCode::NotFound,
+                    ..
+                }) => return,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), gone)
+        .await
+        .expect("NotFound within the heartbeat timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Nothing else is disturbed.
+    ca.send_to(other.session_id(), b"still here").await.unwrap();
+    assert!(other.recv_timeout(DEADLINE).await.is_some());
+    eventually("a forgets the dead node", DEADLINE, || {
+        a.node().broker().cluster_stats().unwrap().other_nodes() == 0
+    })
+    .await;
+}
