@@ -288,6 +288,7 @@ pub mod tools {
 
 /// Cluster engines run by the tests as real processes on free loopback ports.
 pub mod engines {
+    use std::io::Read;
     use std::net::TcpListener;
     use std::process::{Child, Command, Stdio};
     use std::time::Duration;
@@ -300,52 +301,101 @@ pub mod engines {
             .expect("a free port")
     }
 
-    /// A `redis-server` process (Debian's package), killed on drop.
-    pub struct Redis {
+    /// Which engine.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        /// Debian's `redis-server`.
+        Redis,
+        /// Debian's `nats-server`.
+        Nats,
+    }
+
+    /// An engine process, killed on drop.
+    pub struct Engine {
         child: Option<Child>,
+        /// Which engine it is.
+        pub kind: Kind,
         /// The port it listens on.
         pub port: u16,
     }
 
-    impl Redis {
+    impl Engine {
         /// Starts one on a free port and waits until it answers.
-        pub fn start() -> Redis {
-            Self::start_on(free_port())
+        pub fn start(kind: Kind) -> Engine {
+            Self::start_on(kind, free_port())
         }
 
         /// Starts one on `port` (again, after a kill) and waits until it answers.
-        pub fn start_on(port: u16) -> Redis {
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        pub fn start_on(kind: Kind, port: u16) -> Engine {
+            let p = port.to_string();
+            let mut cmd = match kind {
+                Kind::Redis => {
+                    let mut c = Command::new("redis-server");
+                    c.args(["--port", &p, "--bind", "127.0.0.1"]).args([
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--protected-mode",
+                        "no",
+                    ]);
+                    c
+                }
+                Kind::Nats => {
+                    let mut c = Command::new("nats-server");
+                    c.args(["-a", "127.0.0.1", "-p", &p]);
+                    c
+                }
+            };
+            let child = cmd
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("redis-server runs (scripts/test.sh installs Debian's redis-server)");
-            let redis = Redis {
+                .unwrap_or_else(|e| {
+                    panic!("{kind:?} engine does not run ({e}): scripts/test.sh installs Debian's redis-server and nats-server")
+                });
+            let engine = Engine {
                 child: Some(child),
+                kind,
                 port,
             };
-            redis.wait_ready();
-            redis
+            engine.wait_ready();
+            engine
         }
 
         /// The URL the cluster connects to.
         pub fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}", self.port)
+            match self.kind {
+                Kind::Redis => format!("redis://127.0.0.1:{}", self.port),
+                Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
+            }
         }
 
         fn wait_ready(&self) {
             for _ in 0..500 {
-                if self.cli(&["PING"]).is_some_and(|o| o.contains("PONG")) {
+                if self.answers() {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            panic!("redis-server on port {} did not start", self.port);
+            panic!("{:?} on port {} did not start", self.kind, self.port);
         }
 
-        /// Runs `redis-cli` against it; its output, when it ran.
+        fn answers(&self) -> bool {
+            match self.kind {
+                Kind::Redis => self.cli(&["PING"]).is_some_and(|o| o.contains("PONG")),
+                Kind::Nats => {
+                    let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+                        return false;
+                    };
+                    let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
+                    let mut buf = [0u8; 4];
+                    tcp.read_exact(&mut buf).is_ok() && &buf == b"INFO"
+                }
+            }
+        }
+
+        /// Runs `redis-cli` against a Redis; its output, when it ran.
         pub fn cli(&self, args: &[&str]) -> Option<String> {
             let out = Command::new("redis-cli")
                 .args(["-p", &self.port.to_string()])
@@ -357,8 +407,8 @@ pub mod engines {
                 .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
         }
 
-        fn pid(&self) -> i32 {
-            self.child.as_ref().map_or(0, |c| c.id() as i32)
+        fn pid(&self) -> u32 {
+            self.child.as_ref().map_or(0, |c| c.id())
         }
 
         /// Sends `signal` (e.g. `"-STOP"`, `"-CONT"`) to the process.
@@ -379,7 +429,7 @@ pub mod engines {
         }
     }
 
-    impl Drop for Redis {
+    impl Drop for Engine {
         fn drop(&mut self) {
             if let Some(child) = self.child.as_ref() {
                 // A stopped process cannot die until it is continued.

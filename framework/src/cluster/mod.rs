@@ -24,6 +24,8 @@
 //! byte and the origin node): nothing is re-encoded per node, and a node skips
 //! its own publications when the engine echoes them back.
 
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -127,6 +129,23 @@ pub(crate) fn session_id(node: Uuid) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// The channel name a subject token encodes (see `Core::channel_subject`).
+fn decode_subject(token: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(token.len());
+    let mut i = 0;
+    while i < token.len() {
+        if token[i] == b'%' {
+            let hex = std::str::from_utf8(token.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(token[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// What a node answered to a request.
 #[derive(Debug, Clone, Copy)]
 struct Answer {
@@ -187,6 +206,8 @@ pub async fn connect(
     let engine: Arc<dyn Engine> = match scheme {
         #[cfg(feature = "redis")]
         "redis" | "rediss" => Arc::new(redis::RedisEngine::connect(config, broker.inbox()).await?),
+        #[cfg(feature = "nats")]
+        "nats" => Arc::new(nats::NatsEngine::connect(config, broker.inbox()).await?),
         other => {
             return Err(BrokerError::Unavailable(format!(
                 "no cluster engine for `{other}://` URLs (this build has: {})",
@@ -204,6 +225,8 @@ const ENGINES: &[&str] = &[
     "redis://",
     #[cfg(feature = "redis")]
     "rediss://",
+    #[cfg(feature = "nats")]
+    "nats://",
 ];
 
 impl ClusterBroker {
@@ -316,8 +339,19 @@ impl Core {
         format!("{}:{name}", self.config.prefix)
     }
 
+    /// The subject of `channel`: its name, with every byte outside
+    /// `[A-Za-z0-9_:-]` written `%XX`, so any channel name is one valid subject
+    /// token for every engine (NATS gives `.`, `*`, `>` and spaces a meaning).
     fn channel_subject(&self, channel: &str) -> String {
-        format!("{}:c:{channel}", self.config.prefix)
+        let mut subject = format!("{}:c:", self.config.prefix);
+        for b in channel.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-') {
+                subject.push(char::from(b));
+            } else {
+                subject.push_str(&format!("%{b:02X}"));
+            }
+        }
+        subject
     }
 
     fn node_subject(&self, key: &Key) -> String {
@@ -425,11 +459,11 @@ impl Core {
                 let Some(channel) = subject.strip_prefix(prefix.as_bytes()) else {
                     return;
                 };
-                let Ok(channel) = std::str::from_utf8(channel) else {
+                let Some(channel) = decode_subject(channel) else {
                     return;
                 };
                 self.stats.received.fetch_add(1, Relaxed);
-                self.hub.publish_local(channel, &body);
+                self.hub.publish_local(&channel, &body);
             }
             BROADCAST => {
                 self.stats.received.fetch_add(1, Relaxed);
@@ -598,5 +632,35 @@ impl Broker for ClusterBroker {
             }
             core.ask(OWNER, session, &[]).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_round_trip_through_subjects() {
+        let core = ClusterBroker::new(
+            ClusterConfig::new("x://"),
+            Uuid::new_v4(),
+            Arc::new(Hub::new(1, 1)),
+        );
+        for channel in ["room", "chat:room.1", "a b*>%", "ünï", ""] {
+            let subject = core.0.channel_subject(channel);
+            let token = &subject["framework:c:".len()..];
+            assert!(!token.contains(['.', '*', '>', ' ']), "{subject}");
+            assert_eq!(decode_subject(token.as_bytes()).as_deref(), Some(channel));
+        }
+    }
+
+    #[test]
+    fn session_ids_carry_their_node_key() {
+        let node = Uuid::new_v4();
+        let a = session_id(node);
+        let b = session_id(node);
+        assert_ne!(a, b);
+        assert_eq!(a.get_version_num(), 8);
+        assert_eq!(key_of(&a), key_of(&node));
     }
 }

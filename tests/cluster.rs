@@ -1,8 +1,10 @@
-//! The cluster over a real Redis (Debian's `redis-server`, started here on a free
-//! loopback port): three framework nodes in this process, clients on each.
-//! Publish, Send, Broadcast and the HTTP server API cross nodes, exactly once and
-//! in order; `Welcome.node_id` and `owner_of` are real; a channel nobody on a node
-//! listens to never reaches that node.
+//! The cluster over real engines — Debian's `redis-server` and `nats-server`,
+//! started here on free loopback ports — every scenario once per engine: framework
+//! nodes in this process (and one in its own process), clients on each. Publish,
+//! Send, Broadcast and the HTTP server API cross nodes, exactly once and in order;
+//! `Welcome.node_id` and `owner_of` are real; a channel nobody on a node listens
+//! to never reaches that node; and the faults: the engine killed and restarted,
+//! paused, its subscription connection dropped, a node killed.
 
 use std::time::Duration;
 
@@ -10,13 +12,13 @@ use framework::client::Client;
 use framework::config::ClusterConfig;
 use framework::protocol::{ErrorCode, Opcode};
 use framework::{App, AppHandle, Config};
-use framework_tests::engines::Redis;
+use framework_tests::engines::{Engine, Kind};
 use framework_tests::http::{self, Request};
 use framework_tests::{any_port, eventually, expect_server_error, DEADLINE};
 use uuid::Uuid;
 
 /// Fast heartbeats, short timeouts: faults show within the tests' patience.
-pub fn cluster(redis: &Redis, prefix: &str) -> ClusterConfig {
+pub fn cluster(redis: &Engine, prefix: &str) -> ClusterConfig {
     ClusterConfig {
         prefix: prefix.into(),
         heartbeat_interval: Duration::from_millis(200),
@@ -64,9 +66,8 @@ fn received_by(node: &AppHandle) -> u64 {
         .load(std::sync::atomic::Ordering::Relaxed)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_send_broadcast_and_the_api_cross_nodes_exactly_once_in_order() {
-    let redis = Redis::start();
+async fn publish_send_broadcast_and_the_api_cross_nodes_exactly_once_in_order(kind: Kind) {
+    let redis = Engine::start(kind);
     let config = cluster(&redis, "t1");
     let nodes = [
         node(config.clone()).await,
@@ -186,9 +187,8 @@ async fn server_api_publish_reaches_all(nodes: &[AppHandle; 3], clients: &[Clien
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_without_subscribers_of_a_channel_receives_none_of_it() {
-    let redis = Redis::start();
+async fn a_node_without_subscribers_of_a_channel_receives_none_of_it(kind: Kind) {
+    let redis = Engine::start(kind);
     let config = cluster(&redis, "t2");
     let a = node(config.clone()).await;
     let b = node(config).await;
@@ -217,14 +217,17 @@ async fn a_node_without_subscribers_of_a_channel_receives_none_of_it() {
     drop((ca, cb));
 }
 
-#[tokio::test]
-async fn an_unreachable_engine_fails_start_with_the_cause() {
+async fn an_unreachable_engine_fails_start_with_the_cause(kind: Kind) {
     let port = framework_tests::engines::free_port();
+    let scheme = match kind {
+        Kind::Redis => "redis",
+        Kind::Nats => "nats",
+    };
     let err = App::new()
         .config(Config {
             cluster: Some(ClusterConfig {
                 timeout: Duration::from_millis(500),
-                ..ClusterConfig::new(format!("redis://127.0.0.1:{port}"))
+                ..ClusterConfig::new(format!("{scheme}://127.0.0.1:{port}"))
             }),
             ..Config::default()
         })
@@ -234,7 +237,7 @@ async fn an_unreachable_engine_fails_start_with_the_cause() {
         .expect_err("no Redis there");
     let message = err.to_string();
     assert!(
-        message.contains("broker") && message.contains("redis"),
+        message.contains("broker") && message.contains(scheme),
         "{message}"
     );
     let err = App::new()
@@ -284,9 +287,8 @@ fn undelivered(node: &AppHandle) -> u64 {
         .load(std::sync::atomic::Ordering::Relaxed)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_engine_killed_and_restarted_nodes_serve_locally_then_resume() {
-    let mut redis = Redis::start();
+async fn the_engine_killed_and_restarted_nodes_serve_locally_then_resume(kind: Kind) {
+    let mut redis = Engine::start(kind);
     let port = redis.port;
     let config = cluster(&redis, "t3");
     let (a, b) = (node(config.clone()).await, node(config).await);
@@ -324,7 +326,7 @@ async fn the_engine_killed_and_restarted_nodes_serve_locally_then_resume() {
     serves_locally(&cb).await;
 
     // The engine returns: subscriptions are restored without any client action.
-    let _redis = Redis::start_on(port);
+    let _redis = Engine::start_on(kind, port);
     delivery_resumes(&ca, &cb, Duration::from_secs(10)).await;
     ca.send_to(cb.session_id(), b"hello again").await.unwrap();
     let metrics = http::get(a.service_addr(), "/metrics").await.text();
@@ -338,9 +340,8 @@ async fn the_engine_killed_and_restarted_nodes_serve_locally_then_resume() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_engine_makes_remote_operations_fail_fast_not_hang() {
-    let redis = Redis::start();
+async fn a_paused_engine_makes_remote_operations_fail_fast_not_hang(kind: Kind) {
+    let redis = Engine::start(kind);
     let config = cluster(&redis, "t4");
     let (a, b) = (node(config.clone()).await, node(config).await);
     let (ca, local, cb) = (client(&a).await, client(&a).await, client(&b).await);
@@ -372,9 +373,9 @@ async fn a_paused_engine_makes_remote_operations_fail_fast_not_hang() {
     drop(a);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_subscription_connection_is_detected_and_restored() {
-    let redis = Redis::start();
+/// Redis only: `CLIENT KILL TYPE pubsub` (NATS has no such command).
+async fn a_dropped_subscription_connection_is_detected_and_restored(kind: Kind) {
+    let redis = Engine::start(kind);
     let config = cluster(&redis, "t5");
     let (a, b) = (node(config.clone()).await, node(config).await);
     let (ca, cb) = (client(&a).await, client(&b).await);
@@ -404,7 +405,7 @@ impl Drop for Process {
     }
 }
 
-fn spawn_node(redis: &Redis, prefix: &str) -> (Process, std::net::SocketAddr) {
+fn spawn_node(redis: &Engine, prefix: &str) -> (Process, std::net::SocketAddr) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_main-app"))
         .env("RUST_LOG", "info")
@@ -435,9 +436,8 @@ fn spawn_node(redis: &Redis, prefix: &str) -> (Process, std::net::SocketAddr) {
     (process, addr.parse().expect("an address"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else() {
-    let redis = Redis::start();
+async fn a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else(kind: Kind) {
+    let redis = Engine::start(kind);
     let config = cluster(&redis, "t6");
     let a = node(config).await;
     let ca = client(&a).await;
@@ -480,4 +480,40 @@ async fn a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else(
         a.node().broker().cluster_stats().unwrap().other_nodes() == 0
     })
     .await;
+}
+
+/// Runs each scenario against each engine.
+macro_rules! on_every_engine {
+    ($($scenario:ident),* $(,)?) => {
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Kind::Redis).await
+                }
+            )*
+        }
+        mod nats {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Kind::Nats).await
+                }
+            )*
+        }
+    };
+}
+
+on_every_engine!(
+    publish_send_broadcast_and_the_api_cross_nodes_exactly_once_in_order,
+    a_node_without_subscribers_of_a_channel_receives_none_of_it,
+    an_unreachable_engine_fails_start_with_the_cause,
+    the_engine_killed_and_restarted_nodes_serve_locally_then_resume,
+    a_paused_engine_makes_remote_operations_fail_fast_not_hang,
+    a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_client_kill_pubsub() {
+    a_dropped_subscription_connection_is_detected_and_restored(Kind::Redis).await
 }
