@@ -7,7 +7,9 @@
 //! taking the sender's identity. Checked: nothing panics, every frame queued to
 //! the session decodes as a frame, the session is not closed. Between inputs the
 //! session leaves its channels and drops a token's identity, so each input starts
-//! from the same state (quotas, time-based, are the exception).
+//! from the same state (quotas, time-based, are the exception). A frame that
+//! decodes also round-trips: its fields, encoded again with `FrameFields`, decode
+//! to the same fields, and encoding those gives the same bytes.
 //!
 //! Shared by the cargo-fuzz target (`fuzz/fuzz_targets/frame_dispatch.rs`) and the
 //! corpus replay test (`tests/fuzz_corpus.rs`), which include this file by path.
@@ -194,6 +196,49 @@ fn read_all(frame: &Frame) {
     let _ = format!("{frame:?}");
 }
 
+/// Every field of a verified frame, as `FrameFields` to encode it again.
+fn fields(frame: &Frame) -> FrameFields<'_> {
+    let msg = frame.message();
+    FrameFields {
+        opcode: frame.opcode(),
+        transaction_id: frame.transaction_id(),
+        requires_ack: frame.requires_ack(),
+        channel: frame.channel(),
+        receiver_id: frame.receiver_id(),
+        emitter_id: frame.emitter_id(),
+        payload: msg.payload().map(|p| p.bytes()),
+        token: frame.token(),
+        trace_id: frame.trace_id(),
+        span_id: frame.span_id(),
+        parent_span_id: frame.parent_span_id(),
+        error_code: frame.error_code(),
+        error_message: frame.error_message(),
+        node_id: frame.node_id(),
+        retry_after_ms: frame.retry_after_ms(),
+        offset: frame.offset(),
+        epoch: frame.epoch(),
+        recover: frame.recover(),
+        recovered: frame.recovered(),
+        limit: frame.limit(),
+        user_id: frame.user_id(),
+        expires_at_ms: frame.expires_at_ms(),
+    }
+}
+
+/// decode → encode → decode gives the same fields; encoding is then stable.
+fn round_trip(frame: &Frame, limits: &DecodeLimits) {
+    let original = fields(frame);
+    assert_eq!(original.payload.is_some(), frame.has_payload());
+    let encoded = original.encode();
+    // Strings and vectors the input shared are written once per field now.
+    let roomy = DecodeLimits::for_max_size(limits.max_size.saturating_mul(8) + 1024);
+    let again = Frame::decode(encoded.clone(), &roomy)
+        .unwrap_or_else(|e| panic!("a re-encoded frame does not decode ({e}): {frame:?}"));
+    let decoded = fields(&again);
+    assert_eq!(format!("{original:?}"), format!("{decoded:?}"));
+    assert_eq!(decoded.encode(), encoded, "re-encoding is stable");
+}
+
 /// The fuzz body.
 pub fn run(data: &[u8]) {
     let bytes = Bytes::copy_from_slice(data);
@@ -202,12 +247,14 @@ pub fn run(data: &[u8]) {
             return;
         };
         read_all(&frame);
+        round_trip(&frame, &f.limits);
         let conn = f.node.connection();
         let replies = f.rt.block_on(f.node.dispatch(bytes));
         for reply in replies {
             let reply = Frame::decode(reply.clone(), &f.limits)
                 .unwrap_or_else(|e| panic!("a reply that is not a frame ({e}): {reply:?}"));
             read_all(&reply);
+            round_trip(&reply, &f.limits);
         }
         assert!(!conn.is_closing(), "the session was closed");
         // The next input starts from the same session state.

@@ -136,6 +136,16 @@ fn handshake_ok(headers: &HeaderMap) -> bool {
         })
 }
 
+/// The `sub` of `token` if the node's key signed it and it has not expired,
+/// judged independently of the framework.
+fn verified_sub(token: &str) -> Option<String> {
+    let key = jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes());
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.leeway = 3600;
+    let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).ok()?;
+    data.claims.get("sub")?.as_str().map(str::to_string)
+}
+
 /// The fuzz body.
 pub fn run(data: &[u8]) {
     let Some(parts) = parse(data) else { return };
@@ -164,15 +174,28 @@ pub fn run(data: &[u8]) {
                     *params <= query_len,
                     "{params} parameters in {query_len} bytes"
                 );
-                if extensions.get::<Identity>().is_none() {
+                let bearer = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().split_once(' '))
+                    .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, t)| t.trim());
+                match (extensions.get::<Identity>(), bearer) {
                     // Anonymous: no bearer token was presented (a token in the query
                     // only counts when the header has none).
-                    let bearer = headers
-                        .get(header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().split_once(' '))
-                        .is_some_and(|(s, _)| s.eq_ignore_ascii_case("bearer"));
-                    assert!(!bearer, "a bearer token presented, yet anonymous");
+                    (None, bearer) => {
+                        assert!(bearer.is_none(), "a bearer token presented, yet anonymous")
+                    }
+                    // The identity is the bearer token's, which the node's key signed.
+                    (Some(id), Some(token)) => assert_eq!(
+                        verified_sub(token).as_deref(),
+                        Some(id.user_id()),
+                        "admitted as {id:?} with the bearer token {token}"
+                    ),
+                    (Some(id), None) => assert!(
+                        query_len > 0 && id.user_id() != "mallory",
+                        "an identity {id:?} without a token"
+                    ),
                 }
             }
             Err((status, message, extra)) => {

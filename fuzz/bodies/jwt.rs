@@ -8,12 +8,17 @@
 //!   audience, `alg: none`, an unknown `kid`) edited by the bytes (overwrite, insert,
 //!   delete at positions they name);
 //! - `2`: a header and claims JSON taken from the bytes, signed properly with one
-//!   of the HS256 keys, so the claim checks after the signature are fuzzed.
+//!   of the HS256 keys (so the claim checks after the signature are fuzzed), or
+//!   signed with a key the node does not have, or not signed at all (an empty
+//!   signature, as `alg: none` would have it).
 //!
 //! Checked: nothing panics; an edited token never verifies (the signature covers
-//! every byte of header and claims); an accepted token was signed with the key its
-//! header names, has a non-empty string `sub` (the identity's user id), a numeric
-//! `exp` not past (beyond the leeway), `exp`×1000 as `expires_at_ms`, and the
+//! every byte of header and claims); a token signed with a wrong key, or unsigned,
+//! never verifies; an accepted token names HS256 or ES256 (never `none`), its
+//! signature verifies independently (`jsonwebtoken::crypto::verify`) with the one
+//! key its `alg` and `kid` name, it has a non-empty string `sub` (the identity's
+//! user id), a numeric `exp` not past (beyond the leeway) whose milliseconds are the
+//! identity's `expires_at_ms` (never 0, which means "never expires"), and the
 //! configured `aud` and `iss`.
 //!
 //! Shared by the cargo-fuzz target (`fuzz/fuzz_targets/jwt.rs`) and the corpus
@@ -24,12 +29,14 @@ use framework::config::{AuthConfig, KeyConfig};
 use framework::node::{AuthError, Identity, Verifier};
 use framework::testing::TestNode;
 use framework::{App, Config};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 
 /// The HS256 key without a `kid`.
 pub const SECRET: &str = "jwt-fuzz-secret-number-one-32by!";
 /// The HS256 key with `kid` "hs-2".
 pub const SECRET_2: &str = "jwt-fuzz-secret-number-two-32by!";
+/// A key the node does not have.
+pub const WRONG_SECRET: &str = "jwt-fuzz-secret-nobody-knows-32!";
 const ES256_PUBLIC: &str = include_str!("../../tests/fixtures/jwt/es256-public.pem");
 const ES256_PRIVATE: &str = include_str!("../../tests/fixtures/jwt/es256-private.pem");
 const AUDIENCE: &str = "fuzz";
@@ -168,8 +175,30 @@ thread_local! {
     };
 }
 
+/// The key the node holds for `alg` and `kid`, judged independently of the
+/// verifier.
+fn expected_key(alg: Algorithm, kid: Option<&str>) -> Option<DecodingKey> {
+    match (alg, kid) {
+        (Algorithm::HS256, None) => Some(DecodingKey::from_secret(SECRET.as_bytes())),
+        (Algorithm::HS256, Some("hs-2")) => Some(DecodingKey::from_secret(SECRET_2.as_bytes())),
+        (Algorithm::ES256, Some("ec-1")) => {
+            Some(DecodingKey::from_ec_pem(ES256_PUBLIC.as_bytes()).expect("the ES256 fixture"))
+        }
+        _ => None,
+    }
+}
+
 /// What every accepted token must be.
-fn check_accepted(identity: &Identity) {
+fn check_accepted(token: &str, identity: &Identity) {
+    let header = jsonwebtoken::decode_header(token).expect("an accepted token has a header");
+    let key = expected_key(header.alg, header.kid.as_deref())
+        .unwrap_or_else(|| panic!("accepted with no key for {header:?}: {token}"));
+    let (message, signature) = token.rsplit_once('.').expect("three parts");
+    assert!(
+        jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key, header.alg)
+            .unwrap_or(false),
+        "accepted, yet not signed by the key its header names: {token}"
+    );
     let claims = identity.claims();
     let sub = claims.get("sub").and_then(|s| s.as_str());
     assert_eq!(sub, Some(identity.user_id()), "{claims}");
@@ -180,8 +209,19 @@ fn check_accepted(identity: &Identity) {
         exp + LEEWAY as f64 + 1.0 >= now() as f64,
         "accepted expired: {claims}"
     );
-    if let Some(e) = claims.get("exp").and_then(|e| e.as_u64()) {
-        assert_eq!(identity.expires_at_ms(), e.saturating_mul(1000));
+    // The session ends at `exp`: 0 would mean "never".
+    assert_ne!(
+        identity.expires_at_ms(),
+        0,
+        "accepted, never expiring: {claims}"
+    );
+    match claims.get("exp").and_then(|e| e.as_u64()) {
+        Some(e) => assert_eq!(identity.expires_at_ms(), e.saturating_mul(1000)),
+        None => assert!(
+            (identity.expires_at_ms() as f64 - exp * 1000.0).abs() <= 1.0,
+            "expires at {} ms, exp {exp}: {claims}",
+            identity.expires_at_ms()
+        ),
     }
     let aud_ok = match claims.get("aud") {
         Some(serde_json::Value::String(a)) => a == AUDIENCE,
@@ -224,7 +264,7 @@ pub fn run(data: &[u8]) {
             0 => {
                 let token = String::from_utf8_lossy(rest);
                 if let Ok(id) = verifier.verify_now(&token) {
-                    check_accepted(&id);
+                    check_accepted(&token, &id);
                 }
             }
             1 => {
@@ -237,8 +277,14 @@ pub fn run(data: &[u8]) {
                 let result = verifier.verify_now(&token);
                 if token == base.as_str() {
                     assert_eq!(&result, expected);
-                } else if let Ok(id) = result {
-                    panic!("an edited token verified: {token} ({id:?})");
+                } else {
+                    assert!(
+                        result.is_err(),
+                        "an edited token verified: {token} ({result:?})"
+                    );
+                }
+                if let Ok(id) = &result {
+                    check_accepted(&token, id);
                 }
             }
             _ => {
@@ -253,17 +299,24 @@ pub fn run(data: &[u8]) {
                 let (head, claims) = (&json[..cut], json.get(cut + 1..).unwrap_or_default());
                 let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
                 let message = format!("{}.{}", b64.encode(head), b64.encode(claims));
-                let (secret, kid) = if key % 2 == 0 {
-                    (SECRET, None)
-                } else {
-                    (SECRET_2, Some("hs-2"))
+                // 0, 1: the node's keys; 2: a key it does not have; 3: unsigned.
+                let (secret, kid) = match key % 4 {
+                    0 => (Some(SECRET), None),
+                    1 => (Some(SECRET_2), Some("hs-2")),
+                    2 => (Some(WRONG_SECRET), None),
+                    _ => (None, None),
                 };
-                let signature =
+                let signature = secret.map_or_else(String::new, |secret| {
                     jsonwebtoken::crypto::sign(message.as_bytes(), &hs(secret), Algorithm::HS256)
-                        .expect("HMAC signs anything");
+                        .expect("HMAC signs anything")
+                });
                 let token = format!("{message}.{signature}");
                 if let Ok(id) = verifier.verify_now(&token) {
-                    check_accepted(&id);
+                    assert!(
+                        key % 4 < 2,
+                        "accepted, signed by no key of the node: {token}"
+                    );
+                    check_accepted(&token, &id);
                     let header = jsonwebtoken::decode_header(&token).expect("it was accepted");
                     assert_eq!(header.alg, Algorithm::HS256, "{token}");
                     assert_eq!(
@@ -297,6 +350,10 @@ pub fn seeds() -> Vec<Vec<u8>> {
         (0u8, r#"{"alg":"HS256","typ":"JWT"}"#),
         (1, r#"{"alg":"HS256","kid":"hs-2"}"#),
         (0, r#"{"alg":"HS256","crit":["exp"],"jwk":{"kty":"oct"}}"#),
+        // A key the node does not have; unsigned, as alg none and as HS256.
+        (2, r#"{"alg":"HS256","typ":"JWT"}"#),
+        (3, r#"{"alg":"none","typ":"JWT"}"#),
+        (3, r#"{"alg":"HS256"}"#),
     ];
     for (key, h) in headers {
         for c in &claims {
