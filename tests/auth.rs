@@ -476,6 +476,30 @@ async fn audience_and_issuer_are_checked_when_configured() {
     server.shutdown().await;
 }
 
+/// A fractional `exp` (jsonwebtoken accepts one) is still a deadline: the
+/// identity expires at its millisecond, not at 0 ("never"). Found by the `jwt`
+/// fuzz target (`fuzz/corpus/jwt/crash-fractional-exp`).
+#[tokio::test]
+async fn a_fractional_exp_still_expires() {
+    let server = start(AuthConfig::hs256(SECRET)).await;
+    let exp = now() as f64 + 600.5;
+    let token = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "sub": "ada", "exp": exp }),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let c = Client::connect_with_token(&ws(&server), &token)
+        .await
+        .expect("admitted");
+    assert_eq!(c.expires_at_ms(), (exp * 1000.0) as u64);
+    assert_eq!(
+        c.authenticate(&token).await.expect("an Ack").1,
+        (exp * 1000.0) as u64
+    );
+    server.shutdown().await;
+}
+
 /// A JWKS document of HMAC keys (`oct`), by kid.
 fn jwks(kids: &[&str]) -> String {
     let keys: Vec<_> = kids

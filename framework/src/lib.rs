@@ -66,6 +66,50 @@ pub mod __private {
     pub use crate::registry::{Kind, Registration};
     pub use flatbuffers;
     pub use inventory;
+
+    /// For the fuzz targets (`fuzz/`) and the test that replays their corpus; not a
+    /// public API.
+    pub mod fuzz {
+        use crate::services::admission;
+
+        /// A refused upgrade: the status, the body's text, the extra headers.
+        pub type Refused = (
+            http::StatusCode,
+            String,
+            Vec<(http::HeaderName, http::HeaderValue)>,
+        );
+
+        /// The admission policy a protocol listener of `node`'s app would run on an
+        /// upgrade request (handshake headers, Origin, draining, token, `on_connect`
+        /// hooks), without a listener; connection slots are not involved.
+        pub struct Admission(admission::Admission);
+
+        impl Admission {
+            /// The policy of `node`'s app.
+            pub fn new(node: &crate::testing::TestNode) -> Admission {
+                let draining = tokio_util::sync::CancellationToken::new();
+                let hooks = node.dispatcher().hooks().clone();
+                Admission(admission::Admission::new(
+                    node.node().clone(),
+                    draining,
+                    hooks,
+                ))
+            }
+
+            /// Admits `parts` from `peer`: the `Sec-WebSocket-Key` and what the
+            /// connection would be opened with, or the refusal.
+            pub async fn admit(
+                &self,
+                parts: http::request::Parts,
+                peer: std::net::SocketAddr,
+            ) -> Result<(http::HeaderValue, http::Extensions), Refused> {
+                match self.0.admit(parts, peer, true).await {
+                    Ok(a) => Ok((a.key, a.extensions)),
+                    Err(r) => Err((r.status, r.message, r.headers)),
+                }
+            }
+        }
+    }
 }
 
 /// Re-exports for the common case: `use framework::prelude::*;`.

@@ -332,10 +332,12 @@ impl Verifier {
             .filter(|s| !s.is_empty())
             .ok_or(AuthError::NoSubject)?
             .to_string();
-        let expires_at_ms = claims
-            .get("exp")
-            .and_then(|e| e.as_u64())
-            .map_or(0, |e| e.saturating_mul(1000));
+        // jsonwebtoken accepts a fractional `exp` too: its millisecond, not 0
+        // (which would mean "never expires").
+        let expires_at_ms = claims.get("exp").map_or(0, |e| match e.as_u64() {
+            Some(secs) => secs.saturating_mul(1000),
+            None => e.as_f64().map_or(0, |secs| (secs * 1000.0) as u64),
+        });
         Ok(Identity::new(user_id, expires_at_ms, claims))
     }
 
