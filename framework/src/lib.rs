@@ -109,6 +109,109 @@ pub mod __private {
                 }
             }
         }
+
+        /// What the session's WebSocket frame reader made of a byte stream.
+        #[derive(Debug)]
+        pub struct FramesRead {
+            /// Every message and control frame read, in order.
+            pub messages: Vec<tokio_tungstenite::tungstenite::Message>,
+            /// The close code the session would end with (`None`: the stream just
+            /// ended, or the memory budget refused a frame).
+            pub close: Option<u16>,
+            /// Whether the memory budget refused a frame.
+            pub over_budget: bool,
+            /// Bytes still counted in the memory budget once the reader is gone
+            /// (must be 0).
+            pub held_after: usize,
+            /// The most the budget counted at once.
+            pub held_peak: usize,
+        }
+
+        /// Runs the session's WebSocket frame reader (`session::frames`) over
+        /// `bytes`, delivered in pieces of the sizes in `pieces` (cycled; empty:
+        /// all at once), with `max_message` as `max_message_size`, `read_size` as
+        /// `read_buffer_size` and `budget` bytes of memory budget, until the stream
+        /// ends or fails.
+        pub fn read_ws_frames(
+            bytes: &[u8],
+            pieces: &[usize],
+            max_message: usize,
+            read_size: usize,
+            budget: usize,
+        ) -> FramesRead {
+            use crate::session::budget::{Charge, MemoryBudget};
+            use tokio::io::AsyncWriteExt;
+            thread_local! {
+                static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+            }
+            let budget = MemoryBudget::new(budget, budget);
+            let conn = crate::Connection::new(
+                uuid::Uuid::nil(),
+                std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+                1 << 20,
+                Default::default(),
+                Charge::new(budget.clone(), Default::default()),
+            );
+            let (reader_end, mut writer_end) = tokio::io::duplex(64 * 1024);
+            let bytes = bytes.to_vec();
+            let pieces = if pieces.is_empty() {
+                vec![usize::MAX]
+            } else {
+                pieces.to_vec()
+            };
+            let mut read = RUNTIME.with(|rt| {
+                rt.block_on(async {
+                    let writer = tokio::spawn(async move {
+                        let mut rest = &bytes[..];
+                        for size in pieces.iter().cycle() {
+                            if rest.is_empty() {
+                                break;
+                            }
+                            let n = (*size).clamp(1, rest.len());
+                            if writer_end.write_all(&rest[..n]).await.is_err() {
+                                break;
+                            }
+                            rest = &rest[n..];
+                        }
+                    });
+                    let mut reader = crate::session::FrameReader::new(
+                        reader_end,
+                        b"",
+                        conn,
+                        read_size,
+                        max_message,
+                    );
+                    let mut out = FramesRead {
+                        messages: Vec::new(),
+                        close: None,
+                        over_budget: false,
+                        held_after: 0,
+                        held_peak: 0,
+                    };
+                    loop {
+                        match reader.next().await {
+                            Ok(m) => out.messages.push(m),
+                            Err(e) => {
+                                out.close = e.close().map(|(code, _)| code);
+                                out.over_budget =
+                                    matches!(e, crate::session::frames::ReadError::Budget(_));
+                                break;
+                            }
+                        }
+                        out.held_peak = out.held_peak.max(budget.held());
+                    }
+                    out.held_peak = out.held_peak.max(budget.held());
+                    writer.abort();
+                    drop(reader);
+                    out
+                })
+            });
+            read.held_after = budget.held();
+            read
+        }
     }
 }
 
