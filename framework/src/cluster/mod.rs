@@ -178,7 +178,7 @@ struct Core {
 ///         cluster: Some(ClusterConfig::new("redis://127.0.0.1:6379")),
 ///         ..Config::default()
 ///     })
-///     .run_service(([0, 0, 0, 0], 8080));
+///     .run_service(std::net::SocketAddr::from(([0, 0, 0, 0], 8080)));
 /// let handle = app.start().await?; // fails with AppError::Broker when Redis cannot be reached
 /// # Ok(()) }
 /// ```
