@@ -482,6 +482,71 @@ async fn a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else(
     .await;
 }
 
+async fn a_stopped_node_does_not_slow_the_others(kind: Kind) {
+    let engine = Engine::start(kind);
+    let config = cluster(&engine, "t7");
+    let (a, b) = (node(config.clone()).await, node(config).await);
+    let (ca, cb) = (client(&a).await, client(&b).await);
+    let (process, addr) = spawn_node(&engine, "t7");
+    let stuck = Client::connect(&format!("ws://{addr}/")).await.unwrap();
+    stuck.subscribe("room").await.unwrap();
+    cb.subscribe("room").await.unwrap();
+
+    // The third node stops (SIGSTOP): its engine connection stays open and
+    // stops reading.
+    let pid = process.0.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let started = tokio::time::Instant::now();
+    let payload = vec![7u8; 1024];
+    for i in 0..300u16 {
+        let mut p = payload.clone();
+        p[..2].copy_from_slice(&i.to_be_bytes());
+        ca.publish("room", &p).await.unwrap();
+    }
+    let got = received(&cb, Duration::from_millis(500)).await;
+    assert_eq!(got.len(), 300, "every publication reached the healthy node");
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, p)| p[..2] == (i as u16).to_be_bytes()),
+        "in order"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "300 publications took {:?}",
+        started.elapsed()
+    );
+    // A send to the stopped node fails within the timeout instead of hanging.
+    let asked = tokio::time::Instant::now();
+    let result = ca.send_to(stuck.session_id(), b"anyone?").await;
+    assert!(
+        matches!(
+            result,
+            Err(framework::client::ClientError::Server {
+                code: ErrorCode::Unavailable | ErrorCode::NotFound,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    // Between the healthy nodes, nothing changed.
+    ca.send_to(cb.session_id(), b"fine").await.unwrap();
+    assert!(cb.recv_timeout(DEADLINE).await.is_some());
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    drop(process);
+}
+
 /// Runs each scenario against each engine.
 macro_rules! on_every_engine {
     ($($scenario:ident),* $(,)?) => {
@@ -511,6 +576,7 @@ on_every_engine!(
     the_engine_killed_and_restarted_nodes_serve_locally_then_resume,
     a_paused_engine_makes_remote_operations_fail_fast_not_hang,
     a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else,
+    a_stopped_node_does_not_slow_the_others,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
