@@ -23,7 +23,7 @@ pub fn cluster(redis: &Engine, prefix: &str) -> ClusterConfig {
         prefix: prefix.into(),
         heartbeat_interval: Duration::from_millis(200),
         heartbeat_timeout: Duration::from_secs(1),
-        timeout: Duration::from_millis(700),
+        timeout: Duration::from_millis(1000),
         ..ClusterConfig::new(redis.url())
     }
 }
@@ -305,7 +305,7 @@ async fn the_engine_killed_and_restarted_nodes_serve_locally_then_resume(kind: K
     let result = ca.publish("room", b"while down").await;
     expect_server_error(result, ErrorCode::Unavailable);
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(5),
         "failed fast: {:?}",
         started.elapsed()
     );
@@ -338,6 +338,8 @@ async fn the_engine_killed_and_restarted_nodes_serve_locally_then_resume(kind: K
         http::metric(&metrics, "framework_cluster_engine_up"),
         Some(1.0)
     );
+    let lag = http::metric(&metrics, "framework_cluster_engine_lag_seconds").expect("the lag");
+    assert!(lag > 0.0 && lag < 1.0, "engine lag {lag} s");
 }
 
 async fn a_paused_engine_makes_remote_operations_fail_fast_not_hang(kind: Kind) {
@@ -357,7 +359,7 @@ async fn a_paused_engine_makes_remote_operations_fail_fast_not_hang(kind: Kind) 
     );
     expect_server_error(ca.subscribe("elsewhere").await, ErrorCode::Unavailable);
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(8),
         "three operations failed within their timeouts: {:?}",
         started.elapsed()
     );
@@ -414,7 +416,7 @@ fn spawn_node(redis: &Engine, prefix: &str) -> (Process, std::net::SocketAddr) {
         .env("FRAMEWORK_CLUSTER_PREFIX", prefix)
         .env("FRAMEWORK_CLUSTER_HEARTBEAT_INTERVAL", "200ms")
         .env("FRAMEWORK_CLUSTER_HEARTBEAT_TIMEOUT", "1s")
-        .env("FRAMEWORK_CLUSTER_TIMEOUT", "700ms")
+        .env("FRAMEWORK_CLUSTER_TIMEOUT", "1s")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -458,9 +460,14 @@ async fn a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else(
     let _ = process.0.kill(); // SIGKILL
     let _ = process.0.wait();
     let started = tokio::time::Instant::now();
+    let seen = std::sync::Mutex::new(Vec::new());
     let gone = async {
         loop {
-            match ca.send_to(remote.session_id(), b"anyone?").await {
+            let result = ca.send_to(remote.session_id(), b"anyone?").await;
+            seen.lock()
+                .unwrap()
+                .push((started.elapsed(), format!("{result:?}")));
+            match result {
                 Err(framework::client::ClientError::Server {
                     code: ErrorCode::NotFound,
                     ..
@@ -469,10 +476,13 @@ async fn a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else(
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(5), gone)
+    if tokio::time::timeout(Duration::from_secs(10), gone)
         .await
-        .expect("NotFound within the heartbeat timeout");
-    assert!(started.elapsed() < Duration::from_secs(5));
+        .is_err()
+    {
+        panic!("no NotFound within 10 s: {:?}", seen.lock().unwrap());
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
     // Nothing else is disturbed.
     ca.send_to(other.session_id(), b"still here").await.unwrap();
     assert!(other.recv_timeout(DEADLINE).await.is_some());
@@ -516,7 +526,7 @@ async fn a_stopped_node_does_not_slow_the_others(kind: Kind) {
         "in order"
     );
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(8),
         "300 publications took {:?}",
         started.elapsed()
     );
@@ -534,7 +544,7 @@ async fn a_stopped_node_does_not_slow_the_others(kind: Kind) {
         "{result:?}"
     );
     assert!(
-        asked.elapsed() < Duration::from_secs(3),
+        asked.elapsed() < Duration::from_secs(5),
         "{:?}",
         asked.elapsed()
     );

@@ -86,6 +86,9 @@ pub struct ClusterStats {
     connected: AtomicBool,
     /// Other nodes heard from within the heartbeat timeout (at the last beat).
     nodes: std::sync::atomic::AtomicUsize,
+    /// How long this node's last heartbeat took to come back through the engine,
+    /// in microseconds.
+    lag_micros: AtomicU64,
 }
 
 impl ClusterStats {
@@ -97,6 +100,11 @@ impl ClusterStats {
     /// How many other nodes were alive at the last heartbeat.
     pub fn other_nodes(&self) -> usize {
         self.nodes.load(Relaxed)
+    }
+
+    /// The engine's lag: how long this node's last heartbeat took to come back.
+    pub fn engine_lag(&self) -> Duration {
+        Duration::from_micros(self.lag_micros.load(Relaxed))
     }
 }
 
@@ -165,6 +173,8 @@ struct Core {
     stats: ClusterStats,
     /// Whether a failure was logged since the engine last worked.
     failing: AtomicBool,
+    /// The clock of this node's heartbeats.
+    started: Instant,
 }
 
 /// The cluster core: a [`Broker`] over an [`Engine`] (see the module's
@@ -243,6 +253,7 @@ impl ClusterBroker {
             nodes: DashMap::new(),
             stats: ClusterStats::default(),
             failing: AtomicBool::new(false),
+            started: Instant::now(),
         }))
     }
 
@@ -406,9 +417,10 @@ impl Core {
     }
 
     async fn heartbeat(&self) {
-        let mut beat = BytesMut::with_capacity(17);
+        let mut beat = BytesMut::with_capacity(25);
         beat.put_u8(HEARTBEAT);
         beat.put_slice(self.node_id.as_bytes());
+        beat.put_u64(self.started.elapsed().as_micros() as u64);
         let _ = self.publish(self.subject("hb"), beat.freeze()).await;
     }
 
@@ -434,6 +446,13 @@ impl Core {
             return;
         };
         if kind == HEARTBEAT {
+            if origin == self.node_id && payload.len() >= 25 {
+                let sent = u64::from_be_bytes(payload[17..25].try_into().unwrap_or_default());
+                let now = self.started.elapsed().as_micros() as u64;
+                self.stats
+                    .lag_micros
+                    .store(now.saturating_sub(sent), Relaxed);
+            }
             self.nodes.insert(key_of(&origin), (origin, Instant::now()));
             return;
         }

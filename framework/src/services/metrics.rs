@@ -13,6 +13,12 @@ fn gauge(registry: &Registry, name: &str, help: &str, value: i64) -> prometheus:
     registry.register(Box::new(g))
 }
 
+fn gauge_f64(registry: &Registry, name: &str, help: &str, value: f64) -> prometheus::Result<()> {
+    let g = prometheus::Gauge::new(name, help)?;
+    g.set(value);
+    registry.register(Box::new(g))
+}
+
 fn counter(registry: &Registry, name: &str, help: &str, value: u64) -> prometheus::Result<()> {
     let c = IntCounter::new(name, help)?;
     c.inc_by(value);
@@ -74,6 +80,12 @@ pub(crate) fn render(node: &Node) -> prometheus::Result<String> {
             "framework_cluster_nodes",
             "Other cluster nodes alive at the last heartbeat.",
             cluster.other_nodes() as i64,
+        )?;
+        gauge_f64(
+            &r,
+            "framework_cluster_engine_lag_seconds",
+            "How long this node's last heartbeat took to come back through the engine.",
+            cluster.engine_lag().as_secs_f64(),
         )?;
         counter(
             &r,
