@@ -6,7 +6,9 @@
 //! that died is `NotFound` once that node's heartbeats stopped (within
 //! `heartbeat_timeout`), where Redis tells at once. Each publish and subscribe is
 //! confirmed by a round trip — a request to a subject nobody serves, which the
-//! server answers "no responders" after everything sent before it — so it fails
+//! server answers "no responders" after everything sent before it; concurrent
+//! operations share one (at most one is in flight, and every operation queued
+//! while it is joins the next) — so it fails
 //! with `Unavailable` within `timeout` when the server is unreachable or paused
 //! (a flush only reaches the socket, and a paused server's socket still takes
 //! bytes).
@@ -16,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
-use futures_util::StreamExt;
+use futures_util::future::{BoxFuture, Shared};
+use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
@@ -25,11 +27,64 @@ use super::{EngineError, Inbox};
 use crate::broker::BrokerError;
 use crate::config::ClusterConfig;
 
+/// One round trip to the server, shared by every operation it confirms.
+type Round = Shared<BoxFuture<'static, Result<(), EngineError>>>;
+
+/// Round trips to the server: one in flight at most; operations queued meanwhile
+/// join the next.
+struct Prober {
+    client: async_nats::Client,
+    /// A subject nobody serves: requests to it are round trips to the server.
+    subject: String,
+    /// The round not sent yet, and the one in flight (or last sent).
+    rounds: Mutex<(Option<Round>, Option<Round>)>,
+}
+
+impl Prober {
+    /// A round trip sent after everything queued before this call.
+    fn confirm(self: &Arc<Self>) -> Round {
+        let mut rounds = self.rounds.lock();
+        if let Some(next) = &rounds.0 {
+            return next.clone();
+        }
+        let previous = rounds.1.clone();
+        let prober = Arc::clone(self);
+        let round = async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            {
+                // Sent now: later operations join the next round.
+                let mut rounds = prober.rounds.lock();
+                let this = rounds.0.take();
+                rounds.1 = this;
+            }
+            prober.round_trip().await
+        }
+        .boxed()
+        .shared();
+        rounds.0 = Some(round.clone());
+        round
+    }
+
+    async fn round_trip(&self) -> Result<(), EngineError> {
+        use async_nats::RequestErrorKind;
+        match self
+            .client
+            .request(self.subject.clone(), Bytes::new())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
+            Err(e) => Err(EngineError(e.to_string())),
+        }
+    }
+}
+
 /// The NATS side of a cluster node (see the module's documentation).
 pub struct NatsEngine {
     client: async_nats::Client,
-    /// A subject nobody serves: requests to it are round trips to the server.
-    probe: String,
+    prober: Arc<Prober>,
     inbox: Inbox,
     /// The task forwarding each subject's messages (aborting it unsubscribes).
     subscriptions: Mutex<HashMap<String, JoinHandle<()>>>,
@@ -82,8 +137,12 @@ impl NatsEngine {
             }
         };
         Ok(Self {
+            prober: Arc::new(Prober {
+                client: client.clone(),
+                subject: format!("{}:probe", config.prefix),
+                rounds: Mutex::new((None, None)),
+            }),
             client,
-            probe: format!("{}:probe", config.prefix),
             inbox,
             subscriptions: Mutex::new(HashMap::new()),
         })
@@ -91,12 +150,7 @@ impl NatsEngine {
 
     /// A round trip to the server, after what was sent before.
     async fn round_trip(&self) -> Result<(), EngineError> {
-        use async_nats::RequestErrorKind;
-        match self.client.request(self.probe.clone(), Bytes::new()).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
-            Err(e) => Err(EngineError(e.to_string())),
-        }
+        self.prober.confirm().await
     }
 }
 
