@@ -398,44 +398,17 @@ async fn a_dropped_subscription_connection_is_detected_and_restored(kind: Kind) 
 
 /// A cluster node in its own process: the `main!` test application, joined to
 /// the cluster through the environment alone.
-struct Process(std::process::Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_node(redis: &Engine, prefix: &str) -> (Process, std::net::SocketAddr) {
-    use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_main-app"))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env("FRAMEWORK_CLUSTER_URL", redis.url())
-        .env("FRAMEWORK_CLUSTER_PREFIX", prefix)
-        .env("FRAMEWORK_CLUSTER_HEARTBEAT_INTERVAL", "200ms")
-        .env("FRAMEWORK_CLUSTER_HEARTBEAT_TIMEOUT", "1s")
-        .env("FRAMEWORK_CLUSTER_TIMEOUT", "1s")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the main-app binary runs");
-    let stderr = child.stderr.take().expect("piped");
-    let process = Process(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(rest) = line.split("websocket=[").nth(1) {
-                let _ = tx.send(rest.split(']').next().unwrap_or_default().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(DEADLINE)
-        .expect("the node logs its address");
-    (process, addr.parse().expect("an address"))
+fn spawn_node(redis: &Engine, prefix: &str) -> (framework_tests::Serving, std::net::SocketAddr) {
+    framework_tests::serve(
+        std::process::Command::new(env!("CARGO_BIN_EXE_main-app"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("FRAMEWORK_CLUSTER_URL", redis.url())
+            .env("FRAMEWORK_CLUSTER_PREFIX", prefix)
+            .env("FRAMEWORK_CLUSTER_HEARTBEAT_INTERVAL", "200ms")
+            .env("FRAMEWORK_CLUSTER_HEARTBEAT_TIMEOUT", "1s")
+            .env("FRAMEWORK_CLUSTER_TIMEOUT", "1s"),
+    )
 }
 
 async fn a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else(kind: Kind) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use framework::{App, Config};
 use framework_tests::http::read_response;
-use framework_tests::{any_port, DEADLINE};
+use framework_tests::{any_port, rss_mib, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,16 +22,6 @@ fn duplicate(tcp: TcpStream) -> (TcpStream, TcpStream) {
         TcpStream::from_std(std).expect("tokio socket"),
         TcpStream::from_std(other).expect("tokio socket"),
     )
-}
-
-fn rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS");
-    kib / 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

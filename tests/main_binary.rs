@@ -2,13 +2,12 @@
 //! command line (`--export-schema`, `--config`, `--help`), the configuration
 //! layers (file, then `FRAMEWORK_*` variables over the code) and its errors.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use framework::client::Client;
 use framework::message::Message;
-use framework_tests::DEADLINE;
+use framework_tests::{serve, DEADLINE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_main-app");
 
@@ -36,44 +35,6 @@ fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// A serving child, killed when dropped.
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary and reads its log until it says where it serves.
-fn serve(cmd: &mut Command) -> (Serving, std::net::SocketAddr) {
-    let mut child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("piped");
-    let child = Serving(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(rest) = line.split("websocket=[").nth(1) {
-                let addr = rest.split(']').next().unwrap_or_default().to_string();
-                let _ = tx.send(Ok(addr));
-            } else if line.contains("error") {
-                let _ = tx.send(Err(line));
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(DEADLINE)
-        .expect("the binary logs its addresses")
-        .unwrap_or_else(|e| panic!("the binary failed: {e}"));
-    (child, addr.parse().expect("an address"))
 }
 
 async fn greeting(addr: std::net::SocketAddr) -> String {

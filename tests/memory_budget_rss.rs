@@ -10,22 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use framework::{App, Config};
-use framework_tests::{any_port, eventually, url, DEADLINE};
+use framework_tests::{any_port, eventually, rss_mib, url, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::MaybeTlsStream;
 
 const FRAGMENT: usize = (1 << 20) - 4096;
 const CONNECTIONS: usize = 200;
-
-fn rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS");
-    kib / 1024
-}
 
 /// A masked, non-final binary frame of `FRAGMENT` bytes, built once and shared.
 fn fragment() -> Arc<Vec<u8>> {

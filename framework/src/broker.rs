@@ -43,11 +43,16 @@ pub trait Broker: Send + Sync + 'static {
     /// This node's id.
     fn node_id(&self) -> Uuid;
 
-    /// A session now lives on this node.
-    fn session_opened(&self, session: Uuid) -> BoxFuture<'_, Result<(), BrokerError>>;
+    /// A session now lives on this node (before its `Welcome`). Nothing to do by
+    /// default: the in-memory and cluster brokers route by the session's id.
+    fn session_opened(&self, _session: Uuid) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(async { Ok(()) })
+    }
 
-    /// A session of this node ended.
-    fn session_closed(&self, session: Uuid) -> BoxFuture<'_, ()>;
+    /// A session of this node ended. Nothing to do by default.
+    fn session_closed(&self, _session: Uuid) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 
     /// This node gained its first (`true`) or lost its last (`false`) local
     /// subscriber of `channel`.
@@ -100,14 +105,6 @@ impl InMemoryBroker {
 impl Broker for InMemoryBroker {
     fn node_id(&self) -> Uuid {
         self.node_id
-    }
-
-    fn session_opened(&self, _session: Uuid) -> BoxFuture<'_, Result<(), BrokerError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn session_closed(&self, _session: Uuid) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
     }
 
     fn channel_interest(

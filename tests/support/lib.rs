@@ -286,6 +286,59 @@ pub mod tools {
     }
 }
 
+/// This process's resident memory, in MiB (`VmRSS`).
+pub fn rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS");
+    kib / 1024
+}
+
+/// A server running as a child process, killed when dropped.
+pub struct Serving(pub std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` (a `main!` binary) and reads its log until it says where its
+/// protocol service listens (`websocket=[addr]`); a log line with "error" first
+/// fails the test.
+pub fn serve(cmd: &mut std::process::Command) -> (Serving, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("piped");
+    let child = Serving(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("websocket=[").nth(1) {
+                let addr = rest.split(']').next().unwrap_or_default().to_string();
+                let _ = tx.send(Ok(addr));
+            } else if line.contains("error") {
+                let _ = tx.send(Err(line));
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(DEADLINE)
+        .expect("the binary logs its addresses")
+        .unwrap_or_else(|e| panic!("the binary failed: {e}"));
+    (child, addr.parse().expect("an address"))
+}
+
 /// Cluster engines run by the tests as real processes on free loopback ports.
 pub mod engines {
     use std::io::Read;

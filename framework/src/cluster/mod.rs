@@ -570,15 +570,6 @@ impl Broker for ClusterBroker {
         self.0.node_id
     }
 
-    fn session_opened(&self, _session: Uuid) -> BoxFuture<'_, Result<(), BrokerError>> {
-        // The session's id routes to this node's subject, which is subscribed.
-        Box::pin(async { Ok(()) })
-    }
-
-    fn session_closed(&self, _session: Uuid) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
-
     fn channel_interest(
         &self,
         channel: Arc<str>,

@@ -364,15 +364,9 @@ impl Node {
         trace_id: Option<Uuid>,
     ) -> Result<(), BrokerError> {
         let user = conn.extension::<Identity>();
-        let frame = delivery(
-            Opcode::Publish,
-            payload,
-            conn.id(),
-            user.as_ref().map(Identity::user_id),
-            trace_id,
-        )
-        .channel(channel)
-        .encode();
+        let frame = delivery_from(Opcode::Publish, payload, conn, user.as_ref(), trace_id)
+            .channel(channel)
+            .encode();
         self.0.broker.publish(Arc::from(channel), frame).await
     }
 
@@ -408,15 +402,9 @@ impl Node {
         trace_id: Option<Uuid>,
     ) -> Result<(), BrokerError> {
         let user = conn.extension::<Identity>();
-        let frame = delivery(
-            Opcode::Send,
-            payload,
-            conn.id(),
-            user.as_ref().map(Identity::user_id),
-            trace_id,
-        )
-        .receiver_id(Some(receiver))
-        .encode();
+        let frame = delivery_from(Opcode::Send, payload, conn, user.as_ref(), trace_id)
+            .receiver_id(Some(receiver))
+            .encode();
         self.0.broker.send(receiver, frame).await
     }
 
@@ -448,14 +436,8 @@ impl Node {
         trace_id: Option<Uuid>,
     ) -> Result<(), BrokerError> {
         let user = conn.extension::<Identity>();
-        let frame = delivery(
-            Opcode::Broadcast,
-            payload,
-            conn.id(),
-            user.as_ref().map(Identity::user_id),
-            trace_id,
-        )
-        .encode();
+        let frame =
+            delivery_from(Opcode::Broadcast, payload, conn, user.as_ref(), trace_id).encode();
         self.0.broker.broadcast(frame).await
     }
 
@@ -554,6 +536,23 @@ impl Node {
         self.0.broker.session_closed(conn.id()).await;
         self.0.metrics.sessions_closed.fetch_add(1, Relaxed);
     }
+}
+
+/// A delivery emitted by the session `conn`, authenticated as `user` if any.
+fn delivery_from<'a>(
+    opcode: Opcode,
+    payload: &'a [u8],
+    conn: &Connection,
+    user: Option<&'a Identity>,
+    trace_id: Option<Uuid>,
+) -> FrameFields<'a> {
+    delivery(
+        opcode,
+        payload,
+        conn.id(),
+        user.map(Identity::user_id),
+        trace_id,
+    )
 }
 
 /// The fields every delivery carries: who emitted it (session and, when

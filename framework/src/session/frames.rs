@@ -663,40 +663,13 @@ mod tests {
     }
 
     /// Feeds `bytes` in pieces of the given sizes (cycled) and reads until the
-    /// stream ends or fails; returns what was read.
+    /// stream ends or fails (what the fuzz target runs).
     fn read_all(
         bytes: Vec<u8>,
         pieces: Vec<usize>,
         max: usize,
-    ) -> (Vec<Message>, Arc<MemoryBudget>) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let budget = MemoryBudget::new(usize::MAX, usize::MAX);
-        let got = rt.block_on(async {
-            let (mut r, mut w) = reader(&budget, max);
-            let writer = tokio::spawn(async move {
-                let mut rest = &bytes[..];
-                for size in pieces.iter().cycle() {
-                    if rest.is_empty() {
-                        break;
-                    }
-                    let n = (*size).clamp(1, rest.len());
-                    if w.write_all(&rest[..n]).await.is_err() {
-                        break;
-                    }
-                    rest = &rest[n..];
-                }
-            });
-            let mut got = Vec::new();
-            while let Ok(m) = r.next().await {
-                got.push(m);
-            }
-            writer.abort();
-            got
-        });
-        (got, budget)
+    ) -> crate::__private::fuzz::FramesRead {
+        crate::__private::fuzz::read_ws_frames(&bytes, &pieces, max, 512, usize::MAX)
     }
 
     proptest::proptest! {
@@ -707,8 +680,8 @@ mod tests {
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
             pieces in proptest::collection::vec(1usize..600, 1..8),
         ) {
-            let (_, budget) = read_all(bytes, pieces, 1000);
-            proptest::prop_assert_eq!(budget.held(), 0);
+            let read = read_all(bytes, pieces, 1000);
+            proptest::prop_assert_eq!(read.held_after, 0);
         }
 
         #[test]
@@ -740,10 +713,10 @@ mod tests {
                 }
                 want.push(message);
             }
-            let (got, budget) = read_all(bytes, pieces, 1 << 20);
-            let got: Vec<Message> = got.into_iter().filter(|m| !m.is_ping()).collect();
+            let read = read_all(bytes, pieces, 1 << 20);
+            let got: Vec<Message> = read.messages.into_iter().filter(|m| !m.is_ping()).collect();
             proptest::prop_assert_eq!(got, want);
-            proptest::prop_assert_eq!(budget.held(), 0);
+            proptest::prop_assert_eq!(read.held_after, 0);
         }
     }
 }
