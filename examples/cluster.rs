@@ -17,14 +17,11 @@ use std::time::Duration;
 
 use framework::client::Client;
 use framework::config::ClusterConfig;
-use framework::{App, AppHandle, Config};
+use framework::{App, AppHandle};
 
 async fn node(url: &str, port: u16) -> anyhow::Result<AppHandle> {
     let app = App::new()
-        .config(Config {
-            cluster: Some(ClusterConfig::new(url)),
-            ..Config::default()
-        })
+        .cluster(ClusterConfig::new(url))
         .run_websocket_service(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     Ok(app.start().await?)
 }

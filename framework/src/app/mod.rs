@@ -239,6 +239,27 @@ impl App {
         self
     }
 
+    /// Joins the cluster of nodes sharing the engine `cluster.url` (Redis or
+    /// NATS; see [`ClusterConfig`](crate::config::ClusterConfig)): sets
+    /// `Config::cluster`, so a later [`config`](Self::config) replaces it, and the
+    /// configuration file and `FRAMEWORK_CLUSTER_*` variables of a `main!` app
+    /// override it.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), framework::app::AppError> {
+    /// use framework::config::ClusterConfig;
+    /// let node = framework::App::new()
+    ///     .cluster(ClusterConfig::new("nats://10.0.0.5:4222"))
+    ///     .run_websocket_service(8081)
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster(mut self, cluster: crate::config::ClusterConfig) -> Self {
+        self.config.cluster = Some(cluster);
+        self
+    }
+
     /// Adds a quota (see [`QuotaRule`](crate::config::QuotaRule)) to the
     /// configured ones (`Config::quotas`, which start as the defaults); quotas
     /// added here (and by `#[opcode(N, quota = "..")]`) stay whatever the
