@@ -185,6 +185,19 @@ async fn server_api_publish_reaches_all(nodes: &[AppHandle; 3], clients: &[Clien
             vec![b"hi".to_vec()]
         );
     }
+    let r = http::send(
+        nodes[2].service_addr(),
+        Request::post_json("/api/broadcast", r#"{"payload":"YWxs"}"#).header("X-Api-Key", "key"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for c in clients {
+        assert_eq!(
+            received(c, Duration::from_millis(300)).await,
+            vec![b"all".to_vec()],
+            "the API's broadcast reaches every node once"
+        );
+    }
 }
 
 async fn a_node_without_subscribers_of_a_channel_receives_none_of_it(kind: Kind) {
