@@ -5,6 +5,11 @@
 //!
 //! It measures its own window: counts, latency histogram, the server's CPU time
 //! (`/proc/PID/stat`) and its own, and prints one `RESULT {json}` line.
+//!
+//! The cluster scenario is the fanout load spread over several nodes (subscriber
+//! `i` on node `i mod n`, the publisher on node A); it also reads the engine
+//! process's CPU time and the nodes' `/metrics`, and ends with a phase that
+//! publishes on a channel only node B's subscribers joined, watching node C.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -21,7 +26,7 @@ use uuid::Uuid;
 
 use crate::spec::{
     fanout_payload, parse_fanout_payload, AddRequest, AddResponse, Proto, Scenario, ServerSpec,
-    ADD_OPCODE, CHANNEL, FANOUT_PAYLOAD,
+    ADD_OPCODE, CHANNEL, FANOUT_PAYLOAD, SOLO_CHANNEL,
 };
 use crate::sys;
 use crate::ws::{find_bytes, WsConn, BINARY, TEXT};
@@ -31,9 +36,18 @@ use crate::ws::{find_bytes, WsConn, BINARY, TEXT};
 pub struct LoadArgs {
     pub scenario: Scenario,
     pub spec: ServerSpec,
+    /// The server (cluster: node A, the publisher's).
     pub addr: SocketAddr,
-    pub server_pid: Option<u32>,
-    /// Connections (echo, rpc, idle) or subscribers (fanout).
+    /// The server process; cluster: every node's, A first (their CPU is summed).
+    pub server_pids: Vec<u32>,
+    /// Cluster: the nodes' WebSocket addresses, A first (subscriber `i` joins node
+    /// `i mod n`); empty: `addr` alone.
+    pub nodes: Vec<SocketAddr>,
+    /// Cluster: the nodes' `run_service` addresses (for `/metrics`), A first.
+    pub metrics: Vec<SocketAddr>,
+    /// Cluster: the engine process (redis-server, nats-server).
+    pub engine_pid: Option<u32>,
+    /// Connections (echo, rpc, idle) or subscribers (fanout, cluster).
     pub conns: usize,
     pub warmup: Duration,
     /// Measurement window (fanout: the peak phase).
@@ -44,6 +58,11 @@ pub struct LoadArgs {
     pub window: usize,
     /// Fanout: the latency phase's rate as a fraction of the peak (the scenario: 0.5).
     pub lat_fraction: f64,
+    /// Cluster: the latency phase's rate in deliveries per second, the same for
+    /// every variant (instead of `lat_fraction` of each one's peak).
+    pub lat_rate: Option<f64>,
+    /// Cluster: the phase publishing on a channel only node B's subscribers joined.
+    pub quiet_secs: Duration,
     /// Echo payload size.
     pub size: usize,
 }
@@ -88,6 +107,35 @@ pub struct LoadResult {
     pub rss_before: Option<u64>,
     pub rss_after: Option<u64>,
     pub bytes_per_conn: Option<f64>,
+    /// Cluster: server CPU seconds of each node in the peak window, A first
+    /// (`server_cpu_s` is their sum).
+    pub node_cpu_s: Option<Vec<f64>>,
+    /// Cluster: the engine process's CPU seconds in the peak window, and per 100k
+    /// deliveries.
+    pub engine_cpu_s: Option<f64>,
+    pub engine_cpu_per_100k: Option<f64>,
+    /// Cluster: each node's CPU in the latency phase (fraction of one core), A first.
+    pub lat_node_cpu: Option<Vec<f64>>,
+    /// Cluster: the engine's CPU in the latency phase (fraction of one core).
+    pub lat_engine_cpu: Option<f64>,
+    /// Cluster: engine messages node C received per publish in the latency phase
+    /// (`framework_cluster_received_total`; it has subscribers then).
+    pub lat_received_c: Option<f64>,
+    /// Cluster, quiet phase (publishing on a channel only node B's subscribers
+    /// joined): publishes per second, each node's CPU (fraction of one core, A
+    /// first), the engine's, the publishes and the engine messages node C and node
+    /// B received in the window.
+    pub quiet_rate: Option<f64>,
+    pub quiet_node_cpu: Option<Vec<f64>>,
+    pub quiet_engine_cpu: Option<f64>,
+    pub quiet_publishes: Option<u64>,
+    pub quiet_received_c: Option<u64>,
+    pub quiet_received_b: Option<u64>,
+    /// Cluster, quiet phase: node B's subscribers, every publication of the phase
+    /// and the deliveries of them to node B's subscribers (all of them: checked).
+    pub quiet_subscribers_b: Option<u64>,
+    pub quiet_solo_publishes: Option<u64>,
+    pub quiet_deliveries: Option<u64>,
 }
 
 impl LoadResult {
@@ -119,7 +167,7 @@ pub fn main(args: LoadArgs) -> anyhow::Result<()> {
 async fn run(args: LoadArgs) -> anyhow::Result<LoadResult> {
     match args.scenario {
         Scenario::Echo | Scenario::Rpc => closed_loop(args).await,
-        Scenario::Fanout => fanout(args).await,
+        Scenario::Fanout | Scenario::Cluster => fanout(args).await,
         Scenario::Idle => idle(args).await,
     }
 }
@@ -214,19 +262,43 @@ impl Shared {
 struct Snap {
     at: Instant,
     count: u64,
-    /// (user, system)
-    server: Option<(Duration, Duration)>,
+    /// (user, system) of each server process (cluster: each node, A first).
+    servers: Vec<Option<(Duration, Duration)>>,
+    engine: Option<Duration>,
     client: Option<Duration>,
     machine: Option<Duration>,
 }
 
-fn snap(count: u64, pid: Option<u32>) -> Snap {
+fn snap(count: u64, args: &LoadArgs) -> Snap {
     Snap {
         at: Instant::now(),
         count,
-        server: pid.and_then(sys::cpu_times),
+        servers: args
+            .server_pids
+            .iter()
+            .map(|&p| sys::cpu_times(p))
+            .collect(),
+        engine: args.engine_pid.and_then(sys::cpu_time),
         client: sys::cpu_time(std::process::id()),
         machine: sys::machine_busy(),
+    }
+}
+
+impl Snap {
+    /// Each server process's (user, system) seconds since `a` (`None` when one
+    /// could not be read).
+    fn servers_since(&self, a: &Snap) -> Option<Vec<(f64, f64)>> {
+        if self.servers.is_empty() || self.servers.len() != a.servers.len() {
+            return None;
+        }
+        a.servers
+            .iter()
+            .zip(&self.servers)
+            .map(|(x, y)| match (x, y) {
+                (Some(x), Some(y)) => Some(((y.0 - x.0).as_secs_f64(), (y.1 - x.1).as_secs_f64())),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -235,23 +307,33 @@ fn window(result: &mut LoadResult, a: &Snap, b: &Snap) {
     result.messages = b.count - a.count;
     result.window_s = secs;
     result.throughput = result.messages as f64 / secs;
-    let (mut server, mut client) = (0.0, 0.0);
-    if let (Some(x), Some(y)) = (a.server, b.server) {
-        let user = (y.0 - x.0).as_secs_f64();
-        server = user + (y.1 - x.1).as_secs_f64();
+    let (mut server, mut client, mut engine) = (0.0, 0.0, 0.0);
+    let per = if result.messages > 0 {
+        100_000.0 / result.messages as f64
+    } else {
+        0.0
+    };
+    if let Some(each) = b.servers_since(a) {
+        let user: f64 = each.iter().map(|x| x.0).sum();
+        server = user + each.iter().map(|x| x.1).sum::<f64>();
         result.server_cpu_s = server;
-        if result.messages > 0 {
-            let per = 100_000.0 / result.messages as f64;
-            result.server_cpu_per_100k = server * per;
-            result.server_user_per_100k = user * per;
+        result.server_cpu_per_100k = server * per;
+        result.server_user_per_100k = user * per;
+        if each.len() > 1 {
+            result.node_cpu_s = Some(each.iter().map(|x| x.0 + x.1).collect());
         }
+    }
+    if let (Some(x), Some(y)) = (a.engine, b.engine) {
+        engine = (y - x).as_secs_f64();
+        result.engine_cpu_s = Some(engine);
+        result.engine_cpu_per_100k = Some(engine * per);
     }
     if let (Some(x), Some(y)) = (a.client, b.client) {
         client = (y - x).as_secs_f64();
         result.client_cpu = client / secs;
     }
     if let (Some(x), Some(y)) = (a.machine, b.machine) {
-        let other = (y.saturating_sub(x)).as_secs_f64() - server - client;
+        let other = (y.saturating_sub(x)).as_secs_f64() - server - engine - client;
         result.other_cpu = (other / secs).max(0.0);
     }
 }
@@ -406,12 +488,12 @@ async fn closed_loop(args: LoadArgs) -> anyhow::Result<LoadResult> {
         .wait_ready(args.conns, Duration::from_secs(60))
         .await?;
     shared.watch(args.warmup).await?;
-    let start = snap(shared.count.get(), args.server_pid);
+    let start = snap(shared.count.get(), &args);
     shared.hist.borrow_mut().reset();
     shared.measuring.set(true);
     shared.watch(args.secs).await?;
     shared.measuring.set(false);
-    let end = snap(shared.count.get(), args.server_pid);
+    let end = snap(shared.count.get(), &args);
     shared.stop.set(true);
     let mut result = LoadResult {
         ok: true,
@@ -577,6 +659,31 @@ struct Fan {
     mode: Cell<Mode>,
     /// The latency phase is being measured.
     lat: Cell<bool>,
+    /// Publishes sent so far (the next sequence number).
+    published: Cell<u64>,
+    /// Cluster: publish on [`SOLO_CHANNEL`] instead of [`CHANNEL`].
+    solo: Cell<bool>,
+    /// The first sequence number published on [`SOLO_CHANNEL`] (`u64::MAX`: none).
+    solo_from: Cell<u64>,
+    /// Deliveries of [`SOLO_CHANNEL`] publishes.
+    solo_count: Cell<u64>,
+    /// The publisher sends nothing more.
+    halt: Cell<bool>,
+}
+
+/// The node subscriber `i` connects to (cluster: `i mod n`, A first).
+fn node_of(a: &LoadArgs, i: usize) -> SocketAddr {
+    if a.nodes.is_empty() {
+        a.addr
+    } else {
+        a.nodes[i % a.nodes.len()]
+    }
+}
+
+/// Whether subscriber `i` also joins [`SOLO_CHANNEL`]: the subscribers of node B
+/// in a cluster of three or more nodes.
+fn joins_solo(a: &LoadArgs, i: usize) -> bool {
+    a.scenario == Scenario::Cluster && a.nodes.len() >= 3 && i % a.nodes.len() == 1
 }
 
 async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
@@ -591,6 +698,11 @@ async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
         progress: Notify::new(),
         mode: Cell::new(Mode::Peak),
         lat: Cell::new(false),
+        published: Cell::new(0),
+        solo: Cell::new(false),
+        solo_from: Cell::new(u64::MAX),
+        solo_count: Cell::new(0),
+        halt: Cell::new(false),
     });
     if args.window == 0 || args.window >= RING {
         bail!("the window must be in 1..{RING}");
@@ -602,8 +714,11 @@ async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
             let (a, fan) = (a.clone(), fan.clone());
             async move {
                 let permit = gate.acquire().await.map_err(io_err)?;
-                let mut conn = open(&a.spec, a.addr, 16 * 1024).await?;
-                subscribe(&mut conn, a.spec.proto, i).await?;
+                let mut conn = open(&a.spec, node_of(&a, i), 16 * 1024).await?;
+                subscribe(&mut conn, a.spec.proto, i, CHANNEL).await?;
+                if joins_solo(&a, i) {
+                    subscribe(&mut conn, a.spec.proto, i, SOLO_CHANNEL).await?;
+                }
                 conn.enable_rx_timestamps()?;
                 drop(permit);
                 shared.ready.set(shared.ready.get() + 1);
@@ -622,12 +737,18 @@ async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
             }
         });
     }
+    let cluster = args.scenario == Scenario::Cluster && args.metrics.len() >= 3;
+    let health_before = if cluster {
+        Some(cluster_health(&args.metrics).await?)
+    } else {
+        None
+    };
 
     // Peak: deliveries per second with a window of publishes in flight.
     watch_progress(&shared, args.warmup).await?;
-    let start = snap(shared.count.get(), args.server_pid);
+    let start = snap(shared.count.get(), &args);
     watch_progress(&shared, args.secs).await?;
-    let end = snap(shared.count.get(), args.server_pid);
+    let end = snap(shared.count.get(), &args);
     let mut result = LoadResult {
         ok: true,
         ..LoadResult::default()
@@ -637,20 +758,35 @@ async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
         bail!("no delivery in the peak window");
     }
 
-    // Latency at half the peak (`lat_fraction`), open loop.
-    let rate = result.throughput * args.lat_fraction;
+    // Latency at half the peak (`lat_fraction`), or at the scenario's fixed rate,
+    // open loop.
+    let rate = args
+        .lat_rate
+        .unwrap_or(result.throughput * args.lat_fraction);
     fan.mode.set(Mode::Rate(rate / args.conns as f64));
     shared
         .watch(Duration::from_millis(500).max(args.warmup / 2))
         .await?;
+    let received_c = |m: &[SocketAddr]| {
+        let c = m.get(2).copied();
+        async move {
+            match c {
+                Some(c) => received(c).await.map(Some),
+                None => Ok(None),
+            }
+        }
+    };
+    let c0 = received_c(&args.metrics).await?;
+    let p0 = fan.published.get();
     shared.hist.borrow_mut().reset();
     fan.task_hist.borrow_mut().reset();
     fan.lat.set(true);
-    let lat_a = snap(shared.count.get(), args.server_pid);
+    let lat_a = snap(shared.count.get(), &args);
     shared.watch(args.lat_secs).await?;
     fan.lat.set(false);
-    let lat_b = snap(shared.count.get(), args.server_pid);
-    shared.stop.set(true);
+    let lat_b = snap(shared.count.get(), &args);
+    let p1 = fan.published.get();
+    let c1 = received_c(&args.metrics).await?;
     let mut lat = LoadResult::default();
     window(&mut lat, &lat_a, &lat_b);
     let lat_n = lat.messages;
@@ -658,16 +794,151 @@ async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
     result.lat_throughput = Some(lat.throughput);
     result.lat_server_cpu = Some(lat.server_cpu_s / lat.window_s);
     result.lat_client_cpu = Some(lat.client_cpu);
+    result.lat_node_cpu = lat
+        .node_cpu_s
+        .map(|v| v.iter().map(|x| x / lat.window_s).collect());
+    result.lat_engine_cpu = lat.engine_cpu_s.map(|x| x / lat.window_s);
+    if let (Some(c0), Some(c1)) = (c0, c1) {
+        if p1 > p0 {
+            result.lat_received_c = Some(c1.saturating_sub(c0) as f64 / (p1 - p0) as f64);
+        }
+    }
     percentiles(&mut result, &shared.hist.borrow());
-    let task = fan.task_hist.borrow();
-    if !task.is_empty() {
-        result.p50_task_us = Some(task.value_at_quantile(0.50) as f64 / 1000.0);
-        result.p99_task_us = Some(task.value_at_quantile(0.99) as f64 / 1000.0);
+    {
+        let task = fan.task_hist.borrow();
+        if !task.is_empty() {
+            result.p50_task_us = Some(task.value_at_quantile(0.50) as f64 / 1000.0);
+            result.p99_task_us = Some(task.value_at_quantile(0.99) as f64 / 1000.0);
+        }
     }
     if lat_n == 0 {
         bail!("no delivery in the latency window");
     }
+
+    if cluster && !args.quiet_secs.is_zero() {
+        quiet(&args, &shared, &fan, &mut result).await?;
+    }
+    fan.halt.set(true);
+    if let Some(before) = health_before {
+        let after = cluster_health(&args.metrics).await?;
+        if after.0 > before.0 || after.1 > before.1 {
+            bail!(
+                "the cluster was degraded during the run: {} engine errors, {} publishes \
+                 not carried to the other nodes (see the nodes' logs)",
+                after.0 - before.0,
+                after.1 - before.1
+            );
+        }
+    }
+    shared.stop.set(true);
     Ok(result)
+}
+
+/// The cluster's quiet phase: the publisher (on node A) switches to
+/// [`SOLO_CHANNEL`], which only node B's subscribers joined, at the same rate;
+/// node C has no subscriber of it, so it should receive nothing from the engine
+/// and spend no CPU on it.
+async fn quiet(
+    args: &LoadArgs,
+    shared: &Shared,
+    fan: &Fan,
+    result: &mut LoadResult,
+) -> anyhow::Result<()> {
+    let (b, c) = (args.metrics[1], args.metrics[2]);
+    fan.solo.set(true);
+    // Publishes of the main channel still in flight reach node C first.
+    shared.watch(Duration::from_millis(300)).await?;
+    let (b0, c0) = (received(b).await?, received(c).await?);
+    let p0 = fan.published.get();
+    let start = snap(shared.count.get(), args);
+    shared.watch(args.quiet_secs).await?;
+    let end = snap(shared.count.get(), args);
+    let p1 = fan.published.get();
+    let (b1, c1) = (received(b).await?, received(c).await?);
+    fan.halt.set(true);
+    let mut w = LoadResult::default();
+    window(&mut w, &start, &end);
+    let secs = w.window_s;
+    result.quiet_rate = Some((p1 - p0) as f64 / secs);
+    result.quiet_publishes = Some(p1 - p0);
+    result.quiet_node_cpu = w.node_cpu_s.map(|v| v.iter().map(|x| x / secs).collect());
+    result.quiet_engine_cpu = w.engine_cpu_s.map(|x| x / secs);
+    result.quiet_received_c = Some(c1.saturating_sub(c0));
+    result.quiet_received_b = Some(b1.saturating_sub(b0));
+
+    // Every publish on the solo channel reached every subscriber on node B.
+    let subs_b = (0..args.conns).filter(|&i| joins_solo(args, i)).count() as u64;
+    let solo = fan.published.get().saturating_sub(fan.solo_from.get());
+    let want = solo * subs_b;
+    let end = Instant::now() + Duration::from_secs(3);
+    while fan.solo_count.get() < want && Instant::now() < end {
+        shared.watch(Duration::from_millis(20)).await?;
+    }
+    result.quiet_subscribers_b = Some(subs_b);
+    result.quiet_solo_publishes = Some(solo);
+    result.quiet_deliveries = Some(fan.solo_count.get());
+    if solo == 0 || fan.solo_count.get() != want {
+        bail!(
+            "quiet phase: {} deliveries of {solo} publishes to node B's {subs_b} subscribers, \
+             {want} expected",
+            fan.solo_count.get()
+        );
+    }
+    Ok(())
+}
+
+/// Engine errors and undelivered publishes, summed over the nodes' `/metrics`.
+async fn cluster_health(metrics: &[SocketAddr]) -> anyhow::Result<(u64, u64)> {
+    let (mut errors, mut undelivered) = (0, 0);
+    for &m in metrics {
+        let text = scrape(m).await?;
+        errors += metric(&text, "framework_cluster_engine_errors_total").unwrap_or(0);
+        undelivered += metric(&text, "framework_cluster_undelivered_total").unwrap_or(0);
+    }
+    Ok((errors, undelivered))
+}
+
+/// `framework_cluster_received_total` of the node serving `/metrics` at `addr`.
+async fn received(addr: SocketAddr) -> anyhow::Result<u64> {
+    let text = scrape(addr).await?;
+    metric(&text, "framework_cluster_received_total")
+        .with_context(|| format!("no framework_cluster_received_total at {addr}/metrics"))
+}
+
+/// The body of `GET /metrics` (HTTP/1.1, one request per connection).
+async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fetch = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut out = Vec::new();
+        tcp.read_to_end(&mut out).await?;
+        std::io::Result::Ok(out)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(10), fetch)
+        .await
+        .map_err(|_| anyhow!("GET {addr}/metrics timed out"))?
+        .with_context(|| format!("GET {addr}/metrics"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("GET {addr}/metrics: no HTTP response"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!(
+            "GET {addr}/metrics: {}",
+            head.lines().next().unwrap_or_default()
+        );
+    }
+    Ok(body.to_string())
+}
+
+/// The value of the unlabelled metric `name` in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
+        rest.trim().parse::<f64>().ok().map(|v| v as u64)
+    })
 }
 
 /// Sleeps `d`; fails when deliveries stop for 5 s (a lost message stalls the window).
@@ -686,11 +957,16 @@ async fn watch_progress(shared: &Shared, d: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn subscribe(conn: &mut WsConn, proto: Proto, i: usize) -> std::io::Result<()> {
+async fn subscribe(
+    conn: &mut WsConn,
+    proto: Proto,
+    i: usize,
+    channel: &str,
+) -> std::io::Result<()> {
     match proto {
         Proto::Framework => {
             let frame = FrameFields::new(Opcode::Subscribe.0)
-                .channel(CHANNEL)
+                .channel(channel)
                 .requires_ack(true)
                 .transaction_id(Some(Uuid::from_u128(i as u128 + 1)))
                 .encode();
@@ -767,6 +1043,11 @@ async fn subscriber(
                 String::from_utf8_lossy(&p[..p.len().min(120)])
             )));
         };
+        if seq >= fan.solo_from.get() {
+            // The cluster's quiet phase: counted apart, not timed.
+            fan.solo_count.set(fan.solo_count.get() + 1);
+            continue;
+        }
         shared.count.set(shared.count.get() + 1);
         if fan.lat.get() {
             let _ = shared
@@ -792,18 +1073,28 @@ async fn subscriber(
 async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut conn = open(&a.spec, a.addr, 16 * 1024).await?;
-    // Framework: a pre-encoded Publish frame whose payload is patched in place.
-    let template = FrameFields::new(Opcode::Publish.0)
-        .channel(CHANNEL)
-        .payload(&[b'P'; FANOUT_PAYLOAD])
-        .encode()
-        .to_vec();
-    let at = unique(&template, &[b'P'; FANOUT_PAYLOAD])?;
+    // Framework: a pre-encoded Publish frame whose payload is patched in place
+    // (cluster: a second one on the channel only node B's subscribers joined).
+    let publish_on = |channel: &str| -> anyhow::Result<(Vec<u8>, usize)> {
+        let template = FrameFields::new(Opcode::Publish.0)
+            .channel(channel)
+            .payload(&[b'P'; FANOUT_PAYLOAD])
+            .encode()
+            .to_vec();
+        let at = unique(&template, &[b'P'; FANOUT_PAYLOAD])?;
+        Ok((template, at))
+    };
+    let main = publish_on(CHANNEL)?;
+    let solo = publish_on(SOLO_CHANNEL)?;
     let mut msg: Vec<u8> = Vec::with_capacity(256);
     let mut payload = [0u8; FANOUT_PAYLOAD];
     let mut seq: u64 = 0;
     let mut rate_start: Option<(Instant, u64)> = None;
     while !shared.stop.get() {
+        if fan.halt.get() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
         match fan.mode.get() {
             Mode::Peak => {
                 while seq >= fan.done.get() + a.window as u64 {
@@ -816,13 +1107,24 @@ async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<(
                 tokio::time::sleep_until(due.into()).await;
             }
         }
+        if fan.halt.get() {
+            continue;
+        }
+        let (template, at) = if fan.solo.get() {
+            if fan.solo_from.get() == u64::MAX {
+                fan.solo_from.set(seq);
+            }
+            (&solo.0, solo.1)
+        } else {
+            (&main.0, main.1)
+        };
         fan.ring.borrow_mut()[seq as usize % RING] = 0;
         fanout_payload(&mut payload, seq, shared.realtime());
         let p = std::str::from_utf8(&payload).expect("ASCII payload");
         msg.clear();
         match a.spec.proto {
             Proto::Framework => {
-                msg.extend_from_slice(&template);
+                msg.extend_from_slice(template);
                 msg[at..at + FANOUT_PAYLOAD].copy_from_slice(&payload);
                 conn.send(BINARY, &msg).await?;
             }
@@ -842,6 +1144,7 @@ async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<(
         // Responses (JSON-RPC results, pings) are read and dropped as they come.
         conn.discard_available()?;
         seq += 1;
+        fan.published.set(seq);
     }
     Ok(())
 }
@@ -849,8 +1152,9 @@ async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<(
 // ---------------------------------------------------------------- idle
 
 async fn idle(args: LoadArgs) -> anyhow::Result<LoadResult> {
-    let pid = args
-        .server_pid
+    let pid = *args
+        .server_pids
+        .first()
         .context("the idle scenario needs --server-pid")?;
     let shared = Shared::new();
     let before = sys::rss_bytes(pid).context("cannot read the server's VmRSS")?;
@@ -895,4 +1199,19 @@ async fn idle(args: LoadArgs) -> anyhow::Result<LoadResult> {
         client_cpu: 0.0,
         ..LoadResult::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric;
+
+    #[test]
+    fn reads_an_unlabelled_metric() {
+        let text = "# HELP framework_cluster_received_total Publishes...\n\
+                    # TYPE framework_cluster_received_total counter\n\
+                    framework_cluster_received_total 42\n\
+                    framework_cluster_received_total_other 7\n";
+        assert_eq!(metric(text, "framework_cluster_received_total"), Some(42));
+        assert_eq!(metric(text, "framework_cluster_undelivered_total"), None);
+    }
 }

@@ -2,12 +2,14 @@
 //! that writes `BENCHMARKS.md`. One binary, three roles:
 //!
 //! ```text
-//! framework-bench run [--smoke] [--rounds N] [--only echo,rpc,fanout,idle]
+//! framework-bench run [--smoke] [--rounds N] [--only echo,rpc,fanout,idle,cluster]
 //!                     [--out BENCHMARKS.md] [--logs DIR] [--time-scale X]
-//! framework-bench server --server KIND --scenario S [--port P]
-//! framework-bench load --server KIND --scenario S --port P [--server-pid PID]
+//! framework-bench server --server KIND --scenario S [--port P] [--cluster URL]
+//! framework-bench load --server KIND --scenario S --port P [--server-pid PID[,PID..]]
 //!                      [--conns N] [--warmup S] [--secs S] [--lat-secs S]
 //!                      [--window N] [--size BYTES] [--lat-fraction F]
+//!                      [--nodes PORT,PORT,..] [--metrics PORT,PORT,..]
+//!                      [--engine-pid PID] [--lat-rate R] [--quiet-secs S]
 //! ```
 //!
 //! `scripts/bench.sh` builds it in release mode and calls `run`.
@@ -29,12 +31,13 @@ use anyhow::{bail, Context as _};
 use spec::Scenario;
 
 const USAGE: &str = "usage:
-  framework-bench run [--smoke] [--rounds N] [--only echo,rpc,fanout,idle]
+  framework-bench run [--smoke] [--rounds N] [--only echo,rpc,fanout,idle,cluster]
                       [--out BENCHMARKS.md] [--logs DIR] [--time-scale X]
-  framework-bench server --server KIND --scenario S [--port P]
-  framework-bench load --server KIND --scenario S --port P [--server-pid PID]
+  framework-bench server --server KIND --scenario S [--port P] [--cluster URL]
+  framework-bench load --server KIND --scenario S --port P [--server-pid PID[,PID..]]
                        [--conns N] [--warmup S] [--secs S] [--lat-secs S] [--window N] [--size B]
-                       [--lat-fraction F]
+                       [--lat-fraction F] [--nodes PORT,PORT,..] [--metrics PORT,PORT,..]
+                       [--engine-pid PID] [--lat-rate R] [--quiet-secs S]
   framework-bench list";
 
 struct Opts(HashMap<String, String>);
@@ -82,6 +85,21 @@ impl Opts {
         Ok(Duration::from_secs_f64(s.max(0.0)))
     }
 
+    /// A comma-separated list (absent: empty).
+    fn list<T: std::str::FromStr>(&self, key: &str) -> anyhow::Result<Vec<T>> {
+        match self.str(key) {
+            None => Ok(Vec::new()),
+            Some(v) => v
+                .split(',')
+                .map(|x| {
+                    x.trim()
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("--{key}: cannot read {x:?}"))
+                })
+                .collect(),
+        }
+    }
+
     fn scenario(&self) -> anyhow::Result<Scenario> {
         let s = self.need("scenario")?;
         Scenario::parse(s).with_context(|| format!("unknown scenario {s:?}"))
@@ -121,7 +139,12 @@ fn main() -> anyhow::Result<()> {
         }
         "server" => {
             let o = Opts::parse(rest, &[])?;
-            servers::main(o.need("server")?, o.scenario()?, o.num("port", 0)?)
+            servers::main(
+                o.need("server")?,
+                o.scenario()?,
+                o.num("port", 0)?,
+                o.str("cluster"),
+            )
         }
         "load" => {
             let o = Opts::parse(rest, &[])?;
@@ -130,21 +153,31 @@ fn main() -> anyhow::Result<()> {
             let spec = spec::find(scenario, kind)
                 .with_context(|| format!("scenario {} has no server {kind:?}", scenario.name()))?;
             let port: u16 = o.need("port")?.parse().context("--port")?;
+            let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
             load::main(load::LoadArgs {
                 scenario,
                 spec,
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                server_pid: o
-                    .str("server-pid")
+                addr: local(port),
+                server_pids: o.list("server-pid")?,
+                nodes: o.list("nodes")?.into_iter().map(local).collect(),
+                metrics: o.list("metrics")?.into_iter().map(local).collect(),
+                engine_pid: o
+                    .str("engine-pid")
                     .map(str::parse)
                     .transpose()
-                    .context("--server-pid")?,
+                    .context("--engine-pid")?,
                 conns: o.num("conns", 100)?,
                 warmup: o.secs("warmup", 1.0)?,
                 secs: o.secs("secs", 5.0)?,
                 lat_secs: o.secs("lat-secs", 4.0)?,
                 window: o.num("window", 16)?,
                 lat_fraction: o.num("lat-fraction", 0.5)?,
+                lat_rate: o
+                    .str("lat-rate")
+                    .map(str::parse)
+                    .transpose()
+                    .context("--lat-rate")?,
+                quiet_secs: o.secs("quiet-secs", 0.0)?,
                 size: o.num("size", 32)?,
             })
         }

@@ -1,6 +1,10 @@
 //! The runner: for each scenario, rounds of every server in turn (framework, peer,
 //! peer, ..., then again), each server a child process pinned to CPU 0 and the load
 //! generator another pinned to CPU 1; medians, ratios, targets, and the markdown.
+//!
+//! The cluster scenario's servers are variants: one node alone, then three nodes
+//! over an engine (redis-server, nats-server) that the runner starts for the run on
+//! a free loopback port, pinned with the nodes, and kills at its end.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -12,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use crate::load::LoadResult;
-use crate::spec::{servers, Scenario, ServerSpec};
+use crate::spec::{servers, Engine, Scenario, ServerSpec, CLUSTER_NODES};
 
 /// Runner options (`framework-bench run --help`).
 #[derive(Debug, Clone)]
@@ -35,6 +39,11 @@ struct Params {
     lat_secs: f64,
     window: usize,
     size: usize,
+    /// Cluster: the latency phase's fixed rate in deliveries per second, the same
+    /// for every variant (0: half of each server's own peak, as fanout).
+    rate: f64,
+    /// Cluster: the phase publishing on a channel only node B's subscribers joined.
+    quiet_secs: f64,
 }
 
 fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
@@ -46,6 +55,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             lat_secs: 0.0,
             window: 0,
             size: 32,
+            rate: 0.0,
+            quiet_secs: 0.0,
         },
         (Scenario::Echo | Scenario::Rpc, true) => Params {
             conns: 4,
@@ -54,6 +65,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             lat_secs: 0.0,
             window: 0,
             size: 32,
+            rate: 0.0,
+            quiet_secs: 0.0,
         },
         (Scenario::Fanout, false) => Params {
             conns: 1000,
@@ -62,6 +75,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             lat_secs: 4.0,
             window: 16,
             size: 64,
+            rate: 0.0,
+            quiet_secs: 0.0,
         },
         (Scenario::Fanout, true) => Params {
             conns: 10,
@@ -70,6 +85,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             lat_secs: 0.5,
             window: 4,
             size: 64,
+            rate: 0.0,
+            quiet_secs: 0.0,
         },
         (Scenario::Idle, false) => Params {
             conns: 10_000,
@@ -78,6 +95,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             lat_secs: 0.0,
             window: 0,
             size: 0,
+            rate: 0.0,
+            quiet_secs: 0.0,
         },
         (Scenario::Idle, true) => Params {
             conns: 100,
@@ -86,12 +105,39 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             lat_secs: 0.0,
             window: 0,
             size: 0,
+            rate: 0.0,
+            quiet_secs: 0.0,
+        },
+        // The fixed rate: 50 publishes/s to 1,000 subscribers. The lowest peak seen
+        // on the 2-core machine, NATS with other processes using half a core, was
+        // about 126,000 deliveries/s; 50,000 leaves every variant below saturation,
+        // at the same load (the report flags a variant whose peak is below it).
+        (Scenario::Cluster, false) => Params {
+            conns: 1000,
+            warmup: 1.0,
+            secs: 4.0,
+            lat_secs: 4.0,
+            window: 16,
+            size: 64,
+            rate: 50_000.0,
+            quiet_secs: 2.0,
+        },
+        (Scenario::Cluster, true) => Params {
+            conns: 30,
+            warmup: 0.2,
+            secs: 0.4,
+            lat_secs: 0.4,
+            window: 4,
+            size: 64,
+            rate: 3_000.0,
+            quiet_secs: 0.3,
         },
     };
     Params {
         warmup: p.warmup * scale,
         secs: p.secs * scale,
         lat_secs: p.lat_secs * scale,
+        quiet_secs: p.quiet_secs * scale,
         ..p
     }
 }
@@ -124,7 +170,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         let mut runs = Vec::new();
         for round in 1..=args.rounds {
             for spec in servers(scenario) {
-                let result = run_one(&exe, &pin, &args.logs, scenario, spec, round, &p);
+                let result = if scenario == Scenario::Cluster {
+                    run_cluster(&exe, &pin, &args.logs, spec, round, &p)
+                } else {
+                    run_one(&exe, &pin, &args.logs, scenario, spec, round, &p)
+                };
                 eprintln!(
                     "[{} {round}/{}] {:<18} {}",
                     scenario.name(),
@@ -184,6 +234,28 @@ fn summary(scenario: Scenario, r: &Result<LoadResult, String>) -> String {
             r.rss_before.unwrap_or(0) as f64 / 1048576.0,
             r.rss_after.unwrap_or(0) as f64 / 1048576.0
         ),
+        Ok(r) if scenario == Scenario::Cluster => {
+            let join = |v: Option<Vec<String>>| v.map_or("—".into(), |v| v.join(" / "));
+            format!(
+                "{:>10.0} deliveries/s  nodes {:.3} ({}) CPU-s/100k  engine {} CPU-s/100k  loadgen {:.0}%  others {:.0}% | at {:.0}/s: got {:.0}/s p50 {:.1} µs p99 {:.1} µs nodes {} engine {} | quiet at {}/s: node C {} CPU, received C {} B {}",
+                r.throughput,
+                r.server_cpu_per_100k,
+                join(node_cpu_per_100k(r).map(|v| v.iter().map(|x| f3(Some(*x))).collect())),
+                f3(r.engine_cpu_per_100k),
+                r.client_cpu * 100.0,
+                r.other_cpu * 100.0,
+                r.lat_rate.unwrap_or(0.0),
+                r.lat_throughput.unwrap_or(0.0),
+                r.p50_us,
+                r.p99_us,
+                pct(r.lat_server_cpu),
+                pct(r.lat_engine_cpu),
+                f0(r.quiet_rate),
+                pct1(r.quiet_node_cpu.as_ref().and_then(|v| v.get(2).copied())),
+                r.quiet_received_c.map_or("—".into(), |x| x.to_string()),
+                r.quiet_received_b.map_or("—".into(), |x| x.to_string()),
+            )
+        }
         Ok(r) if scenario == Scenario::Fanout => format!(
             "{:>10.0} deliveries/s  server {:.3} ({:.3} user) CPU-s/100k  loadgen {:.0}%  others {:.0}% | at {:.0}/s: got {:.0}/s p50 {:.1} µs p99 {:.1} µs server {:.0}% loadgen {:.0}%",
             r.throughput,
@@ -249,7 +321,7 @@ impl Pinning {
         }
     }
 
-    fn command(cpu: Option<&str>, exe: &Path) -> Command {
+    fn command(cpu: Option<&str>, exe: impl AsRef<std::ffi::OsStr>) -> Command {
         match cpu {
             Some(cpu) => {
                 let mut c = Command::new("taskset");
@@ -307,7 +379,7 @@ fn run_one(
             .map_err(|e| format!("cannot start the server: {e}"))?,
     );
     let pid = server.0.id();
-    let port = read_port(&mut server.0, Duration::from_secs(30))?;
+    let (port, _) = read_ports(&mut server.0, Duration::from_secs(30))?;
 
     let mut load = Pinning::command(pin.client, exe);
     load.args(["load", "--server", spec.kind, "--scenario", scenario.name()])
@@ -359,26 +431,253 @@ fn run_one(
     Ok(result)
 }
 
-fn read_port(child: &mut Child, limit: Duration) -> Result<u16, String> {
+/// The server's `PORT` line, and the `SERVICE` line before it when there is one
+/// (cluster nodes: their `run_service` port).
+fn read_ports(child: &mut Child, limit: Duration) -> Result<(u16, Option<u16>), String> {
     let stdout = child.stdout.take().ok_or("no server stdout")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
+        let mut service = None;
         let port = lines.find_map(|l| {
-            l.ok().and_then(|l| {
-                l.strip_prefix("PORT ")
-                    .and_then(|p| p.trim().parse::<u16>().ok())
-            })
+            let l = l.ok()?;
+            let num = |p: &str| p.trim().parse::<u16>().ok();
+            if let Some(p) = l.strip_prefix("SERVICE ") {
+                service = num(p);
+                return None;
+            }
+            l.strip_prefix("PORT ").and_then(num)
         });
-        let _ = tx.send(port);
+        let _ = tx.send(port.map(|p| (p, service)));
         // Keep draining so the server never blocks on a full pipe.
         for _ in lines {}
     });
     match rx.recv_timeout(limit) {
-        Ok(Some(port)) => Ok(port),
+        Ok(Some(ports)) => Ok(ports),
         Ok(None) => Err("the server exited before printing its port".into()),
         Err(_) => Err(format!("the server printed no port within {limit:?}")),
     }
+}
+
+// ---------------------------------------------------------------- cluster
+
+/// An engine process of one run: killed when dropped.
+struct EngineProc {
+    child: Reaped,
+    url: String,
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Whether the engine on 127.0.0.1:`port` answers: Redis `PING` → `+PONG`, NATS
+/// greets every connection with `INFO`.
+fn engine_answers(engine: Engine, port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut tcp) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(500)));
+    if engine == Engine::Redis && tcp.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 5];
+    if tcp.read_exact(&mut buf).is_err() {
+        return false;
+    }
+    match engine {
+        Engine::Redis => buf == *b"+PONG",
+        Engine::Nats => buf == *b"INFO ",
+    }
+}
+
+/// Starts `engine` on a free loopback port, pinned with the servers, and waits
+/// until it answers (a few tries: the free port may be taken in between).
+fn start_engine(
+    engine: Engine,
+    pin: &Pinning,
+    logs: &Path,
+    tag: &str,
+) -> Result<EngineProc, String> {
+    let program = engine.program();
+    if !on_path(program) {
+        return Err(format!(
+            "{program} is not installed (Debian's package {program}; scripts/bench.sh \
+             installs it when missing)"
+        ));
+    }
+    let mut last = String::new();
+    for attempt in 1..=3 {
+        let port = free_port()?;
+        let log = format!("{tag}-engine.log");
+        // Redis logs to stdout, NATS to stderr: both into one file.
+        let (out, err) = match std::fs::File::create(logs.join(&log)) {
+            Ok(f) => match f.try_clone() {
+                Ok(g) => (Stdio::from(f), Stdio::from(g)),
+                Err(_) => (Stdio::from(f), Stdio::null()),
+            },
+            Err(_) => (Stdio::null(), Stdio::null()),
+        };
+        let mut cmd = Pinning::command(pin.server, program);
+        cmd.args(engine.args(port))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let mut child = Reaped(
+            cmd.spawn()
+                .map_err(|e| format!("cannot start {program}: {e}"))?,
+        );
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if engine_answers(engine, port) {
+                return Ok(EngineProc {
+                    child,
+                    url: engine.url(port),
+                });
+            }
+            if let Ok(Some(status)) = child.0.try_wait() {
+                last = format!("{program} exited ({status}) on attempt {attempt}, see {log}");
+                break;
+            }
+            if Instant::now() >= end {
+                last = format!("{program} did not answer on port {port} within 10 s");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Err(last)
+}
+
+/// One run of the cluster scenario: the engine (for a cluster variant), the
+/// nodes (A, B, C: each a `server` process, pinned like every server, joined
+/// through the engine; one node alone for the in-memory variant), then the load
+/// generator with every node's port, PID and `/metrics` port.
+fn run_cluster(
+    exe: &Path,
+    pin: &Pinning,
+    logs: &Path,
+    spec: &ServerSpec,
+    round: usize,
+    p: &Params,
+) -> Result<LoadResult, String> {
+    let scenario = Scenario::Cluster;
+    let tag = format!("{}-{}-r{round}", scenario.name(), spec.kind);
+    let mut engine = match Engine::of(spec.kind) {
+        Some(e) => Some(start_engine(e, pin, logs, &tag)?),
+        None => None,
+    };
+    let count = if engine.is_some() { CLUSTER_NODES } else { 1 };
+    let mut nodes: Vec<(Reaped, u16, u16)> = Vec::new();
+    for i in 0..count {
+        let name = char::from(b'a' + i as u8);
+        let mut cmd = Pinning::command(pin.server, exe);
+        cmd.args([
+            "server",
+            "--server",
+            spec.kind,
+            "--scenario",
+            scenario.name(),
+        ])
+        .args(["--port", "0"]);
+        if let Some(e) = &engine {
+            cmd.args(["--cluster", &e.url]);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file(logs, &format!("{tag}-node-{name}.log")));
+        let mut child = Reaped(
+            cmd.spawn()
+                .map_err(|e| format!("cannot start node {name}: {e}"))?,
+        );
+        let (port, service) = read_ports(&mut child.0, Duration::from_secs(30))
+            .map_err(|e| format!("node {name}: {e} (see {tag}-node-{name}.log)"))?;
+        let service = service.ok_or_else(|| format!("node {name} printed no SERVICE port"))?;
+        nodes.push((child, port, service));
+    }
+    let join = |f: &dyn Fn(&(Reaped, u16, u16)) -> String| {
+        nodes.iter().map(f).collect::<Vec<_>>().join(",")
+    };
+
+    let mut load = Pinning::command(pin.client, exe);
+    load.args(["load", "--server", spec.kind, "--scenario", scenario.name()])
+        .args(["--port", &nodes[0].1.to_string()])
+        .args(["--server-pid", &join(&|n| n.0 .0.id().to_string())])
+        .args(["--nodes", &join(&|n| n.1.to_string())])
+        .args(["--metrics", &join(&|n| n.2.to_string())])
+        .args([
+            "--conns",
+            &p.conns.to_string(),
+            "--size",
+            &p.size.to_string(),
+        ])
+        .args([
+            "--warmup",
+            &p.warmup.to_string(),
+            "--secs",
+            &p.secs.to_string(),
+        ])
+        .args(["--lat-secs", &p.lat_secs.to_string()])
+        .args(["--window", &p.window.to_string()])
+        .args(["--lat-rate", &p.rate.to_string()])
+        .args(["--quiet-secs", &p.quiet_secs.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file(logs, &format!("{tag}-load.log")));
+    if let Some(e) = &engine {
+        load.args(["--engine-pid", &e.child.0.id().to_string()]);
+    }
+    let load = Reaped(
+        load.spawn()
+            .map_err(|e| format!("cannot start the load generator: {e}"))?,
+    );
+    let limit =
+        Duration::from_secs_f64(p.warmup * 2.0 + p.secs + p.lat_secs + p.quiet_secs + 150.0);
+    let out = wait_output(load, limit)?;
+    let mut dead = Vec::new();
+    for (i, n) in nodes.iter_mut().enumerate() {
+        if !matches!(n.0 .0.try_wait(), Ok(None)) {
+            dead.push(format!("node {}", char::from(b'a' + i as u8)));
+        }
+    }
+    let engine_dead = engine
+        .as_mut()
+        .is_some_and(|e| !matches!(e.child.0.try_wait(), Ok(None)));
+    // Nodes first, then the engine: no node sees its engine vanish.
+    drop(nodes);
+    drop(engine);
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .ok_or_else(|| format!("the load generator printed no result (see {tag}-load.log)"))?;
+    let result: LoadResult =
+        serde_json::from_str(line).map_err(|e| format!("unreadable result: {e}"))?;
+    if !result.ok {
+        return Err(result.error.unwrap_or_else(|| "failed".into()));
+    }
+    if !dead.is_empty() {
+        return Err(format!(
+            "{} exited during the run (see {tag}-node-*.log)",
+            dead.join(", ")
+        ));
+    }
+    if engine_dead {
+        return Err(format!(
+            "the engine exited during the run (see {tag}-engine.log)"
+        ));
+    }
+    Ok(result)
 }
 
 fn wait_output(mut child: Reaped, limit: Duration) -> Result<String, String> {
@@ -437,7 +736,16 @@ fn med(runs: &[Run], kind: &str, f: impl Fn(&LoadResult) -> Option<f64>) -> Opti
 
 /// Median over rounds of `f(framework run) / f(peer run)` of the same round.
 fn ratio(runs: &[Run], peer: &str, f: impl Fn(&LoadResult) -> Option<f64>) -> Option<f64> {
-    let fw = servers_framework(runs);
+    ratio_of(runs, servers_framework(runs), peer, f)
+}
+
+/// Median over rounds of `f(run of a) / f(run of b)` of the same round.
+fn ratio_of(
+    runs: &[Run],
+    fw: &str,
+    peer: &str,
+    f: impl Fn(&LoadResult) -> Option<f64>,
+) -> Option<f64> {
     let mut v = Vec::new();
     let rounds = runs.iter().map(|r| r.round).max().unwrap_or(0);
     for round in 1..=rounds {
@@ -484,6 +792,23 @@ fn other(r: &LoadResult) -> Option<f64> {
 fn per_conn(r: &LoadResult) -> Option<f64> {
     r.bytes_per_conn
 }
+/// Cluster: each node's CPU-s per 100k deliveries of the peak window, A first.
+fn node_cpu_per_100k(r: &LoadResult) -> Option<Vec<f64>> {
+    let n = r.messages as f64;
+    if n <= 0.0 {
+        return None;
+    }
+    r.node_cpu_s
+        .as_ref()
+        .map(|v| v.iter().map(|x| x * 100_000.0 / n).collect())
+}
+/// Cluster: the nodes' and the engine's CPU-s per 100k deliveries together.
+fn total_cpu(r: &LoadResult) -> Option<f64> {
+    cpu(r).map(|c| c + r.engine_cpu_per_100k.unwrap_or(0.0))
+}
+fn nth(v: &Option<Vec<f64>>, i: usize) -> Option<f64> {
+    v.as_ref().and_then(|v| v.get(i).copied())
+}
 
 // ---------------------------------------------------------------- report
 
@@ -498,6 +823,9 @@ fn f3(v: Option<f64>) -> String {
 }
 fn pct(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{:.0}%", v * 100.0))
+}
+fn pct1(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{:.1}%", v * 100.0))
 }
 fn x2(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.2}×"))
@@ -677,6 +1005,8 @@ fn targets(all: &[(Scenario, Params, Vec<Run>)]) -> Vec<Target> {
                     cpu_pass: None,
                 });
             }
+            // Measured, not targeted: what the cluster costs beside one node.
+            Scenario::Cluster => {}
             Scenario::Idle => {
                 let b = med(runs, "framework", per_conn);
                 out.push(Target {
@@ -818,7 +1148,7 @@ fn report(
          - **idle**: {} connections opened (and the protocol's own opening done: \
          Welcome, Socket.IO connect), held {} s; the server's `VmRSS` after minus \
          before, ÷ connections (user-space memory only: kernel socket buffers are not \
-         in RSS).\n",
+         in RSS).",
         params(Scenario::Echo, args.smoke, args.time_scale).conns,
         params(Scenario::Echo, args.smoke, args.time_scale).size,
         params(Scenario::Echo, args.smoke, args.time_scale).warmup,
@@ -831,11 +1161,37 @@ fn report(
         group(params(Scenario::Idle, args.smoke, args.time_scale).conns as i64),
         params(Scenario::Idle, args.smoke, args.time_scale).warmup,
     );
+    let c = params(Scenario::Cluster, args.smoke, args.time_scale);
     let _ = writeln!(
         w,
-        "Rerun: `bash scripts/bench.sh` (full, about 5 minutes after the build), \
+        "- **cluster**: the fanout load ({} subscribers, {}-byte payload, at most {} \
+         publishes in flight for the peak) over {} framework nodes, each a `server` \
+         process with `Config::cluster` naming the engine and `run_service` on a second \
+         port for `/metrics`; the publisher on node A, subscriber *i* on node *i* mod {}. \
+         The engine (`redis-server --save '' --appendonly no`, `nats-server`: Debian's \
+         packages) is started by the runner for each run on a free loopback port, pinned \
+         with the servers, waited for (Redis `PING`, NATS `INFO`) and killed at the run's \
+         end, after the nodes. Beside them, the same load on one node with the in-memory \
+         broker. Peak over {} s; then {} s at a fixed {} deliveries/s for every variant \
+         (publish-to-delivery as in fanout); then {} s at that publish rate on a channel \
+         only node B's subscribers joined. Nodes' CPU is their `/proc/PID/stat` times \
+         summed, the engine's is read the same way; engine messages a node received are \
+         the change of its `framework_cluster_received_total`.\n",
+        c.conns,
+        crate::spec::FANOUT_PAYLOAD,
+        c.window,
+        CLUSTER_NODES,
+        CLUSTER_NODES,
+        c.secs,
+        c.lat_secs,
+        group(c.rate as i64),
+        c.quiet_secs,
+    );
+    let _ = writeln!(
+        w,
+        "Rerun: `bash scripts/bench.sh` (full, about 7 minutes after the build), \
          `bash scripts/bench.sh --smoke` (seconds), options after the script name \
-         (`--rounds N`, `--only echo,rpc`, `--time-scale X`). Absolute numbers on a \
+         (`--rounds N`, `--only echo,rpc` or `--only cluster`, `--time-scale X`). Absolute numbers on a \
          shared machine drift between runs; the ratios of one run are the result.\n"
     );
 
@@ -905,6 +1261,13 @@ fn scenario_section(w: &mut String, scenario: Scenario, p: &Params, runs: &[Run]
             "## idle — memory per idle connection, {} connections\n",
             group(p.conns as i64)
         ),
+        Scenario::Cluster => writeln!(
+            w,
+            "## cluster — 1 publisher, {} subscribers over {} nodes, {}-byte payload\n",
+            group(p.conns as i64),
+            CLUSTER_NODES,
+            crate::spec::FANOUT_PAYLOAD
+        ),
     };
     let failed = |kind: &str| {
         let n = runs
@@ -918,6 +1281,7 @@ fn scenario_section(w: &mut String, scenario: Scenario, p: &Params, runs: &[Run]
         }
     };
     match scenario {
+        Scenario::Cluster => cluster_section(w, p, runs, &failed),
         Scenario::Echo | Scenario::Rpc | Scenario::Fanout => {
             let fanout = scenario == Scenario::Fanout;
             let _ = writeln!(
@@ -1060,4 +1424,179 @@ fn scenario_section(w: &mut String, scenario: Scenario, p: &Params, runs: &[Run]
             let _ = writeln!(w, "\nRatios below 1 favour the framework.\n");
         }
     }
+}
+
+fn cluster_section(w: &mut String, p: &Params, runs: &[Run], failed: &dyn Fn(&str) -> String) {
+    let single = servers_framework(runs);
+    let specs = servers(Scenario::Cluster);
+    let per_publish = p.rate / p.conns.max(1) as f64;
+    let _ = writeln!(
+        w,
+        "Cross-node fan-out: {nodes} framework nodes (separate processes) joined through \
+         the engine, the publisher on node A, subscriber *i* on node *i* mod {nodes}; the \
+         engine process runs pinned with the nodes, so nodes and engine share the servers' \
+         core as the single node has it alone. Beside them, the same load on one node with \
+         the in-memory broker, in the same rounds. Latency is measured at one fixed rate \
+         for every variant, {} deliveries/s ({} publishes/s to {} subscribers). Ratios are \
+         the variant ÷ 1 node of the same round; above 1 the cluster costs more.\n",
+        f0(Some(p.rate)),
+        f0(Some(per_publish)),
+        group(p.conns as i64),
+        nodes = CLUSTER_NODES,
+    );
+    let _ = writeln!(
+        w,
+        "| variant | peak deliveries/s | p50 / p99 at {} deliveries/s (µs) | nodes' CPU-s per 100k deliveries | of it node A / B / C | engine's CPU-s per 100k deliveries | nodes + engine | ÷ 1 node, CPU per delivery | ÷ 1 node, peak | loadgen CPU |\n|---|---|---|---|---|---|---|---|---|---|",
+        f0(Some(p.rate))
+    );
+    for spec in specs {
+        let alone = spec.kind == single;
+        let each = |i: usize| f3(med(runs, spec.kind, |r| nth(&node_cpu_per_100k(r), i)));
+        let _ = writeln!(
+            w,
+            "| {}{} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |",
+            spec.label,
+            failed(spec.kind),
+            f0(med(runs, spec.kind, thr)),
+            f1(med(runs, spec.kind, p50)),
+            f1(med(runs, spec.kind, p99)),
+            f3(med(runs, spec.kind, cpu)),
+            if alone {
+                "—".to_string()
+            } else {
+                format!("{} / {} / {}", each(0), each(1), each(2))
+            },
+            f3(med(runs, spec.kind, |r| r.engine_cpu_per_100k)),
+            f3(med(runs, spec.kind, total_cpu)),
+            if alone {
+                "—".into()
+            } else {
+                x2(ratio_of(runs, spec.kind, single, total_cpu))
+            },
+            if alone {
+                "—".into()
+            } else {
+                x2(ratio_of(runs, spec.kind, single, thr))
+            },
+            pct(med(runs, spec.kind, client)),
+        );
+    }
+    let _ = writeln!(w);
+    let others: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.result.as_ref().ok())
+        .filter_map(other)
+        .collect();
+    if let Some(o) = median(others) {
+        let _ = writeln!(
+            w,
+            "Other processes of the machine used a median {:.0}% of a core during \
+             these windows{}.\n",
+            o * 100.0,
+            if o >= 0.1 {
+                " (a shared, noisy machine: absolute numbers and latencies are \
+                 unreliable; compare CPU per delivery)"
+            } else {
+                ""
+            }
+        );
+    }
+    let short: Vec<&str> = specs
+        .iter()
+        .filter(|s| med(runs, s.kind, thr).is_some_and(|t| t < p.rate))
+        .map(|s| s.label)
+        .collect();
+    if !short.is_empty() {
+        let _ = writeln!(
+            w,
+            "**The fixed rate is above the peak of {}**: its latency is that of an \
+             overloaded server.\n",
+            short.join(", ")
+        );
+    }
+    let _ = writeln!(
+        w,
+        "The latency phase (open loop at the fixed rate); CPU as a fraction of one core. \
+         At the peak, publishes queue up and one write carries several deliveries; at a \
+         fixed rate below it every delivery is written alone, so this phase compares the \
+         variants' CPU per delivery without that batching (the ratio is per delivery \
+         achieved):\n"
+    );
+    let _ = writeln!(
+        w,
+        "| variant | deliveries/s asked | achieved | nodes' CPU (sum) | engine CPU | nodes + engine ÷ 1 node | loadgen CPU | p50 / p99 at the kernel's receive (µs) | p50 / p99 when the subscriber task ran (µs) |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    // Server CPU per delivery at the fixed rate (the same for every variant).
+    let lat_total = |r: &LoadResult| {
+        let cpu = r.lat_server_cpu? + r.lat_engine_cpu.unwrap_or(0.0);
+        let got = r.lat_throughput?;
+        (cpu > 0.0 && got > 0.0).then(|| cpu / got)
+    };
+    for spec in specs {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} |",
+            spec.label,
+            f0(med(runs, spec.kind, |r| r.lat_rate)),
+            f0(med(runs, spec.kind, |r| r.lat_throughput)),
+            pct(med(runs, spec.kind, |r| r.lat_server_cpu)),
+            pct(med(runs, spec.kind, |r| r.lat_engine_cpu)),
+            if spec.kind == single {
+                "—".into()
+            } else {
+                x2(ratio_of(runs, spec.kind, single, lat_total))
+            },
+            pct(med(runs, spec.kind, |r| r.lat_client_cpu)),
+            f1(med(runs, spec.kind, p50)),
+            f1(med(runs, spec.kind, p99)),
+            f1(med(runs, spec.kind, |r| r.p50_task_us)),
+            f1(med(runs, spec.kind, |r| r.p99_task_us)),
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nA node without subscribers of a channel: node A publishes at the same rate on \
+         a channel only node B's subscribers joined. Node C's CPU and the engine messages \
+         it received (`framework_cluster_received_total` of its `/metrics`) over that \
+         window, beside node C in the latency phase, when a third of the subscribers of \
+         the main channel are on it:\n"
+    );
+    let _ = writeln!(
+        w,
+        "| variant | publishes/s | publishes in the window | node C CPU | engine messages node C received | engine messages node B received per publish | node C with subscribers: CPU | … engine messages per publish |\n|---|---|---|---|---|---|---|---|"
+    );
+    for spec in specs.iter().filter(|s| s.kind != single) {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            spec.label,
+            f0(med(runs, spec.kind, |r| r.quiet_rate)),
+            f0(med(runs, spec.kind, |r| r
+                .quiet_publishes
+                .map(|x| x as f64))),
+            pct1(med(runs, spec.kind, |r| nth(&r.quiet_node_cpu, 2))),
+            f0(med(runs, spec.kind, |r| r
+                .quiet_received_c
+                .map(|x| x as f64))),
+            f3(med(runs, spec.kind, |r| {
+                match (r.quiet_received_b, r.quiet_publishes) {
+                    (Some(b), Some(n)) if n > 0 => Some(b as f64 / n as f64),
+                    _ => None,
+                }
+            })),
+            pct1(med(runs, spec.kind, |r| nth(&r.lat_node_cpu, 2))),
+            f3(med(runs, spec.kind, |r| r.lat_received_c)),
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nA node subscribes to a channel's engine subject only while it has a local \
+         subscriber, so the engine never sends node C the publications of a channel \
+         nobody on it joined: zero messages, and its CPU is that of an idle node \
+         (heartbeats, timers; CPU time is counted in ticks of {} ms, so in a short \
+         window one tick shows as whole percents). Every run checks that each \
+         publication of that phase reached every subscriber on node B, and that no node \
+         counted an engine error or an undelivered publication.\n",
+        1000 / crate::sys::clk_tck().max(1)
+    );
 }

@@ -1,6 +1,8 @@
 //! The servers under test: the framework's services and the peers, each written
 //! the way its documentation shows. Every server binds 127.0.0.1, prints
-//! `PORT <n>` on stdout once it accepts connections, and runs until killed.
+//! `PORT <n>` on stdout once it accepts connections, and runs until killed. A node
+//! of the cluster scenario also serves `run_service` (for `/metrics`) on a second
+//! port, printed as `SERVICE <n>` before `PORT`.
 //!
 //! Every server runs on a default multi-threaded tokio runtime (one worker per CPU
 //! it may run on: one when the runner pins it) and sets TCP_NODELAY on accepted
@@ -18,13 +20,23 @@ use framework::Message as _;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::spec::{AddRequest, AddResponse, Scenario, ADD_OPCODE, CHANNEL};
+use crate::spec::{AddRequest, AddResponse, Engine, Scenario, ADD_OPCODE, CHANNEL};
 
-/// Runs server `kind` of `scenario` on `port` (0: any free port) until killed.
-pub fn main(kind: &str, scenario: Scenario, port: u16) -> anyhow::Result<()> {
+/// Runs server `kind` of `scenario` on `port` (0: any free port) until killed;
+/// `cluster`: the engine URL a node of the cluster scenario joins.
+pub fn main(
+    kind: &str,
+    scenario: Scenario,
+    port: u16,
+    cluster: Option<&str>,
+) -> anyhow::Result<()> {
     if crate::spec::find(scenario, kind).is_none() {
         bail!("scenario {} has no server {kind:?}", scenario.name());
     }
+    if scenario == Scenario::Cluster && (cluster.is_some() != Engine::of(kind).is_some()) {
+        bail!("a cluster node over an engine needs --cluster URL, one alone none");
+    }
+    let cluster = cluster.map(String::from);
     crate::sys::raise_nofile_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -32,6 +44,7 @@ pub fn main(kind: &str, scenario: Scenario, port: u16) -> anyhow::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     runtime.block_on(async move {
         match (scenario, kind) {
+            (Scenario::Cluster, _) => cluster_node(addr, cluster).await,
             (_, "framework") | (_, "framework-raw") => framework_server(scenario, kind, addr).await,
             (_, "tokio-tungstenite") => tungstenite_echo(addr).await,
             (_, "fastwebsockets") => fastwebsockets_echo(addr).await,
@@ -100,6 +113,32 @@ async fn framework_server(scenario: Scenario, kind: &str, addr: SocketAddr) -> a
         handle.websocket_addr()
     };
     announce(bound);
+    forever().await
+}
+
+/// A node of the cluster scenario: the fanout scenario's protocol service (the
+/// built-in `Subscribe` and `Publish`), joined to the cluster at `cluster` when
+/// given (else alone, on the in-memory broker), plus `run_service` on a second
+/// port for `/metrics` (`framework_cluster_received_total`).
+async fn cluster_node(addr: SocketAddr, cluster: Option<String>) -> anyhow::Result<()> {
+    let config = framework::Config {
+        max_connections_per_ip: 1_000_000,
+        cluster: cluster.map(framework::config::ClusterConfig::new),
+        ..framework::Config::default()
+    };
+    let handle = framework::App::new()
+        .config(config)
+        .run_websocket_service(addr)
+        .run_service(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .start()
+        .await
+        .context("the node did not start")?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "SERVICE {}", handle.service_addr().port());
+        let _ = out.flush();
+    }
+    announce(handle.websocket_addr());
     forever().await
 }
 

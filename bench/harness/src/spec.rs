@@ -7,14 +7,18 @@ pub enum Scenario {
     Rpc,
     Fanout,
     Idle,
+    /// Cross-node fan-out: the fanout load over three nodes joined through an
+    /// engine (Redis, NATS), beside one node with the in-memory broker.
+    Cluster,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Echo,
         Scenario::Rpc,
         Scenario::Fanout,
         Scenario::Idle,
+        Scenario::Cluster,
     ];
 
     pub fn name(self) -> &'static str {
@@ -23,6 +27,7 @@ impl Scenario {
             Scenario::Rpc => "rpc",
             Scenario::Fanout => "fanout",
             Scenario::Idle => "idle",
+            Scenario::Cluster => "cluster",
         }
     }
 
@@ -119,13 +124,77 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
         spec("socketioxide", "socketioxide", Proto::SocketIo),
         spec("jsonrpsee", "jsonrpsee", Proto::JsonRpc),
     ];
+    // One node with the in-memory broker first: the cluster variants are compared
+    // with it. The kind names the engine (`framework`: none).
+    const CLUSTER: [ServerSpec; 3] = [
+        spec("framework", "1 node (in-memory broker)", Proto::Framework),
+        spec("redis", "3 nodes over Redis", Proto::Framework),
+        spec("nats", "3 nodes over NATS", Proto::Framework),
+    ];
     match scenario {
         Scenario::Echo => &ECHO,
         Scenario::Rpc => &RPC,
         Scenario::Fanout => &FANOUT,
         Scenario::Idle => &IDLE,
+        Scenario::Cluster => &CLUSTER,
     }
 }
+
+/// The cluster engine a server of the cluster scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Redis,
+    Nats,
+}
+
+impl Engine {
+    /// The engine of cluster server `kind` (`None`: one node, in-memory broker).
+    pub fn of(kind: &str) -> Option<Engine> {
+        match kind {
+            "redis" => Some(Engine::Redis),
+            "nats" => Some(Engine::Nats),
+            _ => None,
+        }
+    }
+
+    /// The engine's server program (Debian's packages of the same name).
+    pub fn program(self) -> &'static str {
+        match self {
+            Engine::Redis => "redis-server",
+            Engine::Nats => "nats-server",
+        }
+    }
+
+    /// Arguments serving on 127.0.0.1:`port` only, with nothing written to disk.
+    pub fn args(self, port: u16) -> Vec<String> {
+        let port = port.to_string();
+        let args: Vec<&str> = match self {
+            Engine::Redis => vec![
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            Engine::Nats => vec!["-a", "127.0.0.1", "-p", &port],
+        };
+        args.into_iter().map(String::from).collect()
+    }
+
+    /// The URL the nodes are given (`ClusterConfig::url`).
+    pub fn url(self, port: u16) -> String {
+        match self {
+            Engine::Redis => format!("redis://127.0.0.1:{port}"),
+            Engine::Nats => format!("nats://127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// Nodes of a cluster variant: node A (the publisher's), B and C.
+pub const CLUSTER_NODES: usize = 3;
 
 /// The server `kind` of `scenario`.
 pub fn find(scenario: Scenario, kind: &str) -> Option<ServerSpec> {
@@ -154,6 +223,10 @@ pub const ADD_OPCODE: u16 = 200;
 
 /// The fan-out channel / room / subscription.
 pub const CHANNEL: &str = "bench";
+
+/// The cluster scenario's second channel: only node B's subscribers join it, so
+/// a publish on it from node A must not reach node C at all.
+pub const SOLO_CHANNEL: &str = "bench-b-only";
 
 /// Size of a fan-out payload: `{seq:020}{nanos:020}` and padding.
 pub const FANOUT_PAYLOAD: usize = 64;
