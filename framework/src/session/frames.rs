@@ -24,7 +24,10 @@
 use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -104,6 +107,9 @@ pub(crate) struct FrameReader<R> {
 /// The largest frame header: 2 bytes, 8 of extended length, 4 of mask.
 const MAX_HEADER: usize = 14;
 
+/// The most read at once into the stack when nothing is buffered.
+const STACK_READ: usize = 4096;
+
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// A reader of `io`, which starts with `prefix` (bytes read ahead during the
     /// handshake).
@@ -136,7 +142,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         loop {
             match self.parse() {
-                Ok(Some(message)) => return Ok(message),
+                Ok(Some(message)) => {
+                    if self.buf.is_empty() {
+                        // What was read is all handed up: keep no buffer.
+                        self.buf = BytesMut::new();
+                    }
+                    return Ok(message);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     self.failed = true;
@@ -193,6 +205,32 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             frame.received += n;
             frame.remaining -= n;
             return Ok(());
+        }
+        if self.buf.is_empty() {
+            // Nothing buffered: a session waiting here (idle) holds no buffer.
+            // The read goes to the stack, only during the poll, and what came
+            // is copied into a buffer of its size.
+            let limit = self.read_size.min(STACK_READ);
+            let (io, buf) = (&mut self.io, &mut self.buf);
+            let n = std::future::poll_fn(|cx| {
+                let mut stack = [0u8; STACK_READ];
+                let mut read = ReadBuf::new(&mut stack[..limit]);
+                match Pin::new(&mut *io).poll_read(cx, &mut read) {
+                    Poll::Ready(Ok(())) => {
+                        *buf = BytesMut::from(read.filled());
+                        Poll::Ready(Ok(read.filled().len()))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await
+            .map_err(|e| ReadError::Gone(Some(e)))?;
+            return if n == 0 {
+                Err(ReadError::Gone(None))
+            } else {
+                Ok(())
+            };
         }
         if self.buf.capacity() - self.buf.len() < self.read_size / 2 {
             self.buf.reserve(self.read_size);
