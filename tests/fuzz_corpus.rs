@@ -18,6 +18,9 @@ mod jwt;
 #[allow(dead_code)]
 #[path = "../fuzz/bodies/message_decode.rs"]
 mod message_decode;
+#[allow(dead_code)]
+#[path = "../fuzz/bodies/ws_frames.rs"]
+mod ws_frames;
 
 fn corpus(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -70,4 +73,9 @@ fn handshake_corpus() {
 #[test]
 fn jwt_corpus() {
     replay("jwt", jwt::run, jwt::seeds);
+}
+
+#[test]
+fn ws_frames_corpus() {
+    replay("ws_frames", ws_frames::run, ws_frames::seeds);
 }

@@ -175,6 +175,10 @@ pub mod __private {
                                 break;
                             }
                             rest = &rest[n..];
+                            // Each piece a read of its own: the reader runs before
+                            // the next is written (else up to 128 pieces, tokio's
+                            // cooperative budget, would arrive as one).
+                            tokio::task::yield_now().await;
                         }
                     });
                     let mut reader = crate::session::FrameReader::new(

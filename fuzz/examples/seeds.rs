@@ -10,14 +10,17 @@ mod handshake;
 mod jwt;
 #[path = "../bodies/message_decode.rs"]
 mod message_decode;
+#[path = "../bodies/ws_frames.rs"]
+mod ws_frames;
 
 fn main() -> std::io::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
-    let targets: [(&str, fn() -> Vec<Vec<u8>>, fn(&[u8])); 4] = [
+    let targets: [(&str, fn() -> Vec<Vec<u8>>, fn(&[u8])); 5] = [
         ("frame_dispatch", frame_dispatch::seeds, frame_dispatch::run),
         ("message_decode", message_decode::seeds, message_decode::run),
         ("handshake", handshake::seeds, handshake::run),
         ("jwt", jwt::seeds, jwt::run),
+        ("ws_frames", ws_frames::seeds, ws_frames::run),
     ];
     for (name, seeds, run) in targets {
         let dir = root.join(name);
