@@ -602,7 +602,9 @@ async fn unknown_and_server_only_opcodes_are_unknown_opcode() {
         Opcode::Ack.0,
         Opcode::Error.0,
         Opcode::Auth.0, // no authentication configured
-        12,
+        Opcode::Join.0,
+        Opcode::Leave.0,
+        16,
         150,
         199,
         200,

@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::hub::Hub;
+use crate::storage::{Departed, MemoryStorage, Storage};
 
 /// Why a broker operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,12 +80,36 @@ pub trait Broker: Send + Sync + 'static {
     fn cluster_stats(&self) -> Option<&crate::cluster::ClusterStats> {
         None
     }
+
+    /// Where channel history and presence are kept (protocol v1.1); `None`: this
+    /// broker keeps neither, and channels configured for them answer
+    /// `Unavailable`.
+    fn storage(&self) -> Option<Arc<dyn Storage>> {
+        None
+    }
+
+    /// Delivers an encoded event (`Join`, `Leave`) to every subscriber of
+    /// `channel` on every node but the session `except`.
+    fn publish_event(
+        &self,
+        channel: Arc<str>,
+        frame: Bytes,
+        except: Uuid,
+    ) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Presence entries of sessions whose node died, once per entry cluster-wide
+    /// (the node sends `Leave` for them where configured). `None`: a broker
+    /// whose nodes cannot die apart from this one.
+    fn departures(&self) -> Option<tokio::sync::mpsc::Receiver<Departed>> {
+        None
+    }
 }
 
 /// The single-node broker: every delivery stays in this process.
 pub struct InMemoryBroker {
     node_id: Uuid,
     hub: Arc<Hub>,
+    storage: Arc<MemoryStorage>,
 }
 
 impl std::fmt::Debug for InMemoryBroker {
@@ -98,7 +123,18 @@ impl std::fmt::Debug for InMemoryBroker {
 impl InMemoryBroker {
     /// A broker for node `node_id` delivering through `hub`.
     pub fn new(node_id: Uuid, hub: Arc<Hub>) -> Self {
-        Self { node_id, hub }
+        Self::with_history_limit(node_id, hub, crate::Config::default().max_history_bytes)
+    }
+
+    /// A broker whose in-memory histories hold at most `limit` bytes together
+    /// (`Config::max_history_bytes`).
+    pub fn with_history_limit(node_id: Uuid, hub: Arc<Hub>, limit: usize) -> Self {
+        let storage = MemoryStorage::with_limit(node_id, hub.clone(), limit);
+        Self {
+            node_id,
+            hub,
+            storage,
+        }
     }
 }
 
@@ -137,5 +173,19 @@ impl Broker for InMemoryBroker {
     fn owner_of(&self, session: Uuid) -> BoxFuture<'_, Result<Option<Uuid>, BrokerError>> {
         let owner = self.hub.session(&session).map(|_| self.node_id);
         Box::pin(async move { Ok(owner) })
+    }
+
+    fn storage(&self) -> Option<Arc<dyn Storage>> {
+        Some(self.storage.clone())
+    }
+
+    fn publish_event(
+        &self,
+        channel: Arc<str>,
+        frame: Bytes,
+        except: Uuid,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        self.hub.event_local(&channel, &frame, except);
+        Box::pin(async { Ok(()) })
     }
 }

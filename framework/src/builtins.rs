@@ -2,8 +2,9 @@
 //! so an override (`override_websocket_handler`) can do everything they do.
 
 use crate::dispatch::{BoxedHandler, HandlerError, Reply, Request};
-use crate::node::SubscribeError;
+use crate::node::{ChannelError, SubscribeError};
 use crate::protocol::{ErrorCode, FrameFields, Opcode};
+use crate::storage::{history_page, presence_list, Position};
 
 /// Longest channel name in bytes.
 pub const MAX_CHANNEL_LEN: usize = 255;
@@ -53,16 +54,56 @@ impl From<SubscribeError> for HandlerError {
     }
 }
 
+impl From<ChannelError> for HandlerError {
+    fn from(e: ChannelError) -> Self {
+        match e {
+            ChannelError::Broker(b) => b.into(),
+            other => HandlerError::invalid_argument(other.to_string()),
+        }
+    }
+}
+
+/// A frame answering `ctx` with `opcode`, carrying a channel's position.
+fn positioned<'a>(ctx: &Request, opcode: Opcode, position: &'a Position) -> FrameFields<'a> {
+    FrameFields::new(opcode.0)
+        .transaction_id(ctx.transaction_id())
+        .trace_id(Some(ctx.trace_id()))
+        .span_id(ctx.span_id())
+        .offset(position.offset)
+        .epoch(&position.epoch)
+}
+
 /// `Ping` → `Pong` with the ping's `transaction_id` and `trace_id`.
 pub fn ping(_ctx: Request) -> Reply {
     Reply::with_opcode(Opcode::Pong, None)
 }
 
-/// `Subscribe`: join `channel` (twice is a no-op).
+/// `Subscribe`: join `channel` (twice is a no-op). With `recover`, first replay
+/// what the client missed after its `epoch`/`offset`, then answer with an `Ack`
+/// (always) carrying `recovered` and the channel's `epoch` and latest `offset`,
+/// then deliver live publications.
 pub async fn subscribe(ctx: Request) -> Result<Reply, HandlerError> {
     let channel = channel_of(&ctx)?;
-    ctx.node().subscribe(ctx.connection(), channel).await?;
-    Ok(Reply::ack())
+    let frame = ctx.frame();
+    if !frame.recover() {
+        ctx.node().subscribe(ctx.connection(), channel).await?;
+        return Ok(Reply::ack());
+    }
+    let epoch = frame.epoch().unwrap_or_default();
+    let recovery = ctx
+        .node()
+        .subscribe_recover(ctx.connection(), channel, epoch, frame.offset())
+        .await?;
+    let ack = positioned(&ctx, Opcode::Ack, &recovery.position)
+        .recovered(recovery.recovered)
+        .encode();
+    ctx.node()
+        .metrics()
+        .count_sent(Opcode::Ack.0, ack.len(), None);
+    // The Ack goes after the replayed publications and before any live one.
+    let _ = ctx.connection().send(ack);
+    recovery.resume();
+    Ok(Reply::none())
 }
 
 /// `Unsubscribe`: leave `channel` (not joined is a no-op).
@@ -73,12 +114,79 @@ pub async fn unsubscribe(ctx: Request) -> Result<Reply, HandlerError> {
 }
 
 /// `Publish`: deliver `payload` to every subscriber of `channel` on every node.
+/// On a channel with history, the `Ack` (when asked for) carries the
+/// publication's `offset` and `epoch`.
 pub async fn publish(ctx: Request) -> Result<Reply, HandlerError> {
     let channel = channel_of(&ctx)?;
-    ctx.node()
+    if ctx
+        .node()
+        .channel_options(channel)
+        .is_some_and(|o| !o.allow_publish)
+    {
+        return Err(HandlerError::new(
+            ErrorCode::Forbidden,
+            "clients may not publish on this channel",
+        ));
+    }
+    let position = ctx
+        .node()
         .publish_as(ctx.connection(), channel, ctx.body(), Some(ctx.trace_id()))
         .await?;
-    Ok(Reply::ack())
+    match position {
+        Some(position) if ctx.frame().requires_ack() => Ok(Reply::frame(
+            positioned(&ctx, Opcode::Ack, &position).encode(),
+        )),
+        _ => Ok(Reply::ack()),
+    }
+}
+
+/// `Presence`: the sessions subscribed to `channel` on every node, as a
+/// `PresenceList` (`InvalidArgument` on a channel without presence).
+pub async fn presence(ctx: Request) -> Result<Reply, HandlerError> {
+    let channel = channel_of(&ctx)?;
+    let entries = ctx.node().presence(channel).await?;
+    Ok(Reply::payload(presence_list(&entries)))
+}
+
+/// `History`: the retained publications of `channel` after `offset` (at most
+/// `limit`, capped at 1,000, and as many as fit in `max_message_size`), as a
+/// `HistoryPage`; the reply carries the
+/// channel's `epoch` and latest `offset`. A request naming another `epoch` than
+/// the channel's gets an empty page (its offsets mean nothing in this epoch).
+pub async fn history(ctx: Request) -> Result<Reply, HandlerError> {
+    let channel = channel_of(&ctx)?;
+    let frame = ctx.frame();
+    let limit = match frame.limit() {
+        0 => crate::node::MAX_HISTORY_PAGE,
+        n => n as usize,
+    };
+    let mut slice = ctx.node().history(channel, frame.offset(), limit).await?;
+    if frame
+        .epoch()
+        .is_some_and(|e| !e.is_empty() && e != slice.position.epoch)
+    {
+        slice.publications.clear();
+    }
+    // A page fits in one message the client accepts (at least one publication):
+    // the client asks again from the last offset it got.
+    let room = ctx.node().config().max_message_size.saturating_sub(1024);
+    let mut used = 0;
+    let fits = slice
+        .publications
+        .iter()
+        .take_while(|f| {
+            used += f.len() + 64;
+            used <= room
+        })
+        .count()
+        .max(1);
+    slice.publications.truncate(fits);
+    let page = history_page(&slice.publications);
+    Ok(Reply::frame(
+        positioned(&ctx, Opcode::History, &slice.position)
+            .payload(&page)
+            .encode(),
+    ))
 }
 
 /// `Send`: deliver `payload` to session `receiver_id` on whichever node owns it.
@@ -180,11 +288,11 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         opcode: Opcode::Presence,
-        default: None,
+        default: Some(|| BoxedHandler::new(presence)),
     },
     Builtin {
         opcode: Opcode::History,
-        default: None,
+        default: Some(|| BoxedHandler::new(history)),
     },
 ];
 

@@ -65,6 +65,54 @@ impl DeliveryStats {
     }
 }
 
+/// A channel's subscribers on this node.
+#[derive(Default)]
+struct Members {
+    live: HashMap<Uuid, Connection>,
+    /// Subscribers still recovering: what the channel delivered meanwhile, kept
+    /// for them until their replay ends (`Hub::end_recovery`).
+    recovering: HashMap<Uuid, parking_lot::Mutex<Vec<Bytes>>>,
+}
+
+impl Members {
+    fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Queues `frame` for every subscriber but `except`.
+    fn deliver(&self, frame: &Bytes, except: Option<Uuid>) -> Delivered {
+        let mut out = Delivered::default();
+        match &self.recovering {
+            recovering if recovering.is_empty() => {
+                for (id, conn) in &self.live {
+                    if Some(*id) != except {
+                        out.count(conn.send_shared(frame.clone()));
+                    }
+                }
+            }
+            recovering => {
+                for (id, conn) in &self.live {
+                    if Some(*id) == except {
+                        continue;
+                    }
+                    match recovering.get(id) {
+                        Some(held) => {
+                            held.lock().push(frame.clone());
+                            out.queued += 1;
+                        }
+                        None => out.count(conn.send_shared(frame.clone())),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The sessions of this node and the channels they joined.
 ///
 /// ```
@@ -74,7 +122,7 @@ impl DeliveryStats {
 /// ```
 pub struct Hub {
     sessions: DashMap<Uuid, Connection>,
-    channels: DashMap<Arc<str>, HashMap<Uuid, Connection>>,
+    channels: DashMap<Arc<str>, Members>,
     max_channels_per_session: usize,
     max_subscribers_per_channel: usize,
     stats: DeliveryStats,
@@ -145,6 +193,10 @@ impl Hub {
     /// Joins `channel`. `Ok(true)` when the channel had no local subscriber before
     /// (the node's interest in it starts); joining twice is a no-op.
     pub fn subscribe(&self, conn: &Connection, channel: &str) -> Result<bool, JoinError> {
+        self.join(conn, channel, false)
+    }
+
+    fn join(&self, conn: &Connection, channel: &str, recovering: bool) -> Result<bool, JoinError> {
         let mut joined = conn.0.channels.lock();
         if joined.contains(channel) {
             return Ok(false);
@@ -161,9 +213,55 @@ impl Hub {
             return Err(JoinError::ChannelFull(self.max_subscribers_per_channel));
         }
         let first = members.is_empty();
-        members.insert(conn.id(), conn.clone());
+        if recovering {
+            members.recovering.insert(conn.id(), Default::default());
+        }
+        members.live.insert(conn.id(), conn.clone());
         joined.insert(key);
         Ok(first)
+    }
+
+    /// Joins `channel` (as [`subscribe`](Self::subscribe)), keeping what the
+    /// channel delivers for this session aside until
+    /// [`end_recovery`](Self::end_recovery): the session first gets what it
+    /// missed, then these. `Ok(None)` when it had joined already (nothing is
+    /// kept aside); `Ok(Some(first))` otherwise.
+    pub fn subscribe_recovering(
+        &self,
+        conn: &Connection,
+        channel: &str,
+    ) -> Result<Option<bool>, JoinError> {
+        if conn.0.channels.lock().contains(channel) {
+            return Ok(None);
+        }
+        self.join(conn, channel, true).map(Some)
+    }
+
+    /// Ends the recovery of `conn` on `channel`: queues what the channel delivered
+    /// meanwhile with an offset above `after`, in offset order, then delivers
+    /// live again. No publication of the channel is queued in between.
+    pub fn end_recovery(&self, conn: &Connection, channel: &str, after: u64) {
+        let Some(mut members) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let Some(held) = members.recovering.remove(&conn.id()) else {
+            return;
+        };
+        let mut held: Vec<(u64, Bytes)> = held
+            .into_inner()
+            .into_iter()
+            .map(|f| (crate::storage::offset_of(&f), f))
+            .collect();
+        held.sort_by_key(|(offset, _)| *offset);
+        let mut last = after;
+        for (offset, frame) in held {
+            if offset > last {
+                last = offset;
+                let _ = conn.send_shared(frame);
+            }
+        }
+        // `members` (the channel's write lock) is held until here.
+        drop(members);
     }
 
     /// Leaves `channel`. `true` when it was the last local subscriber (the node's
@@ -176,7 +274,8 @@ impl Hub {
     fn remove_member(&self, channel: &str, id: Uuid) -> bool {
         let emptied = match self.channels.get_mut(channel) {
             Some(mut members) => {
-                members.remove(&id);
+                members.live.remove(&id);
+                members.recovering.remove(&id);
                 members.is_empty()
             }
             None => return false,
@@ -191,14 +290,33 @@ impl Hub {
 
     /// Queues `frame` for every local subscriber of `channel`.
     pub fn publish_local(&self, channel: &str, frame: &Bytes) -> Delivered {
-        let mut out = Delivered::default();
-        if let Some(members) = self.channels.get(channel) {
-            for conn in members.values() {
-                out.count(conn.send_shared(frame.clone()));
-            }
-        }
+        let out = self
+            .channels
+            .get(channel)
+            .map(|m| m.deliver(frame, None))
+            .unwrap_or_default();
         self.stats.record(Opcode::Publish, frame.len(), out);
         out
+    }
+
+    /// Queues the event `frame` (`Join`, `Leave`) for every local subscriber of
+    /// `channel` but `except`.
+    pub fn event_local(&self, channel: &str, frame: &Bytes, except: Uuid) -> Delivered {
+        let out = self
+            .channels
+            .get(channel)
+            .map(|m| m.deliver(frame, Some(except)))
+            .unwrap_or_default();
+        self.stats.record(Opcode::Publish, frame.len(), out);
+        out
+    }
+
+    /// The local subscribers of `channel` (a snapshot).
+    pub fn subscribers(&self, channel: &str) -> Vec<Connection> {
+        self.channels
+            .get(channel)
+            .map(|m| m.live.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Queues `frame` for the local session `id`; `None` when this node does not own it.

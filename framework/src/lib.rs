@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod raw;
 pub mod registry;
 pub mod session;
+pub mod storage;
 pub mod testing;
 
 mod services;

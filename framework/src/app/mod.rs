@@ -102,6 +102,10 @@ pub enum AppError {
         /// The second registration.
         second: String,
     },
+    /// A `channel_options` entry cannot be used (e.g. a history without a
+    /// time-to-live).
+    #[error("{0}")]
+    ChannelOptions(String),
     /// Several of the errors above, all found at once (each on its own line).
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Several(Vec<AppError>),
@@ -188,6 +192,7 @@ pub struct App {
     disconnect_hooks: Vec<BoxedDisconnectHook>,
     authorizers: Vec<BoxedAuthorizer>,
     quotas: Vec<crate::config::QuotaRule>,
+    channel_options: Vec<crate::config::ChannelOptions>,
     requirements: Vec<(u16, Vec<crate::config::Grant>)>,
     errors: Vec<AppError>,
     broker: Option<BrokerFactory>,
@@ -227,6 +232,7 @@ impl App {
             disconnect_hooks: Vec::new(),
             authorizers: Vec::new(),
             quotas: Vec::new(),
+            channel_options: Vec::new(),
             requirements: Vec::new(),
             errors: Vec::new(),
             broker: None,
@@ -257,6 +263,27 @@ impl App {
     /// ```
     pub fn cluster(mut self, cluster: crate::config::ClusterConfig) -> Self {
         self.config.cluster = Some(cluster);
+        self
+    }
+
+    /// Configures history, presence and join/leave events for the channels
+    /// matching `options.pattern` (see
+    /// [`ChannelOptions`](crate::config::ChannelOptions)), after those of the
+    /// configuration (`[[channel_options]]`); the first matching entry decides.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use framework::config::ChannelOptions;
+    /// let app = framework::App::new().channel_options(
+    ///     ChannelOptions::new("chat:*")
+    ///         .history(100, Duration::from_secs(600))
+    ///         .presence(true)
+    ///         .join_leave(true),
+    /// );
+    /// # let _ = app;
+    /// ```
+    pub fn channel_options(mut self, options: crate::config::ChannelOptions) -> Self {
+        self.channel_options.push(options);
         self
     }
 
@@ -607,6 +634,14 @@ impl App {
     /// [`AppError::Several`].
     fn registration_errors(&mut self) -> Result<(), AppError> {
         let mut errors: Vec<AppError> = self.errors.drain(..).collect();
+        errors.extend(
+            self.config
+                .channel_options
+                .iter()
+                .chain(&self.channel_options)
+                .filter_map(|o| o.problem())
+                .map(AppError::ChannelOptions),
+        );
         for group in [&self.overrides, &self.custom] {
             let mut seen: std::collections::HashMap<u16, &str> = Default::default();
             for r in group.iter() {
@@ -695,7 +730,11 @@ impl App {
                     .await
                     .map_err(AppError::Broker)?,
             ),
-            (None, None) => Arc::new(InMemoryBroker::new(node_id, hub.clone())),
+            (None, None) => Arc::new(InMemoryBroker::with_history_limit(
+                node_id,
+                hub.clone(),
+                self.config.max_history_bytes,
+            )),
         };
         let verifier = match &self.config.auth {
             Some(auth) => Some(Verifier::new(auth).await.map_err(AppError::Auth)?),
@@ -703,6 +742,9 @@ impl App {
         };
         let mut config = self.config.clone();
         config.quotas.extend(self.quotas.iter().cloned());
+        config
+            .channel_options
+            .extend(self.channel_options.iter().cloned());
         let node = Node::new(
             hub,
             broker,
@@ -711,6 +753,7 @@ impl App {
             verifier,
             &self.requirements,
         );
+        node.watch_departures();
         let hooks = Hooks {
             connect: std::mem::take(&mut self.connect_hooks).into(),
             disconnect: std::mem::take(&mut self.disconnect_hooks).into(),

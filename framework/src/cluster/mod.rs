@@ -28,6 +28,10 @@
 pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+mod redis_storage;
+#[cfg(feature = "redis")]
+pub use redis_storage::RedisStorage;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, Weak};
@@ -42,6 +46,7 @@ use uuid::Uuid;
 use crate::broker::{Broker, BrokerError};
 use crate::config::ClusterConfig;
 use crate::hub::Hub;
+use crate::storage::{Departed as Departures, Storage};
 
 /// Why an engine operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +120,11 @@ const HEARTBEAT: u8 = b'H';
 const SEND: u8 = b'S';
 const OWNER: u8 = b'O';
 const REPLY: u8 = b'R';
+/// A publication on a channel with history, published by the storage: every
+/// node delivers it (the origin included), in the order the engine gives.
+const HISTORY: u8 = b'Q';
+/// An event (`Join`, `Leave`): the session it is not for, then the frame.
+const EVENT: u8 = b'E';
 
 /// A session's (or node's) routing key: the first six bytes of its id.
 type Key = [u8; 6];
@@ -137,7 +147,27 @@ pub(crate) fn session_id(node: Uuid) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
-/// The channel name a subject token encodes (see `Core::channel_subject`).
+/// `channel` as one subject token: every byte outside `[A-Za-z0-9_:-]` written
+/// `%XX`, so any channel name is one valid token for every engine (NATS gives
+/// `.`, `*`, `>` and spaces a meaning).
+pub(crate) fn subject_token(channel: &str) -> String {
+    let mut token = String::with_capacity(channel.len());
+    for b in channel.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-') {
+            token.push(char::from(b));
+        } else {
+            token.push_str(&format!("%{b:02X}"));
+        }
+    }
+    token
+}
+
+/// The subject of `channel` in the cluster `prefix`.
+pub(crate) fn channel_subject_of(prefix: &str, channel: &str) -> String {
+    format!("{prefix}:c:{}", subject_token(channel))
+}
+
+/// The channel name a subject token encodes (see [`subject_token`]).
 fn decode_subject(token: &[u8]) -> Option<String> {
     let mut out = Vec::with_capacity(token.len());
     let mut i = 0;
@@ -175,6 +205,10 @@ struct Core {
     failing: AtomicBool,
     /// The clock of this node's heartbeats.
     started: Instant,
+    /// History and presence, when the engine has a storage.
+    storage: OnceLock<Arc<dyn Storage>>,
+    departures: tokio::sync::mpsc::Sender<Departures>,
+    departures_rx: parking_lot::Mutex<Option<tokio::sync::mpsc::Receiver<Departures>>>,
 }
 
 /// The cluster core: a [`Broker`] over an [`Engine`] (see the module's
@@ -215,7 +249,18 @@ pub async fn connect(
     let scheme = config.url.split("://").next().unwrap_or_default();
     let engine: Arc<dyn Engine> = match scheme {
         #[cfg(feature = "redis")]
-        "redis" | "rediss" => Arc::new(redis::RedisEngine::connect(config, broker.inbox()).await?),
+        "redis" | "rediss" => {
+            let engine = redis::RedisEngine::connect(config, broker.inbox()).await?;
+            broker.set_storage(Arc::new(RedisStorage::new(
+                engine.conn.clone(),
+                &config.prefix,
+                node_id,
+                broker.history_head(),
+                broker.liveness(),
+                config.timeout,
+            )));
+            Arc::new(engine)
+        }
         #[cfg(feature = "nats")]
         "nats" => Arc::new(nats::NatsEngine::connect(config, broker.inbox()).await?),
         other => {
@@ -243,7 +288,11 @@ impl ClusterBroker {
     /// A cluster core for node `node_id`, not yet attached to an engine (see
     /// [`start`](Self::start)).
     pub fn new(config: ClusterConfig, node_id: Uuid, hub: Arc<Hub>) -> Self {
+        let (departures, departures_rx) = tokio::sync::mpsc::channel(64);
         Self(Arc::new(Core {
+            storage: OnceLock::new(),
+            departures,
+            departures_rx: parking_lot::Mutex::new(Some(departures_rx)),
             node_id,
             key: key_of(&node_id),
             hub,
@@ -290,6 +339,25 @@ impl ClusterBroker {
         Ok(())
     }
 
+    /// Gives the cluster its history and presence storage (once; the Redis
+    /// engine's is set by [`connect`]).
+    pub fn set_storage(&self, storage: Arc<dyn Storage>) {
+        let _ = self.0.storage.set(storage);
+    }
+
+    /// Whether a node is alive, as this node sees it (for a storage's presence
+    /// reads).
+    pub fn liveness(&self) -> Arc<dyn Fn(&Uuid) -> bool + Send + Sync> {
+        let core = Arc::downgrade(&self.0);
+        Arc::new(move |node| core.upgrade().is_some_and(|c| c.alive(node)))
+    }
+
+    /// The envelope head of this node's history publications (what a storage
+    /// that publishes them itself puts before each frame).
+    pub fn history_head(&self) -> Bytes {
+        self.0.envelope(HISTORY, &[])
+    }
+
     /// This node's counters.
     pub fn stats(&self) -> &ClusterStats {
         &self.0.stats
@@ -323,13 +391,29 @@ async fn heartbeats(core: Weak<Core>, interval: Duration) {
         let Some(core) = core.upgrade() else { return };
         core.heartbeat().await;
         let timeout = core.config.heartbeat_timeout;
+        let mut dead = Vec::new();
         core.nodes.retain(|_, (node, seen)| {
             let alive = seen.elapsed() < timeout;
             if !alive {
                 tracing::warn!(%node, "cluster node silent for {timeout:?}: considered dead");
+                dead.push(*node);
             }
             alive
         });
+        if let Some(storage) = core.storage.get() {
+            for node in dead {
+                match storage.node_gone(node).await {
+                    Ok(gone) if !gone.is_empty() => {
+                        tracing::info!(%node, entries = gone.len(), "presence of a dead node removed");
+                        let _ = core.departures.try_send(gone);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(%node, error = %e, "presence of a dead node not removed")
+                    }
+                }
+            }
+        }
         let others = core
             .nodes
             .iter()
@@ -350,19 +434,18 @@ impl Core {
         format!("{}:{name}", self.config.prefix)
     }
 
-    /// The subject of `channel`: its name, with every byte outside
-    /// `[A-Za-z0-9_:-]` written `%XX`, so any channel name is one valid subject
-    /// token for every engine (NATS gives `.`, `*`, `>` and spaces a meaning).
+    /// The subject of `channel` (see [`subject_token`]).
     fn channel_subject(&self, channel: &str) -> String {
-        let mut subject = format!("{}:c:", self.config.prefix);
-        for b in channel.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-') {
-                subject.push(char::from(b));
-            } else {
-                subject.push_str(&format!("%{b:02X}"));
-            }
-        }
-        subject
+        channel_subject_of(&self.config.prefix, channel)
+    }
+
+    /// Whether `node` is alive: this one, or heard from within the heartbeat
+    /// timeout.
+    fn alive(&self, node: &Uuid) -> bool {
+        *node == self.node_id
+            || self.nodes.get(&key_of(node)).is_some_and(|e| {
+                e.value().0 == *node && e.value().1.elapsed() < self.config.heartbeat_timeout
+            })
     }
 
     fn node_subject(&self, key: &Key) -> String {
@@ -467,6 +550,19 @@ impl Core {
             }
             return;
         }
+        let channel_of = |subject: &[u8]| {
+            let prefix = self.channel_subject("");
+            decode_subject(subject.strip_prefix(prefix.as_bytes())?)
+        };
+        if kind == HISTORY {
+            // Published by the storage in offset order: delivered on every
+            // node, this one included.
+            if let Some(channel) = channel_of(subject) {
+                self.stats.received.fetch_add(1, Relaxed);
+                self.hub.publish_local(&channel, &payload.slice(17..));
+            }
+            return;
+        }
         if origin == self.node_id {
             // Our own publication, echoed by the engine: delivered already.
             return;
@@ -474,15 +570,18 @@ impl Core {
         let body = payload.slice(17..);
         match kind {
             PUBLISH => {
-                let prefix = self.channel_subject("");
-                let Some(channel) = subject.strip_prefix(prefix.as_bytes()) else {
-                    return;
-                };
-                let Some(channel) = decode_subject(channel) else {
+                let Some(channel) = channel_of(subject) else {
                     return;
                 };
                 self.stats.received.fetch_add(1, Relaxed);
                 self.hub.publish_local(&channel, &body);
+            }
+            EVENT if body.len() >= 16 => {
+                let Some(channel) = channel_of(subject) else {
+                    return;
+                };
+                let except = Uuid::from_slice(&body[..16]).unwrap_or_default();
+                self.hub.event_local(&channel, &body.slice(16..), except);
             }
             BROADCAST => {
                 self.stats.received.fetch_add(1, Relaxed);
@@ -632,6 +731,30 @@ impl Broker for ClusterBroker {
 
     fn cluster_stats(&self) -> Option<&ClusterStats> {
         Some(&self.0.stats)
+    }
+
+    fn storage(&self) -> Option<Arc<dyn Storage>> {
+        self.0.storage.get().cloned()
+    }
+
+    fn publish_event(
+        &self,
+        channel: Arc<str>,
+        frame: Bytes,
+        except: Uuid,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(async move {
+            let core = &self.0;
+            core.hub.event_local(&channel, &frame, except);
+            let payload = core.envelope(EVENT, &[except.as_bytes(), &frame]);
+            core.publish(core.channel_subject(&channel), payload)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn departures(&self) -> Option<tokio::sync::mpsc::Receiver<Departures>> {
+        self.0.departures_rx.lock().take()
     }
 
     fn owner_of(&self, session: Uuid) -> BoxFuture<'_, Result<Option<Uuid>, BrokerError>> {

@@ -23,7 +23,7 @@ use crate::config::ClusterConfig;
 /// The Redis side of a cluster node (see the module's documentation).
 #[derive(Clone)]
 pub struct RedisEngine {
-    conn: ConnectionManager,
+    pub(crate) conn: ConnectionManager,
 }
 
 impl std::fmt::Debug for RedisEngine {

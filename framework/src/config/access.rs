@@ -125,10 +125,10 @@ pub struct ChannelRule {
     /// Who may publish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Access>,
-    /// Who may list presence.
+    /// Who may list presence (besides being allowed to subscribe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence: Option<Access>,
-    /// Who may read history.
+    /// Who may read history (besides being allowed to subscribe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Access>,
 }

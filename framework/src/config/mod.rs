@@ -10,12 +10,14 @@ use serde::{Deserialize, Serialize};
 
 mod access;
 mod auth;
+mod channels;
 mod cluster;
 mod quota;
 mod sources;
 
 pub use access::{Access, ChannelRule, Grant, Permissions};
 pub use auth::{AuthConfig, KeyConfig};
+pub use channels::{options_for, ChannelOptions, HistoryBounds, MAX_HISTORY_SIZE};
 pub use cluster::ClusterConfig;
 pub use quota::{default_quotas, glob_match, OpcodeRef, QuotaRule, QuotaScope, Rate};
 pub use sources::{ConfigError, ListenSpec, Settings, ENV_PREFIX};
@@ -134,6 +136,15 @@ pub struct Config {
     /// pattern (see [`ChannelRule`]); a channel no rule matches is open.
     #[serde(default)]
     pub channels: Vec<ChannelRule>,
+    /// History, presence and join/leave events by channel pattern (see
+    /// [`ChannelOptions`]); a channel no entry matches behaves as in protocol v1.
+    #[serde(default)]
+    pub channel_options: Vec<ChannelOptions>,
+    /// Bytes the single node's in-memory storage keeps for channel histories,
+    /// all channels together; past it the oldest publications are trimmed (a
+    /// recovery past them answers `recovered = false`). A cluster keeps history
+    /// in its engine (Redis' own `maxmemory` applies there).
+    pub max_history_bytes: usize,
     /// Who may `Send`, `Broadcast` and send application opcodes (see
     /// [`Permissions`]).
     #[serde(default)]
@@ -177,6 +188,8 @@ impl Default for Config {
             auth: None,
             cluster: None,
             channels: Vec::new(),
+            channel_options: Vec::new(),
+            max_history_bytes: 256 << 20,
             permissions: Permissions::default(),
             quotas: default_quotas(),
             drain_grace: Duration::ZERO,

@@ -159,6 +159,8 @@ const CONFIG_KEYS: &[&str] = &[
     "auth",
     "cluster",
     "channels",
+    "channel_options",
+    "max_history_bytes",
     "permissions",
     "quotas",
     "drain_grace",

@@ -234,6 +234,13 @@ impl Access {
                     Action::Presence(_) => &ch.rule.presence,
                     _ => &ch.rule.history,
                 };
+                // Presence and history show what subscribers see: whoever may
+                // not subscribe may not read them either.
+                if matches!(action, Action::Presence(_) | Action::History(_)) {
+                    if let Some(subscribe) = ch.rule.subscribe.as_deref() {
+                        allowed(subscribe, Some(c), identity)?;
+                    }
+                }
                 (Some(c), grants.as_deref())
             }
         };

@@ -13,12 +13,14 @@ use uuid::Uuid;
 
 mod access;
 mod auth;
+mod channels;
 mod quota;
 mod users;
 
 pub(crate) use access::Access;
 pub use access::{Action, Denied};
 pub use auth::{AuthError, AuthSetupError, Identity, Verifier};
+pub use channels::{ChannelError, Recovery, MAX_HISTORY_PAGE};
 pub use quota::QuotaResult;
 pub(crate) use quota::Quotas;
 pub use users::TooManyForUser;
@@ -29,6 +31,7 @@ use crate::hub::{Hub, JoinError};
 use crate::protocol::{ErrorCode, FrameFields, Opcode};
 use crate::session::budget::MemoryBudget;
 use crate::session::{Connection, OpcodeCounters};
+use crate::storage::{Pending, Position};
 use crate::Config;
 
 /// Shared application state, keyed by type (the C++ guide's `state::instance`).
@@ -303,7 +306,10 @@ impl Node {
     }
 
     /// Joins `conn` to `channel`, telling the broker when this node's interest starts.
+    /// On channels with presence or join/leave events (`Config::channel_options`),
+    /// the session's presence entry is added and the others get a `Join`.
     pub async fn subscribe(&self, conn: &Connection, channel: &str) -> Result<(), SubscribeError> {
+        let was_member = conn.0.channels.lock().contains(channel);
         if self.0.hub.subscribe(conn, channel)? {
             if let Err(e) = self
                 .0
@@ -315,32 +321,74 @@ impl Node {
                 return Err(e.into());
             }
         }
+        if !was_member && !self.0.config.channel_options.is_empty() {
+            if let Err(e) = self.joined(conn, channel).await {
+                self.unsubscribe(conn, channel).await.ok();
+                return Err(e.into());
+            }
+        }
         Ok(())
     }
 
-    /// Removes `conn` from `channel`; a no-op when it had not joined.
+    /// Removes `conn` from `channel`; a no-op when it had not joined. Its
+    /// presence entry goes, and the others get a `Leave`, where configured.
     pub async fn unsubscribe(&self, conn: &Connection, channel: &str) -> Result<(), BrokerError> {
+        let was_member = conn.0.channels.lock().contains(channel);
         if self.0.hub.unsubscribe(conn, channel) {
             self.0
                 .broker
                 .channel_interest(Arc::from(channel), false)
                 .await?;
         }
+        if was_member && !self.0.config.channel_options.is_empty() {
+            self.left(&self.presence_entry(conn), channel).await;
+        }
         Ok(())
     }
 
-    /// Publishes `payload` to `channel` on every node, encoded once.
+    /// Publishes `payload` to `channel` on every node, encoded once. On a
+    /// channel with history the publication gets the next offset, which is
+    /// returned with the epoch (`None` on other channels).
     pub async fn publish(
         &self,
         channel: &str,
         payload: &[u8],
         emitter: Uuid,
         trace_id: Option<Uuid>,
-    ) -> Result<(), BrokerError> {
-        let frame = delivery(Opcode::Publish, payload, emitter, None, trace_id)
-            .channel(channel)
-            .encode();
-        self.0.broker.publish(Arc::from(channel), frame).await
+    ) -> Result<Option<Position>, BrokerError> {
+        self.publish_from(channel, payload, emitter, None, trace_id)
+            .await
+    }
+
+    async fn publish_from(
+        &self,
+        channel: &str,
+        payload: &[u8],
+        emitter: Uuid,
+        user: Option<&Identity>,
+        trace_id: Option<Uuid>,
+    ) -> Result<Option<Position>, BrokerError> {
+        if !self.0.config.channel_options.is_empty() {
+            let user = user.map(Identity::user_id);
+            let pending = Pending::new(channel, payload, emitter, user, trace_id);
+            if let Some(result) = self.publish_history(pending).await {
+                return result.map(Some);
+            }
+        }
+        let frame = delivery(
+            Opcode::Publish,
+            payload,
+            emitter,
+            user.map(Identity::user_id),
+            trace_id,
+        )
+        .channel(channel)
+        .encode();
+        self.0
+            .broker
+            .publish(Arc::from(channel), frame)
+            .await
+            .map(|()| None)
     }
 
     /// Publishes `payload` to `channel` as the session `conn`: the delivery names
@@ -362,12 +410,10 @@ impl Node {
         channel: &str,
         payload: &[u8],
         trace_id: Option<Uuid>,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<Option<Position>, BrokerError> {
         let user = conn.extension::<Identity>();
-        let frame = delivery_from(Opcode::Publish, payload, conn, user.as_ref(), trace_id)
-            .channel(channel)
-            .encode();
-        self.0.broker.publish(Arc::from(channel), frame).await
+        self.publish_from(channel, payload, conn.id(), user.as_ref(), trace_id)
+            .await
     }
 
     /// Sends `payload` to the session `receiver`, wherever it lives.
@@ -530,8 +576,28 @@ impl Node {
         // The user's count drops now, not when the last handle to the
         // connection does.
         conn.remove_extension::<UserSlot>();
+        let announced: Vec<Arc<str>> = if self.0.config.channel_options.is_empty() {
+            Vec::new()
+        } else {
+            conn.0
+                .channels
+                .lock()
+                .iter()
+                .filter(|c| {
+                    self.channel_options(c)
+                        .is_some_and(|o| o.presence || o.join_leave)
+                })
+                .cloned()
+                .collect()
+        };
+        let entry = (!announced.is_empty()).then(|| self.presence_entry(conn));
         for channel in self.0.hub.unregister(conn) {
             let _ = self.0.broker.channel_interest(channel, false).await;
+        }
+        if let Some(entry) = entry {
+            for channel in announced {
+                self.left(&entry, &channel).await;
+            }
         }
         self.0.broker.session_closed(conn.id()).await;
         self.0.metrics.sessions_closed.fetch_add(1, Relaxed);

@@ -53,6 +53,8 @@ pub(crate) fn router(state: HttpState, user: Option<Router>) -> Router {
         .route("/api/publish", post(api_publish))
         .route("/api/send", post(api_send))
         .route("/api/broadcast", post(api_broadcast))
+        .route("/api/history", post(api_history))
+        .route("/api/presence", post(api_presence))
         .route(&ws_path, get(upgrade))
         .with_state(state);
     match user {
@@ -232,11 +234,116 @@ async fn api_publish(
         .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.message()))?;
     let payload = decode_payload(&req.payload)?;
     let trace = Some(Uuid::new_v4());
-    delivered(
-        s.node
-            .publish(&req.channel, &payload, SERVER_EMITTER, trace)
-            .await,
-    )
+    let position = s
+        .node
+        .publish(&req.channel, &payload, SERVER_EMITTER, trace)
+        .await;
+    match position {
+        Ok(Some(p)) => Ok(Json(serde_json::json!({
+            "ok": true,
+            "offset": p.offset,
+            "epoch": p.epoch,
+        }))
+        .into_response()),
+        other => delivered(other.map(|_| ())),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ApiHistory {
+    channel: String,
+    #[serde(default)]
+    since: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+#[derive(serde::Deserialize)]
+struct ApiPresence {
+    channel: String,
+}
+
+fn channel_failed(e: crate::node::ChannelError) -> ApiError {
+    match e {
+        crate::node::ChannelError::Broker(b) => match delivered(Err(b)) {
+            Err(e) => e,
+            Ok(_) => api_error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected"),
+        },
+        other => api_error(StatusCode::BAD_REQUEST, &other.to_string()),
+    }
+}
+
+async fn api_history(
+    State(HttpState { shared: s, .. }): State<HttpState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let req: ApiHistory = api_body(&s.node, request).await?;
+    crate::builtins::validate_channel(&req.channel)
+        .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.message()))?;
+    let limit = req.limit.unwrap_or(crate::node::MAX_HISTORY_PAGE);
+    let slice = s
+        .node
+        .history(&req.channel, req.since, limit)
+        .await
+        .map_err(channel_failed)?;
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let publications: Vec<serde_json::Value> = slice
+        .publications
+        .iter()
+        .filter_map(|bytes| {
+            let f = crate::protocol::Frame::decode(bytes.clone(), &Default::default()).ok()?;
+            Some(serde_json::json!({
+                "offset": f.offset(),
+                "payload": b64.encode(f.payload()),
+                "emitter_id": f.emitter_id(),
+                "user_id": f.user_id().unwrap_or_default(),
+                "trace_id": f.trace_id(),
+            }))
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "epoch": slice.position.epoch,
+        "offset": slice.position.offset,
+        "publications": publications,
+    }))
+    .into_response())
+}
+
+async fn api_presence(
+    State(HttpState { shared: s, .. }): State<HttpState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let req: ApiPresence = api_body(&s.node, request).await?;
+    crate::builtins::validate_channel(&req.channel)
+        .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.message()))?;
+    let entries = s
+        .node
+        .presence(&req.channel)
+        .await
+        .map_err(channel_failed)?;
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let users: std::collections::HashSet<&str> = entries
+        .iter()
+        .map(|e| e.user_id.as_str())
+        .filter(|u| !u.is_empty())
+        .collect();
+    let clients: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "session_id": e.session,
+                "user_id": e.user_id,
+                "node_id": e.node,
+                "info": b64.encode(&e.info),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "num_clients": entries.len(),
+        "num_users": users.len(),
+        "clients": clients,
+    }))
+    .into_response())
 }
 
 async fn api_send(

@@ -528,6 +528,28 @@ impl Connection {
         self.0.extensions.lock().remove::<T>()
     }
 
+    /// Attaches application bytes that other clients see in this session's
+    /// presence entries and `Join`/`Leave` events (`ClientInfo.info`), e.g. a
+    /// display name. Never put the token here. Takes effect for channels joined
+    /// afterwards.
+    ///
+    /// ```
+    /// # fn f(conn: framework::session::Connection) {
+    /// conn.set_info(&b"Ada Lovelace"[..]);
+    /// assert_eq!(&conn.info()[..], b"Ada Lovelace");
+    /// # }
+    /// ```
+    pub fn set_info(&self, info: impl Into<bytes::Bytes>) {
+        self.insert_extension(ClientInfoBytes(info.into()));
+    }
+
+    /// The bytes [`set_info`](Self::set_info) attached (empty by default).
+    pub fn info(&self) -> bytes::Bytes {
+        self.extension::<ClientInfoBytes>()
+            .map(|i| i.0)
+            .unwrap_or_default()
+    }
+
     /// Runs `f` with the connection's extensions locked: to read or change several
     /// values at once. Do not call other extension methods of this connection
     /// inside `f` (they would wait for the lock `f` holds).
@@ -632,3 +654,7 @@ mod tests {
         assert!(c.is_closing());
     }
 }
+
+/// The application bytes of a connection's `ClientInfo` (see `Connection::set_info`).
+#[derive(Clone)]
+struct ClientInfoBytes(bytes::Bytes);
