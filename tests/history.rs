@@ -292,6 +292,15 @@ async fn trimmed_or_lost_history_is_not_recovered(store: Store) {
         replay.iter().map(|f| f.offset()).collect::<Vec<_>>(),
         vec![26, 27, 28, 29, 30]
     );
+    // Offset 0 in the current epoch replays everything retained; some was
+    // trimmed, so it is not `recovered`.
+    let from_zero = nodes.client(1).await;
+    assert!(!recover(&from_zero, "small:t", &epoch, 0).await.0);
+    let replay = deliveries_until(&from_zero, 30).await;
+    assert_eq!(
+        replay.iter().map(|f| f.offset()).collect::<Vec<_>>(),
+        (21..=30).collect::<Vec<_>>()
+    );
     // Another epoch: not recovered, nothing replayed.
     let third = nodes.client(1).await;
     let (recovered, e, _) = recover(&third, "small:t", "0000000000000000", 25).await;

@@ -255,7 +255,11 @@ impl Hub {
         held.sort_by_key(|(offset, _)| *offset);
         let mut last = after;
         for (offset, frame) in held {
-            if offset > last {
+            // Events (`Join`, `Leave`: no offset) go first; publications the
+            // replay covered are skipped.
+            if offset == 0 {
+                let _ = conn.send_shared(frame);
+            } else if offset > last {
                 last = offset;
                 let _ = conn.send_shared(frame);
             }

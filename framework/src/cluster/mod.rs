@@ -251,14 +251,16 @@ pub async fn connect(
         #[cfg(feature = "redis")]
         "redis" | "rediss" => {
             let engine = redis::RedisEngine::connect(config, broker.inbox()).await?;
-            broker.set_storage(Arc::new(RedisStorage::new(
+            let storage = Arc::new(RedisStorage::new(
                 engine.conn.clone(),
                 &config.prefix,
                 node_id,
                 broker.history_head(),
                 broker.liveness(),
                 config.timeout,
-            )));
+            ));
+            storage.keep_presence_alive();
+            broker.set_storage(storage);
             Arc::new(engine)
         }
         #[cfg(feature = "nats")]

@@ -134,6 +134,9 @@ pub struct RedisStorage {
     read: Script,
     node_gone: Script,
     timeout: std::time::Duration,
+    /// Channels where this node has presence entries, with how many: their keys'
+    /// time-to-live is refreshed while there are any.
+    present: DashMap<Arc<str>, usize>,
 }
 
 impl std::fmt::Debug for RedisStorage {
@@ -168,7 +171,38 @@ impl RedisStorage {
             read: Script::new(READ),
             node_gone: Script::new(NODE_GONE),
             timeout,
+            present: DashMap::new(),
         }
+    }
+
+    /// Refreshes the time-to-live of the presence keys this node has entries in
+    /// (so long-lived subscribers never expire), every hour until dropped.
+    pub(crate) fn keep_presence_alive(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(storage) = weak.upgrade() else {
+                    return;
+                };
+                let keys: Vec<String> = storage
+                    .present
+                    .iter()
+                    .map(|e| storage.presence_key(e.key()))
+                    .chain(std::iter::once(storage.node_key(&storage.node)))
+                    .collect();
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.expire(key, PRESENCE_KEY_TTL_SECS as i64).ignore();
+                }
+                let mut conn = storage.conn.clone();
+                if let Err(e) = storage.timed(pipe.query_async::<()>(&mut conn)).await {
+                    tracing::warn!(error = %e, "presence keys not refreshed");
+                }
+            }
+        });
     }
 
     fn token(channel: &str) -> String {
@@ -323,6 +357,7 @@ impl Storage for RedisStorage {
     ) -> BoxFuture<'_, Result<(), BrokerError>> {
         Box::pin(async move {
             entry.node = self.node;
+            *self.present.entry(channel.clone()).or_insert(0) += 1;
             let key = self.presence_key(&channel);
             let mut field = self.node.as_bytes().to_vec();
             field.extend_from_slice(entry.session.as_bytes());
@@ -348,6 +383,10 @@ impl Storage for RedisStorage {
         session: Uuid,
     ) -> BoxFuture<'_, Result<(), BrokerError>> {
         Box::pin(async move {
+            if let Some(mut n) = self.present.get_mut(&channel) {
+                *n = n.saturating_sub(1);
+            }
+            self.present.remove_if(&channel, |_, n| *n == 0);
             let key = self.presence_key(&channel);
             let mut field = self.node.as_bytes().to_vec();
             field.extend_from_slice(session.as_bytes());

@@ -307,7 +307,10 @@ impl Node {
         }
         pending.recovered = slice.continues(epoch, offset);
         pending.last = slice.position.offset;
-        if pending.recovered {
+        // Offset 0 in the current epoch replays everything retained, even when
+        // the oldest were trimmed (then `recovered` stays false).
+        let replay = pending.recovered || (offset == 0 && epoch == slice.position.epoch);
+        if replay {
             pending.last = offset;
             // Paced by the client's reading: the replay never fills more than
             // half the session's queue, so a long one does not close the

@@ -280,7 +280,10 @@ async fn api_history(
     let req: ApiHistory = api_body(&s.node, request).await?;
     crate::builtins::validate_channel(&req.channel)
         .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.message()))?;
-    let limit = req.limit.unwrap_or(crate::node::MAX_HISTORY_PAGE);
+    let limit = req
+        .limit
+        .filter(|l| *l > 0)
+        .unwrap_or(crate::node::MAX_HISTORY_PAGE);
     let slice = s
         .node
         .history(&req.channel, req.since, limit)
