@@ -1,6 +1,7 @@
 //! History and recovery (protocol v1.1), on every storage: in memory on one node,
-//! and in Redis for a cluster (Debian's `redis-server`, started here on a free
-//! loopback port; two nodes publishing). The same scenarios run on each.
+//! in Redis and in NATS JetStream for a cluster (Debian's `redis-server` and
+//! `nats-server -js`, started here on free loopback ports; two nodes
+//! publishing). The same scenarios run on each.
 
 use std::time::Duration;
 
@@ -17,10 +18,11 @@ use framework_tests::{any_port, expect_server_error, DEADLINE};
 enum Store {
     Memory,
     Redis,
+    Nats,
 }
 
 /// The nodes of a scenario: one with the in-memory storage, or two joined
-/// through a Redis (which lives as long as this value).
+/// through an engine (which lives as long as this value).
 struct Nodes {
     nodes: Vec<AppHandle>,
     engine: Option<Engine>,
@@ -69,8 +71,12 @@ impl Nodes {
                 nodes: vec![node(None).await],
                 engine: None,
             },
-            Store::Redis => {
-                let engine = Engine::start(Kind::Redis);
+            Store::Redis | Store::Nats => {
+                let engine = Engine::start(if let Store::Redis = store {
+                    Kind::Redis
+                } else {
+                    Kind::Nats
+                });
                 let config = cluster(&engine, prefix);
                 Nodes {
                     nodes: vec![node(Some(config.clone())).await, node(Some(config)).await],
@@ -325,12 +331,11 @@ async fn trimmed_or_lost_history_is_not_recovered(store: Store) {
     assert_eq!(e, brief_epoch, "offsets never restart within an epoch");
     assert_eq!(publish(&p, "brief:x", b"3").await.0, 3);
 
-    if let Store::Redis = store {
+    if let Some(engine) = nodes.engine.as_mut() {
         // The storage restarts empty: a new epoch, nothing recovered.
-        let engine = nodes.engine.as_mut().expect("redis");
-        let port = engine.port;
+        let (kind, port) = (engine.kind, engine.port);
         engine.kill();
-        nodes.engine = Some(Engine::start_on(Kind::Redis, port));
+        nodes.engine = Some(Engine::start_on(kind, port));
         let mut after = None;
         for _ in 0..100 {
             match p
@@ -349,7 +354,7 @@ async fn trimmed_or_lost_history_is_not_recovered(store: Store) {
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
-        let (offset, new_epoch) = after.expect("publishing resumes once Redis is back");
+        let (offset, new_epoch) = after.expect("publishing resumes once the engine is back");
         assert_eq!(offset, 1, "a new epoch starts at 1");
         assert_ne!(new_epoch, epoch);
         let late = nodes.client(1).await;
@@ -443,6 +448,14 @@ macro_rules! on_every_storage {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
                     super::$scenario(super::Store::Redis).await
+                }
+            )*
+        }
+        mod nats {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Store::Nats).await
                 }
             )*
         }

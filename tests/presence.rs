@@ -1,8 +1,9 @@
 //! Presence and join/leave events (protocol v1.1), on every storage: one node
-//! with the in-memory storage, and three nodes over Redis (Debian's
-//! `redis-server`, started here on a free loopback port) — plus a node in its
-//! own process killed with `kill -9`, whose entries must disappear and whose
-//! sessions' `Leave` must arrive within the heartbeat timeout.
+//! with the in-memory storage, and three nodes over Redis and over NATS with
+//! JetStream (Debian's `redis-server` and `nats-server`, started here on free
+//! loopback ports) — plus a node in its own process killed with `kill -9`, whose
+//! entries must disappear and whose sessions' `Leave` must arrive within the
+//! heartbeat timeout.
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use uuid::Uuid;
 enum Store {
     Memory,
     Redis,
+    Nats,
 }
 
 /// Opcode 200 names the connection: its payload becomes `ClientInfo.info`.
@@ -78,8 +80,12 @@ impl Nodes {
                 nodes: vec![node(None).await],
                 _engine: None,
             },
-            Store::Redis => {
-                let engine = Engine::start(Kind::Redis);
+            Store::Redis | Store::Nats => {
+                let engine = Engine::start(if let Store::Redis = store {
+                    Kind::Redis
+                } else {
+                    Kind::Nats
+                });
                 let c = cluster(&engine, prefix);
                 Nodes {
                     nodes: vec![
@@ -245,6 +251,14 @@ macro_rules! on_every_storage {
                 }
             )*
         }
+        mod nats {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Store::Nats).await
+                }
+            )*
+        }
     };
 }
 
@@ -253,8 +267,17 @@ on_every_storage!(presence_lists_subscribers_and_events_reach_the_others);
 /// A node killed with `kill -9`: within the heartbeat timeout its sessions leave
 /// every other node's presence, and their `Leave` arrives once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_node_leaves_presence_within_the_heartbeat_timeout() {
-    let engine = Engine::start(Kind::Redis);
+async fn a_dead_node_leaves_presence_within_the_heartbeat_timeout_redis() {
+    a_dead_node_leaves_presence_within_the_heartbeat_timeout(Kind::Redis).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_leaves_presence_within_the_heartbeat_timeout_nats() {
+    a_dead_node_leaves_presence_within_the_heartbeat_timeout(Kind::Nats).await
+}
+
+async fn a_dead_node_leaves_presence_within_the_heartbeat_timeout(kind: Kind) {
+    let engine = Engine::start(kind);
     let c = cluster(&engine, "p2");
     let (a, b) = (node(Some(c.clone())).await, node(Some(c)).await);
     let dir = framework_tests::tools::TempDir::new(

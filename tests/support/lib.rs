@@ -363,9 +363,11 @@ pub mod engines {
         Nats,
     }
 
-    /// An engine process, killed on drop.
+    /// An engine process, killed on drop (NATS with JetStream, its store in a
+    /// directory of its own, removed on drop).
     pub struct Engine {
         child: Option<Child>,
+        store: Option<std::path::PathBuf>,
         /// Which engine it is.
         pub kind: Kind,
         /// The port it listens on.
@@ -381,6 +383,7 @@ pub mod engines {
         /// Starts one on `port` (again, after a kill) and waits until it answers.
         pub fn start_on(kind: Kind, port: u16) -> Engine {
             let p = port.to_string();
+            let mut store = None;
             let mut cmd = match kind {
                 Kind::Redis => {
                     let mut c = Command::new("redis-server");
@@ -395,8 +398,15 @@ pub mod engines {
                     c
                 }
                 Kind::Nats => {
+                    let dir = std::env::temp_dir().join(format!(
+                        "framework-nats-{}-{}",
+                        std::process::id(),
+                        uuid::Uuid::new_v4().as_simple()
+                    ));
                     let mut c = Command::new("nats-server");
-                    c.args(["-a", "127.0.0.1", "-p", &p]);
+                    c.args(["-a", "127.0.0.1", "-p", &p, "-js", "-sd"])
+                        .arg(&dir);
+                    store = Some(dir);
                     c
                 }
             };
@@ -409,6 +419,7 @@ pub mod engines {
                 });
             let engine = Engine {
                 child: Some(child),
+                store,
                 kind,
                 port,
             };
@@ -491,6 +502,9 @@ pub mod engines {
                     .status();
             }
             self.kill();
+            if let Some(dir) = self.store.take() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
 }

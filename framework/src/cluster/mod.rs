@@ -26,10 +26,14 @@
 
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "nats")]
+mod nats_storage;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "redis")]
 mod redis_storage;
+#[cfg(feature = "nats")]
+pub use nats_storage::NatsStorage;
 #[cfg(feature = "redis")]
 pub use redis_storage::RedisStorage;
 
@@ -112,6 +116,9 @@ impl ClusterStats {
         Duration::from_micros(self.lag_micros.load(Relaxed))
     }
 }
+
+/// Whether a node is alive (heard from within the heartbeat timeout).
+pub(crate) type Liveness = Arc<dyn Fn(&Uuid) -> bool + Send + Sync>;
 
 /// Envelope kinds.
 const PUBLISH: u8 = b'P';
@@ -245,7 +252,7 @@ pub async fn connect(
     node_id: Uuid,
     hub: Arc<Hub>,
 ) -> Result<ClusterBroker, BrokerError> {
-    let broker = ClusterBroker::new(config.clone(), node_id, hub);
+    let broker = ClusterBroker::new(config.clone(), node_id, hub.clone());
     let scheme = config.url.split("://").next().unwrap_or_default();
     let engine: Arc<dyn Engine> = match scheme {
         #[cfg(feature = "redis")]
@@ -264,7 +271,23 @@ pub async fn connect(
             Arc::new(engine)
         }
         #[cfg(feature = "nats")]
-        "nats" => Arc::new(nats::NatsEngine::connect(config, broker.inbox()).await?),
+        "nats" => {
+            let engine = nats::NatsEngine::connect(config, broker.inbox()).await?;
+            let live = {
+                let broker = broker.clone();
+                Arc::new(move || broker.nodes()) as nats_storage::LiveNodes
+            };
+            broker.set_storage(Arc::new(NatsStorage::new(
+                engine.client(),
+                &config.prefix,
+                node_id,
+                hub.clone(),
+                live,
+                broker.liveness(),
+                config.timeout,
+            )));
+            Arc::new(engine)
+        }
         other => {
             return Err(BrokerError::Unavailable(format!(
                 "no cluster engine for `{other}://` URLs (this build has: {})",
@@ -349,7 +372,7 @@ impl ClusterBroker {
 
     /// Whether a node is alive, as this node sees it (for a storage's presence
     /// reads).
-    pub fn liveness(&self) -> Arc<dyn Fn(&Uuid) -> bool + Send + Sync> {
+    pub fn liveness(&self) -> Liveness {
         let core = Arc::downgrade(&self.0);
         Arc::new(move |node| core.upgrade().is_some_and(|c| c.alive(node)))
     }

@@ -1,4 +1,5 @@
-//! The NATS engine: core NATS publish/subscribe (no JetStream needed), through
+//! The NATS engine: core NATS publish/subscribe (JetStream only for channel
+//! history and presence, in [`NatsStorage`](super::NatsStorage)), through
 //! `async-nats`, the official Rust client, which reconnects with backoff and
 //! restores every subscription by itself.
 //!
@@ -146,6 +147,11 @@ impl NatsEngine {
             inbox,
             subscriptions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The connection (JetStream storage shares it).
+    pub(crate) fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 
     /// A round trip to the server, after what was sent before.

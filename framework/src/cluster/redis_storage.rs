@@ -31,8 +31,7 @@ use crate::storage::{
     new_epoch, Departed, HistorySlice, Pending, Position, PresenceEntry, Storage,
 };
 
-/// Whether a node is alive (heard from within the heartbeat timeout).
-pub(crate) type Liveness = Arc<dyn Fn(&Uuid) -> bool + Send + Sync>;
+use super::Liveness;
 
 const APPEND: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'e')

@@ -74,7 +74,8 @@ impl From<BrokerError> for HandlerError {
     fn from(e: BrokerError) -> Self {
         match e {
             BrokerError::NotFound(id) => Self::not_found(format!("no session {id}")),
-            BrokerError::Unavailable(_) => {
+            BrokerError::Unavailable(why) => {
+                tracing::debug!(cause = %why, "answered Unavailable");
                 Self::new(ErrorCode::Unavailable, "the cluster broker is unavailable")
             }
         }

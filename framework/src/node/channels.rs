@@ -93,6 +93,20 @@ impl Node {
             .and_then(ChannelOptions::history_bounds)
     }
 
+    /// This node's interest in `channel` starts or ends: the broker's, and the
+    /// storage's following of a channel with history.
+    pub(super) async fn interest(&self, channel: &str, on: bool) -> Result<(), BrokerError> {
+        let broker = self.0.broker.channel_interest(Arc::from(channel), on).await;
+        if !self.0.config.channel_options.is_empty() {
+            if let (Some(bounds), Some(storage)) =
+                (self.history_bounds(channel), self.0.broker.storage())
+            {
+                storage.follow(Arc::from(channel), bounds, on).await?;
+            }
+        }
+        broker
+    }
+
     fn storage(&self) -> Result<Arc<dyn Storage>, BrokerError> {
         self.0.broker.storage().ok_or_else(|| {
             BrokerError::Unavailable(
@@ -281,12 +295,7 @@ impl Node {
             SubscribeError::Broker(e)
         };
         if first {
-            if let Err(e) = self
-                .0
-                .broker
-                .channel_interest(Arc::from(channel), true)
-                .await
-            {
+            if let Err(e) = self.interest(channel, true).await {
                 pending.held = false;
                 return Err(undo(e).await);
             }

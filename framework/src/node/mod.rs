@@ -311,12 +311,7 @@ impl Node {
     pub async fn subscribe(&self, conn: &Connection, channel: &str) -> Result<(), SubscribeError> {
         let was_member = conn.0.channels.lock().contains(channel);
         if self.0.hub.subscribe(conn, channel)? {
-            if let Err(e) = self
-                .0
-                .broker
-                .channel_interest(Arc::from(channel), true)
-                .await
-            {
+            if let Err(e) = self.interest(channel, true).await {
                 self.0.hub.unsubscribe(conn, channel);
                 return Err(e.into());
             }
@@ -335,10 +330,7 @@ impl Node {
     pub async fn unsubscribe(&self, conn: &Connection, channel: &str) -> Result<(), BrokerError> {
         let was_member = conn.0.channels.lock().contains(channel);
         if self.0.hub.unsubscribe(conn, channel) {
-            self.0
-                .broker
-                .channel_interest(Arc::from(channel), false)
-                .await?;
+            self.interest(channel, false).await?;
         }
         if was_member && !self.0.config.channel_options.is_empty() {
             self.left(&self.presence_entry(conn), channel).await;
@@ -592,7 +584,7 @@ impl Node {
         };
         let entry = (!announced.is_empty()).then(|| self.presence_entry(conn));
         for channel in self.0.hub.unregister(conn) {
-            let _ = self.0.broker.channel_interest(channel, false).await;
+            let _ = self.interest(&channel, false).await;
         }
         if let Some(entry) = entry {
             for channel in announced {

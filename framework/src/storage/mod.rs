@@ -328,6 +328,19 @@ pub trait Storage: Send + Sync + 'static {
         bounds: HistoryBounds,
     ) -> BoxFuture<'_, Result<HistorySlice, BrokerError>>;
 
+    /// This node gained its first (`on`) or lost its last local subscriber of
+    /// `channel`, which keeps history: a storage that does not deliver
+    /// publications to every node by itself starts or stops following the
+    /// channel here (confirmed before it returns). Nothing by default.
+    fn follow(
+        &self,
+        _channel: Arc<str>,
+        _bounds: HistoryBounds,
+        _on: bool,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Adds (or replaces) `entry` in `channel`'s presence.
     fn presence_add(
         &self,
