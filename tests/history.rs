@@ -272,6 +272,16 @@ async fn a_reconnecting_subscriber_recovers_exactly_what_it_missed(store: Store)
     // answers the call as soon as the Ack arrives, so what was queued before it
     // is what the replay covered: every offset up to the Ack's.
     assert!(ack.offset() >= 1007 && ack.offset() <= final_offset);
+    let metrics = http::get(nodes.at(1).service_addr(), "/metrics")
+        .await
+        .text();
+    for line in [
+        "framework_recoveries_total{recovered=\"true\"} 1",
+        "framework_recoveries_total{recovered=\"false\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    assert!(metrics.contains("framework_history_publications_total"));
     drop(nodes);
 }
 

@@ -65,13 +65,22 @@ impl DeliveryStats {
     }
 }
 
+/// What a channel delivered to a recovering session, held until its replay
+/// ends: the frames and their bytes (at most the session's `max_queued_bytes`;
+/// past it the session is a slow consumer).
+#[derive(Default)]
+struct Held {
+    frames: Vec<Bytes>,
+    bytes: usize,
+}
+
 /// A channel's subscribers on this node.
 #[derive(Default)]
 struct Members {
     live: HashMap<Uuid, Connection>,
     /// Subscribers still recovering: what the channel delivered meanwhile, kept
     /// for them until their replay ends (`Hub::end_recovery`).
-    recovering: HashMap<Uuid, parking_lot::Mutex<Vec<Bytes>>>,
+    recovering: HashMap<Uuid, parking_lot::Mutex<Held>>,
 }
 
 impl Members {
@@ -101,8 +110,15 @@ impl Members {
                     }
                     match recovering.get(id) {
                         Some(held) => {
-                            held.lock().push(frame.clone());
-                            out.queued += 1;
+                            let mut held = held.lock();
+                            if held.bytes + frame.len() > conn.max_queued() {
+                                conn.slow_consumer();
+                                out.dropped += 1;
+                            } else {
+                                held.bytes += frame.len();
+                                held.frames.push(frame.clone());
+                                out.queued += 1;
+                            }
                         }
                         None => out.count(conn.send_shared(frame.clone())),
                     }
@@ -249,6 +265,7 @@ impl Hub {
         };
         let mut held: Vec<(u64, Bytes)> = held
             .into_inner()
+            .frames
             .into_iter()
             .map(|f| (crate::storage::offset_of(&f), f))
             .collect();

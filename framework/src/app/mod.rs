@@ -509,7 +509,7 @@ impl App {
 
     /// Layers a TOML file (when given) and the `FRAMEWORK_*` environment variables
     /// over the configuration and listener addresses set in code (see
-    /// [`Settings`](crate::config::Settings) for every key). `main!` binaries do
+    /// [`Settings`] for every key). `main!` binaries do
     /// this at start (the file from `--config <path>` or `FRAMEWORK_CONFIG`). An
     /// unknown key or a bad value is [`AppError::Config`].
     ///

@@ -1,6 +1,7 @@
 //! Protocol v1.1 on the node: history with recovery, presence and join/leave
 //! events, for the channels `Config::channel_options` configures.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::{Identity, Node, SubscribeError};
@@ -123,10 +124,14 @@ impl Node {
         pending: Pending,
     ) -> Option<Result<Position, BrokerError>> {
         let bounds = self.history_bounds(&pending.channel)?;
-        Some(match self.storage() {
+        let appended = match self.storage() {
             Ok(storage) => storage.append(pending, bounds).await,
             Err(e) => Err(e),
-        })
+        };
+        if appended.is_ok() {
+            self.0.metrics.history_appends.fetch_add(1, Relaxed);
+        }
+        Some(appended)
     }
 
     /// The oldest `limit` (at most [`MAX_HISTORY_PAGE`]) retained publications of
@@ -341,6 +346,12 @@ impl Node {
             }
         }
         pending.position = slice.position;
+        let counter = if pending.recovered {
+            &self.0.metrics.recovered
+        } else {
+            &self.0.metrics.not_recovered
+        };
+        counter.fetch_add(1, Relaxed);
         Ok(pending)
     }
 

@@ -106,6 +106,12 @@ pub struct NodeMetrics {
     errors: [AtomicU64; ERROR_CODES],
     /// Time handlers took, in seconds.
     pub handler_duration: prometheus::Histogram,
+    /// Recovering `Subscribe`s answered `recovered = true`.
+    pub recovered: AtomicU64,
+    /// Recovering `Subscribe`s answered `recovered = false`.
+    pub not_recovered: AtomicU64,
+    /// Publications kept in a channel's history (given an offset).
+    pub history_appends: AtomicU64,
 }
 
 impl Default for NodeMetrics {
@@ -130,6 +136,9 @@ impl Default for NodeMetrics {
             errors: Default::default(),
             handler_duration: prometheus::Histogram::with_opts(opts)
                 .expect("static histogram options are valid"),
+            recovered: AtomicU64::new(0),
+            not_recovered: AtomicU64::new(0),
+            history_appends: AtomicU64::new(0),
         }
     }
 }

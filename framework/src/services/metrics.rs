@@ -136,6 +136,23 @@ pub(crate) fn render(node: &Node) -> prometheus::Result<String> {
         "Deliveries not queued because the recipient was closing or too slow.",
         hub.stats().dropped.load(Relaxed),
     )?;
+    by_label(
+        &r,
+        "framework_recoveries_total",
+        "Recovering Subscribes, by whether every missed publication was replayed.",
+        "recovered",
+        [
+            ("true", m.recovered.load(Relaxed)),
+            ("false", m.not_recovered.load(Relaxed)),
+        ]
+        .into_iter(),
+    )?;
+    counter(
+        &r,
+        "framework_history_publications_total",
+        "Publications kept in a channel's history (given an offset).",
+        m.history_appends.load(Relaxed),
+    )?;
     counter(
         &r,
         "framework_accept_errors_total",

@@ -301,14 +301,7 @@ impl Connection {
         // does not close a consumer that keeps up.
         if len > 0 && before > 0 && before + len > self.0.max_queued {
             self.0.queued.fetch_sub(len, Ordering::AcqRel);
-            self.0.metrics.record_dropped();
-            if self.abort(
-                super::close_code::POLICY,
-                "slow consumer: fell too far behind",
-            ) {
-                self.0.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(session = %self.0.id, "slow consumer: closing with 1008");
-            }
+            self.slow_consumer();
             return Err(SendError::Overflow);
         }
         if charged && len > 0 {
@@ -326,6 +319,24 @@ impl Connection {
         }
         self.0.outbox.push(item);
         Ok(())
+    }
+
+    /// The most bytes this session's outgoing queue holds.
+    pub(crate) fn max_queued(&self) -> usize {
+        self.0.max_queued
+    }
+
+    /// Drops a frame for this session and closes it with 1008 as a slow
+    /// consumer (counted once).
+    pub(crate) fn slow_consumer(&self) {
+        self.0.metrics.record_dropped();
+        if self.abort(
+            super::close_code::POLICY,
+            "slow consumer: fell too far behind",
+        ) {
+            self.0.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(session = %self.0.id, "slow consumer: closing with 1008");
+        }
     }
 
     /// Closes the session for going over the memory budget.
