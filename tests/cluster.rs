@@ -17,17 +17,6 @@ use framework_tests::http::{self, Request};
 use framework_tests::{any_port, eventually, expect_server_error, DEADLINE};
 use uuid::Uuid;
 
-/// Fast heartbeats, short timeouts: faults show within the tests' patience.
-pub fn cluster(redis: &Engine, prefix: &str) -> ClusterConfig {
-    ClusterConfig {
-        prefix: prefix.into(),
-        heartbeat_interval: Duration::from_millis(200),
-        heartbeat_timeout: Duration::from_secs(1),
-        timeout: Duration::from_millis(1000),
-        ..ClusterConfig::new(redis.url())
-    }
-}
-
 async fn node(cluster: ClusterConfig) -> AppHandle {
     App::new()
         .config(Config {
@@ -68,7 +57,7 @@ fn received_by(node: &AppHandle) -> u64 {
 
 async fn publish_send_broadcast_and_the_api_cross_nodes_exactly_once_in_order(kind: Kind) {
     let redis = Engine::start(kind);
-    let config = cluster(&redis, "t1");
+    let config = redis.cluster("t1");
     let nodes = [
         node(config.clone()).await,
         node(config.clone()).await,
@@ -202,7 +191,7 @@ async fn server_api_publish_reaches_all(nodes: &[AppHandle; 3], clients: &[Clien
 
 async fn a_node_without_subscribers_of_a_channel_receives_none_of_it(kind: Kind) {
     let redis = Engine::start(kind);
-    let config = cluster(&redis, "t2");
+    let config = redis.cluster("t2");
     let a = node(config.clone()).await;
     let b = node(config).await;
     let (ca, cb) = (client(&a).await, client(&b).await);
@@ -303,7 +292,7 @@ fn undelivered(node: &AppHandle) -> u64 {
 async fn the_engine_killed_and_restarted_nodes_serve_locally_then_resume(kind: Kind) {
     let mut redis = Engine::start(kind);
     let port = redis.port;
-    let config = cluster(&redis, "t3");
+    let config = redis.cluster("t3");
     let (a, b) = (node(config.clone()).await, node(config).await);
     let (ca, local, cb) = (client(&a).await, client(&a).await, client(&b).await);
     local.subscribe("room").await.unwrap();
@@ -357,7 +346,7 @@ async fn the_engine_killed_and_restarted_nodes_serve_locally_then_resume(kind: K
 
 async fn a_paused_engine_makes_remote_operations_fail_fast_not_hang(kind: Kind) {
     let redis = Engine::start(kind);
-    let config = cluster(&redis, "t4");
+    let config = redis.cluster("t4");
     let (a, b) = (node(config.clone()).await, node(config).await);
     let (ca, local, cb) = (client(&a).await, client(&a).await, client(&b).await);
     local.subscribe("room").await.unwrap();
@@ -391,7 +380,7 @@ async fn a_paused_engine_makes_remote_operations_fail_fast_not_hang(kind: Kind) 
 /// Redis only: `CLIENT KILL TYPE pubsub` (NATS has no such command).
 async fn a_dropped_subscription_connection_is_detected_and_restored(kind: Kind) {
     let redis = Engine::start(kind);
-    let config = cluster(&redis, "t5");
+    let config = redis.cluster("t5");
     let (a, b) = (node(config.clone()).await, node(config).await);
     let (ca, cb) = (client(&a).await, client(&b).await);
     cb.subscribe("room").await.unwrap();
@@ -426,7 +415,7 @@ fn spawn_node(redis: &Engine, prefix: &str) -> (framework_tests::Serving, std::n
 
 async fn a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else(kind: Kind) {
     let redis = Engine::start(kind);
-    let config = cluster(&redis, "t6");
+    let config = redis.cluster("t6");
     let a = node(config).await;
     let ca = client(&a).await;
     let other = client(&a).await;
@@ -480,7 +469,7 @@ async fn a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else(
 
 async fn a_stopped_node_does_not_slow_the_others(kind: Kind) {
     let engine = Engine::start(kind);
-    let config = cluster(&engine, "t7");
+    let config = engine.cluster("t7");
     let (a, b) = (node(config.clone()).await, node(config).await);
     let (ca, cb) = (client(&a).await, client(&b).await);
     let (process, addr) = spawn_node(&engine, "t7");
@@ -543,37 +532,15 @@ async fn a_stopped_node_does_not_slow_the_others(kind: Kind) {
     drop(process);
 }
 
-/// Runs each scenario against each engine.
-macro_rules! on_every_engine {
-    ($($scenario:ident),* $(,)?) => {
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Kind::Redis).await
-                }
-            )*
-        }
-        mod nats {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Kind::Nats).await
-                }
-            )*
-        }
-    };
-}
-
-on_every_engine!(
+framework_tests::on_every!(Kind { redis => Redis, nats => Nats } [
     publish_send_broadcast_and_the_api_cross_nodes_exactly_once_in_order,
     a_node_without_subscribers_of_a_channel_receives_none_of_it,
     an_unreachable_engine_fails_start_with_the_cause,
     the_engine_killed_and_restarted_nodes_serve_locally_then_resume,
     a_paused_engine_makes_remote_operations_fail_fast_not_hang,
     a_node_killed_takes_its_sessions_out_of_the_directory_and_nothing_else,
-    a_stopped_node_does_not_slow_the_others,
-);
+    a_stopped_node_does_not_slow_the_others
+]);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_client_kill_pubsub() {

@@ -54,16 +54,6 @@ async fn node(cluster: Option<ClusterConfig>) -> AppHandle {
         .expect("node starts")
 }
 
-fn cluster(engine: &Engine, prefix: &str) -> ClusterConfig {
-    ClusterConfig {
-        prefix: prefix.into(),
-        heartbeat_interval: Duration::from_millis(200),
-        heartbeat_timeout: Duration::from_secs(1),
-        timeout: Duration::from_millis(1500),
-        ..ClusterConfig::new(engine.url())
-    }
-}
-
 impl Nodes {
     async fn start(store: Store, prefix: &str) -> Nodes {
         match store {
@@ -77,7 +67,7 @@ impl Nodes {
                 } else {
                     Kind::Nats
                 });
-                let config = cluster(&engine, prefix);
+                let config = engine.cluster(prefix);
                 Nodes {
                     nodes: vec![node(Some(config.clone())).await, node(Some(config)).await],
                     engine: Some(engine),
@@ -443,41 +433,12 @@ async fn history_pages_ascend_within_bounds(store: Store) {
     assert_eq!(offsets, vec![24, 25]);
 }
 
-macro_rules! on_every_storage {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Store::Memory).await
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Store::Redis).await
-                }
-            )*
-        }
-        mod nats {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Store::Nats).await
-                }
-            )*
-        }
-    };
-}
-
-on_every_storage!(
+framework_tests::on_every!(Store { memory => Memory, redis => Redis, nats => Nats } [
     publications_carry_consecutive_offsets_and_one_epoch,
     a_reconnecting_subscriber_recovers_exactly_what_it_missed,
     trimmed_or_lost_history_is_not_recovered,
-    history_pages_ascend_within_bounds,
-);
+    history_pages_ascend_within_bounds
+]);
 
 /// The single node's histories hold at most `max_history_bytes` together: past
 /// it the oldest publications go, and a recovery past them is not `recovered`.

@@ -57,16 +57,6 @@ async fn node(cluster: Option<ClusterConfig>) -> AppHandle {
         .expect("node starts")
 }
 
-fn cluster(engine: &Engine, prefix: &str) -> ClusterConfig {
-    ClusterConfig {
-        prefix: prefix.into(),
-        heartbeat_interval: Duration::from_millis(200),
-        heartbeat_timeout: Duration::from_secs(1),
-        timeout: Duration::from_millis(1500),
-        ..ClusterConfig::new(engine.url())
-    }
-}
-
 /// The nodes of a scenario (and their Redis, alive as long as this value).
 struct Nodes {
     nodes: Vec<AppHandle>,
@@ -86,7 +76,7 @@ impl Nodes {
                 } else {
                     Kind::Nats
                 });
-                let c = cluster(&engine, prefix);
+                let c = engine.cluster(prefix);
                 Nodes {
                     nodes: vec![
                         node(Some(c.clone())).await,
@@ -233,36 +223,9 @@ async fn presence_lists_subscribers_and_events_reach_the_others(store: Store) {
     assert!(denied.is_err(), "history is refused too");
 }
 
-macro_rules! on_every_storage {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Store::Memory).await
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Store::Redis).await
-                }
-            )*
-        }
-        mod nats {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Store::Nats).await
-                }
-            )*
-        }
-    };
-}
-
-on_every_storage!(presence_lists_subscribers_and_events_reach_the_others);
+framework_tests::on_every!(Store { memory => Memory, redis => Redis, nats => Nats } [
+    presence_lists_subscribers_and_events_reach_the_others
+]);
 
 /// A node killed with `kill -9`: within the heartbeat timeout its sessions leave
 /// every other node's presence, and their `Leave` arrives once.
@@ -278,7 +241,7 @@ async fn a_dead_node_leaves_presence_within_the_heartbeat_timeout_nats() {
 
 async fn a_dead_node_leaves_presence_within_the_heartbeat_timeout(kind: Kind) {
     let engine = Engine::start(kind);
-    let c = cluster(&engine, "p2");
+    let c = engine.cluster("p2");
     let (a, b) = (node(Some(c.clone())).await, node(Some(c)).await);
     let dir = framework_tests::tools::TempDir::new(
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),

@@ -339,6 +339,27 @@ pub fn serve(cmd: &mut std::process::Command) -> (Serving, SocketAddr) {
     (child, addr.parse().expect("an address"))
 }
 
+/// Runs each scenario (an `async fn(V)`) once per variant, each in a module of
+/// its own: `on_every!(Kind { redis => Redis, nats => Nats } [scenario_a, scenario_b]);`
+/// makes the tests `redis::scenario_a`, `nats::scenario_a`, ... calling
+/// `scenario_a(Kind::Redis)` and so on.
+#[macro_export]
+macro_rules! on_every {
+    ($kind:ident { $($module:ident => $variant:ident),* $(,)? } $scenarios:tt) => {
+        $( $crate::on_every!(@module $kind, $module, $variant, $scenarios); )*
+    };
+    (@module $kind:ident, $module:ident, $variant:ident, [$($scenario:ident),* $(,)?]) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::$kind::$variant).await
+                }
+            )*
+        }
+    };
+}
+
 /// Cluster engines run by the tests as real processes on free loopback ports.
 pub mod engines {
     use std::io::Read;
@@ -425,6 +446,19 @@ pub mod engines {
             };
             engine.wait_ready();
             engine
+        }
+
+        /// A cluster over this engine with fast heartbeats (200 ms, dead after
+        /// 1 s) and a short timeout (1.5 s): faults show within the tests'
+        /// patience.
+        pub fn cluster(&self, prefix: &str) -> framework::config::ClusterConfig {
+            framework::config::ClusterConfig {
+                prefix: prefix.into(),
+                heartbeat_interval: Duration::from_millis(200),
+                heartbeat_timeout: Duration::from_secs(1),
+                timeout: Duration::from_millis(1500),
+                ..framework::config::ClusterConfig::new(self.url())
+            }
         }
 
         /// The URL the cluster connects to.
