@@ -2,13 +2,13 @@
 # Benchmarks the framework side by side with its peers and writes BENCHMARKS.md.
 #
 #   bash scripts/bench.sh            full run: release build, then every scenario,
-#                                    3 rounds (about 7 minutes after the build)
+#                                    3 rounds (about 9 minutes after the build)
 #   bash scripts/bench.sh --smoke    every server and scenario for a fraction of a
 #                                    second, one round (CI: checks that the harness
 #                                    runs, not how fast); writes target/bench-smoke.md,
 #                                    never BENCHMARKS.md; exits non-zero on any failure
 #
-# Other options go to the runner: --rounds N, --only echo,rpc,fanout,idle,cluster,
+# Other options go to the runner: --rounds N, --only echo,rpc,fanout,idle,cluster,recovery,
 # --time-scale X (longer or shorter windows), --out FILE, --logs DIR.
 # BENCH_PROFILE=release|dev picks the build (default: release for a full run, dev for
 # --smoke, which then reuses what `cargo test` compiled).

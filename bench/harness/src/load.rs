@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::spec::{
     fanout_payload, parse_fanout_payload, AddRequest, AddResponse, Proto, Scenario, ServerSpec,
-    ADD_OPCODE, CHANNEL, FANOUT_PAYLOAD, SOLO_CHANNEL,
+    ADD_OPCODE, CHANNEL, FANOUT_PAYLOAD, HISTORY_SIZE, RECOVERY_PREFIX, SOLO_CHANNEL,
 };
 use crate::sys;
 use crate::ws::{find_bytes, WsConn, BINARY, TEXT};
@@ -65,6 +65,10 @@ pub struct LoadArgs {
     pub quiet_secs: Duration,
     /// Echo payload size.
     pub size: usize,
+    /// Recovery: how many times the subscriber misses publications and recovers.
+    pub reps: usize,
+    /// Recovery: publications missed each time.
+    pub missed: usize,
 }
 
 /// What one run measured (printed as JSON, read by the runner).
@@ -136,6 +140,26 @@ pub struct LoadResult {
     pub quiet_subscribers_b: Option<u64>,
     pub quiet_solo_publishes: Option<u64>,
     pub quiet_deliveries: Option<u64>,
+    /// Fanout and cluster, `-history` variants: deliveries whose offset was
+    /// checked (each one above the subscriber's previous by exactly 1).
+    pub offsets_checked: Option<u64>,
+    /// Recovery: publications missed and replayed each time (all checked).
+    pub recovery_missed: Option<u64>,
+    /// Recovery: milliseconds from sending the recovering `Subscribe` to its
+    /// `Ack`, after every missed publication, one per repetition.
+    pub recovery_ms: Option<Vec<f64>>,
+    /// Recovery: milliseconds from sending the `Subscribe` to the first replayed
+    /// publication, one per repetition.
+    pub recovery_first_ms: Option<Vec<f64>>,
+    /// Recovery: CPU milliseconds of the servers (every node, and the engine)
+    /// over the recovery windows, per recovery (mean over the repetitions; from
+    /// the scheduler's `/proc/PID/task/*/schedstat`).
+    pub recovery_cpu_ms: Option<f64>,
+    /// Recovery: the engine's part of `recovery_cpu_ms`.
+    pub recovery_engine_cpu_ms: Option<f64>,
+    /// Recovery: milliseconds the publisher took to publish the missed
+    /// publications and get every `Ack` (the upper median over the repetitions).
+    pub publish_ms: Option<f64>,
 }
 
 impl LoadResult {
@@ -169,6 +193,7 @@ async fn run(args: LoadArgs) -> anyhow::Result<LoadResult> {
         Scenario::Echo | Scenario::Rpc => closed_loop(args).await,
         Scenario::Fanout | Scenario::Cluster => fanout(args).await,
         Scenario::Idle => idle(args).await,
+        Scenario::Recovery => recovery(args).await,
     }
 }
 
@@ -669,6 +694,11 @@ struct Fan {
     solo_count: Cell<u64>,
     /// The publisher sends nothing more.
     halt: Cell<bool>,
+    /// The channel keeps history: every delivery of it carries an offset, one
+    /// above the subscriber's previous (checked; without history: none).
+    history: bool,
+    /// Deliveries whose offset was checked.
+    offsets: Cell<u64>,
 }
 
 /// The node subscriber `i` connects to (cluster: `i mod n`, A first).
@@ -703,6 +733,8 @@ async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
         solo_from: Cell::new(u64::MAX),
         solo_count: Cell::new(0),
         halt: Cell::new(false),
+        history: crate::spec::has_history(args.spec.kind),
+        offsets: Cell::new(0),
     });
     if args.window == 0 || args.window >= RING {
         bail!("the window must be in 1..{RING}");
@@ -819,6 +851,12 @@ async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
         quiet(&args, &shared, &fan, &mut result).await?;
     }
     fan.halt.set(true);
+    if fan.history {
+        if fan.offsets.get() == 0 {
+            bail!("history on, but no delivery was checked for its offset");
+        }
+        result.offsets_checked = Some(fan.offsets.get());
+    }
     if let Some(before) = health_before {
         let after = cluster_health(&args.metrics).await?;
         if after.0 > before.0 || after.1 > before.1 {
@@ -1000,23 +1038,24 @@ async fn subscribe(
     Ok(())
 }
 
-/// The 64-byte payload inside one delivery.
-fn delivery_payload(proto: Proto, p: &[u8]) -> Option<&[u8]> {
+/// The 64-byte payload inside one delivery, and its offset (protocol v1.1, on
+/// a channel with history; 0 otherwise).
+fn delivery_payload(proto: Proto, p: &[u8]) -> Option<(&[u8], u64)> {
     match proto {
         Proto::Framework => {
             let msg = flatbuffers::root::<fbs::Message<'_>>(p).ok()?;
             if msg.opcode() != Opcode::Publish {
                 return None;
             }
-            Some(msg.payload()?.bytes())
+            Some((msg.payload()?.bytes(), msg.offset()))
         }
         Proto::SocketIo => {
             let rest = p.strip_prefix(br#"42["msg",""#)?;
-            rest.get(..FANOUT_PAYLOAD)
+            Some((rest.get(..FANOUT_PAYLOAD)?, 0))
         }
         Proto::JsonRpc => {
             let at = find_bytes(p, br#""result":""#)? + 10;
-            p.get(at..at + FANOUT_PAYLOAD)
+            Some((p.get(at..at + FANOUT_PAYLOAD)?, 0))
         }
         Proto::Raw | Proto::Floor => None,
     }
@@ -1028,6 +1067,8 @@ async fn subscriber(
     shared: &Shared,
     fan: &Fan,
 ) -> std::io::Result<()> {
+    // The offset of the last delivery of the main channel (0: none yet).
+    let mut last_offset = 0u64;
     while !shared.stop.get() {
         let (_, r) = if proto == Proto::SocketIo {
             sio_recv(conn).await?
@@ -1037,7 +1078,9 @@ async fn subscriber(
         let now = shared.realtime();
         let rx = conn.last_rx_ns().unwrap_or(now);
         let p = conn.slice(r);
-        let Some((seq, sent)) = delivery_payload(proto, p).and_then(parse_fanout_payload) else {
+        let Some(((seq, sent), offset)) = delivery_payload(proto, p)
+            .and_then(|(payload, offset)| Some((parse_fanout_payload(payload)?, offset)))
+        else {
             return Err(io_err(format!(
                 "unexpected delivery: {}",
                 String::from_utf8_lossy(&p[..p.len().min(120)])
@@ -1047,6 +1090,21 @@ async fn subscriber(
             // The cluster's quiet phase: counted apart, not timed.
             fan.solo_count.set(fan.solo_count.get() + 1);
             continue;
+        }
+        if fan.history {
+            // Every subscriber receives the channel's publications in offset
+            // order, each once: 1 above the previous one it received.
+            if offset == 0 || (last_offset != 0 && offset != last_offset + 1) {
+                return Err(io_err(format!(
+                    "history on: delivery with offset {offset} after offset {last_offset}"
+                )));
+            }
+            last_offset = offset;
+            fan.offsets.set(fan.offsets.get() + 1);
+        } else if offset != 0 {
+            return Err(io_err(format!(
+                "history off, but a delivery carries offset {offset}"
+            )));
         }
         shared.count.set(shared.count.get() + 1);
         if fan.lat.get() {
@@ -1147,6 +1205,367 @@ async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<(
         fan.published.set(seq);
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- recovery
+
+/// What one recovery measured.
+struct Recovered {
+    /// Sending the recovering `Subscribe` → its `Ack` (after every replay).
+    total: Duration,
+    /// Sending the `Subscribe` → the first replayed publication.
+    first: Duration,
+    /// Publishing the missed publications → every publisher `Ack`.
+    publish: Duration,
+    /// CPU seconds of the nodes and of the engine over `total`.
+    servers_cpu: f64,
+    engine_cpu: f64,
+}
+
+/// The recovery scenario: `reps` times, on a fresh channel with history, a
+/// subscriber (on node B in a cluster, else on the node) receives one live
+/// publication, disconnects, misses `missed` publications (published from node
+/// A, each acknowledged), reconnects and sends a recovering `Subscribe` with the
+/// epoch and offset of the publication it received. Timed from sending that
+/// `Subscribe` until its `Ack`, which comes after the replay. Checked: exactly
+/// the missed offsets arrive, in order, in the same epoch, each missed payload
+/// once, then the `Ack` with `recovered = true`, that epoch and the latest offset.
+async fn recovery(args: LoadArgs) -> anyhow::Result<LoadResult> {
+    if args.reps == 0 || args.missed == 0 {
+        bail!("the recovery scenario needs --reps and --missed above 0");
+    }
+    if args.missed > HISTORY_SIZE {
+        bail!(
+            "--missed {} is over the history size, {HISTORY_SIZE}",
+            args.missed
+        );
+    }
+    let publisher_at = args.nodes.first().copied().unwrap_or(args.addr);
+    let subscriber_at = args.nodes.get(1).copied().unwrap_or(args.addr);
+    // Channels of this run only (each run has fresh servers and engine anyway).
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let mut all = Vec::with_capacity(args.reps);
+    for rep in 0..args.reps {
+        let channel = format!("{RECOVERY_PREFIX}{run}:{rep}");
+        let one = tokio::time::timeout(
+            Duration::from_secs(60),
+            recover_once(&args, &channel, publisher_at, subscriber_at),
+        )
+        .await
+        .map_err(|_| anyhow!("repetition {}: not done within 60 s", rep + 1))?
+        .with_context(|| format!("repetition {}", rep + 1))?;
+        all.push(one);
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let times: Vec<f64> = all.iter().map(|r| ms(r.total)).collect();
+    let firsts: Vec<f64> = all.iter().map(|r| ms(r.first)).collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let mut publish: Vec<f64> = all.iter().map(|r| ms(r.publish)).collect();
+    publish.sort_by(f64::total_cmp);
+    let n = all.len() as f64;
+    let servers_cpu: f64 = all.iter().map(|r| r.servers_cpu).sum();
+    let engine_cpu: f64 = all.iter().map(|r| r.engine_cpu).sum();
+    let replayed = (args.missed * args.reps) as u64;
+    let mid = sorted.len() / 2;
+    let median = if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    };
+    Ok(LoadResult {
+        ok: true,
+        // Per run: replayed publications, their rate at the median recovery
+        // time, the recovery time's median and (nearest-rank) 99th percentile in
+        // µs, the servers' CPU per 100k replayed publications.
+        messages: replayed,
+        window_s: times.iter().sum::<f64>() / 1000.0,
+        throughput: args.missed as f64 / (median / 1000.0),
+        p50_us: median * 1000.0,
+        p99_us: quantile(&sorted, 0.99) * 1000.0,
+        server_cpu_s: servers_cpu,
+        server_cpu_per_100k: (servers_cpu + engine_cpu) * 100_000.0 / replayed as f64,
+        recovery_missed: Some(args.missed as u64),
+        recovery_ms: Some(times),
+        recovery_first_ms: Some(firsts),
+        recovery_cpu_ms: Some((servers_cpu + engine_cpu) * 1000.0 / n),
+        recovery_engine_cpu_ms: args.engine_pid.map(|_| engine_cpu * 1000.0 / n),
+        publish_ms: Some(publish[publish.len() / 2]),
+        ..LoadResult::default()
+    })
+}
+
+/// Time on a CPU of the servers (each node) and of the engine, from the
+/// scheduler: a recovery lasts milliseconds, below the 10 ms ticks of
+/// `/proc/PID/stat`.
+struct SchedCpu {
+    servers: Vec<Option<Duration>>,
+    engine: Option<Duration>,
+}
+
+impl SchedCpu {
+    fn read(a: &LoadArgs) -> SchedCpu {
+        SchedCpu {
+            servers: a.server_pids.iter().map(|&p| sys::sched_cpu(p)).collect(),
+            engine: a.engine_pid.and_then(sys::sched_cpu),
+        }
+    }
+
+    /// Seconds of the servers (summed) and of the engine since `a`.
+    fn since(&self, a: &SchedCpu) -> anyhow::Result<(f64, f64)> {
+        let d = |x: Option<Duration>, y: Option<Duration>| match (x, y) {
+            (Some(x), Some(y)) => Ok(y.saturating_sub(x).as_secs_f64()),
+            _ => Err(anyhow!(
+                "cannot read the servers' /proc/PID/task/*/schedstat (pass --server-pid)"
+            )),
+        };
+        if self.servers.is_empty() {
+            bail!("no server process to read the CPU time of (pass --server-pid)");
+        }
+        let mut servers = 0.0;
+        for (x, y) in a.servers.iter().zip(&self.servers) {
+            servers += d(*x, *y)?;
+        }
+        let engine = match (a.engine, self.engine) {
+            (None, None) => 0.0,
+            (x, y) => d(x, y)?,
+        };
+        Ok((servers, engine))
+    }
+}
+
+/// The nearest-rank `q` quantile of ascending `sorted` (not empty).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// A transaction id: `n` and a marker (never the nil UUID).
+fn tx_id(n: u64) -> [u8; 16] {
+    let mut tx = [0u8; 16];
+    tx[..8].copy_from_slice(&n.to_le_bytes());
+    tx[8..].copy_from_slice(b"recovery");
+    tx
+}
+
+fn tx_of(msg: &fbs::Message<'_>) -> Option<[u8; 16]> {
+    msg.transaction_id().map(|u| <[u8; 16]>::from(u.bytes()))
+}
+
+/// Reads frames until the reply to `tx`: an `Ack` (returned), else an error.
+async fn expect_ack(conn: &mut WsConn, tx: [u8; 16], what: &str) -> anyhow::Result<(u64, String)> {
+    loop {
+        let f = conn.recv().await?;
+        let msg = flatbuffers::root::<fbs::Message<'_>>(f.payload).map_err(io_err)?;
+        if tx_of(&msg) != Some(tx) {
+            continue;
+        }
+        return match msg.opcode() {
+            Opcode::Ack => Ok((msg.offset(), msg.epoch().unwrap_or_default().to_string())),
+            Opcode::Error => Err(anyhow!(
+                "{what} answered with Error {:?}: {}",
+                msg.error_code(),
+                msg.error_message().unwrap_or_default()
+            )),
+            other => Err(anyhow!("{what} answered with {other:?}")),
+        };
+    }
+}
+
+async fn recover_once(
+    a: &LoadArgs,
+    channel: &str,
+    publisher_at: SocketAddr,
+    subscriber_at: SocketAddr,
+) -> anyhow::Result<Recovered> {
+    let missed = a.missed;
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    };
+    // 1. Subscribed, the subscriber receives one live publication: where it is.
+    let mut sub = open(&a.spec, subscriber_at, 16 * 1024).await?;
+    let subscribe = FrameFields::new(Opcode::Subscribe.0)
+        .channel(channel)
+        .requires_ack(true)
+        .transaction_id(Some(Uuid::from_bytes(tx_id(u64::MAX))))
+        .encode();
+    sub.send(BINARY, &subscribe).await?;
+    expect_ack(&mut sub, tx_id(u64::MAX), "Subscribe").await?;
+    let mut publisher = open(&a.spec, publisher_at, 64 * 1024).await?;
+    let mut payload = [0u8; FANOUT_PAYLOAD];
+    fanout_payload(&mut payload, missed as u64, now_ns());
+    let first = FrameFields::new(Opcode::Publish.0)
+        .channel(channel)
+        .payload(&payload)
+        .requires_ack(true)
+        .transaction_id(Some(Uuid::from_bytes(tx_id(u64::MAX))))
+        .encode();
+    publisher.send(BINARY, &first).await?;
+    let (acked, _) = expect_ack(&mut publisher, tx_id(u64::MAX), "Publish").await?;
+    let (epoch, offset) = {
+        let f = sub.recv().await?;
+        let msg = flatbuffers::root::<fbs::Message<'_>>(f.payload).map_err(io_err)?;
+        let seq = msg
+            .payload()
+            .and_then(|p| parse_fanout_payload(p.bytes()))
+            .map(|x| x.0);
+        if msg.opcode() != Opcode::Publish
+            || msg.channel() != Some(channel)
+            || seq != Some(missed as u64)
+        {
+            bail!(
+                "the subscriber's first frame is not the first publication ({:?})",
+                msg.opcode()
+            );
+        }
+        let epoch = msg.epoch().unwrap_or_default().to_string();
+        if msg.offset() == 0 || epoch.is_empty() || msg.offset() != acked {
+            bail!(
+                "the first publication has offset {} (the publisher's Ack: {acked}) and epoch {epoch:?}",
+                msg.offset()
+            );
+        }
+        (epoch, msg.offset())
+    };
+
+    // 2. Disconnected, it misses `missed` publications: sent in one write, each
+    // acknowledged (so each is in the history) before it comes back.
+    drop(sub);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let template = FrameFields::new(Opcode::Publish.0)
+        .channel(channel)
+        .payload(&[b'P'; FANOUT_PAYLOAD])
+        .requires_ack(true)
+        .transaction_id(Some(Uuid::from_bytes(TX_SENTINEL)))
+        .encode()
+        .to_vec();
+    let (at, tx_at) = (
+        unique(&template, &[b'P'; FANOUT_PAYLOAD])?,
+        unique(&template, &TX_SENTINEL)?,
+    );
+    let mut frame = template.clone();
+    let published = Instant::now();
+    for i in 0..missed {
+        fanout_payload(&mut payload, i as u64, now_ns());
+        frame[at..at + FANOUT_PAYLOAD].copy_from_slice(&payload);
+        frame[tx_at..tx_at + 16].copy_from_slice(&tx_id(i as u64));
+        publisher.queue(BINARY, &frame);
+    }
+    publisher.flush().await?;
+    let mut acks = vec![false; missed];
+    let mut offsets = Vec::with_capacity(missed);
+    while offsets.len() < missed {
+        let f = publisher.recv().await?;
+        let msg = flatbuffers::root::<fbs::Message<'_>>(f.payload).map_err(io_err)?;
+        match msg.opcode() {
+            Opcode::Ack => {
+                let i = tx_of(&msg)
+                    .filter(|tx| tx[8..] == *b"recovery")
+                    .map(|tx| u64::from_le_bytes(tx[..8].try_into().expect("8 bytes")) as usize)
+                    .filter(|&i| i < missed && !acks[i])
+                    .ok_or_else(|| anyhow!("an unexpected Ack to the publisher"))?;
+                acks[i] = true;
+                offsets.push(msg.offset());
+            }
+            Opcode::Error => bail!(
+                "a missed publication was refused: {:?}: {}",
+                msg.error_code(),
+                msg.error_message().unwrap_or_default()
+            ),
+            other => bail!("the publisher received {other:?}"),
+        }
+    }
+    let publish = published.elapsed();
+    offsets.sort_unstable();
+    let want: Vec<u64> = (offset + 1..=offset + missed as u64).collect();
+    if offsets != want {
+        bail!(
+            "the missed publications were acknowledged with offsets {}..{}, not {}..{}",
+            offsets[0],
+            offsets[missed - 1],
+            offset + 1,
+            offset + missed as u64
+        );
+    }
+    drop(publisher);
+
+    // 3. Back, it recovers: the missed publications, then the Ack.
+    let mut sub = open(&a.spec, subscriber_at, 64 * 1024).await?;
+    let tx = tx_id(u64::MAX - 1);
+    let recover = FrameFields::new(Opcode::Subscribe.0)
+        .channel(channel)
+        .recover(true)
+        .epoch(&epoch)
+        .offset(offset)
+        .transaction_id(Some(Uuid::from_bytes(tx)))
+        .encode();
+    let mut seen = vec![false; missed];
+    let mut got = 0u64;
+    let mut first = None;
+    let before = SchedCpu::read(a);
+    let t0 = Instant::now();
+    sub.send(BINARY, &recover).await?;
+    loop {
+        let f = sub.recv().await?;
+        let msg = flatbuffers::root::<fbs::Message<'_>>(f.payload).map_err(io_err)?;
+        match msg.opcode() {
+            Opcode::Publish => {
+                first.get_or_insert_with(|| t0.elapsed());
+                let want = offset + got + 1;
+                if msg.channel() != Some(channel) || msg.epoch() != Some(epoch.as_str()) {
+                    bail!("a replayed publication of another channel or epoch");
+                }
+                if msg.offset() != want {
+                    bail!(
+                        "replayed offset {} where {want} was due (after {got} of {missed})",
+                        msg.offset()
+                    );
+                }
+                let seq = msg
+                    .payload()
+                    .and_then(|p| parse_fanout_payload(p.bytes()))
+                    .map(|x| x.0 as usize)
+                    .filter(|&i| i < missed && !seen[i])
+                    .ok_or_else(|| anyhow!("offset {want}: a payload not missed, or twice"))?;
+                seen[seq] = true;
+                got += 1;
+            }
+            Opcode::Ack if tx_of(&msg) == Some(tx) => {
+                let total = t0.elapsed();
+                let after = SchedCpu::read(a);
+                if got != missed as u64 {
+                    bail!("the Ack came after {got} of {missed} missed publications");
+                }
+                let last = offset + missed as u64;
+                if !msg.recovered() || msg.offset() != last || msg.epoch() != Some(epoch.as_str()) {
+                    bail!(
+                        "the Ack says recovered = {}, offset {} (not {last}), epoch {:?} (not {epoch:?})",
+                        msg.recovered(),
+                        msg.offset(),
+                        msg.epoch().unwrap_or_default()
+                    );
+                }
+                let (servers_cpu, engine_cpu) = after.since(&before)?;
+                return Ok(Recovered {
+                    total,
+                    first: first.unwrap_or(total),
+                    publish,
+                    servers_cpu,
+                    engine_cpu,
+                });
+            }
+            Opcode::Error => bail!(
+                "the recovering Subscribe answered with Error {:?}: {}",
+                msg.error_code(),
+                msg.error_message().unwrap_or_default()
+            ),
+            other => bail!("unexpected {other:?} during the recovery"),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- idle

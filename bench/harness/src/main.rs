@@ -2,7 +2,7 @@
 //! that writes `BENCHMARKS.md`. One binary, three roles:
 //!
 //! ```text
-//! framework-bench run [--smoke] [--rounds N] [--only echo,rpc,fanout,idle,cluster]
+//! framework-bench run [--smoke] [--rounds N] [--only echo,rpc,fanout,idle,cluster,recovery]
 //!                     [--out BENCHMARKS.md] [--logs DIR] [--time-scale X]
 //! framework-bench server --server KIND --scenario S [--port P] [--cluster URL]
 //! framework-bench load --server KIND --scenario S --port P [--server-pid PID[,PID..]]
@@ -10,6 +10,7 @@
 //!                      [--window N] [--size BYTES] [--lat-fraction F]
 //!                      [--nodes PORT,PORT,..] [--metrics PORT,PORT,..]
 //!                      [--engine-pid PID] [--lat-rate R] [--quiet-secs S]
+//!                      [--reps N] [--missed N]
 //! ```
 //!
 //! `scripts/bench.sh` builds it in release mode and calls `run`.
@@ -31,13 +32,14 @@ use anyhow::{bail, Context as _};
 use spec::Scenario;
 
 const USAGE: &str = "usage:
-  framework-bench run [--smoke] [--rounds N] [--only echo,rpc,fanout,idle,cluster]
+  framework-bench run [--smoke] [--rounds N] [--only echo,rpc,fanout,idle,cluster,recovery]
                       [--out BENCHMARKS.md] [--logs DIR] [--time-scale X]
   framework-bench server --server KIND --scenario S [--port P] [--cluster URL]
   framework-bench load --server KIND --scenario S --port P [--server-pid PID[,PID..]]
                        [--conns N] [--warmup S] [--secs S] [--lat-secs S] [--window N] [--size B]
                        [--lat-fraction F] [--nodes PORT,PORT,..] [--metrics PORT,PORT,..]
                        [--engine-pid PID] [--lat-rate R] [--quiet-secs S]
+                       [--reps N] [--missed N]
   framework-bench list";
 
 struct Opts(HashMap<String, String>);
@@ -179,6 +181,8 @@ fn main() -> anyhow::Result<()> {
                     .context("--lat-rate")?,
                 quiet_secs: o.secs("quiet-secs", 0.0)?,
                 size: o.num("size", 32)?,
+                reps: o.num("reps", 20)?,
+                missed: o.num("missed", spec::MISSED)?,
             })
         }
         "list" => {

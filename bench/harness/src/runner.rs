@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use crate::load::LoadResult;
-use crate::spec::{servers, Engine, Scenario, ServerSpec, CLUSTER_NODES};
+use crate::spec::{has_history, servers, Engine, Scenario, ServerSpec, CLUSTER_NODES};
 
 /// Runner options (`framework-bench run --help`).
 #[derive(Debug, Clone)]
@@ -44,6 +44,10 @@ struct Params {
     rate: f64,
     /// Cluster: the phase publishing on a channel only node B's subscribers joined.
     quiet_secs: f64,
+    /// Recovery: repetitions per run.
+    reps: usize,
+    /// Recovery: publications missed each time.
+    missed: usize,
 }
 
 fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
@@ -57,6 +61,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             size: 32,
             rate: 0.0,
             quiet_secs: 0.0,
+            reps: 0,
+            missed: 0,
         },
         (Scenario::Echo | Scenario::Rpc, true) => Params {
             conns: 4,
@@ -67,6 +73,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             size: 32,
             rate: 0.0,
             quiet_secs: 0.0,
+            reps: 0,
+            missed: 0,
         },
         (Scenario::Fanout, false) => Params {
             conns: 1000,
@@ -77,6 +85,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             size: 64,
             rate: 0.0,
             quiet_secs: 0.0,
+            reps: 0,
+            missed: 0,
         },
         (Scenario::Fanout, true) => Params {
             conns: 10,
@@ -87,6 +97,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             size: 64,
             rate: 0.0,
             quiet_secs: 0.0,
+            reps: 0,
+            missed: 0,
         },
         (Scenario::Idle, false) => Params {
             conns: 10_000,
@@ -97,6 +109,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             size: 0,
             rate: 0.0,
             quiet_secs: 0.0,
+            reps: 0,
+            missed: 0,
         },
         (Scenario::Idle, true) => Params {
             conns: 100,
@@ -107,6 +121,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             size: 0,
             rate: 0.0,
             quiet_secs: 0.0,
+            reps: 0,
+            missed: 0,
         },
         // The fixed rate: 50 publishes/s to 1,000 subscribers. The lowest peak seen
         // on the 2-core machine, NATS with other processes using half a core, was
@@ -121,6 +137,8 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             size: 64,
             rate: 50_000.0,
             quiet_secs: 2.0,
+            reps: 0,
+            missed: 0,
         },
         (Scenario::Cluster, true) => Params {
             conns: 30,
@@ -131,6 +149,22 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             size: 64,
             rate: 3_000.0,
             quiet_secs: 0.3,
+            reps: 0,
+            missed: 0,
+        },
+        // 1,000 missed publications each time (the history keeps 1,000); every
+        // repetition is a fresh channel, subscriber and publisher.
+        (Scenario::Recovery, smoke) => Params {
+            conns: 1,
+            warmup: 0.0,
+            secs: 0.0,
+            lat_secs: 0.0,
+            window: 0,
+            size: crate::spec::FANOUT_PAYLOAD,
+            rate: 0.0,
+            quiet_secs: 0.0,
+            reps: if smoke { 2 } else { 20 },
+            missed: crate::spec::MISSED,
         },
     };
     Params {
@@ -170,10 +204,20 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         let mut runs = Vec::new();
         for round in 1..=args.rounds {
             for spec in servers(scenario) {
-                let result = if scenario == Scenario::Cluster {
-                    run_cluster(&exe, &pin, &args.logs, spec, round, &p)
+                // Fanout: the history variant's latency phase runs at the plain
+                // framework's rate of the same round (both at the same load).
+                let lat_rate = if scenario == Scenario::Fanout && has_history(spec.kind) {
+                    runs.iter()
+                        .find(|r: &&Run| r.round == round && r.kind == "framework")
+                        .and_then(|r| r.result.as_ref().ok())
+                        .and_then(|r| r.lat_rate)
                 } else {
-                    run_one(&exe, &pin, &args.logs, scenario, spec, round, &p)
+                    None
+                };
+                let result = if matches!(scenario, Scenario::Cluster | Scenario::Recovery) {
+                    run_cluster(&exe, &pin, &args.logs, scenario, spec, round, &p)
+                } else {
+                    run_one(&exe, &pin, &args.logs, scenario, spec, round, &p, lat_rate)
                 };
                 eprintln!(
                     "[{} {round}/{}] {:<18} {}",
@@ -234,6 +278,22 @@ fn summary(scenario: Scenario, r: &Result<LoadResult, String>) -> String {
             r.rss_before.unwrap_or(0) as f64 / 1048576.0,
             r.rss_after.unwrap_or(0) as f64 / 1048576.0
         ),
+        Ok(r) if scenario == Scenario::Recovery => {
+            let ms = r.recovery_ms.clone().unwrap_or_default();
+            format!(
+                "{} missed publications recovered {} times: median {:.2} ms (fastest {:.2}, slowest {:.2}), first replayed after {:.2} ms, servers {:.2} CPU-ms per recovery{}; publishing them took {:.1} ms",
+                r.recovery_missed.unwrap_or(0),
+                ms.len(),
+                r.p50_us / 1000.0,
+                ms.iter().copied().fold(f64::INFINITY, f64::min),
+                ms.iter().copied().fold(0.0, f64::max),
+                median(r.recovery_first_ms.clone().unwrap_or_default()).unwrap_or(0.0),
+                r.recovery_cpu_ms.unwrap_or(0.0),
+                r.recovery_engine_cpu_ms
+                    .map_or(String::new(), |e| format!(" (engine {e:.2})")),
+                r.publish_ms.unwrap_or(0.0),
+            )
+        }
         Ok(r) if scenario == Scenario::Cluster => {
             let join = |v: Option<Vec<String>>| v.map_or("—".into(), |v| v.join(" / "));
             format!(
@@ -350,6 +410,7 @@ fn log_file(dir: &Path, name: &str) -> Stdio {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_one(
     exe: &Path,
     pin: &Pinning,
@@ -358,6 +419,7 @@ fn run_one(
     spec: &ServerSpec,
     round: usize,
     p: &Params,
+    lat_rate: Option<f64>,
 ) -> Result<LoadResult, String> {
     let tag = format!("{}-{}-r{round}", scenario.name(), spec.kind);
     let mut server = Pinning::command(pin.server, exe);
@@ -406,6 +468,9 @@ fn run_one(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file(logs, &format!("{tag}-load.log")));
+    if let Some(rate) = lat_rate {
+        load.args(["--lat-rate", &rate.to_string()]);
+    }
     let load = Reaped(
         load.spawn()
             .map_err(|e| format!("cannot start the load generator: {e}"))?,
@@ -560,19 +625,19 @@ fn start_engine(
     Err(last)
 }
 
-/// One run of the cluster scenario: the engine (for a cluster variant), the
-/// nodes (A, B, C: each a `server` process, pinned like every server, joined
-/// through the engine; one node alone for the in-memory variant), then the load
-/// generator with every node's port, PID and `/metrics` port.
+/// One run of the cluster (or recovery) scenario: the engine (for a cluster
+/// variant), the nodes (A, B, C: each a `server` process, pinned like every
+/// server, joined through the engine; one node alone for the in-memory variant),
+/// then the load generator with every node's port, PID and `/metrics` port.
 fn run_cluster(
     exe: &Path,
     pin: &Pinning,
     logs: &Path,
+    scenario: Scenario,
     spec: &ServerSpec,
     round: usize,
     p: &Params,
 ) -> Result<LoadResult, String> {
-    let scenario = Scenario::Cluster;
     let tag = format!("{}-{}-r{round}", scenario.name(), spec.kind);
     let mut engine = match Engine::of(spec.kind) {
         Some(e) => Some(start_engine(e, pin, logs, &tag)?),
@@ -632,6 +697,8 @@ fn run_cluster(
         .args(["--window", &p.window.to_string()])
         .args(["--lat-rate", &p.rate.to_string()])
         .args(["--quiet-secs", &p.quiet_secs.to_string()])
+        .args(["--reps", &p.reps.to_string()])
+        .args(["--missed", &p.missed.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file(logs, &format!("{tag}-load.log")));
@@ -642,8 +709,9 @@ fn run_cluster(
         load.spawn()
             .map_err(|e| format!("cannot start the load generator: {e}"))?,
     );
-    let limit =
-        Duration::from_secs_f64(p.warmup * 2.0 + p.secs + p.lat_secs + p.quiet_secs + 150.0);
+    let limit = Duration::from_secs_f64(
+        p.warmup * 2.0 + p.secs + p.lat_secs + p.quiet_secs + 150.0 + p.reps as f64 * 60.0,
+    );
     let out = wait_output(load, limit)?;
     let mut dead = Vec::new();
     for (i, n) in nodes.iter_mut().enumerate() {
@@ -1006,7 +1074,7 @@ fn targets(all: &[(Scenario, Params, Vec<Run>)]) -> Vec<Target> {
                 });
             }
             // Measured, not targeted: what the cluster costs beside one node.
-            Scenario::Cluster => {}
+            Scenario::Cluster | Scenario::Recovery => {}
             Scenario::Idle => {
                 let b = med(runs, "framework", per_conn);
                 out.push(Target {
@@ -1187,11 +1255,30 @@ fn report(
         group(c.rate as i64),
         c.quiet_secs,
     );
+    let r = params(Scenario::Recovery, args.smoke, args.time_scale);
     let _ = writeln!(
         w,
-        "Rerun: `bash scripts/bench.sh` (full, about 7 minutes after the build), \
+        "- **history** (protocol v1.1): the `-history` variants are the same servers \
+         with `ChannelOptions::new(\"bench\").history({size}, {ttl} s)` (and the same \
+         on `recovery:*`): `framework-history` in fanout (history in the node's \
+         `MemoryStorage`), `redis-history` in cluster (history in Redis, every node \
+         configured alike). They run in the same rounds as the plain variants, right \
+         after them; their subscribers check every delivery's offset.\n\
+         - **recovery**: {reps} repetitions per run of: subscribe, receive one \
+         publication, disconnect, {missed} publications acknowledged, reconnect, \
+         recovering `Subscribe`, timed until its `Ack` (every replayed offset, epoch \
+         and payload checked). `framework-history`: one node; `redis-history`: three \
+         nodes over Redis, publisher on node A, subscriber on node B.\n",
+        size = crate::spec::HISTORY_SIZE,
+        ttl = crate::spec::HISTORY_TTL.as_secs(),
+        reps = r.reps,
+        missed = group(r.missed as i64),
+    );
+    let _ = writeln!(
+        w,
+        "Rerun: `bash scripts/bench.sh` (full, about 9 minutes after the build), \
          `bash scripts/bench.sh --smoke` (seconds), options after the script name \
-         (`--rounds N`, `--only echo,rpc` or `--only cluster`, `--time-scale X`). Absolute numbers on a \
+         (`--rounds N`, `--only echo,rpc` or `--only fanout,cluster,recovery`, `--time-scale X`). Absolute numbers on a \
          shared machine drift between runs; the ratios of one run are the result.\n"
     );
 
@@ -1204,6 +1291,11 @@ fn report(
         for r in runs {
             match &r.result {
                 Ok(x) => {
+                    // Recovery: replayed publications/s at the median recovery
+                    // time, the recovery time's median and slowest, the servers'
+                    // CPU (scheduler time, not split) per 100k replayed; the
+                    // load generator's CPU is not read.
+                    let measured = |v: f64| (*scenario != Scenario::Recovery).then_some(v);
                     let _ = writeln!(
                         w,
                         "| {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | ok |",
@@ -1214,9 +1306,9 @@ fn report(
                         f1(Some(x.p50_us)),
                         f1(Some(x.p99_us)),
                         f3(Some(x.server_cpu_per_100k)),
-                        f3(Some(x.server_user_per_100k)),
-                        pct(Some(x.client_cpu)),
-                        pct(Some(x.other_cpu)),
+                        f3(measured(x.server_user_per_100k)),
+                        pct(measured(x.client_cpu)),
+                        pct(measured(x.other_cpu)),
                         f0(x.bytes_per_conn),
                     );
                 }
@@ -1268,6 +1360,12 @@ fn scenario_section(w: &mut String, scenario: Scenario, p: &Params, runs: &[Run]
             CLUSTER_NODES,
             crate::spec::FANOUT_PAYLOAD
         ),
+        Scenario::Recovery => writeln!(
+            w,
+            "## recovery — {} missed publications ({}-byte payload) replayed by a recovering Subscribe\n",
+            group(p.missed as i64),
+            crate::spec::FANOUT_PAYLOAD
+        ),
     };
     let failed = |kind: &str| {
         let n = runs
@@ -1282,6 +1380,7 @@ fn scenario_section(w: &mut String, scenario: Scenario, p: &Params, runs: &[Run]
     };
     match scenario {
         Scenario::Cluster => cluster_section(w, p, runs, &failed),
+        Scenario::Recovery => recovery_section(w, p, runs, &failed),
         Scenario::Echo | Scenario::Rpc | Scenario::Fanout => {
             let fanout = scenario == Scenario::Fanout;
             let _ = writeln!(
@@ -1295,7 +1394,8 @@ fn scenario_section(w: &mut String, scenario: Scenario, p: &Params, runs: &[Run]
                 },
                 if fanout { "deliveries" } else { "messages" },
             );
-            for spec in servers(scenario) {
+            // The history variant is compared with the plain framework below.
+            for spec in servers(scenario).iter().filter(|s| !has_history(s.kind)) {
                 let is_fw = spec.kind == fw;
                 let _ = writeln!(
                     w,
@@ -1362,7 +1462,7 @@ fn scenario_section(w: &mut String, scenario: Scenario, p: &Params, runs: &[Run]
                     w,
                     "| server | deliveries/s asked | achieved | server CPU | loadgen CPU | p50 / p99 at the kernel's receive (µs) | p50 / p99 when the subscriber task ran (µs) |\n|---|---|---|---|---|---|---|"
                 );
-                for spec in servers(scenario) {
+                for spec in servers(scenario).iter().filter(|s| !has_history(s.kind)) {
                     let _ = writeln!(
                         w,
                         "| {} | {} | {} | {} | {} | {} / {} | {} / {} |",
@@ -1385,6 +1485,7 @@ fn scenario_section(w: &mut String, scenario: Scenario, p: &Params, runs: &[Run]
                      A server CPU near 100% in this phase means half of the (batched) \
                      peak rate saturates the server once deliveries no longer batch.\n"
                 );
+                fanout_history_section(w, runs, &failed);
             } else {
                 let _ = writeln!(
                     w,
@@ -1553,6 +1654,7 @@ fn cluster_section(w: &mut String, p: &Params, runs: &[Run], failed: &dyn Fn(&st
             f1(med(runs, spec.kind, |r| r.p99_task_us)),
         );
     }
+    cluster_history_section(w, p, runs, failed);
     let _ = writeln!(
         w,
         "\nA node without subscribers of a channel: node A publishes at the same rate on \
@@ -1597,6 +1699,243 @@ fn cluster_section(w: &mut String, p: &Params, runs: &[Run], failed: &dyn Fn(&st
          window one tick shows as whole percents). Every run checks that each \
          publication of that phase reached every subscriber on node B, and that no node \
          counted an engine error or an undelivered publication.\n",
+        1000 / crate::sys::clk_tck().max(1)
+    );
+}
+
+// ---------------------------------------------------------------- history
+
+/// Servers' CPU-s per 100k deliveries in the latency phase (nodes and engine).
+fn lat_cpu_per_100k(r: &LoadResult) -> Option<f64> {
+    let cpu = r.lat_server_cpu? + r.lat_engine_cpu.unwrap_or(0.0);
+    let got = r.lat_throughput?;
+    (cpu > 0.0 && got > 0.0).then(|| cpu * 100_000.0 / got)
+}
+
+/// A `| a ÷ b |` cell pair `x / y` of two ratios.
+fn x2_pair(a: Option<f64>, b: Option<f64>) -> String {
+    format!("{} / {}", x2(a), x2(b))
+}
+
+/// Fanout: the framework with history on the channel beside the plain one.
+fn fanout_history_section(w: &mut String, runs: &[Run], failed: &dyn Fn(&str) -> String) {
+    let (plain, hist) = ("framework", "framework-history");
+    if !runs.iter().any(|r| r.kind == hist) {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "### History on vs off (one node, in memory)\n\n\
+         The same server with `ChannelOptions::new(\"bench\").history({}, {} s)`: every \
+         publication gets the channel's next offset and is appended to the node's \
+         `MemoryStorage` before it is delivered (the last {} kept, each at most {} s), \
+         and every delivery carries `offset` and `epoch`; each subscriber checks that \
+         the offsets it receives go up by exactly 1. Its latency phase runs at the plain \
+         server's rate of the same round (half the plain peak), so both are measured at \
+         the same load. The last row is history ÷ plain, the median of the per-round \
+         ratios; above 1, history costs more.\n",
+        crate::spec::HISTORY_SIZE,
+        crate::spec::HISTORY_TTL.as_secs(),
+        group(crate::spec::HISTORY_SIZE as i64),
+        crate::spec::HISTORY_TTL.as_secs(),
+    );
+    let _ = writeln!(
+        w,
+        "| variant | peak deliveries/s | server CPU-s per 100k deliveries (peak) | of which user space | fixed rate: deliveries/s asked / achieved | server CPU at the fixed rate | CPU-s per 100k deliveries at the fixed rate | p50 / p99 at the fixed rate (µs) | loadgen CPU (peak) |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for kind in [plain, hist] {
+        let label = servers(Scenario::Fanout)
+            .iter()
+            .find(|s| s.kind == kind)
+            .map_or(kind, |s| s.label);
+        let _ = writeln!(
+            w,
+            "| {label}{} | {} | {} | {} | {} / {} | {} | {} | {} / {} | {} |",
+            failed(kind),
+            f0(med(runs, kind, thr)),
+            f3(med(runs, kind, cpu)),
+            f3(med(runs, kind, user)),
+            f0(med(runs, kind, |r| r.lat_rate)),
+            f0(med(runs, kind, |r| r.lat_throughput)),
+            pct(med(runs, kind, |r| r.lat_server_cpu)),
+            f3(med(runs, kind, lat_cpu_per_100k)),
+            f1(med(runs, kind, p50)),
+            f1(med(runs, kind, p99)),
+            pct(med(runs, kind, client)),
+        );
+    }
+    let r = |f: fn(&LoadResult) -> Option<f64>| ratio_of(runs, hist, plain, f);
+    let _ = writeln!(
+        w,
+        "| **history ÷ plain** | {} | {} | {} | — | {} | {} | {} | — |\n",
+        x2(r(thr)),
+        x2(r(cpu)),
+        x2(r(user)),
+        x2(r(|r| r.lat_server_cpu)),
+        x2(r(lat_cpu_per_100k)),
+        x2_pair(r(p50), r(p99)),
+    );
+    let over = ok_runs(runs, hist)
+        .iter()
+        .filter(|r| r.lat_rate.is_some_and(|rate| rate > r.throughput))
+        .count();
+    if over > 0 {
+        let _ = writeln!(
+            w,
+            "**In {over} round(s) the fixed rate (half the plain peak) was above the \
+             history variant's own peak**: its latency there is that of an overloaded \
+             server.\n"
+        );
+    }
+    let checked: Vec<f64> = ok_runs(runs, hist)
+        .iter()
+        .filter_map(|r| r.offsets_checked.map(|x| x as f64))
+        .collect();
+    if let Some(n) = median(checked) {
+        let _ = writeln!(
+            w,
+            "Offsets checked per run (every delivery to every subscriber): median {}.\n",
+            f0(Some(n))
+        );
+    }
+}
+
+/// Cluster: three nodes over Redis with history on the channel (kept in Redis)
+/// beside the same without.
+fn cluster_history_section(
+    w: &mut String,
+    p: &Params,
+    runs: &[Run],
+    failed: &dyn Fn(&str) -> String,
+) {
+    let (plain, hist) = ("redis", "redis-history");
+    if !runs.iter().any(|r| r.kind == hist) {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "\nHistory on vs off over Redis: the same three nodes with \
+         `ChannelOptions::new(\"bench\").history({}, {} s)` on every node. Each \
+         publication is then one Lua script in Redis (next offset, `XADD` to the \
+         channel's stream, trim by size and time, `PUBLISH` to the nodes) instead of a \
+         plain `PUBLISH`, and every delivery carries `offset` and `epoch`; each \
+         subscriber checks that its offsets go up by exactly 1. Same rounds, same fixed \
+         rate ({} deliveries/s). The last row is history ÷ plain, the median of the \
+         per-round ratios; above 1, history costs more.\n",
+        crate::spec::HISTORY_SIZE,
+        crate::spec::HISTORY_TTL.as_secs(),
+        f0(Some(p.rate)),
+    );
+    let _ = writeln!(
+        w,
+        "| variant | peak deliveries/s | nodes + engine CPU-s per 100k deliveries (peak) | of it the engine | p50 / p99 at {} deliveries/s (µs) | nodes + engine CPU-s per 100k deliveries at that rate | engine CPU at that rate |\n|---|---|---|---|---|---|---|",
+        f0(Some(p.rate))
+    );
+    for kind in [plain, hist] {
+        let label = servers(Scenario::Cluster)
+            .iter()
+            .find(|s| s.kind == kind)
+            .map_or(kind, |s| s.label);
+        let _ = writeln!(
+            w,
+            "| {label}{} | {} | {} | {} | {} / {} | {} | {} |",
+            failed(kind),
+            f0(med(runs, kind, thr)),
+            f3(med(runs, kind, total_cpu)),
+            f3(med(runs, kind, |r| r.engine_cpu_per_100k)),
+            f1(med(runs, kind, p50)),
+            f1(med(runs, kind, p99)),
+            f3(med(runs, kind, lat_cpu_per_100k)),
+            pct1(med(runs, kind, |r| r.lat_engine_cpu)),
+        );
+    }
+    let r = |f: fn(&LoadResult) -> Option<f64>| ratio_of(runs, hist, plain, f);
+    let _ = writeln!(
+        w,
+        "| **history ÷ plain** | {} | {} | {} | {} | {} | {} |",
+        x2(r(thr)),
+        x2(r(total_cpu)),
+        x2(r(|r| r.engine_cpu_per_100k)),
+        x2_pair(r(p50), r(p99)),
+        x2(r(lat_cpu_per_100k)),
+        x2(r(|r| r.lat_engine_cpu)),
+    );
+}
+
+/// Recovery: the time a recovering `Subscribe` takes to replay what was missed.
+fn recovery_section(w: &mut String, p: &Params, runs: &[Run], failed: &dyn Fn(&str) -> String) {
+    let _ = writeln!(
+        w,
+        "Each repetition, on a fresh channel with `history({}, {} s)`: a subscriber \
+         subscribes and receives one live publication (its epoch and offset *n*), \
+         disconnects; a publisher publishes {} publications of {} bytes and waits for \
+         every `Ack` (so all are stored); the subscriber reconnects and sends \
+         `Subscribe` with `recover = true`, that epoch and offset *n*. Timed on the load \
+         generator from sending that `Subscribe` until its `Ack` arrived, after the \
+         replayed publications (the connection and its `Welcome` are not in the time). \
+         Every recovery is checked: exactly offsets *n*+1 … *n*+{}, in order, in the same \
+         epoch, each missed payload once, then an `Ack` with `recovered = true`, that \
+         epoch and offset *n*+{}; a run that fails a check is reported as failed, not as \
+         a number. One node: subscriber and publisher on it, history in its memory. \
+         Redis: three nodes, the publisher on node A, the subscriber on node B, which \
+         reads the history from Redis (the engine pinned with the nodes, as in \
+         cluster). {} repetitions per run.\n",
+        crate::spec::HISTORY_SIZE,
+        crate::spec::HISTORY_TTL.as_secs(),
+        group(p.missed as i64),
+        crate::spec::FANOUT_PAYLOAD,
+        group(p.missed as i64),
+        group(p.missed as i64),
+        p.reps,
+    );
+    let _ = writeln!(
+        w,
+        "| variant | recoveries (all rounds) | recovery time, median (ms) | fastest / p90 / slowest (ms) | first replayed publication after (ms) | replayed publications/s | servers' CPU per recovery (ms) | of it the engine (ms) | publishing the {} missed, with their Acks (ms) |\n|---|---|---|---|---|---|---|---|---|",
+        group(p.missed as i64)
+    );
+    for spec in servers(Scenario::Recovery) {
+        let ok = ok_runs(runs, spec.kind);
+        let mut pooled: Vec<f64> = ok
+            .iter()
+            .flat_map(|r| r.recovery_ms.clone().unwrap_or_default())
+            .collect();
+        pooled.sort_by(f64::total_cmp);
+        let spread = if pooled.is_empty() {
+            "—".to_string()
+        } else {
+            let q = |q: f64| {
+                let rank = ((q * pooled.len() as f64).ceil() as usize).clamp(1, pooled.len());
+                pooled[rank - 1]
+            };
+            format!("{:.2} / {:.2} / {:.2}", pooled[0], q(0.9), q(1.0))
+        };
+        let ms2 = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2}"));
+        let _ = writeln!(
+            w,
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            spec.label,
+            failed(spec.kind),
+            pooled.len(),
+            ms2(med(runs, spec.kind, |r| Some(r.p50_us / 1000.0))),
+            spread,
+            ms2(med(runs, spec.kind, |r| median(
+                r.recovery_first_ms.clone().unwrap_or_default()
+            ))),
+            f0(med(runs, spec.kind, thr)),
+            ms2(med(runs, spec.kind, |r| r.recovery_cpu_ms)),
+            ms2(med(runs, spec.kind, |r| r.recovery_engine_cpu_ms)),
+            f1(med(runs, spec.kind, |r| r.publish_ms)),
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nThe median is over rounds of each run's median; fastest, p90 and slowest are \
+         over every recovery of every round. Servers' CPU is the time every thread of the \
+         nodes and of the engine spent on a CPU from sending the `Subscribe` to its \
+         `Ack` (the scheduler's nanoseconds, `/proc/PID/task/*/schedstat`: a recovery is \
+         shorter than the {} ms ticks of `/proc/PID/stat`), the mean per recovery of a \
+         run, the median over rounds; it includes the nodes' idle work (heartbeats) in \
+         those milliseconds.\n",
         1000 / crate::sys::clk_tck().max(1)
     );
 }

@@ -33,9 +33,11 @@ pub fn main(
     if crate::spec::find(scenario, kind).is_none() {
         bail!("scenario {} has no server {kind:?}", scenario.name());
     }
-    if scenario == Scenario::Cluster && (cluster.is_some() != Engine::of(kind).is_some()) {
+    let multi_node = matches!(scenario, Scenario::Cluster | Scenario::Recovery);
+    if multi_node && (cluster.is_some() != Engine::of(kind).is_some()) {
         bail!("a cluster node over an engine needs --cluster URL, one alone none");
     }
+    let history = crate::spec::has_history(kind);
     let cluster = cluster.map(String::from);
     crate::sys::raise_nofile_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -44,8 +46,12 @@ pub fn main(
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     runtime.block_on(async move {
         match (scenario, kind) {
-            (Scenario::Cluster, _) => cluster_node(addr, cluster).await,
-            (_, "framework") | (_, "framework-raw") => framework_server(scenario, kind, addr).await,
+            (Scenario::Cluster | Scenario::Recovery, _) => {
+                cluster_node(addr, cluster, history).await
+            }
+            (_, "framework") | (_, "framework-raw") | (_, "framework-history") => {
+                framework_server(scenario, kind, addr).await
+            }
             (_, "tokio-tungstenite") => tungstenite_echo(addr).await,
             (_, "fastwebsockets") => fastwebsockets_echo(addr).await,
             (_, "axum") => axum_echo(addr).await,
@@ -91,6 +97,12 @@ async fn framework_server(scenario: Scenario, kind: &str, addr: SocketAddr) -> a
         // 10,000 idle connections all come from 127.0.0.1; the per-IP limit (default
         // 10,000) is about abuse, not memory, so it is lifted for the benchmark.
         max_connections_per_ip: 1_000_000,
+        // `framework-history`: the same server, with history on the fan-out channel.
+        channel_options: if crate::spec::has_history(kind) {
+            crate::spec::history_options()
+        } else {
+            Vec::new()
+        },
         ..framework::Config::default()
     };
     let app = framework::App::new().config(config);
@@ -119,11 +131,22 @@ async fn framework_server(scenario: Scenario, kind: &str, addr: SocketAddr) -> a
 /// A node of the cluster scenario: the fanout scenario's protocol service (the
 /// built-in `Subscribe` and `Publish`), joined to the cluster at `cluster` when
 /// given (else alone, on the in-memory broker), plus `run_service` on a second
-/// port for `/metrics` (`framework_cluster_received_total`).
-async fn cluster_node(addr: SocketAddr, cluster: Option<String>) -> anyhow::Result<()> {
+/// port for `/metrics` (`framework_cluster_received_total`). `history`: the
+/// benchmark's channels keep history (in Redis over a Redis cluster, in the
+/// node's memory alone).
+async fn cluster_node(
+    addr: SocketAddr,
+    cluster: Option<String>,
+    history: bool,
+) -> anyhow::Result<()> {
     let config = framework::Config {
         max_connections_per_ip: 1_000_000,
         cluster: cluster.map(framework::config::ClusterConfig::new),
+        channel_options: if history {
+            crate::spec::history_options()
+        } else {
+            Vec::new()
+        },
         ..framework::Config::default()
     };
     let handle = framework::App::new()

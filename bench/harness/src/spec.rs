@@ -10,15 +10,20 @@ pub enum Scenario {
     /// Cross-node fan-out: the fanout load over three nodes joined through an
     /// engine (Redis, NATS), beside one node with the in-memory broker.
     Cluster,
+    /// Protocol v1.1 recovery: a subscriber misses [`MISSED`] publications while
+    /// disconnected, then a recovering `Subscribe` replays them (one node with
+    /// history in memory; three nodes with history in Redis).
+    Recovery,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Echo,
         Scenario::Rpc,
         Scenario::Fanout,
         Scenario::Idle,
         Scenario::Cluster,
+        Scenario::Recovery,
     ];
 
     pub fn name(self) -> &'static str {
@@ -28,6 +33,7 @@ impl Scenario {
             Scenario::Fanout => "fanout",
             Scenario::Idle => "idle",
             Scenario::Cluster => "cluster",
+            Scenario::Recovery => "recovery",
         }
     }
 
@@ -100,8 +106,15 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
             Proto::SocketIo,
         ),
     ];
-    const FANOUT: [ServerSpec; 3] = [
+    // The history variant right after the plain framework: it is compared with
+    // it (history ÷ plain), not with the peers.
+    const FANOUT: [ServerSpec; 4] = [
         spec("framework", "framework (Publish)", Proto::Framework),
+        spec(
+            "framework-history",
+            "framework (Publish, history on)",
+            Proto::Framework,
+        ),
         spec(
             "socketioxide",
             "socketioxide (room broadcast)",
@@ -126,10 +139,28 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
     ];
     // One node with the in-memory broker first: the cluster variants are compared
     // with it. The kind names the engine (`framework`: none).
-    const CLUSTER: [ServerSpec; 3] = [
+    const CLUSTER: [ServerSpec; 4] = [
         spec("framework", "1 node (in-memory broker)", Proto::Framework),
         spec("redis", "3 nodes over Redis", Proto::Framework),
+        spec(
+            "redis-history",
+            "3 nodes over Redis, history on",
+            Proto::Framework,
+        ),
         spec("nats", "3 nodes over NATS", Proto::Framework),
+    ];
+    // The same servers as the history variants above.
+    const RECOVERY: [ServerSpec; 2] = [
+        spec(
+            "framework-history",
+            "1 node, history in memory",
+            Proto::Framework,
+        ),
+        spec(
+            "redis-history",
+            "3 nodes over Redis (subscriber on node B, publisher on node A)",
+            Proto::Framework,
+        ),
     ];
     match scenario {
         Scenario::Echo => &ECHO,
@@ -137,7 +168,37 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
         Scenario::Fanout => &FANOUT,
         Scenario::Idle => &IDLE,
         Scenario::Cluster => &CLUSTER,
+        Scenario::Recovery => &RECOVERY,
     }
+}
+
+/// Whether server `kind` keeps history on the benchmark's channels (the
+/// `-history` variants): see [`history_options`].
+pub fn has_history(kind: &str) -> bool {
+    kind.ends_with("-history")
+}
+
+/// History size of the `-history` variants: publications kept per channel.
+pub const HISTORY_SIZE: usize = 1000;
+
+/// History time-to-live of the `-history` variants.
+pub const HISTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The recovery scenario's channels: `recovery:<run>:<repetition>`.
+pub const RECOVERY_PREFIX: &str = "recovery:";
+
+/// Publications a subscriber misses in the recovery scenario.
+pub const MISSED: usize = 1000;
+
+/// The channel options of a `-history` server: history on the fan-out channel
+/// (only: the cluster's [`SOLO_CHANNEL`] keeps none) and on the recovery
+/// scenario's channels.
+pub fn history_options() -> Vec<framework::config::ChannelOptions> {
+    use framework::config::ChannelOptions;
+    vec![
+        ChannelOptions::new(CHANNEL).history(HISTORY_SIZE, HISTORY_TTL),
+        ChannelOptions::new(format!("{RECOVERY_PREFIX}*")).history(HISTORY_SIZE, HISTORY_TTL),
+    ]
 }
 
 /// The cluster engine a server of the cluster scenario runs on.
@@ -148,10 +209,11 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// The engine of cluster server `kind` (`None`: one node, in-memory broker).
+    /// The engine of cluster (or recovery) server `kind` (`None`: one node,
+    /// in-memory broker).
     pub fn of(kind: &str) -> Option<Engine> {
         match kind {
-            "redis" => Some(Engine::Redis),
+            "redis" | "redis-history" => Some(Engine::Redis),
             "nats" => Some(Engine::Nats),
             _ => None,
         }
@@ -274,6 +336,18 @@ mod tests {
         fanout_payload(&mut p, 42, 1_234_567_890_123);
         assert_eq!(parse_fanout_payload(&p), Some((42, 1_234_567_890_123)));
         assert!(p.is_ascii());
+    }
+
+    #[test]
+    fn history_covers_the_benchmark_channels_only() {
+        let opts = history_options();
+        let has =
+            |c: &str| framework::config::options_for(&opts, c).is_some_and(|o| o.has_history());
+        assert!(has(CHANNEL));
+        assert!(has("recovery:1:0"));
+        assert!(!has(SOLO_CHANNEL));
+        assert!(has_history("redis-history") && !has_history("redis"));
+        assert_eq!(Engine::of("redis-history"), Some(Engine::Redis));
     }
 
     #[test]
