@@ -421,6 +421,49 @@ mod tests {
         assert_eq!((hub.session_count(), hub.channel_count()), (0, 0));
     }
 
+    /// What a recovering session is held back, in the order `end_recovery`
+    /// queues it: events first, then publications above `after` by offset, each
+    /// once.
+    #[test]
+    fn a_recovery_holds_live_frames_then_releases_them_in_offset_order() {
+        let hub = Hub::new(10, 10);
+        let (a, b) = (conn(), conn());
+        hub.subscribe(&b, "x").unwrap();
+        assert_eq!(hub.subscribe_recovering(&a, "x"), Ok(Some(false)));
+        let frame = |offset| {
+            crate::storage::Pending::new("x", &[offset as u8], Uuid::nil(), None, None)
+                .encode("e")
+                .with_offset(offset)
+        };
+        for offset in [4, 2, 3, 2] {
+            hub.publish_local("x", &frame(offset));
+        }
+        let join = Bytes::from_static(b"join");
+        hub.event_local("x", &join, Uuid::from_u128(7));
+        assert!(a.0.outbox.take().is_empty(), "held while recovering");
+        assert_eq!(b.0.outbox.take().len(), 5, "others get everything live");
+        hub.end_recovery(&a, "x", 2);
+        let got: Vec<Bytes> =
+            a.0.outbox
+                .take()
+                .into_iter()
+                .map(|o| match o {
+                    crate::session::Outbound::Shared(f) => f,
+                    _ => panic!("a delivery"),
+                })
+                .collect();
+        assert_eq!(got[0], join);
+        let offsets: Vec<u64> = got[1..].iter().map(crate::storage::offset_of).collect();
+        assert_eq!(
+            offsets,
+            vec![3, 4],
+            "above the replay, once each, ascending"
+        );
+        // Live again.
+        hub.publish_local("x", &frame(5));
+        assert_eq!(a.0.outbox.take().len(), 1);
+    }
+
     #[test]
     fn publish_shares_one_allocation() {
         let hub = Hub::new(10, 10);
