@@ -147,6 +147,8 @@ fi
 # clippy and runs it with scripts/bench.sh --smoke).
 cargo test --workspace --exclude framework-bench-harness --all-targets "$@"
 cargo test --workspace --exclude framework-bench-harness --doc
+# The OpenTelemetry export (framework's `otel` feature, off by default).
+cargo test -p framework-tests --test traces --features otel
 
 # --- the TypeScript client -----------------------------------------------------------
 

@@ -22,6 +22,9 @@ mod services;
 #[cfg(feature = "client")]
 pub mod client;
 
+#[cfg(feature = "otel")]
+pub mod otel;
+
 pub use app::{App, AppHandle};
 /// The axum version `run_service` merges routes from (`App::router`).
 pub use axum;

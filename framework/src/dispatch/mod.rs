@@ -13,6 +13,7 @@ mod handler;
 pub mod hooks;
 mod reply;
 mod request;
+pub(crate) mod trace;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -40,6 +41,7 @@ pub use reply::{
     SyncReply,
 };
 pub use request::Request;
+pub use trace::TRACE_TARGET;
 
 use crate::node::{Action, Node};
 use crate::protocol::{DecodeLimits, ErrorCode, Frame, Opcode, FIRST_APPLICATION_OPCODE};
@@ -148,6 +150,10 @@ impl Dispatcher {
     /// if any (the caller queues it; deliveries the handler caused are already
     /// queued). Never fails: undecodable input, unknown opcodes, extractor and
     /// handler errors and panics all become `Error` frames.
+    ///
+    /// A frame with a handler is handled in a `frame` span
+    /// ([`TRACE_TARGET`], level `DEBUG`) carrying its opcode, session and wire
+    /// trace ids; the handler (and whatever it publishes or sends) runs inside it.
     pub fn dispatch<'a>(&'a self, conn: &'a Connection, bytes: Bytes) -> Dispatch<'a> {
         let metrics = self.node.metrics();
         let size = bytes.len();
@@ -173,6 +179,9 @@ impl Dispatcher {
                 Some(trace_id),
             )));
         };
+        let mut span_id = Uuid::new_v4().as_u64_pair().0;
+        let span = trace::frame_span(opcode, conn.id(), trace_id, &mut span_id, frame.span_id());
+        let _entered = span.enter();
         // A frame's own token is checked for that frame only.
         let mut identity = None;
         if let (Some(verifier), Some(token)) = (self.node.verifier(), frame.token()) {
@@ -238,7 +247,7 @@ impl Dispatcher {
             parent_span_id: frame.span_id(),
             frame,
             trace_id,
-            span_id: Uuid::new_v4().as_u64_pair().0,
+            span_id,
             quota,
             identity,
             builder: None,
@@ -274,6 +283,8 @@ impl Dispatcher {
                             future,
                             node: &self.node,
                             started,
+                            opcode,
+                            span: span.clone(),
                         },
                     };
                 }
@@ -281,9 +292,7 @@ impl Dispatcher {
         }
         match handler.call(request, conn) {
             Call::Ready(reply) => {
-                metrics
-                    .handler_duration
-                    .observe(started.elapsed().as_secs_f64());
+                metrics.observe_handler(opcode, started.elapsed().as_secs_f64());
                 self.ready(reply)
             }
             Call::Pending(future) => Dispatch {
@@ -291,6 +300,8 @@ impl Dispatcher {
                     future,
                     node: &self.node,
                     started,
+                    opcode,
+                    span: span.clone(),
                 },
             },
         }
@@ -347,6 +358,9 @@ enum DispatchState<'a> {
         future: BoxFuture<'static, Option<Encoded>>,
         node: &'a Node,
         started: Instant,
+        opcode: u16,
+        /// The frame's span, entered while the handler's future is polled.
+        span: tracing::Span,
     },
     Finished,
 }
@@ -376,13 +390,13 @@ impl Future for Dispatch<'_> {
                 future,
                 node,
                 started,
-            } => match future.as_mut().poll(cx) {
+                opcode,
+                span,
+            } => match span.in_scope(|| future.as_mut().poll(cx)) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(reply) => {
                     let metrics = node.metrics();
-                    metrics
-                        .handler_duration
-                        .observe(started.elapsed().as_secs_f64());
+                    metrics.observe_handler(*opcode, started.elapsed().as_secs_f64());
                     if let Some(r) = &reply {
                         metrics.count_sent(r.opcode, r.bytes.len(), r.error);
                     }

@@ -30,7 +30,7 @@ use crate::broker::{Broker, BrokerError};
 use crate::hub::{Hub, JoinError};
 use crate::protocol::{ErrorCode, FrameFields, Opcode};
 use crate::session::budget::MemoryBudget;
-use crate::session::{Connection, OpcodeCounters};
+use crate::session::{opcode_slot, opcode_slot_label, Connection, OpcodeCounters, OPCODE_SLOTS};
 use crate::storage::{Pending, Position};
 use crate::Config;
 
@@ -106,6 +106,8 @@ pub struct NodeMetrics {
     errors: [AtomicU64; ERROR_CODES],
     /// Time handlers took, in seconds.
     pub handler_duration: prometheus::Histogram,
+    /// The same by opcode slot ([`opcode_slot`]), labelled `opcode`.
+    handler_durations: Box<[prometheus::Histogram]>,
     /// Recovering `Subscribe`s answered `recovered = true`.
     pub recovered: AtomicU64,
     /// Recovering `Subscribe`s answered `recovered = false`.
@@ -114,15 +116,27 @@ pub struct NodeMetrics {
     pub history_appends: AtomicU64,
 }
 
+/// The buckets of the handler-latency histograms, in seconds.
+const HANDLER_BUCKETS: [f64; 12] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
+
 impl Default for NodeMetrics {
     fn default() -> Self {
         let opts = prometheus::HistogramOpts::new(
             "framework_handler_duration_seconds",
             "Time from a frame's dispatch to its reply.",
         )
-        .buckets(vec![
-            0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
-        ]);
+        .buckets(HANDLER_BUCKETS.to_vec());
+        let by_opcode = |slot| {
+            let opts = prometheus::HistogramOpts::new(
+                "framework_handler_duration_by_opcode_seconds",
+                "Time from a frame's dispatch to its reply, by the frame's opcode.",
+            )
+            .const_label("opcode", opcode_slot_label(slot))
+            .buckets(HANDLER_BUCKETS.to_vec());
+            prometheus::Histogram::with_opts(opts).expect("static histogram options are valid")
+        };
         Self {
             sessions_opened: AtomicU64::new(0),
             sessions_closed: AtomicU64::new(0),
@@ -136,6 +150,7 @@ impl Default for NodeMetrics {
             errors: Default::default(),
             handler_duration: prometheus::Histogram::with_opts(opts)
                 .expect("static histogram options are valid"),
+            handler_durations: (0..OPCODE_SLOTS).map(by_opcode).collect(),
             recovered: AtomicU64::new(0),
             not_recovered: AtomicU64::new(0),
             history_appends: AtomicU64::new(0),
@@ -157,6 +172,29 @@ impl NodeMetrics {
                 c.fetch_add(1, Relaxed);
             }
         }
+    }
+
+    /// Records that a handler took `seconds` to answer a frame with `opcode`.
+    pub(crate) fn observe_handler(&self, opcode: u16, seconds: f64) {
+        self.handler_duration.observe(seconds);
+        self.handler_durations[opcode_slot(opcode)].observe(seconds);
+    }
+
+    /// The handler-latency histogram of `opcode`'s slot ([`opcode_slot`]:
+    /// application opcodes share one), exported as
+    /// `framework_handler_duration_by_opcode_seconds{opcode="…"}`.
+    ///
+    /// ```
+    /// let m = framework::node::NodeMetrics::default();
+    /// assert_eq!(m.handler_duration_of(2).get_sample_count(), 0);
+    /// ```
+    pub fn handler_duration_of(&self, opcode: u16) -> &prometheus::Histogram {
+        &self.handler_durations[opcode_slot(opcode)]
+    }
+
+    /// Every slot's handler-latency histogram.
+    pub(crate) fn handler_durations(&self) -> &[prometheus::Histogram] {
+        &self.handler_durations
     }
 
     /// Error frames sent with `code`.

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::accept::ConnInfo;
@@ -212,6 +213,51 @@ async fn api_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| api_error(StatusCode::BAD_REQUEST, &e.to_string()))
 }
 
+/// A W3C `traceparent` (Trace Context level 1): its trace id, parent span id and
+/// whether the caller sampled it. `None` for anything the specification says to
+/// ignore: a malformed value, version `ff`, an all-zero trace or parent id,
+/// upper-case hex, or a version `00` header with more after the flags. A later
+/// version is read for these four fields.
+fn parse_traceparent(value: &str) -> Option<(Uuid, u64, bool)> {
+    fn hex(s: &str) -> Option<u128> {
+        let lower = s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !lower || s.is_empty() {
+            return None;
+        }
+        u128::from_str_radix(s, 16).ok()
+    }
+    let b = value.as_bytes();
+    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+        return None;
+    }
+    let version = hex(value.get(0..2)?)?;
+    if version == 0xff || (version == 0 && b.len() != 55) || (b.len() > 55 && b[55] != b'-') {
+        return None;
+    }
+    let trace = hex(value.get(3..35)?)?;
+    let parent = hex(value.get(36..52)?)? as u64;
+    let flags = hex(value.get(53..55)?)?;
+    (trace != 0 && parent != 0).then(|| (Uuid::from_u128(trace), parent, flags & 1 == 1))
+}
+
+/// The trace of a server-API request: the trace id of its `traceparent` header
+/// when it has exactly one valid one, else a new one; and the request's `api`
+/// span (see [`crate::dispatch::TRACE_TARGET`]), continuing that trace.
+fn api_trace(path: &'static str, headers: &HeaderMap) -> (Uuid, tracing::Span) {
+    let mut values = headers.get_all("traceparent").iter();
+    let parent = match (values.next(), values.next()) {
+        (Some(v), None) => v.to_str().ok().and_then(|v| parse_traceparent(v.trim())),
+        _ => None,
+    };
+    let trace_id = parent.map_or_else(Uuid::new_v4, |(trace, _, _)| trace);
+    let span = crate::dispatch::trace::api_span(
+        path,
+        trace_id,
+        parent.map(|(_, parent, sampled)| (parent, sampled)),
+    );
+    (trace_id, span)
+}
+
 fn delivered(result: Result<(), crate::broker::BrokerError>) -> Result<Response, ApiError> {
     match result {
         Ok(()) => Ok(Json(serde_json::json!({ "ok": true })).into_response()),
@@ -229,24 +275,28 @@ async fn api_publish(
     State(HttpState { shared: s, .. }): State<HttpState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let req: ApiPublish = api_body(&s.node, request).await?;
-    crate::builtins::validate_channel(&req.channel)
-        .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.message()))?;
-    let payload = decode_payload(&req.payload)?;
-    let trace = Some(Uuid::new_v4());
-    let position = s
-        .node
-        .publish(&req.channel, &payload, SERVER_EMITTER, trace)
-        .await;
-    match position {
-        Ok(Some(p)) => Ok(Json(serde_json::json!({
-            "ok": true,
-            "offset": p.offset,
-            "epoch": p.epoch,
-        }))
-        .into_response()),
-        other => delivered(other.map(|_| ())),
+    let (trace, span) = api_trace("/api/publish", request.headers());
+    async move {
+        let req: ApiPublish = api_body(&s.node, request).await?;
+        crate::builtins::validate_channel(&req.channel)
+            .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.message()))?;
+        let payload = decode_payload(&req.payload)?;
+        let position = s
+            .node
+            .publish(&req.channel, &payload, SERVER_EMITTER, Some(trace))
+            .await;
+        match position {
+            Ok(Some(p)) => Ok(Json(serde_json::json!({
+                "ok": true,
+                "offset": p.offset,
+                "epoch": p.epoch,
+            }))
+            .into_response()),
+            other => delivered(other.map(|_| ())),
+        }
     }
+    .instrument(span)
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -277,6 +327,11 @@ async fn api_history(
     State(HttpState { shared: s, .. }): State<HttpState>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let (_, span) = api_trace("/api/history", request.headers());
+    history(s, request).instrument(span).await
+}
+
+async fn history(s: Arc<Shared>, request: Request) -> Result<Response, ApiError> {
     let req: ApiHistory = api_body(&s.node, request).await?;
     crate::builtins::validate_channel(&req.channel)
         .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.message()))?;
@@ -316,6 +371,11 @@ async fn api_presence(
     State(HttpState { shared: s, .. }): State<HttpState>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let (_, span) = api_trace("/api/presence", request.headers());
+    presence(s, request).instrument(span).await
+}
+
+async fn presence(s: Arc<Shared>, request: Request) -> Result<Response, ApiError> {
     let req: ApiPresence = api_body(&s.node, request).await?;
     crate::builtins::validate_channel(&req.channel)
         .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.message()))?;
@@ -353,24 +413,36 @@ async fn api_send(
     State(HttpState { shared: s, .. }): State<HttpState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let req: ApiSend = api_body(&s.node, request).await?;
-    let payload = decode_payload(&req.payload)?;
-    let trace = Some(Uuid::new_v4());
-    delivered(
-        s.node
-            .send(req.receiver_id, &payload, SERVER_EMITTER, trace)
-            .await,
-    )
+    let (trace, span) = api_trace("/api/send", request.headers());
+    async move {
+        let req: ApiSend = api_body(&s.node, request).await?;
+        let payload = decode_payload(&req.payload)?;
+        delivered(
+            s.node
+                .send(req.receiver_id, &payload, SERVER_EMITTER, Some(trace))
+                .await,
+        )
+    }
+    .instrument(span)
+    .await
 }
 
 async fn api_broadcast(
     State(HttpState { shared: s, .. }): State<HttpState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let req: ApiBroadcast = api_body(&s.node, request).await?;
-    let payload = decode_payload(&req.payload)?;
-    let trace = Some(Uuid::new_v4());
-    delivered(s.node.broadcast(&payload, SERVER_EMITTER, trace).await)
+    let (trace, span) = api_trace("/api/broadcast", request.headers());
+    async move {
+        let req: ApiBroadcast = api_body(&s.node, request).await?;
+        let payload = decode_payload(&req.payload)?;
+        delivered(
+            s.node
+                .broadcast(&payload, SERVER_EMITTER, Some(trace))
+                .await,
+        )
+    }
+    .instrument(span)
+    .await
 }
 
 pub(crate) fn refused(r: Refused) -> Response {
@@ -453,4 +525,42 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_traceparent;
+
+    #[test]
+    fn traceparent_is_read_as_w3c_trace_context_says() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (trace, parent, sampled) = parse_traceparent(tp).expect("valid");
+        assert_eq!(
+            trace.simple().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(parent, 0x00f0_67aa_0ba9_02b7);
+        assert!(sampled);
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert_eq!(parse_traceparent(unsampled).map(|t| t.2), Some(false));
+        // A later version: the first four fields, whatever follows.
+        let later = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever";
+        assert!(parse_traceparent(later).is_some());
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+            "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad:?}");
+        }
+    }
 }

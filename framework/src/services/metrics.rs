@@ -136,6 +136,25 @@ pub(crate) fn render(node: &Node) -> prometheus::Result<String> {
         "Deliveries not queued because the recipient was closing or too slow.",
         hub.stats().dropped.load(Relaxed),
     )?;
+    // Queue depth, read off every session at scrape time (one atomic load each).
+    let (mut queued, mut deepest) = (0usize, 0usize);
+    for conn in hub.sessions() {
+        let q = conn.queued_bytes();
+        queued += q;
+        deepest = deepest.max(q);
+    }
+    gauge(
+        &r,
+        "framework_queued_bytes",
+        "Bytes waiting in the sessions' outgoing queues, all sessions together.",
+        queued as i64,
+    )?;
+    gauge(
+        &r,
+        "framework_session_queued_bytes_max",
+        "Bytes waiting in the longest outgoing queue of one session (past max_queued_bytes it is closed as a slow consumer).",
+        deepest as i64,
+    )?;
     by_label(
         &r,
         "framework_recoveries_total",
@@ -207,7 +226,49 @@ pub(crate) fn render(node: &Node) -> prometheus::Result<String> {
             .map(|c| (c.variant_name().unwrap_or("Unknown"), m.errors_sent(*c))),
     )?;
     r.register(Box::new(m.handler_duration.clone()))?;
+    // By opcode: the slots that handled a frame already.
+    for h in m.handler_durations() {
+        if h.get_sample_count() > 0 {
+            r.register(Box::new(h.clone()))?;
+        }
+    }
     let mut out = Vec::new();
     TextEncoder::new().encode(&r.gather(), &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::session::{opcode_slot_label, OPCODE_SLOTS};
+
+    /// Each slot's handler histogram is registered under its own label: two
+    /// slots with one label would make `/metrics` fail.
+    #[test]
+    fn every_opcode_slot_has_its_own_label() {
+        let labels: std::collections::HashSet<_> =
+            (0..OPCODE_SLOTS).map(opcode_slot_label).collect();
+        assert_eq!(labels.len(), OPCODE_SLOTS);
+    }
+
+    #[tokio::test]
+    async fn every_series_renders_once_every_opcode_was_handled() {
+        let node = crate::testing::TestNode::new(crate::App::new())
+            .await
+            .unwrap();
+        let m = node.node().metrics();
+        for opcode in (0..=crate::protocol::Opcode::ENUM_MAX).chain([150, 200, 60_000]) {
+            m.observe_handler(opcode, 0.001);
+        }
+        let text = super::render(node.node()).expect("renders");
+        for series in [
+            r#"framework_handler_duration_by_opcode_seconds_count{opcode="Publish"} 1"#,
+            r#"framework_handler_duration_by_opcode_seconds_count{opcode="reserved"} 1"#,
+            r#"framework_handler_duration_by_opcode_seconds_count{opcode="application"} 2"#,
+            "framework_handler_duration_seconds_count 19",
+            "framework_queued_bytes ",
+            "framework_session_queued_bytes_max ",
+        ] {
+            assert!(text.contains(series), "{series}:\n{text}");
+        }
+    }
 }
