@@ -123,6 +123,36 @@ pub fn export_schema(namespace: Option<&str>) -> Result<String, SchemaConflict> 
     Ok(schema.to_fbs())
 }
 
+/// Writes [`export_schema`] (default namespace) to `target`, a file path or `-`
+/// for standard output: what `main!`'s `--export-schema` does. Failures are
+/// printed to standard error and give a failing exit code.
+///
+/// ```
+/// assert_eq!(framework::registry::write_schema("-"), std::process::ExitCode::SUCCESS);
+/// ```
+pub fn write_schema(target: &str) -> std::process::ExitCode {
+    let schema = match export_schema(None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let written = if target == "-" {
+        use std::io::Write;
+        std::io::stdout().write_all(schema.as_bytes())
+    } else {
+        std::fs::write(target, schema)
+    };
+    match written {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write {target}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 impl App {
     /// Adds every handler, hook, authorizer and raw service the macros registered in this
     /// binary. Raw services listen on their declared port; the configuration

@@ -104,9 +104,9 @@ fn main() -> ExitCode {
         .as_slice()
     {
         [] => {}
-        ["--export-schema", target] => return export_schema(target),
+        ["--export-schema", target] => return framework::registry::write_schema(target),
         [arg] if arg.starts_with("--export-schema=") => {
-            return export_schema(&arg["--export-schema=".len()..]);
+            return framework::registry::write_schema(&arg["--export-schema=".len()..]);
         }
         ["--help" | "-h"] => {
             println!("{}", usage());
@@ -132,28 +132,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn export_schema(target: &str) -> ExitCode {
-    let schema = match framework::registry::export_schema(None) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let written = if target == "-" {
-        std::io::stdout().write_all(schema.as_bytes())
-    } else {
-        std::fs::write(target, schema)
-    };
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: cannot write {target}: {e}");
             ExitCode::FAILURE
         }
     }

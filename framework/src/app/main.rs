@@ -80,7 +80,7 @@ pub fn run_main(build: impl FnOnce() -> App) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some(target) = &args.export_schema {
-        return export_schema(target);
+        return crate::registry::write_schema(target);
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -110,29 +110,6 @@ pub fn run_main(build: impl FnOnce() -> App) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn export_schema(target: &str) -> ExitCode {
-    let schema = match crate::registry::export_schema(None) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let written = if target == "-" {
-        use std::io::Write;
-        std::io::stdout().write_all(schema.as_bytes())
-    } else {
-        std::fs::write(target, schema)
-    };
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: cannot write {target}: {e}");
             ExitCode::FAILURE
         }
     }
