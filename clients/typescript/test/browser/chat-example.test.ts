@@ -6,16 +6,15 @@
 // browser bundle (dist/framework-client.iife.min.js), byte for byte.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { type BrowserContext } from 'playwright-core';
 
+import { launchChromium, type Browser } from '../support/browser.js';
 import { PACKAGE_DIR, REPO_DIR } from '../support/ts-server.js';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const DEADLINE = 30_000;
 
 /** The example's binary: $CHAT_EXAMPLE_BIN, else cargo's target directory. */
@@ -30,7 +29,7 @@ function exampleBinary(): string {
 let example: ChildProcessWithoutNullStreams;
 let pageUrl: string;
 let context: BrowserContext;
-let profile: string;
+let browser: Browser;
 const output: string[] = [];
 
 before(async () => {
@@ -56,27 +55,12 @@ before(async () => {
     });
     example.on('exit', (code) => rej(new Error(`the example exited (${code}):\n${output.join('\n')}`)));
   });
-  profile = mkdtempSync(join(tmpdir(), 'chromium-profile-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    timeout: 60_000,
-  });
+  browser = await launchChromium();
+  context = browser.context;
 });
 
 after(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   if (example && example.exitCode === null) {
     example.kill('SIGINT');
     await new Promise((res) => example.once('exit', res));

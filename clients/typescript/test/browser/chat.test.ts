@@ -2,18 +2,17 @@
 // through the server with the minified bundle; one goes offline, the other
 // writes, then the first reloads and recovers exactly what it missed.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { type BrowserContext, type Page } from 'playwright-core';
 
 import { signJwt } from '../support/jwt.js';
+import { launchChromium, type Browser } from '../support/browser.js';
 import { PACKAGE_DIR, startServer, type Server } from '../support/ts-server.js';
 
 const SECRET = 'browser-test-secret-0123456789abcdef';
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const BUNDLE = join(PACKAGE_DIR, 'dist', 'framework-client.min.js');
 // Generous: a loaded two-core machine.
 const DEADLINE = 30_000;
@@ -22,10 +21,9 @@ let server: Server;
 let http: HttpServer;
 let pageBase: string;
 let context: BrowserContext;
-let profile: string;
+let browser: Browser;
 
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (scripts/test.sh does)`);
   assert.ok(existsSync(BUNDLE), `${BUNDLE} is missing: npm run build`);
   server = await startServer({ TS_SERVER_JWT_SECRET: SECRET });
   const page = readFileSync(join(PACKAGE_DIR, 'test', 'browser', 'chat.html'));
@@ -43,29 +41,12 @@ before(async () => {
   });
   await new Promise<void>((res) => http.listen(0, '127.0.0.1', res));
   pageBase = `http://127.0.0.1:${(http.address() as { port: number }).port}/`;
-  profile = mkdtempSync(join(tmpdir(), 'chromium-profile-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    // Without the background-networking flags chromium keeps dialing out, and
-    // this machine's closed network refuses it.
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    timeout: 60_000,
-  });
+  browser = await launchChromium();
+  context = browser.context;
 });
 
 after(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   await new Promise<void>((res) => (http ? http.close(() => res()) : res()));
   await server?.stop();
 });
