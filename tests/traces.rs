@@ -570,9 +570,12 @@ async fn queue_depth_and_dropped_deliveries_move_with_a_slow_consumer() {
         sample(&server, "framework_session_queued_bytes_max").await,
         Some(0.0)
     );
-    let dropped_before = sample(&server, "framework_dropped_deliveries_total")
-        .await
-        .expect("dropped deliveries");
+    const SLOW: &str = r#"framework_dropped_deliveries_total{reason="slow_consumer"}"#;
+    const CLOSING: &str = r#"framework_dropped_deliveries_total{reason="closing"}"#;
+    const OVER_BUDGET: &str = r#"framework_dropped_deliveries_total{reason="over_budget"}"#;
+    for reason in [SLOW, CLOSING, OVER_BUDGET] {
+        assert_eq!(sample(&server, reason).await, Some(0.0), "{reason}");
+    }
 
     // A subscriber that never reads, through a tiny receive buffer.
     let (mut slow, welcome) = RawWs::connect_with_recv_buffer(&server, 4096).await;
@@ -626,17 +629,25 @@ async fn queue_depth_and_dropped_deliveries_move_with_a_slow_consumer() {
             .expect("published");
         published += 1;
     }
+    // The frame that overflowed its queue was dropped as a slow consumer's.
+    assert_eq!(sample(&server, SLOW).await, Some(1.0));
+    // While it is closing, deliveries to it are dropped as to a closing session.
+    let closing = node.hub().session(&slow_id).is_some();
     node.publish("firehose", &payload, Uuid::nil(), None)
         .await
         .expect("published");
+    if closing {
+        wait_for(
+            &server,
+            CLOSING,
+            "counts a delivery to a closing session",
+            |v| v >= 1.0,
+        )
+        .await;
+    }
+    assert_eq!(sample(&server, SLOW).await, Some(1.0), "evicted once");
+    assert_eq!(sample(&server, OVER_BUDGET).await, Some(0.0));
     drop(slow);
-    wait_for(
-        &server,
-        "framework_dropped_deliveries_total",
-        "counts the dropped deliveries",
-        |v| v > dropped_before,
-    )
-    .await;
     wait_for(&server, "framework_queued_bytes", "back to zero", |v| {
         v == 0.0
     })

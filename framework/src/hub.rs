@@ -26,19 +26,73 @@ pub enum JoinError {
 }
 
 /// What a fan-out reached.
+///
+/// ```
+/// let d = framework::hub::Delivered::default();
+/// assert_eq!(d.dropped(), 0);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Delivered {
     /// Sessions whose queue took the frame.
     pub queued: usize,
-    /// Sessions that were closing or over their queue limit (they are being closed).
-    pub dropped: usize,
+    /// Sessions already closing (disconnected, evicted, shutting down): the
+    /// frame was not needed.
+    pub closing: usize,
+    /// Sessions whose queue was over `max_queued_bytes`: slow consumers, closed
+    /// with 1008 because of this frame.
+    pub slow_consumer: usize,
+    /// Sessions whose peer was over the node's memory budget
+    /// (`max_held_bytes_per_ip`, `max_held_bytes`), closed because of this frame.
+    pub over_budget: usize,
 }
 
 impl Delivered {
+    /// Sessions the frame did not reach, for whatever reason.
+    pub fn dropped(&self) -> usize {
+        self.closing + self.slow_consumer + self.over_budget
+    }
+
     fn count(&mut self, result: Result<(), SendError>) {
         match result {
             Ok(()) => self.queued += 1,
-            Err(_) => self.dropped += 1,
+            Err(SendError::Overflow) => self.slow_consumer += 1,
+            Err(SendError::OverBudget) => self.over_budget += 1,
+            Err(SendError::Closed | SendError::NotUtf8) => self.closing += 1,
+        }
+    }
+}
+
+/// Why a delivery was dropped: the `reason` label of
+/// `framework_dropped_deliveries_total`.
+///
+/// ```
+/// use framework::hub::DropReason;
+/// assert_eq!(DropReason::SlowConsumer.label(), "slow_consumer");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The recipient was already closing.
+    Closing,
+    /// The recipient's queue overflowed: it is closed as a slow consumer.
+    SlowConsumer,
+    /// The recipient's peer was over the node's memory budget.
+    OverBudget,
+}
+
+impl DropReason {
+    /// Every reason, in label order.
+    pub const ALL: [DropReason; 3] = [
+        DropReason::Closing,
+        DropReason::SlowConsumer,
+        DropReason::OverBudget,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::Closing => "closing",
+            DropReason::SlowConsumer => "slow_consumer",
+            DropReason::OverBudget => "over_budget",
         }
     }
 }
@@ -49,8 +103,8 @@ pub struct DeliveryStats {
     /// Frames and bytes queued, by the delivery's opcode (`Publish`, `Send`,
     /// `Broadcast`).
     pub queued: OpcodeCounters,
-    /// Deliveries not queued because the recipient was closing or over its limit.
-    pub dropped: AtomicU64,
+    /// Deliveries not queued, by [`DropReason`] (in [`DropReason::ALL`]'s order).
+    dropped: [AtomicU64; 3],
 }
 
 impl DeliveryStats {
@@ -59,9 +113,25 @@ impl DeliveryStats {
             self.queued
                 .count(opcode.0, d.queued as u64, (d.queued * frame_len) as u64);
         }
-        if d.dropped > 0 {
-            self.dropped.fetch_add(d.dropped as u64, Relaxed);
+        for (reason, n) in [d.closing, d.slow_consumer, d.over_budget]
+            .into_iter()
+            .enumerate()
+        {
+            if n > 0 {
+                self.dropped[reason].fetch_add(n as u64, Relaxed);
+            }
         }
+    }
+
+    /// Deliveries this hub dropped for `reason`.
+    ///
+    /// ```
+    /// use framework::hub::{DropReason, Hub};
+    /// let hub = Hub::new(1024, 1_000_000);
+    /// assert_eq!(hub.stats().dropped(DropReason::Closing), 0);
+    /// ```
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Relaxed)
     }
 }
 
@@ -113,7 +183,7 @@ impl Members {
                             let mut held = held.lock();
                             if held.bytes + frame.len() > conn.max_queued() {
                                 conn.slow_consumer();
-                                out.dropped += 1;
+                                out.slow_consumer += 1;
                             } else {
                                 held.bytes += frame.len();
                                 held.frames.push(frame.clone());

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::hub::DropReason;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::node::Node;
@@ -130,11 +131,15 @@ pub(crate) fn render(node: &Node) -> prometheus::Result<String> {
         "Upgrades refused (limits, origin, timeouts, bad requests).",
         m.handshakes_refused.load(Relaxed),
     )?;
-    counter(
+    by_label(
         &r,
         "framework_dropped_deliveries_total",
-        "Deliveries not queued because the recipient was closing or too slow.",
-        hub.stats().dropped.load(Relaxed),
+        "Deliveries not queued, by reason: the recipient was closing, a slow consumer \
+         (its queue overflowed), or over the node's memory budget.",
+        "reason",
+        DropReason::ALL
+            .into_iter()
+            .map(|reason| (reason.label(), hub.stats().dropped(reason))),
     )?;
     // Queue depth, read off every session at scrape time (one atomic load each).
     let (mut queued, mut deepest) = (0usize, 0usize);

@@ -41,6 +41,11 @@ pub enum SendError {
     /// The session's queue was over its byte limit: it is being closed with 1008.
     #[error("the session's outgoing queue is full (slow consumer)")]
     Overflow,
+    /// The bytes the node holds for this peer (or for all peers) are at their
+    /// budget (`max_held_bytes_per_ip`, `max_held_bytes`): the session is being
+    /// closed with 1008 or 1013.
+    #[error("the node's memory budget for this peer is spent")]
+    OverBudget,
     /// Text mode was asked to send bytes that are not UTF-8.
     #[error("text messages must be UTF-8")]
     NotUtf8,
@@ -313,7 +318,7 @@ impl Connection {
                 self.0.queued.fetch_sub(len, Ordering::AcqRel);
                 self.0.metrics.record_dropped();
                 self.over_budget(over);
-                return Err(SendError::Overflow);
+                return Err(SendError::OverBudget);
             }
             self.0.charged.fetch_add(len, Ordering::AcqRel);
         }
