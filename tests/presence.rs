@@ -227,6 +227,50 @@ framework_tests::on_every!(Store { memory => Memory, redis => Redis, nats => Nat
     presence_lists_subscribers_and_events_reach_the_others
 ]);
 
+/// A node that just started has not heard the others' heartbeats yet (they beat
+/// every `heartbeat_interval`): their subscribers are listed all the same, not
+/// hidden as if their nodes were dead. Node `a` beats once a minute, so `b` hears
+/// nothing from it during the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_lists_subscribers_of_nodes_it_has_not_heard_from_yet_redis() {
+    a_new_node_lists_subscribers_of_nodes_it_has_not_heard_from_yet(Kind::Redis).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_lists_subscribers_of_nodes_it_has_not_heard_from_yet_nats() {
+    a_new_node_lists_subscribers_of_nodes_it_has_not_heard_from_yet(Kind::Nats).await
+}
+
+async fn a_new_node_lists_subscribers_of_nodes_it_has_not_heard_from_yet(kind: Kind) {
+    let engine = Engine::start(kind);
+    let c = engine.cluster("p-new");
+    let slow = ClusterConfig {
+        heartbeat_interval: Duration::from_secs(60),
+        heartbeat_timeout: Duration::from_secs(120),
+        ..c.clone()
+    };
+    let a = node(Some(slow)).await;
+    let b = node(Some(ClusterConfig {
+        heartbeat_timeout: Duration::from_secs(60),
+        ..c
+    }))
+    .await;
+    let on_a = Nodes {
+        nodes: vec![a],
+        _engine: None,
+    }
+    .client(0, "ann")
+    .await;
+    on_a.subscribe("quiet:new").await.expect("subscribed");
+    let on_b = Client::connect(&format!("ws://{}/", b.websocket_addr()))
+        .await
+        .expect("connects");
+    let (entries, clients, _) = presence(&on_b, "quiet:new").await;
+    assert_eq!(clients, 1, "{entries:?}");
+    assert_eq!(entries[0].session, on_a.session_id());
+    assert_eq!(&entries[0].info[..], b"ann");
+}
+
 /// A node killed with `kill -9`: within the heartbeat timeout its sessions leave
 /// every other node's presence, and their `Leave` arrives once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,12 @@
 //! - `TS_SERVER_JWT_SECRET`: the HS256 secret; unset, the server reads no token.
 //! - `TS_SERVER_AUTH_REQUIRED=1`: refuse upgrades without a valid token.
 //! - `TS_SERVER_API_KEY`: the server API's key (default `ts-test-key`).
+//! - `TS_SERVER_CLUSTER_URL`: join the cluster of nodes sharing this engine
+//!   (`redis://…` or `nats://…`), with heartbeats fast enough for a test to see a
+//!   stopped node gone within about a second; histories and presence then live in
+//!   the engine. Unset, the node runs alone, in memory.
+//! - `TS_SERVER_CLUSTER_PREFIX`: the cluster's prefix in the engine (default
+//!   `framework`), so the tests' clusters never meet.
 //!
 //! Once it serves, it prints one line on stdout and flushes it:
 //!
@@ -92,7 +98,8 @@ fn kick(conn: Connection) {
 
 fn usage() -> &'static str {
     "usage: ts-server [--export-schema <file.fbs | ->]\n\
-     environment: TS_SERVER_JWT_SECRET, TS_SERVER_AUTH_REQUIRED=1, TS_SERVER_API_KEY"
+     environment: TS_SERVER_JWT_SECRET, TS_SERVER_AUTH_REQUIRED=1, TS_SERVER_API_KEY,\n\
+     TS_SERVER_CLUSTER_URL, TS_SERVER_CLUSTER_PREFIX"
 }
 
 fn main() -> ExitCode {
@@ -149,6 +156,16 @@ fn app() -> App {
         let mut auth = AuthConfig::hs256(secret);
         auth.required = std::env::var("TS_SERVER_AUTH_REQUIRED").is_ok_and(|v| v == "1");
         config.auth = Some(auth);
+    }
+    if let Ok(url) = std::env::var("TS_SERVER_CLUSTER_URL") {
+        config.cluster = Some(framework::config::ClusterConfig {
+            prefix: std::env::var("TS_SERVER_CLUSTER_PREFIX")
+                .unwrap_or_else(|_| "framework".into()),
+            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_timeout: Duration::from_secs(1),
+            timeout: Duration::from_millis(1500),
+            ..framework::config::ClusterConfig::new(url)
+        });
     }
     let ten_minutes = Duration::from_secs(600);
     let localhost = std::net::SocketAddr::from(([127, 0, 0, 1], 0));

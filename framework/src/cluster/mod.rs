@@ -278,16 +278,11 @@ pub async fn connect(
         #[cfg(feature = "nats")]
         "nats" => {
             let engine = nats::NatsEngine::connect(config, broker.inbox()).await?;
-            let live = {
-                let broker = broker.clone();
-                Arc::new(move || broker.nodes()) as nats_storage::LiveNodes
-            };
             broker.set_storage(Arc::new(NatsStorage::new(
                 engine.client(),
                 &config.prefix,
                 node_id,
                 hub.clone(),
-                live,
                 broker.liveness(),
                 config.timeout,
             )));
@@ -471,11 +466,19 @@ impl Core {
 
     /// Whether `node` is alive: this one, or heard from within the heartbeat
     /// timeout.
+    ///
+    /// A node never heard from counts as alive while this one is younger than
+    /// the heartbeat timeout: it may simply not have beaten since this node
+    /// started (its entries would otherwise vanish from every presence read for
+    /// up to a heartbeat interval). A node that died before this one started is
+    /// removed by the survivors within the timeout anyway.
     fn alive(&self, node: &Uuid) -> bool {
+        let timeout = self.config.heartbeat_timeout;
         *node == self.node_id
-            || self.nodes.get(&key_of(node)).is_some_and(|e| {
-                e.value().0 == *node && e.value().1.elapsed() < self.config.heartbeat_timeout
-            })
+            || match self.nodes.get(&key_of(node)) {
+                Some(e) => e.value().0 == *node && e.value().1.elapsed() < timeout,
+                None => self.started.elapsed() < timeout,
+            }
     }
 
     fn node_subject(&self, key: &Key) -> String {

@@ -16,8 +16,9 @@
 //!   subject (a key-value store of our own: JetStream's KV API needs a newer
 //!   server than Debian's 2.9): `<p>:pres.<hash>.<node>` holds that node's
 //!   entries in the channel, `<p>:pres.n.<node>` the channels it has entries in;
-//!   an empty message deletes. A read gets the keys of the live nodes; the first
-//!   survivor whose delete of a dead node's index matches its last sequence
+//!   an empty message deletes. A read lists the channel's keys and gets those of
+//!   live nodes (also of nodes not heard from yet by a node that just started);
+//!   the first survivor whose delete of a dead node's index matches its last sequence
 //!   removes the node's entries and reports them for `Leave`.
 
 use std::collections::HashMap;
@@ -38,9 +39,6 @@ use crate::broker::BrokerError;
 use crate::config::HistoryBounds;
 use crate::hub::Hub;
 use crate::storage::{Departed, HistorySlice, Pending, Position, PresenceEntry, Storage};
-
-/// The nodes alive now, this one included.
-pub(crate) type LiveNodes = Arc<dyn Fn() -> Vec<Uuid> + Send + Sync>;
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(format!("cluster storage (JetStream): {e}"))
@@ -90,7 +88,6 @@ pub struct NatsStorage {
     prefix: String,
     node: Uuid,
     hub: Arc<Hub>,
-    live: LiveNodes,
     alive: Liveness,
     timeout: Duration,
     /// What this node believes each channel's stream is at: (epoch, last offset).
@@ -116,7 +113,6 @@ impl NatsStorage {
         prefix: &str,
         node: Uuid,
         hub: Arc<Hub>,
-        live: LiveNodes,
         alive: Liveness,
         timeout: Duration,
     ) -> Self {
@@ -136,7 +132,6 @@ impl NatsStorage {
             prefix: prefix.to_string(),
             node,
             hub,
-            live,
             alive,
             timeout,
             positions: DashMap::new(),
@@ -502,8 +497,27 @@ impl Storage for NatsStorage {
         channel: Arc<str>,
     ) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
         Box::pin(async move {
+            // The nodes with a key in the channel, as the stream lists them: also
+            // nodes this one has not heard a heartbeat from yet (it just started).
+            let stream = self.presence_stream().await?;
+            let keys = self.key(&format!("{}.", hash(&channel)));
+            let nodes: Vec<Uuid> = self
+                .timed(async {
+                    let mut listed = stream.info_with_subjects(format!("{keys}*")).await?;
+                    let mut nodes = Vec::new();
+                    while let Some((subject, _)) = listed.next().await.transpose()? {
+                        if let Some(node) = subject
+                            .strip_prefix(&keys)
+                            .and_then(|id| Uuid::try_parse(id).ok())
+                        {
+                            nodes.push(node);
+                        }
+                    }
+                    Ok::<_, async_nats::jetstream::stream::InfoError>(nodes)
+                })
+                .await?;
             let mut entries = Vec::new();
-            for node in (self.live)() {
+            for node in nodes {
                 if !(self.alive)(&node) {
                     continue;
                 }

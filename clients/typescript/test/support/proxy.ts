@@ -1,24 +1,27 @@
 // A TCP proxy on 127.0.0.1:0 in front of the server, to cut a client's network:
 // `down()` resets every proxied connection and refuses new ones (accepted, then
-// closed at once), `up()` lets them through again.
+// closed at once), `up()` lets them through again, `retarget(port)` sends new
+// connections to another server (a load balancer failing over).
 import { createServer, connect, type Socket } from 'node:net';
 
 export interface Proxy {
   port: number;
   down(): void;
   up(): void;
+  retarget(port: number): void;
   close(): Promise<void>;
 }
 
 export async function startProxy(targetPort: number): Promise<Proxy> {
   let isDown = false;
+  let target = targetPort;
   const live = new Set<Socket>();
   const server = createServer((client) => {
     if (isDown) {
       client.destroy();
       return;
     }
-    const upstream = connect(targetPort, '127.0.0.1');
+    const upstream = connect(target, '127.0.0.1');
     live.add(client);
     live.add(upstream);
     const end = () => {
@@ -42,6 +45,9 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     },
     up() {
       isDown = false;
+    },
+    retarget(port: number) {
+      target = port;
     },
     async close() {
       isDown = true;

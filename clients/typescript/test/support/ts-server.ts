@@ -42,6 +42,8 @@ export interface Server {
   /** Publishes through the server's HTTP API (emitter: the nil UUID). */
   apiPublish(channel: string, text: string): Promise<{ ok: boolean; offset?: number; epoch?: string }>;
   stop(): Promise<void>;
+  /** Kills the server with SIGKILL (a crashed node: no goodbye to its peers). */
+  kill(): Promise<void>;
 }
 
 export const API_KEY = 'ts-test-key';
@@ -94,6 +96,10 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
       clearTimeout(timer);
+    },
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
     },
   };
 }
