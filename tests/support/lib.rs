@@ -516,6 +516,30 @@ pub mod engines {
                 .status()
                 .expect("kill");
             assert!(status.success(), "kill {signal}");
+            if signal == "-STOP" {
+                // `kill` returns once the signal is sent; a thread running on
+                // another CPU stops a moment later. Wait until every thread is
+                // stopped, or a request could still be answered after this.
+                let tasks = format!("/proc/{}/task", self.pid());
+                let stopped = || {
+                    std::fs::read_dir(&tasks).is_ok_and(|dir| {
+                        dir.flatten().all(|task| {
+                            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                                // The state follows the command's closing parenthesis.
+                                stat.rsplit_once(") ")
+                                    .is_some_and(|(_, rest)| rest.starts_with(['T', 't']))
+                            })
+                        })
+                    })
+                };
+                for _ in 0..500 {
+                    if stopped() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                panic!("{:?} on port {} did not stop", self.kind, self.port);
+            }
         }
 
         /// `kill -9`, and waits for the process to be gone.
