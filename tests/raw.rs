@@ -693,6 +693,40 @@ async fn an_oversized_message_closes_with_1009_and_fires_on_error() {
     server.shutdown().await;
 }
 
+/// The close of a connection the server fails goes out at once, not when some
+/// timeout ends the session (here a long `shutdown_timeout`, which bounds how
+/// long a closing session's writer may take).
+#[tokio::test]
+async fn a_failed_connection_is_told_at_once() {
+    let config = Config {
+        max_message_size: 1024,
+        shutdown_timeout: Duration::from_secs(120),
+        ..Config::default()
+    };
+    let (server, _observed) = observed_server(config).await;
+    for (bytes, code) in [
+        (frame(true, TEXT, b"\xff not utf-8", true), 1007),
+        (frame(true, BINARY, &[0u8; 2000], true), 1009),
+        (frame(true, 3, b"reserved opcode", true), 1002),
+    ] {
+        let mut ws = connect(&server).await;
+        // An echo first: the session is running, its writer idle.
+        ws.send(Message::Binary(vec![1u8; 8].into()))
+            .await
+            .expect("send");
+        next_data(&mut ws).await;
+        let started = std::time::Instant::now();
+        write_raw(&mut ws, &bytes).await;
+        assert_eq!(close_code(&mut ws).await, Some(code));
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "close {code} took {:?}",
+            started.elapsed()
+        );
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn invalid_utf8_in_a_text_message_closes_with_1007() {
     let (server, observed) = observed_server(Config::default()).await;

@@ -198,20 +198,6 @@ impl Default for Config {
 }
 
 impl Config {
-    pub(crate) fn websocket_config(
-        &self,
-    ) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            // The library only writes: sessions read frames themselves
-            // (`session::frames`), so its read buffer is never allocated.
-            .read_buffer_size(0)
-            .write_buffer_size(self.write_buffer_size)
-            // Bounded: a whole batch plus one maximal message, never unbounded growth.
-            .max_write_buffer_size(self.write_buffer_size + 2 * self.max_message_size + 64 * 1024)
-            .max_message_size(Some(self.max_message_size))
-            .max_frame_size(Some(self.max_message_size))
-    }
-
     /// Whether an upgrade with this `Origin` header value may proceed.
     pub fn origin_allowed(&self, origin: Option<&[u8]>) -> bool {
         match origin {

@@ -15,14 +15,11 @@ use base64::Engine;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::accept::ConnInfo;
 use super::admission::{Admitted, Refused};
-use super::stream::WriteHalf;
 use super::{Service, Shared};
 use crate::node::Node;
 use crate::session::FrameReader;
@@ -506,13 +503,7 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
             config.max_message_size,
         );
         drop(read_ahead);
-        let ws = WebSocketStream::from_raw_socket(
-            WriteHalf(write),
-            Role::Server,
-            Some(config.websocket_config()),
-        )
-        .await;
-        let session = service.serve(stream, ws, conn, &session_shared, extensions);
+        let session = service.serve(stream, write, conn, &session_shared, extensions);
         session.await;
     });
     let mut response = Response::new(Body::empty());

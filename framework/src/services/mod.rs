@@ -11,13 +11,11 @@ pub(crate) mod limits;
 pub(crate) mod metrics;
 pub(crate) mod protocol;
 pub(crate) mod raw;
-pub(crate) mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::session::FrameReader;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::dispatch::Dispatcher;
 use crate::node::Node;
 use crate::raw::ErasedRawHandler;
+use crate::session::writer::{self, Outlet};
 use crate::session::Connection;
 
 /// What every listener of an app shares.
@@ -41,6 +40,8 @@ pub(crate) struct OpenSession<R> {
     pub(crate) conn: Connection,
     pub(crate) stream: FrameReader<R>,
     pub(crate) writer: tokio::task::JoinHandle<()>,
+    /// The connection's writing side, for the reader's inline writes.
+    pub(crate) outlet: Arc<dyn Outlet>,
 }
 
 /// The connection of an upgraded peer (made before its WebSocket, which reports
@@ -60,32 +61,38 @@ pub(crate) fn new_connection(
 }
 
 /// Creates the session of an upgraded connection and starts its writer, which
-/// owns `ws` (only written to) while the session reads `stream`.
+/// owns `write` (the connection's writing side) while the session reads `stream`.
 fn open_session<R, W>(
     stream: FrameReader<R>,
-    ws: WebSocketStream<W>,
+    write: W,
     conn: Connection,
     node: &Node,
     extensions: ::http::Extensions,
 ) -> OpenSession<R>
 where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
     let config = node.config();
     if !extensions.is_empty() {
         conn.set_extensions(extensions);
     }
-    let writer = tokio::spawn(crate::session::writer::run(
-        ws,
+    let write = writer::Shared::new(write);
+    let outlet: Arc<dyn Outlet> = write.clone();
+    let writer = tokio::spawn(writer::run(
+        write,
         conn.clone(),
-        config.max_batch_frames,
-        config.shutdown_timeout,
+        writer::WriterConfig {
+            max_batch: config.max_batch_frames,
+            write_buffer: config.write_buffer_size,
+            close_grace: config.shutdown_timeout,
+        },
     ));
     OpenSession {
         conn,
         stream,
         writer,
+        outlet,
     }
 }
 
@@ -102,23 +109,22 @@ impl Service {
         matches!(self, Service::Protocol(_))
     }
 
-    /// Opens the session at once (the WebSocket is split and its writer spawned
-    /// here, synchronously) and returns the reader's future, which holds neither
+    /// Opens the session at once (its writer is spawned here, synchronously) and returns the reader's future, which holds neither
     /// the WebSocket nor anything else of the handshake: an idle session's task
     /// stays small.
     pub(crate) fn serve<R, W>(
         &self,
         stream: FrameReader<R>,
-        ws: WebSocketStream<W>,
+        write: W,
         conn: Connection,
         shared: &Shared,
         extensions: ::http::Extensions,
     ) -> impl std::future::Future<Output = ()> + Send + 'static
     where
         R: AsyncRead + Unpin + Send + 'static,
-        W: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
     {
-        let session = open_session(stream, ws, conn, &shared.node, extensions);
+        let session = open_session(stream, write, conn, &shared.node, extensions);
         let service = self.clone();
         let shutdown = shared.shutdown.clone();
         let node = shared.node.clone();

@@ -25,6 +25,7 @@ pub(crate) async fn serve<R>(
         conn,
         mut stream,
         writer,
+        outlet,
     } = session;
     let node = dispatcher.node();
     // Only what the session needs, not a copy of the whole configuration.
@@ -45,7 +46,7 @@ pub(crate) async fn serve<R>(
     }
     node.welcome(&conn);
 
-    reader_waits!(waits, conn, shutdown, keepalive);
+    reader_waits!(waits, conn, &*outlet, shutdown, keepalive);
     if conn.take_deadline_changed() {
         // The upgrade's token expires: the timer must know from the start.
         waits.recheck_now();
@@ -61,7 +62,7 @@ pub(crate) async fn serve<R>(
             }
         };
         let reply = match msg {
-            Message::Binary(bytes) => dispatcher.dispatch(&conn, bytes).await,
+            Message::Binary(bytes) => conn.while_active(dispatcher.dispatch(&conn, bytes)).await,
             _ => Some(dispatcher.reject_text()),
         };
         if let Some(reply) = reply {

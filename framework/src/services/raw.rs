@@ -31,6 +31,7 @@ pub(crate) async fn serve<R>(
         conn,
         mut stream,
         writer,
+        outlet,
     } = session;
     let raw = RawConnection::new(conn.clone());
     // Raw sessions are not in the hub (no protocol traffic reaches them), but they
@@ -50,7 +51,7 @@ pub(crate) async fn serve<R>(
             }
         };
 
-    reader_waits!(waits, conn, shutdown, keepalive);
+    reader_waits!(waits, conn, &*outlet, shutdown, keepalive);
     let closed_by_server = loop {
         let next = tokio::select! {
             joined = &mut handler_task, if handler_running => {
@@ -94,11 +95,14 @@ pub(crate) async fn serve<R>(
             }
             None => {
                 // Bounded: a handler that stops reading holds the peer back via TCP.
-                tokio::select! {
-                    _ = raw.deliver(msg) => {}
-                    _ = conn.ended() => {}
-                    _ = shutdown.cancelled() => {}
-                }
+                conn.while_active(async {
+                    tokio::select! {
+                        _ = raw.deliver(msg) => {}
+                        _ = conn.ended() => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                })
+                .await;
             }
         }
     };

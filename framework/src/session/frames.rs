@@ -181,6 +181,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Whether frames can still be read (no error so far).
+    /// Whether a whole frame is buffered: the next [`next`](Self::next) parses
+    /// it without reading the socket (a protocol error counts too: it needs no
+    /// read either).
+    pub(crate) fn has_whole_frame(&self) -> bool {
+        if self.frame.is_some() {
+            // In the middle of a large frame: the rest is read, not buffered.
+            return false;
+        }
+        match Header::parse(&self.buf) {
+            Ok(Some(header)) => self.buf.len() - header.len >= header.payload,
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     pub(crate) fn is_healthy(&self) -> bool {
         !self.failed
     }

@@ -54,6 +54,8 @@ impl Keepalive {
 /// timer, which is checked lazily against the session's last activity and serves
 /// the idle deadline and the keepalive pings alike.
 pub(crate) struct Waits<'p, E, C> {
+    /// Where the reader writes what its messages queued, before it waits.
+    pub(crate) outlet: &'p dyn super::writer::Outlet,
     pub(crate) ended: Pin<&'p mut E>,
     pub(crate) shutdown: Pin<&'p mut C>,
     pub(crate) idle: Pin<&'p mut Sleep>,
@@ -135,7 +137,7 @@ impl<E, C> Waits<'_, E, C> {
 /// Declares `$waits`, a [`Waits`] for `$conn` pinned in the caller's frame (so the
 /// waits live as long as the session's reader, registered once).
 macro_rules! reader_waits {
-    ($waits:ident, $conn:expr, $shutdown:expr, $keepalive:expr) => {
+    ($waits:ident, $conn:expr, $outlet:expr, $shutdown:expr, $keepalive:expr) => {
         let keepalive: $crate::session::Keepalive = $keepalive;
         let ended = $conn.ended();
         let shutdown_wait = $shutdown.cancelled();
@@ -151,6 +153,7 @@ macro_rules! reader_waits {
         let idle = tokio::time::sleep(first_wake);
         tokio::pin!(ended, shutdown_wait, idle);
         let mut $waits = $crate::session::Waits {
+            outlet: $outlet,
             ended: ended.as_mut(),
             shutdown: shutdown_wait.as_mut(),
             idle: idle.as_mut(),
@@ -177,6 +180,11 @@ where
         Next::Done(Some((code, reason)))
     };
     loop {
+        if !stream.has_whole_frame() {
+            // About to wait for the socket: what the last messages queued goes
+            // out now, from here (no writer wake-up) when the socket takes it.
+            waits.outlet.write_now(conn);
+        }
         let next = tokio::select! {
             biased;
             _ = waits.ended.as_mut() => return Next::Done(None),
@@ -193,6 +201,9 @@ where
             }
             next = stream.next() => next,
         };
+        // What handling this frame queues is written by this reader, before it
+        // waits again (see `Outbox`).
+        conn.0.outbox.activate();
         match next {
             Ok(msg) => match &msg {
                 Message::Binary(b) => {
@@ -247,6 +258,9 @@ pub(crate) async fn finish<R>(
 ) where
     R: AsyncRead + Unpin,
 {
+    // The reader writes nothing more itself: what it queued last (a close, a
+    // reply) is the writer's now.
+    conn.0.outbox.deactivate();
     if !server_closed {
         conn.end();
     }

@@ -1,50 +1,414 @@
-//! The writer task: drains a session's queue and batches frames into few syscalls.
+//! The writer task: drains a session's queue and writes its frames in few
+//! syscalls.
+//!
+//! Server frames are simple (RFC 6455 §5.2: never masked, never fragmented
+//! here), so the writer frames them itself instead of going through a WebSocket
+//! library: a batch becomes one `writev` of the frames' headers and payloads.
+//! Small frames are copied into one contiguous buffer (a copy of a few bytes is
+//! cheaper than an I/O vector entry); a large payload is written from the queue's
+//! own bytes, never copied.
+//!
+//! The session's reader writes too: after handling a message, before it waits
+//! for the next, it writes what is queued itself when the socket takes it at
+//! once ([`Outlet::write_now`]), so an answered request costs no wake-up of this
+//! task. Only what the socket would not take at once is left to the writer task.
 
 use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{Sink, SinkExt};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{Connection, Outbound};
 
 /// How long a close frame may take to go out when a session is aborted.
 const ABORT_CLOSE_DEADLINE: Duration = Duration::from_secs(1);
 
-pub(crate) fn close_message(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    }))
+/// Payloads up to this size are copied next to their header; larger ones are
+/// written from where they are.
+const COPY_AT_MOST: usize = 1024;
+
+/// I/O vector entries per `writev`.
+const IOV_PER_WRITE: usize = 64;
+
+/// WebSocket opcodes (RFC 6455 §5.2).
+pub(crate) mod opcode {
+    pub(crate) const TEXT: u8 = 0x1;
+    pub(crate) const BINARY: u8 = 0x2;
+    pub(crate) const CLOSE: u8 = 0x8;
+    pub(crate) const PING: u8 = 0x9;
+    pub(crate) const PONG: u8 = 0xA;
+}
+
+/// Appends the header of a final, unmasked frame of `opcode` carrying `len`
+/// payload bytes.
+pub(crate) fn put_header(out: &mut BytesMut, opcode: u8, len: usize) {
+    out.put_u8(0x80 | opcode);
+    if len < 126 {
+        out.put_u8(len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        out.put_u8(126);
+        out.put_u16(len as u16);
+    } else {
+        out.put_u8(127);
+        out.put_u64(len as u64);
+    }
+}
+
+/// A close frame's payload: the code, then the reason (RFC 6455 §5.5.1), the
+/// reason cut to fit a control frame's 125 bytes at a character boundary.
+fn close_payload(code: u16, reason: &str) -> ([u8; 125], usize) {
+    let mut out = [0u8; 125];
+    out[..2].copy_from_slice(&code.to_be_bytes());
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    out[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
+    (out, 2 + end)
+}
+
+/// Frames on their way to the socket: contiguous runs of copied bytes and
+/// large payloads, in order.
+pub(crate) struct Frames {
+    segments: VecDeque<Bytes>,
+    /// Headers and small payloads not yet cut into a segment.
+    buf: BytesMut,
+    /// Payload bytes in `segments` and `buf`, for the metrics.
+    payload: u64,
+    frames: u64,
+}
+
+impl Frames {
+    fn new(capacity: usize) -> Self {
+        Frames {
+            segments: VecDeque::new(),
+            buf: BytesMut::with_capacity(capacity),
+            payload: 0,
+            frames: 0,
+        }
+    }
+
+    fn copied(&mut self, opcode: u8, payload: &[u8]) {
+        put_header(&mut self.buf, opcode, payload.len());
+        self.buf.extend_from_slice(payload);
+    }
+
+    fn push(&mut self, opcode: u8, payload: Bytes) {
+        self.frames += 1;
+        self.payload += payload.len() as u64;
+        if payload.len() <= COPY_AT_MOST {
+            self.copied(opcode, &payload);
+            return;
+        }
+        put_header(&mut self.buf, opcode, payload.len());
+        self.cut();
+        self.segments.push_back(payload);
+    }
+
+    fn control(&mut self, opcode: u8, payload: &[u8]) {
+        self.copied(opcode, payload);
+    }
+
+    fn close(&mut self, code: u16, reason: &str) {
+        let (payload, len) = close_payload(code, reason);
+        self.copied(opcode::CLOSE, &payload[..len]);
+    }
+
+    /// Appends `other`'s frames after these.
+    fn append(&mut self, mut other: Frames) {
+        self.cut();
+        other.cut();
+        self.segments.append(&mut other.segments);
+        self.frames += other.frames;
+        self.payload += other.payload;
+    }
+
+    /// The frames and payload bytes counted since the last call.
+    fn take_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.frames),
+            std::mem::take(&mut self.payload),
+        )
+    }
+
+    /// Ends the current run of copied bytes.
+    fn cut(&mut self) {
+        if !self.buf.is_empty() {
+            self.segments.push_back(self.buf.split().freeze());
+        }
+    }
+
+    /// Bytes waiting (copied and not).
+    fn len(&self) -> usize {
+        self.buf.len() + self.segments.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Writes what the socket takes now; `Ready(Ok)` once everything is written
+    /// and flushed.
+    fn poll_write_to<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.cut();
+        while !self.segments.is_empty() {
+            let mut slices = [IoSlice::new(&[]); IOV_PER_WRITE];
+            let n = self
+                .segments
+                .iter()
+                .zip(slices.iter_mut())
+                .map(|(segment, slice)| *slice = IoSlice::new(segment))
+                .count();
+            let mut written = match Pin::new(&mut *w).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            while written > 0 {
+                let Some(front) = self.segments.front_mut() else {
+                    break;
+                };
+                if written >= front.len() {
+                    written -= front.len();
+                    self.segments.pop_front();
+                } else {
+                    front.advance(written);
+                    written = 0;
+                }
+            }
+        }
+        Pin::new(w).poll_flush(cx)
+    }
+
+    /// Writes everything, in as few `writev`s as the socket takes, then flushes.
+    async fn write_to<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_write_to(w, cx)).await
+    }
+}
+
+/// Frames the reader could not write whole, with what they hold of the
+/// session's queue: given back once written.
+pub(crate) struct Carry {
+    frames: Frames,
+    /// Queue bytes (`Connection::dequeued`'s first count).
+    pub(crate) written: usize,
+    /// Of them, bytes counted in the memory budget.
+    pub(crate) charged: usize,
+}
+
+impl std::fmt::Debug for Carry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Carry")
+            .field("frames", &self.frames.frames)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writing side of a connection, shared by its writer task and its reader.
+/// Only one of them writes at a time (the queue's claim); the lock is taken for
+/// one poll at a time, never across a wait.
+pub(crate) struct Shared<W>(Mutex<W>);
+
+impl<W: AsyncWrite + Unpin> Shared<W> {
+    pub(crate) fn new(w: W) -> Arc<Self> {
+        Arc::new(Shared(Mutex::new(w)))
+    }
+}
+
+/// The writer task's view of [`Shared`]: an `AsyncWrite` locking per poll.
+struct Locked<'a, W>(&'a Shared<W>);
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Locked<'_, W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0 .0.lock()).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0 .0.lock()).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0 .0.lock().is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0 .0.lock()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0 .0.lock()).poll_shutdown(cx)
+    }
+}
+
+/// What a session's reader writes through (its connection's [`Shared`] writing
+/// side, whatever the transport).
+pub(crate) trait Outlet: Send + Sync {
+    /// Writes what the session has queued, if the socket takes it at once and
+    /// the writer task is not writing; leaves the rest to the writer task. Ends
+    /// the reader's active spell ([`Outbox::deactivate`](super::connection::Outbox)).
+    fn write_now(&self, conn: &Connection);
+}
+
+impl<W: AsyncWrite + Unpin + Send> Outlet for Shared<W> {
+    fn write_now(&self, conn: &Connection) {
+        let outbox = &conn.0.outbox;
+        if outbox.is_pending() && conn.abort_code().is_none() && outbox.claim() {
+            write_inline(self, conn);
+            outbox.release();
+        }
+        outbox.deactivate();
+    }
+}
+
+/// Writes the queue without waiting (the caller holds the claim): the data
+/// frames up to the first close are encoded and offered to the socket; what it
+/// does not take, and everything from a close on, goes back to the front of the
+/// queue for the writer task.
+fn write_inline<W: AsyncWrite + Unpin>(shared: &Shared<W>, conn: &Connection) {
+    let mut batch = conn.0.outbox.take();
+    let mut carry = Carry {
+        frames: Frames::new(batch_bytes(&batch)),
+        written: 0,
+        charged: 0,
+    };
+    let mut rest = VecDeque::new();
+    while let Some(item) = batch.pop_front() {
+        match item {
+            Outbound::Close(..) | Outbound::CloseReply(_) | Outbound::Carried(_) => {
+                // Closing (and finishing earlier frames) is the writer task's.
+                rest = batch;
+                rest.push_front(item);
+                break;
+            }
+            item => encode(
+                &mut carry.frames,
+                item,
+                &mut carry.written,
+                &mut carry.charged,
+            ),
+        }
+    }
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let done = carry.frames.poll_write_to(&mut *shared.0.lock(), &mut cx);
+    match done {
+        Poll::Ready(Ok(())) => {
+            conn.dequeued(carry.written, carry.charged);
+            conn.metrics()
+                .record_out(carry.frames.frames, carry.frames.payload);
+        }
+        Poll::Ready(Err(e)) => {
+            // The writer task meets the same error on its next write and ends
+            // the session; the frames are lost with the connection.
+            tracing::debug!(session = %conn.id(), error = %e, "inline write failed");
+            conn.dequeued(carry.written, carry.charged);
+        }
+        Poll::Pending => rest.push_front(Outbound::Carried(Box::new(carry))),
+    }
+    conn.0.outbox.push_front(rest);
+}
+
+/// Adds a data or control frame to `frames`, counting the queue bytes it frees.
+fn encode(frames: &mut Frames, item: Outbound, written: &mut usize, charged: &mut usize) {
+    match item {
+        Outbound::Binary(frame) => {
+            *charged += frame.len();
+            *written += frame.len();
+            frames.push(opcode::BINARY, frame);
+        }
+        Outbound::Shared(frame) => {
+            *written += frame.len();
+            frames.push(opcode::BINARY, frame);
+        }
+        Outbound::Text(text) => {
+            *charged += text.len();
+            *written += text.len();
+            frames.push(opcode::TEXT, Bytes::from(text));
+        }
+        Outbound::Ping => frames.control(opcode::PING, &[]),
+        Outbound::Pong(payload) => frames.control(opcode::PONG, &payload),
+        Outbound::Close(code, reason) => frames.close(code, reason),
+        Outbound::CloseReply(Some(code)) => frames.control(opcode::CLOSE, &code.to_be_bytes()),
+        Outbound::CloseReply(None) => frames.control(opcode::CLOSE, &[]),
+        Outbound::Carried(_) => unreachable!("carried frames are written as they are"),
+    }
 }
 
 enum Step {
     Continue,
-    /// A graceful close was written: the session is over.
+    /// A close frame was written: the session is over.
     Closed,
 }
 
+/// The writer's settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterConfig {
+    /// Frames taken before writing mid-batch.
+    pub(crate) max_batch: usize,
+    /// Bytes gathered before writing mid-batch.
+    pub(crate) write_buffer: usize,
+    /// How long an aborted session's close frame may take to go out.
+    pub(crate) close_grace: Duration,
+}
+
 /// Runs until the queue asks for a close, the session is aborted or ended, or the
-/// socket fails. Always leaves the session marked as ended.
+/// socket fails. Always leaves the session marked as ended, and shuts the
+/// socket's writing side down (bounded) when done.
 ///
 /// An aborted session (a slow consumer) gets its close frame, with a reason it
 /// can read, written after whatever is already on its way: if it reads within
 /// `close_grace` it learns it was evicted, instead of seeing the connection cut.
-pub(crate) async fn run<S>(mut sink: S, conn: Connection, max_batch: usize, close_grace: Duration)
+pub(crate) async fn run<W>(shared: Arc<Shared<W>>, conn: Connection, config: WriterConfig)
 where
-    S: Sink<Message, Error = WsError> + Unpin,
+    W: AsyncWrite + Unpin,
 {
+    let mut w = Locked(&shared);
+    let outbox = &conn.0.outbox;
+    // The frames on their way: kept here, not in the batch's future, so an
+    // abort in the middle of a frame can finish it before the close frame (a
+    // close after half a frame would garble the stream). Empty, it holds no
+    // allocation.
+    let mut inflight = Frames::new(0);
+    // Whether this task has the claim on the socket.
+    let mut holding = false;
     loop {
         if conn.abort_code().is_some() {
             break;
         }
-        let batch = conn.0.outbox.take();
-        if batch.is_empty() {
+        if !outbox.claim() {
             if conn.has_ended() {
-                // The reader ended (peer closed or failed): send the close reply, stop.
-                let _ = Box::pin(tokio::time::timeout(ABORT_CLOSE_DEADLINE, sink.close())).await;
+                // The reader finishes an inline write (it never waits holding
+                // the claim): let it.
+                tokio::task::yield_now().await;
+            } else {
+                // The reader is writing inline; it wakes this task when it is
+                // done if anything is left.
+                conn.writer_ready().await;
+            }
+            continue;
+        }
+        holding = true;
+        let batch = outbox.take();
+        if batch.is_empty() {
+            outbox.release();
+            holding = false;
+            if conn.has_ended() {
+                // The reader ended (peer closed or failed): nothing more to say.
                 break;
             }
             // One small future is all an idle session's writer holds: pushes,
@@ -57,98 +421,221 @@ where
         let step = tokio::select! {
             biased;
             _ = conn.aborted() => break,
-            step = Box::pin(write_batch(&mut sink, &conn, batch, max_batch)) => step,
+            step = Box::pin(write_batch(&mut w, &conn, batch, config, &mut inflight)) => step,
         };
         match step {
-            Ok(Step::Continue) => {}
+            Ok(Step::Continue) => {
+                outbox.release();
+                holding = false;
+            }
             Ok(Step::Closed) | Err(_) => break,
         }
     }
+    // From here on this task alone writes, and keeps the claim: the reader may
+    // be finishing an inline write (it never waits holding the claim), and
+    // never writes again.
+    while !holding && !outbox.claim() {
+        tokio::task::yield_now().await;
+    }
+    // A frame the reader began and could not finish comes first.
+    let mut queued = outbox.take();
+    if let Some(Outbound::Carried(_)) = queued.front() {
+        if let Some(Outbound::Carried(carry)) = queued.pop_front() {
+            conn.dequeued(carry.written, carry.charged);
+            inflight.append(carry.frames);
+        }
+    }
+    outbox.push_front(queued);
     // What is still queued will never be written: its bytes go back to the budget.
     conn.drain_queue();
     if let Some(code) = conn.abort_code() {
         // The queue is dropped; the close goes right after the bytes already
-        // handed to the socket. Bounded: a consumer that never reads is cut.
+        // handed to the socket (the rest of a frame begun included). Bounded: a
+        // consumer that never reads is cut.
         let reason = conn.abort_reason();
-        let _ = Box::pin(tokio::time::timeout(close_grace, async {
-            sink.send(close_message(code, reason)).await?;
-            sink.close().await
+        let mut close = Frames::new(128);
+        close.close(code, reason);
+        inflight.append(close);
+        let _ = Box::pin(tokio::time::timeout(config.close_grace, async {
+            inflight.write_to(&mut w).await?;
+            w.shutdown().await
         }))
         .await;
+    } else {
+        let _ = Box::pin(tokio::time::timeout(ABORT_CLOSE_DEADLINE, w.shutdown())).await;
     }
     conn.end();
 }
 
-/// Writes `batch`, flushing once per `max_batch` frames and at the end.
-async fn write_batch<S>(
-    sink: &mut S,
+/// Writes `batch`, in runs of at most `max_batch` frames or about
+/// `write_buffer` bytes.
+async fn write_batch<W>(
+    w: &mut W,
     conn: &Connection,
     batch: VecDeque<Outbound>,
-    max_batch: usize,
-) -> Result<Step, WsError>
+    config: WriterConfig,
+    frames: &mut Frames,
+) -> io::Result<Step>
 where
-    S: Sink<Message, Error = WsError> + Unpin,
+    W: AsyncWrite + Unpin,
 {
-    let (mut messages, mut bytes, mut unflushed) = (0u64, 0u64, 0usize);
-    // Bytes written but not yet given back to the queue's counts.
-    let (mut written, mut charged) = (0usize, 0usize);
+    frames
+        .buf
+        .reserve(config.write_buffer.min(batch_bytes(&batch)));
+    // Bytes queued but not yet given back to the queue's counts.
+    let (mut written, mut charged, mut unwritten) = (0usize, 0usize, 0usize);
     let mut step = Step::Continue;
     for item in batch {
-        let (message, len) = match item {
-            Outbound::Binary(frame) => {
-                let len = frame.len();
-                charged += len;
-                (Message::Binary(frame), len)
+        match item {
+            Outbound::Carried(carry) => {
+                // Left by the reader (its first frame perhaps half written):
+                // it goes first, as it is.
+                written += carry.written;
+                charged += carry.charged;
+                frames.append(carry.frames);
             }
-            Outbound::Shared(frame) => {
-                let len = frame.len();
-                (Message::Binary(frame), len)
-            }
-            Outbound::Text(text) => {
-                let len = text.len();
-                charged += len;
-                (Message::Text(text), len)
-            }
-            Outbound::Ping => {
-                sink.feed(Message::Ping(Default::default())).await?;
-                continue;
-            }
-            Outbound::Pong(payload) => {
-                sink.feed(Message::Pong(payload)).await?;
-                continue;
-            }
-            Outbound::CloseReply(code) => {
-                let frame = code.map(|code| CloseFrame {
-                    code: CloseCode::from(code),
-                    reason: Default::default(),
-                });
-                sink.feed(Message::Close(frame)).await?;
+            item @ (Outbound::Close(..) | Outbound::CloseReply(_)) => {
+                encode(frames, item, &mut written, &mut charged);
                 step = Step::Closed;
                 break;
             }
-            Outbound::Close(code, reason) => {
-                sink.feed(close_message(code, reason)).await?;
-                step = Step::Closed;
-                break;
-            }
-        };
-        sink.feed(message).await?;
-        written += len;
-        messages += 1;
-        bytes += len as u64;
-        unflushed += 1;
-        if unflushed >= max_batch {
-            sink.flush().await?;
+            item => encode(frames, item, &mut written, &mut charged),
+        }
+        unwritten += 1;
+        if unwritten >= config.max_batch || frames.len() >= config.write_buffer {
+            frames.write_to(w).await?;
             conn.dequeued(std::mem::take(&mut written), std::mem::take(&mut charged));
-            unflushed = 0;
+            unwritten = 0;
         }
     }
-    sink.flush().await?;
+    frames.write_to(w).await?;
     conn.dequeued(written, charged);
-    conn.metrics().record_out(messages, bytes);
-    if let Step::Closed = step {
-        // Wait (bounded) for the peer's close reply, then drop the connection.
-        let _ = tokio::time::timeout(ABORT_CLOSE_DEADLINE, sink.close()).await;
-    }
+    let (sent, payload) = frames.take_counts();
+    conn.metrics().record_out(sent, payload);
+    // Nothing is in flight: give the buffer back (an idle writer holds none).
+    *frames = Frames::new(0);
     Ok(step)
+}
+
+/// The bytes a batch will take in the copy buffer, at most (headers included).
+fn batch_bytes(batch: &VecDeque<Outbound>) -> usize {
+    batch
+        .iter()
+        .map(|item| {
+            14 + match item {
+                Outbound::Binary(b) | Outbound::Shared(b) if b.len() <= COPY_AT_MOST => b.len(),
+                Outbound::Text(t) if t.len() <= COPY_AT_MOST => t.len(),
+                Outbound::Pong(p) => p.len(),
+                Outbound::Close(..) => 125,
+                _ => 0,
+            }
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::tungstenite::Message;
+
+    /// What a WebSocket client library reads from `bytes`.
+    async fn read_all(bytes: Vec<u8>) -> Vec<Message> {
+        use futures_util::StreamExt;
+        let stream = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            std::io::Cursor::new(bytes),
+            Role::Client,
+            None,
+        )
+        .await;
+        stream
+            .take_while(|m| std::future::ready(m.is_ok()))
+            .map(Result::unwrap)
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn frames_of_every_size_and_kind_read_back_as_sent() {
+        let sizes = [0usize, 1, 125, 126, 1024, 1025, 65_535, 65_536, 200_000];
+        let mut frames = Frames::new(64);
+        for (i, &n) in sizes.iter().enumerate() {
+            frames.push(opcode::BINARY, Bytes::from(vec![i as u8; n]));
+        }
+        frames.push(opcode::TEXT, Bytes::from_static("héllo".as_bytes()));
+        frames.control(opcode::PING, &[]);
+        frames.control(opcode::PONG, b"p");
+        frames.close(4000, &"é".repeat(100));
+        let mut out = Vec::new();
+        frames.write_to(&mut out).await.unwrap();
+        let got = read_all(out).await;
+        assert_eq!(got.len(), sizes.len() + 4);
+        for (i, &n) in sizes.iter().enumerate() {
+            assert_eq!(
+                got[i],
+                Message::Binary(Bytes::from(vec![i as u8; n])),
+                "size {n}"
+            );
+        }
+        assert_eq!(got[sizes.len()], Message::Text("héllo".into()));
+        assert!(matches!(got[sizes.len() + 1], Message::Ping(ref p) if p.is_empty()));
+        assert!(matches!(got[sizes.len() + 2], Message::Pong(ref p) if &p[..] == b"p"));
+        match &got[sizes.len() + 3] {
+            Message::Close(Some(close)) => {
+                assert_eq!(u16::from(close.code), 4000);
+                // Cut at a character boundary within 123 bytes: 61 two-byte characters.
+                assert_eq!(close.reason.as_str(), "é".repeat(61));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A writer that takes at most 7 bytes per call, vectored or not.
+    struct Trickle(Vec<u8>);
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn short_writes_resume_where_they_stopped() {
+        let mut frames = Frames::new(16);
+        let big = Bytes::from((0..5000u32).map(|i| i as u8).collect::<Vec<_>>());
+        frames.push(opcode::BINARY, Bytes::from_static(b"first"));
+        frames.push(opcode::BINARY, big.clone());
+        frames.push(opcode::BINARY, Bytes::from_static(b"last"));
+        let mut w = Trickle(Vec::new());
+        frames.write_to(&mut w).await.unwrap();
+        let got = read_all(w.0).await;
+        assert_eq!(
+            got,
+            vec![
+                Message::Binary(Bytes::from_static(b"first")),
+                Message::Binary(big),
+                Message::Binary(Bytes::from_static(b"last")),
+            ]
+        );
+        assert_eq!(frames.frames, 3);
+        assert_eq!(frames.payload, 5009);
+    }
 }
