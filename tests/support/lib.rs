@@ -54,6 +54,15 @@ pub async fn client(handle: &AppHandle) -> Client {
         .expect("client connects")
 }
 
+/// A TCP connection to `to` from the loopback address `from` (all of 127.0.0.0/8
+/// is loopback on Linux), so that a test can be a client other than 127.0.0.1.
+pub async fn tcp_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    let local: SocketAddr = format!("{from}:0").parse().expect("a loopback address");
+    socket.bind(local).expect("bind a loopback address");
+    socket.connect(to).await.expect("tcp connect")
+}
+
 /// Polls `condition` every few milliseconds until it holds; panics naming `what`
 /// when it still does not hold after `timeout`.
 pub async fn eventually(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
@@ -144,6 +153,38 @@ impl RawWs {
         let mut raw = RawWs { ws };
         let welcome = raw.next_frame().await.expect("welcome");
         (raw, welcome)
+    }
+
+    /// The WebSocket handshake to `url` over `tcp` (which may have carried a
+    /// PROXY protocol header already), with `headers` added; consumes `Welcome`.
+    /// A refused upgrade is its HTTP status.
+    pub async fn handshake(
+        tcp: TcpStream,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(RawWs, Frame), u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().expect("a ws:// URL");
+        for (name, value) in headers {
+            request.headers_mut().append(
+                tokio_tungstenite::tungstenite::http::header::HeaderName::from_bytes(
+                    name.as_bytes(),
+                )
+                .expect("a header name"),
+                value.parse().expect("a header value"),
+            );
+        }
+        match tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)).await {
+            Ok((ws, _)) => {
+                let mut raw = RawWs { ws };
+                let welcome = raw.next_frame().await.expect("welcome");
+                Ok((raw, welcome))
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("the handshake failed without an HTTP answer: {e}"),
+        }
     }
 
     /// Makes dropping this socket reset the TCP connection (`SO_LINGER` 0) instead
