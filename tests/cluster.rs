@@ -556,12 +556,18 @@ async fn readyz_is_503_while_the_engine_is_out_of_reach(kind: Kind) {
         if status == 503 {
             break (body, live);
         }
-        assert!(start.elapsed() < DEADLINE, "/readyz stayed {status}: {body}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "/readyz stayed {status}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(body["status"], "unavailable");
     assert!(
-        body["reason"].as_str().unwrap_or_default().contains("cluster engine"),
+        body["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cluster engine"),
         "{body}"
     );
     assert_eq!(live, 200, "liveness does not depend on the engine");

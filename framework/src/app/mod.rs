@@ -2,6 +2,7 @@
 //! runs.
 
 mod handle;
+pub(crate) mod logging;
 mod main;
 
 pub use handle::AppHandle;

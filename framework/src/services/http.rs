@@ -102,7 +102,10 @@ async fn health(State(HttpState { shared: s, .. }): State<HttpState>) -> Respons
 /// load balancer sends new clients elsewhere; 200 otherwise.
 async fn ready(State(HttpState { shared: s, .. }): State<HttpState>) -> Response {
     let (status, reason) = if s.admission.draining.is_cancelled() {
-        ("shutting_down", Some("the node is shutting down".to_string()))
+        (
+            "shutting_down",
+            Some("the node is shutting down".to_string()),
+        )
     } else if let Err(e) = s.node.broker().ready() {
         ("unavailable", Some(e.to_string()))
     } else {
