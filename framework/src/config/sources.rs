@@ -484,6 +484,25 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_file_loads() {
+        let doc = include_str!("../../docs/config.md");
+        let example = doc
+            .rsplit("```toml\n")
+            .next()
+            .and_then(|b| b.split("```").next())
+            .expect("the example file");
+        let dir = std::env::temp_dir().join(format!("framework-example-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("app.toml");
+        std::fs::write(&file, example).unwrap();
+        let s = Settings::default().load_from(Some(&file), env(&[]));
+        std::fs::remove_dir_all(dir).unwrap();
+        let s = s.expect("the example in docs/config.md loads");
+        assert_eq!(s.config.trusted_proxies.len(), 1);
+        assert_eq!(s.raw[&8082].0.port(), 9082);
+    }
+
+    #[test]
     fn proxies_and_logging_from_the_environment() {
         let s = Settings::default()
             .load_from(
