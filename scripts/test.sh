@@ -2,7 +2,8 @@
 # Runs every test of the workspace, except the benchmark harness's (see below).
 #
 # First it makes sure the tools of the tests are there: the cluster engines
-# (Debian's redis-server and nats-server, installed with apt-get when missing), and
+# (Debian's redis-server and nats-server) and the reverse proxy of tests/nginx.rs
+# (Debian's nginx), installed with apt-get when missing, and
 # the tools of the cross-language tests, in a virtual
 # environment of its own under the target directory (target/test-venv, or
 # $CARGO_TARGET_DIR/test-venv; `cargo clean` removes it):
@@ -120,13 +121,15 @@ flatc_out=$(flatc --version 2>&1) || die "\`flatc --version\` failed: $flatc_out
 [ "$(awk '{print $3}' <<<"$flatc_out")" = "$flatc_version" ] \
   || die "flatc on PATH ($(command -v flatc)) is '$flatc_out', the tests need $flatc_version (pinned in $requirements)"
 
-# --- the cluster engines -------------------------------------------------------------
+# --- the cluster engines and nginx ---------------------------------------------------
 
 # The cluster tests start real engines on free loopback ports: Debian's redis-server
 # (with redis-cli) and nats-server, installed with apt-get when missing.
 missing=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
 command -v nats-server >/dev/null || missing+=(nats-server)
+# tests/nginx.rs runs the README's nginx configuration through a real nginx.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
 # The TypeScript client's browser test drives Debian's chromium (/usr/bin/chromium).
 if [ "${TS_SKIP:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
 if [ ${#missing[@]} -gt 0 ]; then
@@ -137,8 +140,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     || { as_root "${apt[@]}" update >&2 && as_root "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >&2; } \
     || die "apt-get install ${missing[*]} failed"
 fi
-# Debian's package starts a redis-server on 6379 where a service manager runs; the
-# tests never use it (each starts its own).
+# Debian's packages start a redis-server on 6379 and an nginx on 80 where a service
+# manager runs; the tests never use them (each starts its own on free ports).
 
 # --- the tests ---------------------------------------------------------------------
 

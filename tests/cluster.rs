@@ -3,8 +3,9 @@
 //! nodes in this process (and one in its own process), clients on each. Publish,
 //! Send, Broadcast and the HTTP server API cross nodes, exactly once and in order;
 //! `Welcome.node_id` and `owner_of` are real; a channel nobody on a node listens
-//! to never reaches that node; and the faults: the engine killed and restarted,
-//! paused, its subscription connection dropped, a node killed.
+//! to never reaches that node; and the faults: the engine killed and restarted
+//! (`/readyz` 503 meanwhile), paused, its subscription connection dropped, a
+//! node killed.
 
 use std::time::Duration;
 
@@ -532,7 +533,63 @@ async fn a_stopped_node_does_not_slow_the_others(kind: Kind) {
     drop(process);
 }
 
+/// `/readyz`'s status and body, and `/healthz`'s status.
+async fn probes(node: &AppHandle) -> (u16, serde_json::Value, u16) {
+    let ready = http::get(node.service_addr(), "/readyz").await;
+    let body = serde_json::from_slice(&ready.body).expect("JSON");
+    let live = http::get(node.service_addr(), "/healthz").await.status;
+    (ready.status, body, live)
+}
+
+async fn readyz_is_503_while_the_engine_is_out_of_reach(kind: Kind) {
+    let mut engine = Engine::start(kind);
+    let port = engine.port;
+    let a = node(engine.cluster("ready")).await;
+    let (status, body, live) = probes(&a).await;
+    assert_eq!((status, live), (200, 200), "{body}");
+    assert_eq!(body["status"], "ready");
+
+    engine.kill();
+    let start = tokio::time::Instant::now();
+    let (body, live) = loop {
+        let (status, body, live) = probes(&a).await;
+        if status == 503 {
+            break (body, live);
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "/readyz stayed {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["status"], "unavailable");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cluster engine"),
+        "{body}"
+    );
+    assert_eq!(live, 200, "liveness does not depend on the engine");
+
+    let _engine = Engine::start_on(kind, port);
+    let start = tokio::time::Instant::now();
+    loop {
+        let (status, body, _) = probes(&a).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "/readyz did not recover: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.shutdown().await;
+}
+
 framework_tests::on_every!(Kind { redis => Redis, nats => Nats } [
+    readyz_is_503_while_the_engine_is_out_of_reach,
     publish_send_broadcast_and_the_api_cross_nodes_exactly_once_in_order,
     a_node_without_subscribers_of_a_channel_receives_none_of_it,
     an_unreachable_engine_fails_start_with_the_cause,

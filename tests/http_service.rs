@@ -1,5 +1,5 @@
 //! `run_service` over real sockets: HTTP and the protocol WebSocket on one port, the
-//! built-in endpoints (`/`, `/healthz`, `/metrics`, the server API), user routes,
+//! built-in endpoints (`/`, `/healthz`, `/readyz`, `/metrics`, the server API), user routes,
 //! handshake hardening (Origin allowlist, version, header deadline) and graceful
 //! shutdown of upgraded sessions.
 
@@ -264,7 +264,7 @@ async fn healthz_reports_node_sessions_and_uptime() {
 }
 
 #[tokio::test]
-async fn healthz_answers_503_during_shutdown_and_sessions_close_with_1001() {
+async fn readyz_answers_503_during_shutdown_healthz_stays_200_and_sessions_close_with_1001() {
     let server = start_with(Config {
         drain_grace: Duration::from_secs(3),
         ..Config::default()
@@ -273,25 +273,32 @@ async fn healthz_answers_503_during_shutdown_and_sessions_close_with_1001() {
     let addr = server.service_addr();
     let url = ws_url(&server);
     let client = ws_client(&server).await;
+    let ready = http::get(addr, "/readyz").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(json(&ready)["status"], "ready");
     assert_eq!(http::get(addr, "/healthz").await.status, 200);
 
     let shutdown = tokio::spawn(server.shutdown());
     let start = Instant::now();
     let draining = loop {
-        let r = http::get(addr, "/healthz").await;
+        let r = http::get(addr, "/readyz").await;
         if r.status == 503 {
             break r;
         }
         assert_eq!(r.status, 200);
         assert!(
             start.elapsed() < DEADLINE,
-            "/healthz never turned 503 during shutdown"
+            "/readyz never turned 503 during shutdown"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     assert_eq!(json(&draining)["status"], "shutting_down");
 
-    // During the grace period: open sessions still work, new upgrades are refused.
+    // During the grace period: the node is alive, open sessions still work, new
+    // upgrades are refused.
+    let live = http::get(addr, "/healthz").await;
+    assert_eq!(live.status, 200, "liveness holds while draining");
+    assert_eq!(json(&live)["status"], "shutting_down");
     client.ping().await.expect("an open session is served");
     assert_eq!(refused_status(Client::connect(&url).await), 503);
 
@@ -304,6 +311,8 @@ async fn healthz_answers_503_during_shutdown_and_sessions_close_with_1001() {
         "the session ends"
     );
     assert_eq!(client.close_frame().map(|(code, _)| code), Some(1001));
+    // The listeners stopped.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
 #[tokio::test]

@@ -1,13 +1,15 @@
 //! A `framework::main!` binary (`tests/bin/main_app.rs`) run as a process: its
 //! command line (`--export-schema`, `--config`, `--help`), the configuration
-//! layers (file, then `FRAMEWORK_*` variables over the code) and its errors.
+//! layers (file, then `FRAMEWORK_*` variables over the code) and its errors,
+//! JSON logs, and the graceful-restart sequence of docs/deployment.md.
 
 use std::process::Command;
 use std::time::Duration;
 
 use framework::client::Client;
 use framework::message::Message;
-use framework_tests::{serve, DEADLINE};
+use framework_tests::http;
+use framework_tests::{listed_addr, serve, serve_logged, spawn_logging, Serving, DEADLINE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_main-app");
 
@@ -168,4 +170,100 @@ async fn sigterm_shuts_down_gracefully() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn terminate(child: &Serving) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.0.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits for the process to exit; its status.
+fn exit_status(child: &mut Serving) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn the_graceful_restart_sequence_is_as_documented() {
+    // docs/deployment.md: SIGTERM → /readyz 503 (new upgrades refused, the open
+    // sessions and HTTP still served) for drain_grace → the listeners stop →
+    // sessions closed with 1001 within shutdown_timeout → exit 0.
+    let (mut child, ws, line) = serve_logged(
+        app()
+            .env("FRAMEWORK_SERVICE", "127.0.0.1:0")
+            .env("FRAMEWORK_DRAIN_GRACE", "2s"),
+    );
+    let service = listed_addr(&line, "service").expect("the service's address");
+    let session = Client::connect(&format!("ws://{ws}/")).await.unwrap();
+    assert_eq!(http::get(service, "/readyz").await.status, 200);
+
+    terminate(&child);
+    let start = std::time::Instant::now();
+    while http::get(service, "/readyz").await.status != 503 {
+        assert!(start.elapsed() < DEADLINE, "/readyz never turned 503");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Draining: alive, still serving what is open, refusing new sessions.
+    assert_eq!(http::get(service, "/healthz").await.status, 200);
+    assert!(session.ping().await.is_ok(), "the open session is served");
+    assert!(Client::connect(&format!("ws://{ws}/")).await.is_err());
+
+    // Then the listeners stop, the session is closed with 1001, and the process
+    // exits 0.
+    while tokio::net::TcpStream::connect(service).await.is_ok() {
+        assert!(start.elapsed() < DEADLINE, "the listeners never stopped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(1500),
+        "the listeners stopped before drain_grace: {:?}",
+        start.elapsed()
+    );
+    assert!(session.recv_timeout(DEADLINE).await.is_none());
+    assert_eq!(session.close_frame().map(|(code, _)| code), Some(1001));
+    assert!(exit_status(&mut child).success());
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let (mut child, lines) = spawn_logging(app().env("FRAMEWORK_LOG_FORMAT", "json"));
+    let parse = |line: &str| -> serde_json::Value {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    let serving = loop {
+        let line = lines.recv_timeout(DEADLINE).expect("the binary logs");
+        let event = parse(&line);
+        if event["fields"]["message"] == "serving" {
+            break event;
+        }
+    };
+    assert_eq!(serving["level"], "INFO");
+    assert!(serving["timestamp"].is_string(), "{serving}");
+    let listed = serving["fields"]["websocket"]
+        .as_str()
+        .expect("the addresses");
+    let addr = listed.trim_matches(['[', ']']).parse().expect("an address");
+    assert_eq!(greeting(addr).await, "hello from main!");
+
+    terminate(&child);
+    assert!(exit_status(&mut child).success());
+    // Every line to the end of the output (the sender goes with the pipe).
+    let rest: Vec<serde_json::Value> = std::iter::from_fn(|| lines.recv_timeout(DEADLINE).ok())
+        .map(|l| parse(&l))
+        .collect();
+    assert!(
+        rest.iter()
+            .any(|e| e["fields"]["message"] == "shutting down"),
+        "{rest:?}"
+    );
 }

@@ -818,13 +818,9 @@ mod otel {
         let _ = provider.shutdown();
     }
 
-    /// `otel::init` end to end: the global subscriber it installs exports a
-    /// frame's span over OTLP/HTTP to a collector (here a stand-in on loopback
-    /// that keeps the request bodies), with the wire trace and span ids in the
-    /// protobuf. The only test here with a global subscriber: the others set
-    /// their own for their thread, which takes precedence.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn init_exports_spans_over_otlp_http() {
+    /// A stand-in OTLP/HTTP collector on loopback: the bodies posted to
+    /// `/v1/traces`.
+    async fn collector() -> (std::net::SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
         let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
         let kept = bodies.clone();
         let collector = axum::Router::new().route(
@@ -843,7 +839,17 @@ mod otel {
         let listener = tokio::net::TcpListener::bind(any_port()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, collector).await });
+        (addr, bodies)
+    }
 
+    /// `otel::init` end to end: the global subscriber it installs exports a
+    /// frame's span over OTLP/HTTP to a collector (here a stand-in on loopback
+    /// that keeps the request bodies), with the wire trace and span ids in the
+    /// protobuf. The only test here with a global subscriber: the others set
+    /// their own for their thread, which takes precedence.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn init_exports_spans_over_otlp_http() {
+        let (addr, bodies) = collector().await;
         let guard = framework::otel::init(Some(&format!("http://{addr}"))).expect("init");
         assert!(
             matches!(
@@ -918,5 +924,51 @@ mod otel {
         assert_eq!(frame.span_context.span_id(), span_of(reply.span_id()));
         server.shutdown().await;
         let _ = provider.shutdown();
+    }
+
+    /// A `main!` binary built with the feature exports by itself when the
+    /// standard OTLP endpoint variable is set, and flushes on SIGTERM.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_main_binary_exports_when_an_otlp_endpoint_is_set() {
+        let (collector, bodies) = collector().await;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_main-app"));
+        cmd.env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_SDK_DISABLED");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("FRAMEWORK_") {
+                cmd.env_remove(k);
+            }
+        }
+        let (mut child, addr) = framework_tests::serve(&mut cmd);
+        let client = Client::connect(&format!("ws://{addr}/")).await.unwrap();
+        let trace = Uuid::new_v4();
+        client
+            .call(FrameFields::new(200).trace_id(Some(trace)))
+            .await
+            .expect("greeted");
+        // SIGTERM: the batch still held is flushed on the way out.
+        let pid = child.0.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = tokio::task::spawn_blocking(move || child.0.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+        // Sent before the process exited: no waiting.
+        let wire = trace.into_bytes();
+        assert!(
+            bodies
+                .lock()
+                .iter()
+                .any(|b| b.windows(16).any(|w| w == wire)),
+            "the frame's span, under the wire trace id"
+        );
     }
 }

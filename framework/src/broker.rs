@@ -81,6 +81,13 @@ pub trait Broker: Send + Sync + 'static {
         None
     }
 
+    /// Whether this broker can carry traffic now; `Err` says why not (a
+    /// cluster whose engine is unreachable). `/readyz` answers 503 while it is
+    /// not. Always ready by default.
+    fn ready(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
     /// Where channel history and presence are kept (protocol v1.1); `None`: this
     /// broker keeps neither, and channels configured for them answer
     /// `Unavailable`.

@@ -175,10 +175,20 @@ impl Drop for OtelGuard {
 /// `OTEL_SERVICE_NAME`. Plain `http` only; for TLS or gRPC build your own
 /// exporter and use [`provider_builder`] and [`layer`].
 ///
-/// Call it before anything else installs a subscriber (so not inside `main!`'s
-/// build function, which has set up logging already): that is
-/// [`InitError::Subscriber`].
+/// A `main!` binary needs none of this: built with the `otel` feature, it does
+/// the same by itself when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. Elsewhere call it before
+/// anything else installs a subscriber: that is [`InitError::Subscriber`].
 pub fn init(endpoint: Option<&str>) -> Result<OtelGuard, InitError> {
+    let logs = crate::app::logging::stderr_layer(crate::config::LogFormat::Text);
+    init_with(endpoint, logs)
+}
+
+/// [`init`] with `logs` as the stderr layer (`main!`'s `log_format`).
+pub(crate) fn init_with(
+    endpoint: Option<&str>,
+    logs: Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>,
+) -> Result<OtelGuard, InitError> {
     let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http();
     if let Some(endpoint) = endpoint {
         exporter = exporter.with_endpoint(traces_url(endpoint));
@@ -186,19 +196,12 @@ pub fn init(endpoint: Option<&str>) -> Result<OtelGuard, InitError> {
     let provider = provider_builder()
         .with_batch_exporter(exporter.build()?)
         .build();
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-    };
+    let filter = crate::app::logging::env_filter;
     let spans = format!("{TRACE_TARGET}=debug")
         .parse()
         .expect("a valid directive");
     let installed = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(filter()),
-        )
+        .with(logs.with_filter(filter()))
         .with(layer(&provider).with_filter(filter().add_directive(spans)))
         .try_init();
     if let Err(e) = installed {
@@ -207,6 +210,15 @@ pub fn init(endpoint: Option<&str>) -> Result<OtelGuard, InitError> {
     }
     opentelemetry::global::set_tracer_provider(provider.clone());
     Ok(OtelGuard { provider })
+}
+
+/// Whether the environment names an OTLP endpoint (and `OTEL_SDK_DISABLED` is
+/// not `true`): then `main!` exports.
+pub(crate) fn configured_by_env() -> bool {
+    let set = |name| std::env::var(name).is_ok_and(|v: String| !v.trim().is_empty());
+    let disabled =
+        std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
 /// `endpoint` with `/v1/traces` added when it names no path.

@@ -54,6 +54,15 @@ pub async fn client(handle: &AppHandle) -> Client {
         .expect("client connects")
 }
 
+/// A TCP connection to `to` from the loopback address `from` (all of 127.0.0.0/8
+/// is loopback on Linux), so that a test can be a client other than 127.0.0.1.
+pub async fn tcp_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    let local: SocketAddr = format!("{from}:0").parse().expect("a loopback address");
+    socket.bind(local).expect("bind a loopback address");
+    socket.connect(to).await.expect("tcp connect")
+}
+
 /// Polls `condition` every few milliseconds until it holds; panics naming `what`
 /// when it still does not hold after `timeout`.
 pub async fn eventually(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
@@ -144,6 +153,38 @@ impl RawWs {
         let mut raw = RawWs { ws };
         let welcome = raw.next_frame().await.expect("welcome");
         (raw, welcome)
+    }
+
+    /// The WebSocket handshake to `url` over `tcp` (which may have carried a
+    /// PROXY protocol header already), with `headers` added; consumes `Welcome`.
+    /// A refused upgrade is its HTTP status.
+    pub async fn handshake(
+        tcp: TcpStream,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(RawWs, Frame), u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().expect("a ws:// URL");
+        for (name, value) in headers {
+            request.headers_mut().append(
+                tokio_tungstenite::tungstenite::http::header::HeaderName::from_bytes(
+                    name.as_bytes(),
+                )
+                .expect("a header name"),
+                value.parse().expect("a header value"),
+            );
+        }
+        match tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)).await {
+            Ok((ws, _)) => {
+                let mut raw = RawWs { ws };
+                let welcome = raw.next_frame().await.expect("welcome");
+                Ok((raw, welcome))
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("the handshake failed without an HTTP answer: {e}"),
+        }
     }
 
     /// Makes dropping this socket reset the TCP connection (`SO_LINGER` 0) instead
@@ -307,10 +348,11 @@ impl Drop for Serving {
     }
 }
 
-/// Starts `cmd` (a `main!` binary) and reads its log until it says where its
-/// protocol service listens (`websocket=[addr]`); a log line with "error" first
-/// fails the test.
-pub fn serve(cmd: &mut std::process::Command) -> (Serving, SocketAddr) {
+/// Starts `cmd` (a `main!` binary) with its stderr piped: every line it logs
+/// arrives on the receiver.
+pub fn spawn_logging(
+    cmd: &mut std::process::Command,
+) -> (Serving, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let mut child = cmd
@@ -319,24 +361,45 @@ pub fn serve(cmd: &mut std::process::Command) -> (Serving, SocketAddr) {
         .spawn()
         .expect("spawn");
     let stderr = child.stderr.take().expect("piped");
-    let child = Serving(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Read to the end even when nobody listens any more: a full pipe would
+        // block the binary's logging.
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if let Some(rest) = line.split("websocket=[").nth(1) {
-                let addr = rest.split(']').next().unwrap_or_default().to_string();
-                let _ = tx.send(Ok(addr));
-            } else if line.contains("error") {
-                let _ = tx.send(Err(line));
-            }
+            let _ = tx.send(line);
         }
     });
-    let addr = rx
-        .recv_timeout(DEADLINE)
-        .expect("the binary logs its addresses")
-        .unwrap_or_else(|e| panic!("the binary failed: {e}"));
-    (child, addr.parse().expect("an address"))
+    (Serving(child), rx)
+}
+
+/// The address a text log line lists as `name=[addr]` (the first, when several).
+pub fn listed_addr(line: &str, name: &str) -> Option<SocketAddr> {
+    let rest = line.split(&format!("{name}=[")).nth(1)?;
+    rest.split([']', ',']).next()?.parse().ok()
+}
+
+/// Starts `cmd` (a `main!` binary) and reads its log until it says where its
+/// protocol service listens (`websocket=[addr]`); a log line with "error" first
+/// fails the test. The binary's log line saying it serves is returned too.
+pub fn serve_logged(cmd: &mut std::process::Command) -> (Serving, SocketAddr, String) {
+    let (child, lines) = spawn_logging(cmd);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the binary logs its addresses");
+        if let Some(addr) = listed_addr(&line, "websocket") {
+            return (child, addr, line);
+        }
+        assert!(!line.contains("error"), "the binary failed: {line}");
+    }
+}
+
+/// [`serve_logged`], without the line.
+pub fn serve(cmd: &mut std::process::Command) -> (Serving, SocketAddr) {
+    let (child, addr, _) = serve_logged(cmd);
+    (child, addr)
 }
 
 /// Runs each scenario (an `async fn(V)`) once per variant, each in a module of

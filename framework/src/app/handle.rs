@@ -137,10 +137,12 @@ impl AppHandle {
         self.draining.is_cancelled()
     }
 
-    /// Graceful shutdown: stop accepting, close every session with 1001 after its
-    /// queue drains, and wait for them within `Config::shutdown_timeout`.
+    /// Graceful shutdown: `/readyz` answers 503 and new upgrades are refused at
+    /// once; after `Config::drain_grace` the listeners stop accepting; every
+    /// session is closed with 1001 after its queue drains, within
+    /// `Config::shutdown_timeout`.
     pub async fn shutdown(self) {
-        // Health turns 503 first; keep serving through the grace period.
+        // Readiness turns 503 first; keep serving through the grace period.
         self.draining.cancel();
         let grace = self.node.config().drain_grace;
         if !grace.is_zero() {

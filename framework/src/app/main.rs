@@ -1,5 +1,5 @@
 //! What `framework::main!` runs: the command line (`--config`, `--export-schema`,
-//! `--help`), logging, the runtime, the configuration layers, and the app until
+//! `--help`), the configuration layers, logging, the runtime, and the app until
 //! SIGINT/SIGTERM.
 
 use std::ffi::OsString;
@@ -62,10 +62,11 @@ pub fn listen_addr(text: &str) -> ListenAddr {
     }
 }
 
-/// Runs `build()`'s app as `main!` does: reads the command line, initialises
-/// logging (`RUST_LOG`, default `info`), layers the configuration file and the
-/// environment over the code's settings, and serves on a multi-threaded runtime
-/// until SIGINT/SIGTERM, then shuts down gracefully.
+/// Runs `build()`'s app as `main!` does: reads the command line, layers the
+/// configuration file and the environment over the code's settings, initialises
+/// logging (`RUST_LOG`, default `info`, as `log_format` says; with the `otel`
+/// feature, OpenTelemetry export when an OTLP endpoint is set), and serves on a
+/// multi-threaded runtime until SIGINT/SIGTERM, then shuts down gracefully.
 #[doc(hidden)]
 pub fn run_main(build: impl FnOnce() -> App) -> ExitCode {
     let args = match parse_args(std::env::args_os().skip(1)) {
@@ -82,15 +83,18 @@ pub fn run_main(build: impl FnOnce() -> App) -> ExitCode {
     if let Some(target) = &args.export_schema {
         return crate::registry::write_schema(target);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
     let file = args.config.or_else(Settings::file_from_env);
     let app = match build().configure(file.as_deref()) {
         Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // After the configuration, which chooses the format; dropped last, after
+    // the runtime (an exporter flushes its last spans then).
+    let _logging = match super::logging::init(app.config.log_format) {
+        Ok(logging) => logging,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;

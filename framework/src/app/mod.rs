@@ -2,6 +2,7 @@
 //! runs.
 
 mod handle;
+pub(crate) mod logging;
 mod main;
 
 pub use handle::AppHandle;
@@ -445,9 +446,10 @@ impl App {
 
     /// Serves HTTP and the protocol WebSocket on one port (C++ `run_service`): the
     /// upgrade path (`Config::websocket_path`, default `/ws`) speaks the protocol
-    /// exactly like `run_websocket_service`; `/`, `/healthz`, `/metrics` and the
-    /// server API (`/api/*`, with `Config::api_key`) are built in, and routes from
-    /// [`router`](Self::router) are merged in.
+    /// exactly like `run_websocket_service`; `/`, `/healthz` (liveness), `/readyz`
+    /// (readiness), `/metrics` and the server API (`/api/*`, with
+    /// `Config::api_key`) are built in, and routes from [`router`](Self::router)
+    /// are merged in.
     pub fn run_service(mut self, addr: impl Into<ListenAddr>) -> Self {
         self.services.push(addr.into());
         self

@@ -212,6 +212,9 @@ struct Core {
     failing: AtomicBool,
     /// The clock of this node's heartbeats.
     started: Instant,
+    /// When (on that clock, in microseconds) this node's last heartbeat came
+    /// back through the engine; 0 until the first.
+    echoed_micros: AtomicU64,
     /// History and presence, when the engine has a storage.
     storage: OnceLock<Arc<dyn Storage>>,
     departures: tokio::sync::mpsc::Sender<Departures>,
@@ -328,6 +331,7 @@ impl ClusterBroker {
             stats: ClusterStats::default(),
             failing: AtomicBool::new(false),
             started: Instant::now(),
+            echoed_micros: AtomicU64::new(0),
         }))
     }
 
@@ -568,6 +572,7 @@ impl Core {
                 self.stats
                     .lag_micros
                     .store(now.saturating_sub(sent), Relaxed);
+                self.echoed_micros.store(now, Relaxed);
             }
             self.nodes.insert(key_of(&origin), (origin, Instant::now()));
             return;
@@ -764,6 +769,26 @@ impl Broker for ClusterBroker {
 
     fn cluster_stats(&self) -> Option<&ClusterStats> {
         Some(&self.0.stats)
+    }
+
+    /// Ready while the engine answered the last operation and this node's own
+    /// heartbeats come back through it within `heartbeat_timeout` (an engine
+    /// that takes publishes but delivers nothing is not ready either).
+    fn ready(&self) -> Result<(), BrokerError> {
+        let core = &self.0;
+        if !core.stats.connected() {
+            return Err(BrokerError::Unavailable(
+                "the cluster engine does not answer".into(),
+            ));
+        }
+        let echoed = Duration::from_micros(core.echoed_micros.load(Relaxed));
+        let silent = core.started.elapsed().saturating_sub(echoed);
+        if silent > core.config.heartbeat_timeout {
+            return Err(BrokerError::Unavailable(format!(
+                "this node's heartbeats have not come back through the cluster engine for {silent:?}"
+            )));
+        }
+        Ok(())
     }
 
     fn storage(&self) -> Option<Arc<dyn Storage>> {

@@ -12,6 +12,7 @@ mod access;
 mod auth;
 mod channels;
 mod cluster;
+mod proxy;
 mod quota;
 mod sources;
 
@@ -19,6 +20,7 @@ pub use access::{Access, ChannelRule, Grant, Permissions};
 pub use auth::{AuthConfig, KeyConfig};
 pub use channels::{options_for, ChannelOptions, HistoryBounds, MAX_HISTORY_SIZE};
 pub use cluster::ClusterConfig;
+pub use proxy::{ForwardedHeader, IpCidr};
 pub use quota::{default_quotas, glob_match, OpcodeRef, QuotaRule, QuotaScope, Rate};
 pub use sources::{ConfigError, ListenSpec, Settings, ENV_PREFIX};
 
@@ -153,10 +155,47 @@ pub struct Config {
     /// each session's `Publish` and `Broadcast` ([`default_quotas`]). Replace the
     /// list to change them; an empty list turns quotas off.
     pub quotas: Vec<QuotaRule>,
-    /// On shutdown, how long the node keeps serving with `/healthz` answering 503
+    /// On shutdown, how long the node keeps serving with `/readyz` answering 503
     /// before it stops accepting (time for a load balancer to notice).
     #[serde(with = "humantime_serde")]
     pub drain_grace: Duration,
+    /// Proxies (addresses or CIDR blocks) trusted to say who the client is: in
+    /// the `forwarded_header` of their HTTP requests and WebSocket upgrades, or
+    /// in the PROXY protocol header of their connections (`proxy_protocol`).
+    /// The address they give is the client's everywhere: `Connection::ip`,
+    /// per-IP limits, quotas and memory budgets, hooks, logs. From any other
+    /// peer those headers are ignored. Empty: every peer is the client.
+    #[serde(deserialize_with = "proxy::cidr_list")]
+    pub trusted_proxies: Vec<IpCidr>,
+    /// The header trusted HTTP proxies name the client in (see
+    /// [`ForwardedHeader`]); the other one is never read.
+    pub forwarded_header: ForwardedHeader,
+    /// Connections from `trusted_proxies` start with a PROXY protocol header
+    /// (v1 or v2, as layer-4 balancers send it), which names the client. A
+    /// trusted peer that sends none is refused (HTTP 400); other peers are served
+    /// as they are, their bytes read as HTTP (a header from them is not honoured
+    /// and gets HTTP 400).
+    pub proxy_protocol: bool,
+    /// How `main!` writes its logs to stderr: `text` (one readable line per
+    /// event) or `json` (one JSON object per line, for log collectors).
+    pub log_format: LogFormat,
+}
+
+/// How `main!` writes its logs (`log_format`).
+///
+/// ```
+/// use framework::config::LogFormat;
+/// assert_eq!(LogFormat::default(), LogFormat::Text);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`
+    /// (with `message`), and the `span` and `spans` it happened in.
+    Json,
 }
 
 impl Default for Config {
@@ -193,6 +232,10 @@ impl Default for Config {
             permissions: Permissions::default(),
             quotas: default_quotas(),
             drain_grace: Duration::ZERO,
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
+            proxy_protocol: false,
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -164,6 +164,10 @@ const CONFIG_KEYS: &[&str] = &[
     "permissions",
     "quotas",
     "drain_grace",
+    "trusted_proxies",
+    "forwarded_header",
+    "proxy_protocol",
+    "log_format",
 ];
 
 /// Environment variables as a figment provider: `FRAMEWORK_IDLE_TIMEOUT=30s` is
@@ -477,6 +481,63 @@ mod tests {
             .load_from(Some(&file), env(&[]))
             .is_err());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_documented_example_file_loads() {
+        let doc = include_str!("../../docs/config.md");
+        let example = doc
+            .rsplit("```toml\n")
+            .next()
+            .and_then(|b| b.split("```").next())
+            .expect("the example file");
+        let dir = std::env::temp_dir().join(format!("framework-example-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("app.toml");
+        std::fs::write(&file, example).unwrap();
+        let s = Settings::default().load_from(Some(&file), env(&[]));
+        std::fs::remove_dir_all(dir).unwrap();
+        let s = s.expect("the example in docs/config.md loads");
+        assert_eq!(s.config.trusted_proxies.len(), 1);
+        assert_eq!(s.raw[&8082].0.port(), 9082);
+    }
+
+    #[test]
+    fn proxies_and_logging_from_the_environment() {
+        let s = Settings::default()
+            .load_from(
+                None,
+                env(&[
+                    (
+                        "FRAMEWORK_TRUSTED_PROXIES",
+                        "[127.0.0.1, 10.0.0.0/8, fd00::/8]",
+                    ),
+                    ("FRAMEWORK_FORWARDED_HEADER", "forwarded"),
+                    ("FRAMEWORK_PROXY_PROTOCOL", "true"),
+                    ("FRAMEWORK_LOG_FORMAT", "json"),
+                ]),
+            )
+            .unwrap();
+        let c = s.config;
+        let listed: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(listed, ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(c.forwarded_header, super::super::ForwardedHeader::Forwarded);
+        assert!(c.proxy_protocol);
+        assert_eq!(c.log_format, super::super::LogFormat::Json);
+        // One block alone needs no brackets.
+        let one = Settings::default()
+            .load_from(None, env(&[("FRAMEWORK_TRUSTED_PROXIES", "::1")]))
+            .unwrap();
+        assert_eq!(one.config.trusted_proxies.len(), 1);
+        for (name, value) in [
+            ("FRAMEWORK_TRUSTED_PROXIES", "[10.0.0.0/33]"),
+            ("FRAMEWORK_TRUSTED_PROXIES", "proxy.local"),
+            ("FRAMEWORK_FORWARDED_HEADER", "x-real-ip"),
+            ("FRAMEWORK_LOG_FORMAT", "xml"),
+        ] {
+            let result = Settings::default().load_from(None, env(&[(name, value)]));
+            assert!(result.is_err(), "{name}={value} must be refused");
+        }
     }
 
     #[test]

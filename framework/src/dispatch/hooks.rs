@@ -71,7 +71,8 @@ impl Handshake {
         self.parts.uri.query()
     }
 
-    /// The client's address.
+    /// The client's address: the TCP peer, or, behind a trusted proxy
+    /// (`trusted_proxies`), the client it names (port 0 when it gives none).
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
     }
@@ -198,7 +199,8 @@ pub trait FromHandshake: Sized + Send + 'static {
     }
 }
 
-/// The client's address (the TCP peer).
+/// The client's address: the TCP peer, or, behind a trusted proxy
+/// (`trusted_proxies`), the client it names (port 0 when it gives none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 

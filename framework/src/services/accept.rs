@@ -1,5 +1,7 @@
-//! The one accept loop of every listener. Each TCP connection takes a per-IP slot
-//! and is served as HTTP/1 by hyper, with a deadline on the request head;
+//! The one accept loop of every listener. Each TCP connection, in a task of its
+//! own, learns who its client is (a trusted proxy's PROXY header, see
+//! [`proxy`](super::proxy)), takes a per-IP slot and is served as HTTP/1 by
+//! hyper, with a deadline on the request head;
 //! WebSocket upgrades go to the listener's service, other requests to its routes.
 //! Accept failures (out of file descriptors, above all) back off exponentially
 //! instead of spinning, and the loop serves again once descriptors are free.
@@ -22,6 +24,7 @@ use super::Shared;
 /// What every request of a connection carries in its extensions.
 #[derive(Clone)]
 pub(crate) struct ConnInfo {
+    /// The client: the TCP peer, or whom a trusted proxy named.
     pub(crate) peer: SocketAddr,
     /// The connection's place in the connection limits.
     pub(crate) slot: Arc<ConnSlot>,
@@ -77,30 +80,37 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, shared: Arc<Sha
             backoff = BACKOFF_MIN;
         }
         let _ = tcp.set_nodelay(true);
-        // Over a connection limit, every request on the connection is answered
-        // with the refusal and the connection closed: never left hanging.
-        let (router, refusal) = match shared.admission.slot(peer.ip()) {
-            Ok(slot) => (Some((router.clone(), ConnInfo { peer, slot })), None),
-            Err(refused) => (None, Some(refused)),
-        };
         let shutdown = shared.shutdown.clone();
         let config = shared.node.config();
         let (header_timeout, drain) = (config.handshake_timeout, config.shutdown_timeout);
+        let router = router.clone();
+        let conn_shared = shared.clone();
         shared.tracker.spawn(async move {
-            let keep_alive = refusal.is_none();
+            let mut tcp = tcp;
+            // The client: the peer, or whom its PROXY header names. Over a
+            // connection limit, every request on the connection is answered
+            // with the refusal and the connection closed: never left hanging.
+            let admitted = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                peer = super::proxy::admit(&conn_shared, &mut tcp, peer) => peer,
+            };
+            let Some(peer) = admitted else { return };
+            drop(conn_shared);
+            let keep_alive = peer.keep_alive();
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    let answer = match (&router, &refusal) {
-                        (Some((router, info)), _) => {
-                            req.extensions_mut().insert(info.clone());
-                            Ok(router.clone().oneshot(req.map(Body::new)))
+                    let answer = match peer.request(req.headers()) {
+                        Ok(info) => {
+                            let slot = info.slot.clone();
+                            req.extensions_mut().insert(info);
+                            Ok((router.clone().oneshot(req.map(Body::new)), slot))
                         }
-                        (None, Some(refused)) => Err(super::http::refused(refused.clone())),
-                        (None, None) => unreachable!("a connection is admitted or refused"),
+                        Err(refused) => Err(super::http::refused(refused)),
                     };
                     async move {
                         match answer {
-                            Ok(routed) => routed.await,
+                            // The request's slot is held until it is answered.
+                            Ok((routed, _slot)) => routed.await,
                             Err(response) => Ok(response),
                         }
                     }

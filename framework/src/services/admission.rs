@@ -1,5 +1,7 @@
 //! The one admission policy of every service: a connection slot (per IP and per
-//! node) taken when the TCP connection is accepted, then, on the upgrade request, the handshake
+//! node) taken for the client when the TCP connection is accepted (for each
+//! request, behind a trusted proxy: see [`proxy`](super::proxy)), then, on the
+//! upgrade request, the handshake
 //! headers, the Origin allowlist, draining, and (protocol services) the
 //! application's `on_connect` hooks. Every refusal is an HTTP status before the
 //! WebSocket exists, and is counted.
@@ -60,6 +62,8 @@ pub(crate) struct Admission {
     /// Set when shutdown begins: upgrades are refused with 503.
     pub(crate) draining: CancellationToken,
     hooks: Hooks,
+    /// Who may name the client of a connection or request.
+    pub(crate) proxies: super::proxy::Proxies,
 }
 
 impl Admission {
@@ -71,6 +75,7 @@ impl Admission {
             node.memory_budget().clone(),
         );
         Self {
+            proxies: super::proxy::Proxies::new(config),
             node,
             limiter,
             draining,

@@ -47,6 +47,7 @@ pub(crate) fn router(state: HttpState, user: Option<Router>) -> Router {
     let builtin = Router::new()
         .route("/", get(landing))
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/api/publish", post(api_publish))
         .route("/api/send", post(api_send))
@@ -74,12 +75,14 @@ async fn landing(State(HttpState { shared: s, .. }): State<HttpState>) -> Html<S
          <h1>framework real-time server</h1>\
          <p>Protocol v1 (binary FlatBuffers, file identifier <code>FWK1</code>) over WebSocket at \
          <code>{path}</code>.</p>\
-         <p>Node <code>{}</code>. <a href=\"/healthz\">health</a> · <a href=\"/metrics\">metrics</a></p>\
+         <p>Node <code>{}</code>. <a href=\"/healthz\">health</a> · <a href=\"/readyz\">ready</a> · <a href=\"/metrics\">metrics</a></p>\
          </body></html>",
         s.node.node_id()
     ))
 }
 
+/// Liveness: 200 while the process serves, draining included (restarting a
+/// draining node would only cut its sessions short); the body says how it is.
 async fn health(State(HttpState { shared: s, .. }): State<HttpState>) -> Response {
     let draining = s.admission.draining.is_cancelled();
     let body = serde_json::json!({
@@ -88,12 +91,34 @@ async fn health(State(HttpState { shared: s, .. }): State<HttpState>) -> Respons
         "sessions": s.node.metrics().sessions_active(),
         "uptime_seconds": s.node.uptime().as_secs_f64(),
     });
-    let status = if draining {
+    Json(body).into_response()
+}
+
+/// Readiness: 503 while the node drains (shutdown began: `drain_grace`) or while
+/// its broker cannot carry traffic (a cluster engine out of reach), so that a
+/// load balancer sends new clients elsewhere; 200 otherwise.
+async fn ready(State(HttpState { shared: s, .. }): State<HttpState>) -> Response {
+    let (status, reason) = if s.admission.draining.is_cancelled() {
+        (
+            "shutting_down",
+            Some("the node is shutting down".to_string()),
+        )
+    } else if let Err(e) = s.node.broker().ready() {
+        ("unavailable", Some(e.to_string()))
+    } else {
+        ("ready", None)
+    };
+    let code = if reason.is_some() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
-    (status, Json(body)).into_response()
+    let body = serde_json::json!({
+        "status": status,
+        "reason": reason,
+        "node_id": s.node.node_id(),
+    });
+    (code, Json(body)).into_response()
 }
 
 async fn metrics(State(HttpState { shared: s, .. }): State<HttpState>) -> Response {

@@ -10,6 +10,7 @@ pub(crate) mod http;
 pub(crate) mod limits;
 pub(crate) mod metrics;
 pub(crate) mod protocol;
+pub(crate) mod proxy;
 pub(crate) mod raw;
 
 use std::net::SocketAddr;
