@@ -14,6 +14,7 @@ mod channels;
 mod cluster;
 mod quota;
 mod sources;
+mod tls;
 
 pub use access::{Access, ChannelRule, Grant, Permissions};
 pub use auth::{AuthConfig, KeyConfig};
@@ -21,6 +22,7 @@ pub use channels::{options_for, ChannelOptions, HistoryBounds, MAX_HISTORY_SIZE}
 pub use cluster::ClusterConfig;
 pub use quota::{default_quotas, glob_match, OpcodeRef, QuotaRule, QuotaScope, Rate};
 pub use sources::{ConfigError, ListenSpec, Settings, ENV_PREFIX};
+pub use tls::TlsConfig;
 
 /// Default maximum size of one WebSocket message: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
@@ -157,6 +159,10 @@ pub struct Config {
     /// before it stops accepting (time for a load balancer to notice).
     #[serde(with = "humantime_serde")]
     pub drain_grace: Duration,
+    /// TLS on every listener (see [`TlsConfig`]); `None`: plain `ws://` and
+    /// `http://`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for Config {
@@ -193,6 +199,7 @@ impl Default for Config {
             permissions: Permissions::default(),
             quotas: default_quotas(),
             drain_grace: Duration::ZERO,
+            tls: None,
         }
     }
 }

@@ -164,6 +164,7 @@ const CONFIG_KEYS: &[&str] = &[
     "permissions",
     "quotas",
     "drain_grace",
+    "tls",
 ];
 
 /// Environment variables as a figment provider: `FRAMEWORK_IDLE_TIMEOUT=30s` is
@@ -188,6 +189,8 @@ impl EnvVars {
                     format!("auth.{field}")
                 } else if let Some(field) = key.strip_prefix("cluster_") {
                     format!("cluster.{field}")
+                } else if let Some(field) = key.strip_prefix("tls_") {
+                    format!("tls.{field}")
                 } else {
                     key
                 };

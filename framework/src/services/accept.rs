@@ -1,21 +1,23 @@
 //! The one accept loop of every listener. Each TCP connection takes a per-IP slot
-//! and is served as HTTP/1 by hyper, with a deadline on the request head;
+//! and is served as HTTP/1 by hyper, with a deadline on the request head (with
+//! TLS: after its handshake, in its own task; HTTP/2 when ALPN chose it);
 //! WebSocket upgrades go to the listener's service, other requests to its routes.
 //! Accept failures (out of file descriptors, above all) back off exponentially
 //! instead of spinning, and the loop serves again once descriptors are free.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
+use super::admission::Refused;
 use super::limits::ConnSlot;
 use super::Shared;
 
@@ -37,8 +39,14 @@ fn is_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
-/// Accepts connections until shutdown, serving each with `router`.
-pub(crate) async fn serve(listener: TcpListener, router: Router, shared: Arc<Shared>) {
+/// Accepts connections until shutdown, serving each with `router`, over TLS
+/// when the listener has an acceptor.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut backoff = BACKOFF_MIN;
     let mut failures: u64 = 0;
     loop {
@@ -79,54 +87,194 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, shared: Arc<Sha
         let _ = tcp.set_nodelay(true);
         // Over a connection limit, every request on the connection is answered
         // with the refusal and the connection closed: never left hanging.
-        let (router, refusal) = match shared.admission.slot(peer.ip()) {
-            Ok(slot) => (Some((router.clone(), ConnInfo { peer, slot })), None),
-            Err(refused) => (None, Some(refused)),
+        let answer = match shared.admission.slot(peer.ip()) {
+            Ok(slot) => Answer::Routes(router.clone(), ConnInfo { peer, slot }),
+            Err(refused) => Answer::Refused(refused),
         };
-        let shutdown = shared.shutdown.clone();
-        let config = shared.node.config();
-        let (header_timeout, drain) = (config.handshake_timeout, config.shutdown_timeout);
-        shared.tracker.spawn(async move {
-            let keep_alive = refusal.is_none();
-            let service = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    let answer = match (&router, &refusal) {
-                        (Some((router, info)), _) => {
-                            req.extensions_mut().insert(info.clone());
-                            Ok(router.clone().oneshot(req.map(Body::new)))
-                        }
-                        (None, Some(refused)) => Err(super::http::refused(refused.clone())),
-                        (None, None) => unreachable!("a connection is admitted or refused"),
-                    };
-                    async move {
-                        match answer {
-                            Ok(routed) => routed.await,
-                            Err(response) => Ok(response),
-                        }
-                    }
-                },
-            );
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .keep_alive(keep_alive);
-            let conn = builder
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "http connection ended");
-                    }
+        // The TLS handshake runs in the connection's own task (never in this
+        // loop), a task of its own kind so a plain connection's stays small.
+        match &tls {
+            None => {
+                let config = shared.node.config();
+                shared.tracker.spawn(serve_http1(
+                    TokioIo::new(tcp),
+                    answer,
+                    shared.shutdown.clone(),
+                    config.handshake_timeout,
+                    config.shutdown_timeout,
+                ))
+            }
+            Some(acceptor) => shared.tracker.spawn(serve_tls(
+                acceptor.clone(),
+                tcp,
+                peer,
+                answer,
+                shared.clone(),
+            )),
+        };
+    }
+}
+
+/// What answers the requests of a connection: the listener's routes, or the
+/// refusal of a connection over a limit.
+#[derive(Clone)]
+enum Answer {
+    Routes(Router, ConnInfo),
+    Refused(Refused),
+}
+
+impl Answer {
+    fn is_refusal(&self) -> bool {
+        matches!(self, Answer::Refused(_))
+    }
+
+    fn into_service(
+        self,
+    ) -> impl hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl std::future::Future<
+            Output = Result<axum::response::Response, std::convert::Infallible>,
+        > + Send,
+    > + Clone
+           + Send
+           + 'static {
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let answer = match &self {
+                Answer::Routes(router, info) => {
+                    req.extensions_mut().insert(info.clone());
+                    Ok(router.clone().oneshot(req.map(Body::new)))
                 }
-                _ = shutdown.cancelled() => {
-                    // Requests in flight finish (bounded); idle connections close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(drain, conn).await;
+                Answer::Refused(refused) => Err(super::http::refused(refused.clone())),
+            };
+            async move {
+                match answer {
+                    Ok(routed) => routed.await,
+                    Err(response) => Ok(response),
                 }
             }
-        });
+        })
+    }
+}
+
+/// Serves one connection as HTTP/1 (with upgrades), with a deadline on each
+/// request head, until it ends or the app shuts down.
+async fn serve_http1<I>(
+    io: I,
+    answer: Answer,
+    shutdown: tokio_util::sync::CancellationToken,
+    header_timeout: Duration,
+    drain: Duration,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let keep_alive = !answer.is_refusal();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(keep_alive);
+    let conn = builder
+        .serve_connection(io, answer.into_service())
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "http connection ended");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            // Requests in flight finish (bounded); idle connections close.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(drain, conn).await;
+        }
+    }
+}
+
+/// A TLS connection: the handshake (within `handshake_timeout`), then HTTP/2
+/// when ALPN chose it (only `run_service` offers it), else HTTP/1.
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    answer: Answer,
+    shared: Arc<Shared>,
+) {
+    let timeout = shared.node.config().handshake_timeout;
+    let Some(stream) = super::tls::handshake(&acceptor, tcp, timeout, &shared.node, peer).await
+    else {
+        return;
+    };
+    drop(acceptor);
+    if super::tls::is_h2(&stream) {
+        serve_http2(TokioIo::new(stream), answer, shared).await
+    } else {
+        let config = shared.node.config();
+        let (shutdown, header_timeout, drain) = (
+            shared.shutdown.clone(),
+            config.handshake_timeout,
+            config.shutdown_timeout,
+        );
+        drop(shared);
+        serve_http1(TokioIo::new(stream), answer, shutdown, header_timeout, drain).await
+    }
+}
+
+/// Serves one HTTP/2 connection: requests and WebSockets (RFC 8441 extended
+/// CONNECT) as streams. The peer is pinged every `ping_interval` (closed when it
+/// does not answer within `pong_timeout`), and a connection on which no stream
+/// opened for `handshake_timeout` is sent GOAWAY, as an idle HTTP/1 connection is
+/// closed; the streams still open (WebSockets) go on to their end.
+async fn serve_http2<I>(io: I, answer: Answer, shared: Arc<Shared>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let shutdown = shared.shutdown.clone();
+    let config = shared.node.config();
+    let (idle, drain) = (config.handshake_timeout, config.shutdown_timeout);
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new()).enable_connect_protocol();
+    if !config.ping_interval.is_zero() {
+        builder
+            .keep_alive_interval(config.ping_interval)
+            .keep_alive_timeout(config.pong_timeout);
+    }
+    drop(shared);
+    let opened = Arc::new(AtomicU64::new(0));
+    let service = {
+        let (inner, opened) = (answer.into_service(), opened.clone());
+        hyper::service::service_fn(move |req| {
+            opened.fetch_add(1, Relaxed);
+            hyper::service::Service::call(&inner, req)
+        })
+    };
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut seen = 0;
+    let mut going_away = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "http/2 connection ended");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(idle), if !going_away => {
+                let now = opened.load(Relaxed);
+                if now == seen {
+                    conn.as_mut().graceful_shutdown();
+                    going_away = true;
+                }
+                seen = now;
+            }
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(drain, conn).await;
+                return;
+            }
+        }
     }
 }

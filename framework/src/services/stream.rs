@@ -1,21 +1,22 @@
 //! The socket an upgraded connection runs on, taken back from hyper and split:
 //! the session's [`FrameReader`](crate::session::FrameReader) reads its read half
 //! (starting with whatever hyper read past the request head), and the WebSocket
-//! library writes to its write half, seen through [`WriteHalf`].
+//! library writes to its write half, seen through [`WriteHalf`]. A TCP stream
+//! splits into owned halves; a TLS stream, or an HTTP/2 stream, through
+//! `tokio::io::split`.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::tcp::OwnedWriteHalf;
 
 /// The write half of a connection, as the WebSocket library's stream. The library
 /// only writes to it (frames are read by the session's own reader), so reading
 /// it finds nothing (EOF).
-pub(crate) struct WriteHalf(pub(crate) OwnedWriteHalf);
+pub(crate) struct WriteHalf<W>(pub(crate) W);
 
-impl AsyncRead for WriteHalf {
+impl<W> AsyncRead for WriteHalf<W> {
     fn poll_read(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
@@ -25,7 +26,7 @@ impl AsyncRead for WriteHalf {
     }
 }
 
-impl AsyncWrite for WriteHalf {
+impl<W: AsyncWrite + Unpin> AsyncWrite for WriteHalf<W> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
