@@ -840,7 +840,10 @@ impl App {
             }));
         }
         if let Some(tls) = &tls {
-            let watch = tls.clone().watch(node.clone(), shared.shutdown.clone());
+            let hangup = crate::services::tls::hangup();
+            let watch = tls
+                .clone()
+                .watch(node.clone(), shared.shutdown.clone(), hangup);
             accept_loops.push(tokio::spawn(watch));
         }
         // With TLS, `run_service` offers HTTP/2 (for WebSockets over extended

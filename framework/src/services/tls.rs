@@ -192,18 +192,14 @@ impl Tls {
         result
     }
 
-    /// Reloads on SIGHUP and when the files change (checked every
-    /// `reload_interval`, unless zero), until `shutdown`.
-    pub(crate) async fn watch(self: Arc<Self>, node: Node, shutdown: CancellationToken) {
-        #[cfg(unix)]
-        let mut hangup =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGHUP; TLS reloads on file changes only");
-                    None
-                }
-            };
+    /// Reloads on `hangup` (SIGHUP, see [`hangup`]) and when the files change
+    /// (checked every `reload_interval`, unless zero), until `shutdown`.
+    pub(crate) async fn watch(
+        self: Arc<Self>,
+        node: Node,
+        shutdown: CancellationToken,
+        mut hangup: Hangup,
+    ) {
         let interval = self.config.reload_interval;
         let mut tick = (!interval.is_zero()).then(|| {
             let mut t = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -219,7 +215,10 @@ impl Tls {
                 }
             };
             #[cfg(not(unix))]
-            let signalled = std::future::pending::<Option<()>>();
+            let signalled = {
+                let _ = &mut hangup;
+                std::future::pending::<Option<()>>()
+            };
             let polled = async {
                 match tick.as_mut() {
                     Some(t) => t.tick().await,
@@ -236,6 +235,30 @@ impl Tls {
                         let _ = self.reload_counted(&node, "the files changed");
                     }
                 }
+            }
+        }
+    }
+}
+
+/// SIGHUP, listened for (on Unix).
+#[cfg(unix)]
+pub(crate) type Hangup = Option<tokio::signal::unix::Signal>;
+/// No SIGHUP off Unix.
+#[cfg(not(unix))]
+pub(crate) type Hangup = ();
+
+/// Starts listening for SIGHUP: called before the listeners serve, so a SIGHUP
+/// right after start reloads instead of ending the process (its default action).
+/// Without it (it cannot be installed), reloads come from file changes only.
+pub(crate) fn hangup() -> Hangup {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; TLS reloads on file changes only");
+                None
             }
         }
     }
