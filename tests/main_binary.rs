@@ -207,7 +207,10 @@ async fn tls_from_the_environment_reloads_on_sighup() {
         .connect()
         .await
         .expect("wss with the old certificate");
-    assert_eq!(greeting_tls(addr, &old_ca).await.unwrap(), "hello from main!");
+    assert_eq!(
+        greeting_tls(addr, &old_ca).await.unwrap(),
+        "hello from main!"
+    );
 
     new_ca.write_server_files(&dir.0);
     assert!(

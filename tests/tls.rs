@@ -93,7 +93,10 @@ async fn https_get(addr: SocketAddr, ca: &TestCa, path: &str) -> (u16, String) {
     let response = send.send_request(request).await.expect("a response");
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.expect("a body");
-    (status, String::from_utf8_lossy(&body.to_bytes()).into_owned())
+    (
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    )
 }
 
 fn tls_failures(handle: &AppHandle) -> u64 {
@@ -184,7 +187,10 @@ async fn failed_handshakes_are_counted_and_touch_no_other_connection() {
         .unwrap();
     let mut rest = Vec::new();
     let read = tokio::time::timeout(DEADLINE, junk.read_to_end(&mut rest)).await;
-    assert!(read.is_ok(), "the server closes a connection that is not TLS");
+    assert!(
+        read.is_ok(),
+        "the server closes a connection that is not TLS"
+    );
 
     eventually("both failures are counted", DEADLINE, || {
         tls_failures(&server) >= 2
@@ -196,7 +202,10 @@ async fn failed_handshakes_are_counted_and_touch_no_other_connection() {
         .tls_root_certificates("not PEM")
         .connect()
         .await;
-    assert!(matches!(bad_roots, Err(ClientError::Tls(_))), "{bad_roots:?}");
+    assert!(
+        matches!(bad_roots, Err(ClientError::Tls(_))),
+        "{bad_roots:?}"
+    );
     server.shutdown().await;
 }
 
@@ -218,12 +227,16 @@ async fn stalled_handshakes_time_out_and_count_against_the_connection_limits() {
         stalled.push(TcpStream::connect(server.websocket_addr()).await.unwrap());
     }
     // ...so a third is answered 429 once its handshake is done.
-    eventually_async("a connection over the limit is refused", DEADLINE, || async {
-        match wss_client(&url, &ca).await {
-            Err(e) => e.to_string().contains("429"),
-            Ok(_) => false,
-        }
-    })
+    eventually_async(
+        "a connection over the limit is refused",
+        DEADLINE,
+        || async {
+            match wss_client(&url, &ca).await {
+                Err(e) => e.to_string().contains("429"),
+                Ok(_) => false,
+            }
+        },
+    )
     .await;
     // The stalled ones are closed at handshake_timeout, and counted.
     for mut tcp in stalled {
@@ -406,7 +419,9 @@ async fn websockets_over_http2_share_one_connection() {
     assert_eq!(response.version(), hyper::Version::HTTP_2);
 
     // Two WebSockets on the same connection, each its own session.
-    let mut first = h2_websocket(&mut send, addr, "13").await.expect("a WebSocket");
+    let mut first = h2_websocket(&mut send, addr, "13")
+        .await
+        .expect("a WebSocket");
     let welcome = next_frame(&mut first).await;
     assert_eq!(welcome.opcode(), Opcode::Welcome.0);
     let mut second = h2_websocket(&mut send, addr, "13").await.expect("another");
@@ -444,9 +459,75 @@ async fn eventually_async_client(url: &str, ca: &TestCa) -> Client {
         match wss_client(url, ca).await {
             Ok(c) => return c,
             Err(e) => {
-                assert!(tokio::time::Instant::now() < deadline, "never connected: {e}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never connected: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_and_its_websockets_go_on() {
+    let dir = temp_dir("tls-h2-idle");
+    let ca = TestCa::new("h2 idle CA");
+    let idle = Duration::from_millis(300);
+    let config = Config {
+        handshake_timeout: idle,
+        ..Config::default()
+    };
+    let server = start_tls(config, ca.write_server_files(&dir.0)).await;
+    let addr = server.service_addr();
+    let h2 = |ca: &TestCa| {
+        let ca = ca.client_config(&[b"h2"]);
+        async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = framework::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let tls = tokio_rustls::TlsConnector::from(ca)
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+                .await
+                .expect("h2 handshake")
+        }
+    };
+
+    // A connection that opens no stream is closed by the server.
+    let (mut send, conn) = h2(&ca).await;
+    let idle_conn = tokio::spawn(conn);
+    let health = hyper::Request::get(format!("https://{addr}/healthz"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(health).await.unwrap().status(), 200);
+    let ended = tokio::time::timeout(DEADLINE, idle_conn).await;
+    assert!(ended.is_ok(), "an idle HTTP/2 connection is closed");
+
+    // One with a WebSocket is sent GOAWAY too, but the WebSocket goes on.
+    let (mut send, conn) = h2(&ca).await;
+    let busy_conn = tokio::spawn(conn);
+    let mut ws = h2_websocket(&mut send, addr, "13")
+        .await
+        .expect("a WebSocket");
+    assert_eq!(next_frame(&mut ws).await.opcode(), Opcode::Welcome.0);
+    tokio::time::sleep(idle * 4).await;
+    assert_eq!(&h2_request(&mut ws, b"still").await[..], b"llits");
+    assert!(
+        !busy_conn.is_finished(),
+        "the connection lives with its WebSocket"
+    );
+    ws.close(None).await.expect("close");
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(DEADLINE, ws.next()).await {}
+    drop(ws);
+    // `send` stays: the client does not end the connection, the server does.
+    let ended = tokio::time::timeout(DEADLINE, busy_conn).await;
+    assert!(
+        ended.is_ok(),
+        "once its last stream is done the connection ends"
+    );
+    drop(send);
+    server.shutdown().await;
 }

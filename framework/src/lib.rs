@@ -112,7 +112,10 @@ pub mod __private {
             ) -> Result<(http::HeaderValue, http::Extensions), Refused> {
                 match self.0.admit(parts, peer, true).await {
                     // An HTTP/1 request (as the fuzzers parse) always has its key.
-                    Ok(a) => Ok((a.key.unwrap_or(http::HeaderValue::from_static("")), a.extensions)),
+                    Ok(a) => Ok((
+                        a.key.unwrap_or(http::HeaderValue::from_static("")),
+                        a.extensions,
+                    )),
                     Err(r) => Err((r.status, r.message, r.headers)),
                 }
             }

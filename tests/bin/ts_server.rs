@@ -176,13 +176,15 @@ fn app() -> App {
 
 async fn serve() -> Result<(), framework::app::AppError> {
     // With TLS: a CA, and a certificate it signs, in a directory removed at exit.
-    let tls = std::env::var("TS_SERVER_TLS").is_ok_and(|v| v == "1").then(|| {
-        let dir = framework_tests::tools::TempDir::new(&std::env::temp_dir(), "ts-server-tls");
-        let ca = framework_tests::tls::TestCa::new("ts-server CA");
-        let config = ca.write_server_files(&dir.0);
-        let ca_file = ca.write_pem(&dir.0, "ca.pem");
-        (dir, config, ca_file)
-    });
+    let tls = std::env::var("TS_SERVER_TLS")
+        .is_ok_and(|v| v == "1")
+        .then(|| {
+            let dir = framework_tests::tools::TempDir::new(&std::env::temp_dir(), "ts-server-tls");
+            let ca = framework_tests::tls::TestCa::new("ts-server CA");
+            let config = ca.write_server_files(&dir.0);
+            let ca_file = ca.write_pem(&dir.0, "ca.pem");
+            (dir, config, ca_file)
+        });
     let app = match &tls {
         Some((_, config, _)) => app().tls(config.clone()),
         None => app(),

@@ -4,11 +4,11 @@
 mod handle;
 mod main;
 
+pub use crate::services::tls::TlsError;
 pub use handle::AppHandle;
 use handle::{bind_all, local_addrs, ShutdownSignals};
 #[doc(hidden)]
 pub use main::{listen_addr, run_main};
-pub use crate::services::tls::TlsError;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::Location;
@@ -865,7 +865,11 @@ impl App {
         let raw_addrs = local_addrs(&raw);
         for (l, r) in raw.into_iter().zip(&self.raw) {
             let raw_service = Service::Raw(r.handler.0.clone());
-            listen(l, crate::services::http::upgrade_only(state(raw_service)), false);
+            listen(
+                l,
+                crate::services::http::upgrade_only(state(raw_service)),
+                false,
+            );
         }
         let service_addrs = local_addrs(&services);
         let router = crate::services::http::router(state(protocol), self.router.take());

@@ -76,7 +76,9 @@ pub struct Config {
     pub max_held_bytes_per_ip: usize,
     /// Time a connection has to send its request head (the upgrade request, or any
     /// HTTP request), and the time the `on_connect` hooks have to decide (past it
-    /// the upgrade is answered 503).
+    /// the upgrade is answered 503). With TLS, the handshake has this time too
+    /// (before the request head's), and an HTTP/2 connection on which no stream
+    /// opened for this long is sent GOAWAY.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// A session that sends nothing (not even a WebSocket ping) for this long is closed.

@@ -487,13 +487,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("framework-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("app.toml");
-        std::fs::write(&file, "[tls]\ncert_file = \"/etc/chain.pem\"\nkey_file = \"/etc/key.pem\"\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "[tls]\ncert_file = \"/etc/chain.pem\"\nkey_file = \"/etc/key.pem\"\n",
+        )
+        .unwrap();
         let s = Settings::default()
-            .load_from(
-                Some(&file),
-                env(&[("FRAMEWORK_TLS_RELOAD_INTERVAL", "0s")]),
-            )
+            .load_from(Some(&file), env(&[("FRAMEWORK_TLS_RELOAD_INTERVAL", "0s")]))
             .unwrap();
         let tls = s.config.tls.expect("[tls] configured");
         assert_eq!(tls.cert_file, Path::new("/etc/chain.pem"));
@@ -516,10 +516,21 @@ mod tests {
         // A cert without a key, or a typo, is an error.
         for bad in [
             vec![("FRAMEWORK_TLS_CERT_FILE", "/run/c.pem")],
-            vec![("FRAMEWORK_TLS_CERT_FILE", "c"), ("FRAMEWORK_TLS_KEY_FILE", "k"), ("FRAMEWORK_TLS_KEYFILE", "k")],
-            vec![("FRAMEWORK_TLS_CERT_FILE", "c"), ("FRAMEWORK_TLS_KEY_FILE", "k"), ("FRAMEWORK_TLS_RELOAD_INTERVAL", "often")],
+            vec![
+                ("FRAMEWORK_TLS_CERT_FILE", "c"),
+                ("FRAMEWORK_TLS_KEY_FILE", "k"),
+                ("FRAMEWORK_TLS_KEYFILE", "k"),
+            ],
+            vec![
+                ("FRAMEWORK_TLS_CERT_FILE", "c"),
+                ("FRAMEWORK_TLS_KEY_FILE", "k"),
+                ("FRAMEWORK_TLS_RELOAD_INTERVAL", "often"),
+            ],
         ] {
-            assert!(Settings::default().load_from(None, env(&bad)).is_err(), "{bad:?}");
+            assert!(
+                Settings::default().load_from(None, env(&bad)).is_err(),
+                "{bad:?}"
+            );
         }
         std::fs::remove_dir_all(dir).unwrap();
     }

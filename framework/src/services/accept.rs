@@ -33,6 +33,10 @@ pub(crate) struct ConnInfo {
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// Streams one HTTP/2 connection may have open at once (hyper's default, made
+/// explicit): requests and WebSockets together.
+const MAX_H2_STREAMS: u32 = 200;
+
 /// Errors that mean the process or system is out of a resource: waiting helps.
 fn is_exhaustion(e: &io::Error) -> bool {
     // EMFILE 24, ENFILE 23, ENOBUFS 105, ENOMEM 12 (Linux values).
@@ -218,7 +222,14 @@ async fn serve_tls(
             config.shutdown_timeout,
         );
         drop(shared);
-        serve_http1(TokioIo::new(stream), answer, shutdown, header_timeout, drain).await
+        serve_http1(
+            TokioIo::new(stream),
+            answer,
+            shutdown,
+            header_timeout,
+            drain,
+        )
+        .await
     }
 }
 
@@ -235,7 +246,10 @@ where
     let config = shared.node.config();
     let (idle, drain) = (config.handshake_timeout, config.shutdown_timeout);
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder.timer(TokioTimer::new()).enable_connect_protocol();
+    builder
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_concurrent_streams(MAX_H2_STREAMS);
     if !config.ping_interval.is_zero() {
         builder
             .keep_alive_interval(config.ping_interval)

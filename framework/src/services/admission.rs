@@ -252,11 +252,10 @@ fn extended_connect(parts: &http::request::Parts) -> Result<(), Refused> {
         .map(|v| v.as_bytes())
         != Some(b"13")
     {
-        return Err(Refused::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported WebSocket version",
-        )
-        .with_header(header::SEC_WEBSOCKET_VERSION, "13"));
+        return Err(
+            Refused::new(StatusCode::BAD_REQUEST, "unsupported WebSocket version")
+                .with_header(header::SEC_WEBSOCKET_VERSION, "13"),
+        );
     }
     Ok(())
 }

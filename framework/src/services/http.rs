@@ -563,7 +563,16 @@ async fn other_transport(
     match upgraded.downcast::<TokioIo<Tls>>() {
         Ok(parts) => {
             let (read, write) = tokio::io::split(parts.io.into_inner());
-            run_session(read, write, parts.read_buf, conn, service, &shared, extensions).await
+            run_session(
+                read,
+                write,
+                parts.read_buf,
+                conn,
+                service,
+                &shared,
+                extensions,
+            )
+            .await
         }
         Err(upgraded) => {
             // HTTP/2: hyper reads the stream's DATA frames; nothing was read ahead.

@@ -156,10 +156,7 @@ impl Tls {
     /// Loads the certificate again; new handshakes get it, open connections keep
     /// theirs. On failure the certificate in use stays.
     pub(crate) fn reload(&self) -> Result<(), TlsError> {
-        *self.stamps.lock() = (
-            stamp(&self.config.cert_file),
-            stamp(&self.config.key_file),
-        );
+        *self.stamps.lock() = (stamp(&self.config.cert_file), stamp(&self.config.key_file));
         let loaded = load(&self.config, &self.provider)?;
         *self.current.0.write() = loaded;
         Ok(())
@@ -167,10 +164,7 @@ impl Tls {
 
     /// Whether either file changed since it was last loaded (or tried).
     fn changed(&self) -> bool {
-        let now = (
-            stamp(&self.config.cert_file),
-            stamp(&self.config.key_file),
-        );
+        let now = (stamp(&self.config.cert_file), stamp(&self.config.key_file));
         *self.stamps.lock() != now
     }
 
