@@ -267,3 +267,91 @@ async fn json_logs_are_one_object_per_line() {
         "{rest:?}"
     );
 }
+
+/// The greeting over `wss://`, trusting only `ca`; `Err` when the connection
+/// fails (e.g. the server's certificate is not `ca`'s).
+async fn greeting_tls(
+    addr: std::net::SocketAddr,
+    ca: &framework_tests::tls::TestCa,
+) -> Result<String, framework::client::ClientError> {
+    let client = Client::builder(format!("wss://{addr}/"))
+        .tls_root_certificates(&ca.pem)
+        .connect()
+        .await?;
+    let reply = tokio::time::timeout(DEADLINE, client.request(200, b""))
+        .await
+        .expect("in time")?;
+    Ok(Greeting::decode(&reply.payload()).expect("a Greeting").text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_from_the_environment_reloads_on_sighup() {
+    use framework_tests::tls::TestCa;
+    let dir = framework_tests::tools::TempDir::new(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "main-tls",
+    );
+    let (old_ca, new_ca) = (TestCa::new("old CA"), TestCa::new("new CA"));
+    let tls = old_ca.write_server_files(&dir.0);
+    let (child, addr) = serve(
+        app()
+            .env("FRAMEWORK_TLS_CERT_FILE", &tls.cert_file)
+            .env("FRAMEWORK_TLS_KEY_FILE", &tls.key_file)
+            // No polling: only the signal reloads.
+            .env("FRAMEWORK_TLS_RELOAD_INTERVAL", "0s"),
+    );
+    let open = Client::builder(format!("wss://{addr}/"))
+        .tls_root_certificates(&old_ca.pem)
+        .connect()
+        .await
+        .expect("wss with the old certificate");
+    assert_eq!(
+        greeting_tls(addr, &old_ca).await.unwrap(),
+        "hello from main!"
+    );
+
+    new_ca.write_server_files(&dir.0);
+    assert!(
+        greeting_tls(addr, &new_ca).await.is_err(),
+        "without a signal the old certificate stays"
+    );
+    let status = Command::new("kill")
+        .arg("-HUP")
+        .arg(child.0.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        match greeting_tls(addr, &new_ca).await {
+            Ok(text) => {
+                assert_eq!(text, "hello from main!");
+                break;
+            }
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "the new certificate is not served after SIGHUP: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The connection made before the reload goes on.
+    let reply = open.request(200, b"").await.expect("the old connection");
+    assert_eq!(
+        Greeting::decode(&reply.payload()).unwrap().text,
+        "hello from main!"
+    );
+    drop(child);
+}
+
+#[test]
+fn a_tls_key_that_does_not_load_stops_start_up() {
+    let (code, _, stderr) = run(app()
+        .env("FRAMEWORK_TLS_CERT_FILE", "/no/such/chain.pem")
+        .env("FRAMEWORK_TLS_KEY_FILE", "/no/such/key.pem"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot set up TLS") && stderr.contains("/no/such/chain.pem"),
+        "{stderr}"
+    );
+}

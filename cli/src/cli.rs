@@ -55,6 +55,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "FW_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// For a `wss://` URL: check the server against the CA certificates in this
+    /// PEM file instead of the system's roots (a private CA).
+    #[arg(long, global = true, env = "FW_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+
     /// How long to wait for the connection and for each answer (`10s`, `500ms`,
     /// or a number of seconds).
     #[arg(long, global = true, env = "FW_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -474,6 +479,11 @@ async fn connect(cli: &Cli, reconnect: bool) -> Result<Client, Failure> {
     if reconnect {
         builder = builder.reconnect(ReconnectPolicy::default());
     }
+    if let Some(ca) = &cli.ca {
+        let pem = std::fs::read(ca)
+            .map_err(|e| Failure::Usage(format!("cannot read --ca {}: {e}", ca.display())))?;
+        builder = builder.tls_root_certificates(pem);
+    }
     let client = match tokio::time::timeout(cli.timeout, builder.connect()).await {
         Err(_) => {
             return Err(Failure::Timeout(format!(
@@ -608,6 +618,7 @@ fn client_failure_plain(e: ClientError) -> Failure {
         ClientError::Closed => Failure::Connection("the connection closed".into()),
         ClientError::Ws(e) => Failure::Connection(format!("the connection failed: {e}")),
         ClientError::Protocol(m) => Failure::Connection(format!("protocol violation: {m}")),
+        ClientError::Tls(m) => Failure::Usage(format!("--ca: {m}")),
     }
 }
 

@@ -70,6 +70,19 @@ impl Server {
     }
 
     fn try_start_on(addr: SocketAddr) -> Result<Server, framework::app::AppError> {
+        Server::try_start_with(addr, None)
+    }
+
+    /// A server serving `wss://` with `tls`.
+    fn start_tls(tls: framework::config::TlsConfig) -> Server {
+        Server::try_start_with("127.0.0.1:0".parse().unwrap(), Some(tls))
+            .expect("the TLS server starts")
+    }
+
+    fn try_start_with(
+        addr: SocketAddr,
+        tls: Option<framework::config::TlsConfig>,
+    ) -> Result<Server, framework::app::AppError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -82,6 +95,8 @@ impl Server {
             ],
             ..Config::default()
         };
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let config = Config { tls, ..config };
         let handle = runtime.block_on(
             App::new()
                 .config(config)
@@ -89,7 +104,7 @@ impl Server {
                 .run_websocket_service(addr)
                 .start(),
         )?;
-        let url = format!("ws://{}/", handle.websocket_addr());
+        let url = format!("{scheme}://{}/", handle.websocket_addr());
         Ok(Server {
             runtime: Some(runtime),
             handle: Some(handle),
@@ -676,6 +691,43 @@ fn a_reconnecting_subscriber_survives_a_restart() {
     assert_eq!(sub.json()["payload"], "back");
     let (code, stderr) = sub.finish();
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn wss_with_a_private_ca() {
+    let dir = TempDir::new("tls");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let (ca, cert_file, key_file) = (
+        dir.0.join("ca.pem"),
+        dir.0.join("cert.pem"),
+        dir.0.join("key.pem"),
+    );
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let server = Server::start_tls(framework::config::TlsConfig::new(cert_file, key_file));
+    assert!(server.url.starts_with("wss://"));
+
+    let r = run(&server, &["--ca", path(&ca), "ping"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.json()["opcode"], "Pong");
+    // The system's roots do not hold the test's CA.
+    let r = run(&server, &["ping"]);
+    assert_eq!(r.code, Some(3), "{r:?}");
+    assert!(r.stderr.to_lowercase().contains("certificate"), "{r:?}");
+    // A file that is no CA certificate is a usage error.
+    let r = run(&server, &["--ca", path(&dir.0.join("key.pem")), "ping"]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("--ca"), "{r:?}");
 }
 
 #[test]

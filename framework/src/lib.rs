@@ -52,6 +52,9 @@ pub use framework_macros::Message;
 /// application needs no `http` dependency of its own.
 pub use http;
 pub use message::Message;
+/// The rustls version the TLS of the services and of the client is made with
+/// (`ClientBuilder::tls_config` takes its `ClientConfig`).
+pub use rustls;
 pub use services::http::SERVER_EMITTER;
 pub use session::Connection;
 
@@ -108,7 +111,11 @@ pub mod __private {
                 peer: std::net::SocketAddr,
             ) -> Result<(http::HeaderValue, http::Extensions), Refused> {
                 match self.0.admit(parts, peer, true).await {
-                    Ok(a) => Ok((a.key, a.extensions)),
+                    // An HTTP/1 request (as the fuzzers parse) always has its key.
+                    Ok(a) => Ok((
+                        a.key.unwrap_or(http::HeaderValue::from_static("")),
+                        a.extensions,
+                    )),
                     Err(r) => Err((r.status, r.message, r.headers)),
                 }
             }

@@ -14,11 +14,14 @@
 //!   the engine. Unset, the node runs alone, in memory.
 //! - `TS_SERVER_CLUSTER_PREFIX`: the cluster's prefix in the engine (default
 //!   `framework`), so the tests' clusters never meet.
+//! - `TS_SERVER_TLS=1`: serve TLS (`wss://`, `https://`) with a certificate for
+//!   `127.0.0.1` made at start by a CA of its own, whose PEM file it names.
 //!
 //! Once it serves, it prints one line on stdout and flushes it:
 //!
 //! ```text
 //! TS_SERVER_READY {"websocket":"127.0.0.1:41001","service":"127.0.0.1:41002"}
+//! TS_SERVER_READY {"websocket":"127.0.0.1:41001","service":"127.0.0.1:41002","ca":"/tmp/ts-server-tls-1/ca.pem"}
 //! ```
 //!
 //! It stops when its standard input ends (so it never outlives the test that
@@ -99,7 +102,7 @@ fn kick(conn: Connection) {
 fn usage() -> &'static str {
     "usage: ts-server [--export-schema <file.fbs | ->]\n\
      environment: TS_SERVER_JWT_SECRET, TS_SERVER_AUTH_REQUIRED=1, TS_SERVER_API_KEY,\n\
-     TS_SERVER_CLUSTER_URL, TS_SERVER_CLUSTER_PREFIX"
+     TS_SERVER_CLUSTER_URL, TS_SERVER_CLUSTER_PREFIX, TS_SERVER_TLS=1"
 }
 
 fn main() -> ExitCode {
@@ -189,13 +192,31 @@ fn app() -> App {
 }
 
 async fn serve() -> Result<(), framework::app::AppError> {
-    let handle = app().start().await?;
+    // With TLS: a CA, and a certificate it signs, in a directory removed at exit.
+    let tls = std::env::var("TS_SERVER_TLS")
+        .is_ok_and(|v| v == "1")
+        .then(|| {
+            let dir = framework_tests::tools::TempDir::new(&std::env::temp_dir(), "ts-server-tls");
+            let ca = framework_tests::tls::TestCa::new("ts-server CA");
+            let config = ca.write_server_files(&dir.0);
+            let ca_file = ca.write_pem(&dir.0, "ca.pem");
+            (dir, config, ca_file)
+        });
+    let app = match &tls {
+        Some((_, config, _)) => app().tls(config.clone()),
+        None => app(),
+    };
+    let handle = app.start().await?;
     {
+        let ca = match &tls {
+            Some((_, _, ca_file)) => format!(",\"ca\":{:?}", ca_file.display().to_string()),
+            None => String::new(),
+        };
         let mut out = std::io::stdout().lock();
         // A failed write means nobody reads the address: the test is gone.
         let _ = writeln!(
             out,
-            "TS_SERVER_READY {{\"websocket\":\"{}\",\"service\":\"{}\"}}",
+            "TS_SERVER_READY {{\"websocket\":\"{}\",\"service\":\"{}\"{ca}}}",
             handle.websocket_addr(),
             handle.service_addr()
         );

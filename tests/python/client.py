@@ -3,6 +3,9 @@
 
 Usage: client.py <ws-url> <dir-with-flatc-generated-python>
 
+A `wss://` URL is checked with Python's `ssl` against the CA certificate in the
+PEM file named by $FRAMEWORK_TEST_CA (else the system's roots).
+
 Speaks to a running server using only the code `flatc --python` generates from
 schemas/protocol.fbs, the `flatbuffers` runtime and `websockets`: the schema is the
 contract, nothing here knows the server's implementation. Exits 0 when every check
@@ -11,6 +14,7 @@ passes, non-zero with a message naming the failed check otherwise.
 
 import asyncio
 import os
+import ssl
 import sys
 import uuid
 
@@ -192,8 +196,24 @@ class Conn:
         return f
 
 
+def tls_context():
+    """For wss:// only: certificates and host names checked (the defaults)."""
+    if not URL.startswith("wss://"):
+        return None
+    ca = os.environ.get("FRAMEWORK_TEST_CA")
+    return ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+
+
 async def connect(name):
-    ws = await asyncio.wait_for(ws_connect(URL, max_size=None), TIMEOUT_S)
+    options = {"max_size": None}
+    context = tls_context()
+    if context is not None:
+        options["ssl"] = context
+    ws = await asyncio.wait_for(ws_connect(URL, **options), TIMEOUT_S)
+    if context is not None:
+        tls = ws.transport.get_extra_info("ssl_object")
+        check(tls is not None, f"[{name}] a wss:// connection without TLS")
+        print(f"[{name}] tls: {tls.version()}")
     c = Conn(name, ws)
     w = await c.expect("Welcome", Opcode.Welcome)
     check(w.receiver_id is not None, f"[{name}] Welcome has no receiver_id: {w!r}")

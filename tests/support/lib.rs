@@ -2,6 +2,7 @@
 //! clients, and speak raw WebSocket when a test needs to send malformed input.
 
 pub mod http;
+pub mod tls;
 
 use std::fmt::Debug;
 use std::future::Future;

@@ -64,6 +64,7 @@ pub struct MainArgs {
     pub state: Vec<Expr>,
     pub config: Option<Expr>,
     pub router: Option<Expr>,
+    pub tls: Option<Expr>,
 }
 
 mod message;

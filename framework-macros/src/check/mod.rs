@@ -434,12 +434,13 @@ fn listen(cx: &Ctxt, expr: Expr) -> Option<Listen> {
     }
 }
 
-/// `main!(websocket = P, service = P, state = EXPR, config = EXPR, router = EXPR)`.
+/// `main!(websocket = P, service = P, state = EXPR, config = EXPR, router = EXPR,
+/// tls = EXPR)`.
 pub fn main_args(cx: &Ctxt, args: &KeyValues) -> MainArgs {
     let keys = known_keys(
         cx,
         &args.metas,
-        &["websocket", "service", "state", "config", "router"],
+        &["websocket", "service", "state", "config", "router", "tls"],
         "framework::main!",
     );
     let get = |k: &str| keys.get(k).and_then(|m| m.value.clone());
@@ -454,6 +455,7 @@ pub fn main_args(cx: &Ctxt, args: &KeyValues) -> MainArgs {
         state,
         config: get("config"),
         router: get("router"),
+        tls: get("tls"),
     }
 }
 

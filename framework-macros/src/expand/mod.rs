@@ -314,6 +314,10 @@ pub fn main(args: TokenStream) -> TokenStream {
     if let Some(router) = &main.router {
         steps.push(quote!(let app = app.router(#router);));
     }
+    if let Some(tls) = &main.tls {
+        // After `config`, which would replace it.
+        steps.push(quote!(let app = app.tls(#tls);));
+    }
     for (method, listen) in [
         (quote!(run_websocket_service), &main.websocket),
         (quote!(run_service), &main.service),

@@ -93,6 +93,7 @@ pub struct AppHandle {
     pub(super) draining: CancellationToken,
     pub(super) tracker: TaskTracker,
     pub(super) accept_loops: Vec<tokio::task::JoinHandle<()>>,
+    pub(super) tls: Option<std::sync::Arc<crate::services::tls::Tls>>,
 }
 
 impl AppHandle {
@@ -130,6 +131,29 @@ impl AppHandle {
     /// The running node (publish from the server, counters, sessions).
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// Loads the TLS certificate and key again from their files (as SIGHUP and a
+    /// change of the files do): new handshakes get the new certificate, open
+    /// connections keep theirs. `Ok(false)` when the app serves no TLS; on an
+    /// error the certificate in use stays.
+    ///
+    /// ```no_run
+    /// # async fn f(handle: framework::AppHandle) {
+    /// match handle.reload_tls().await {
+    ///     Ok(true) => println!("new certificate in use"),
+    ///     Ok(false) => println!("no TLS configured"),
+    ///     Err(e) => eprintln!("kept the old certificate: {e}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn reload_tls(&self) -> Result<bool, AppError> {
+        let Some(tls) = &self.tls else {
+            return Ok(false);
+        };
+        tls.reload_counted(&self.node, "AppHandle::reload_tls")
+            .map(|()| true)
+            .map_err(AppError::Tls)
     }
 
     /// Whether shutdown has begun.

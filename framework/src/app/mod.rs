@@ -5,6 +5,7 @@ mod handle;
 pub(crate) mod logging;
 mod main;
 
+pub use crate::services::tls::TlsError;
 pub use handle::AppHandle;
 use handle::{bind_all, local_addrs, ShutdownSignals};
 #[doc(hidden)]
@@ -141,6 +142,9 @@ pub enum AppError {
     /// Waiting for a shutdown signal failed.
     #[error("cannot wait for a shutdown signal: {0}")]
     Signal(std::io::Error),
+    /// TLS is configured with a certificate or key that does not load.
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[source] crate::services::tls::TlsError),
 }
 
 type BrokerFuture = BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>>;
@@ -264,6 +268,27 @@ impl App {
     /// ```
     pub fn cluster(mut self, cluster: crate::config::ClusterConfig) -> Self {
         self.config.cluster = Some(cluster);
+        self
+    }
+
+    /// Serves TLS on every listener (`wss://`, `https://`), with the certificate
+    /// chain and key of `tls` (see [`TlsConfig`](crate::config::TlsConfig)): sets
+    /// `Config::tls`, so a later [`config`](Self::config) replaces it, and the
+    /// configuration file and `FRAMEWORK_TLS_*` variables of a `main!` app
+    /// override it.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), framework::app::AppError> {
+    /// use framework::config::TlsConfig;
+    /// let node = framework::App::new()
+    ///     .tls(TlsConfig::new("/etc/framework/fullchain.pem", "/etc/framework/key.pem"))
+    ///     .run_service(8443)
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tls(mut self, tls: crate::config::TlsConfig) -> Self {
+        self.config.tls = Some(tls);
         self
     }
 
@@ -773,6 +798,11 @@ impl App {
         // Registration errors first: nothing is bound for an app that cannot run
         // (and the error is the registration's, not a port taken meanwhile).
         self.registration_errors()?;
+        // A certificate that does not load fails start before anything is bound.
+        let tls = match &self.config.tls {
+            Some(config) => Some(crate::services::tls::Tls::new(config).map_err(AppError::Tls)?),
+            None => None,
+        };
         // Bind everything first: a port in use fails start before anything serves.
         let websocket = bind_all(&self.websocket).await?;
         let services = bind_all(&self.services).await?;
@@ -811,33 +841,49 @@ impl App {
                 }
             }));
         }
-        let mut listen = |listener: TcpListener, router: Router| {
+        if let Some(tls) = &tls {
+            let hangup = crate::services::tls::hangup();
+            let watch = tls
+                .clone()
+                .watch(node.clone(), shared.shutdown.clone(), hangup);
+            accept_loops.push(tokio::spawn(watch));
+        }
+        // With TLS, `run_service` offers HTTP/2 (for WebSockets over extended
+        // CONNECT); the WebSocket-only listeners HTTP/1.1 alone.
+        let mut listen = |listener: TcpListener, router: Router, h2: bool| {
+            let acceptor = tls.as_ref().map(|t| t.acceptor(h2));
             accept_loops.push(tokio::spawn(crate::services::accept::serve(
                 listener,
                 router,
                 shared.clone(),
+                acceptor,
             )));
         };
         let websocket_addrs = local_addrs(&websocket);
         let upgrade_only = crate::services::http::upgrade_only(state(protocol.clone()));
         for l in websocket {
-            listen(l, upgrade_only.clone());
+            listen(l, upgrade_only.clone(), false);
         }
         let raw_addrs = local_addrs(&raw);
         for (l, r) in raw.into_iter().zip(&self.raw) {
             let raw_service = Service::Raw(r.handler.0.clone());
-            listen(l, crate::services::http::upgrade_only(state(raw_service)));
+            listen(
+                l,
+                crate::services::http::upgrade_only(state(raw_service)),
+                false,
+            );
         }
         let service_addrs = local_addrs(&services);
         let router = crate::services::http::router(state(protocol), self.router.take());
         for l in services {
-            listen(l, router.clone());
+            listen(l, router.clone(), true);
         }
         tracing::info!(
             node = %node_id,
             websocket = ?websocket_addrs,
             service = ?service_addrs,
             raw = ?raw_addrs,
+            tls = tls.is_some(),
             "serving"
         );
         Ok(AppHandle {
@@ -849,6 +895,7 @@ impl App {
             draining,
             tracker: shared.tracker.clone(),
             accept_loops,
+            tls,
         })
     }
 

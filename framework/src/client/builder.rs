@@ -10,7 +10,8 @@ use super::control::Control;
 use super::reconnect::{ReconnectPolicy, Supervisor};
 use super::{Client, ClientError};
 
-/// Builds a [`Client`] with options: a token, a request timeout, reconnection.
+/// Builds a [`Client`] with options: a token, a request timeout, reconnection,
+/// the certificates a `wss://` server is checked against.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -30,6 +31,19 @@ pub struct ClientBuilder {
     token: Option<String>,
     timeout: Duration,
     reconnect: Option<ReconnectPolicy>,
+    tls: Tls,
+}
+
+/// How a `wss://` server's certificate is checked.
+#[derive(Clone, Default)]
+enum Tls {
+    /// Against the system's root certificates.
+    #[default]
+    System,
+    /// Against these root certificates only (PEM), parsed at connect.
+    Roots(Arc<[u8]>),
+    /// With this configuration.
+    Config(Arc<rustls::ClientConfig>),
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -40,6 +54,14 @@ impl std::fmt::Debug for ClientBuilder {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
             .field("reconnect", &self.reconnect)
+            .field(
+                "tls",
+                &match self.tls {
+                    Tls::System => "system roots",
+                    Tls::Roots(_) => "given roots",
+                    Tls::Config(_) => "given config",
+                },
+            )
             .finish()
     }
 }
@@ -53,7 +75,48 @@ impl ClientBuilder {
             token: None,
             timeout: Duration::from_secs(10),
             reconnect: None,
+            tls: Tls::System,
         }
+    }
+
+    /// Checks a `wss://` server's certificate against the CA certificates in
+    /// `pem` (one or more `-----BEGIN CERTIFICATE-----` blocks) instead of the
+    /// system's roots: for a private CA, or a test's. Read when connecting; PEM
+    /// without a certificate fails `connect` with [`ClientError::Tls`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("ca.pem")?;
+    /// let client = framework::client::Client::builder("wss://chat.internal:8443/")
+    ///     .tls_root_certificates(ca)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tls_root_certificates(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.tls = Tls::Roots(pem.as_ref().into());
+        self
+    }
+
+    /// Connects to `wss://` servers with this rustls configuration (roots, client
+    /// certificates, protocol versions), instead of the system's roots.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use framework::rustls;
+    /// let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// let config = rustls::ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()
+    ///     .unwrap()
+    ///     .with_root_certificates(rustls::RootCertStore::empty())
+    ///     .with_no_client_auth();
+    /// let builder = framework::client::Client::builder("wss://127.0.0.1:8443/")
+    ///     .tls_config(Arc::new(config));
+    /// # let _ = builder;
+    /// ```
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Tls::Config(config);
+        self
     }
 
     /// Presents `token` in the `Authorization: Bearer` header of the upgrade (of
@@ -82,9 +145,14 @@ impl ClientBuilder {
     /// failure is returned.
     pub async fn connect(self) -> Result<Client, ClientError> {
         let request = upgrade_request(&self.url, self.token.as_deref())?;
+        let tls = match &self.tls {
+            Tls::System => None,
+            Tls::Roots(pem) => Some(config_with_roots(pem)?),
+            Tls::Config(config) => Some(config.clone()),
+        };
         let (events_tx, events) = mpsc::unbounded_channel();
         let tracking = Arc::new(Tracking::default());
-        let opened = open(request, tracking.clone(), events_tx.clone()).await?;
+        let opened = open(request, tls.clone(), tracking.clone(), events_tx.clone()).await?;
         let reconnecting = self.reconnect.is_some();
         let ctl = Arc::new(Control::new(
             &opened,
@@ -98,6 +166,7 @@ impl ClientBuilder {
                 let supervisor = Supervisor {
                     ctl: ctl.clone(),
                     url: self.url,
+                    tls,
                     policy,
                     events_tx,
                 };
@@ -110,4 +179,28 @@ impl ClientBuilder {
             events: tokio::sync::Mutex::new(events),
         })
     }
+}
+
+/// A client configuration trusting only the CA certificates in `pem`.
+fn config_with_roots(pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| ClientError::Tls(format!("root certificates: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| ClientError::Tls(format!("root certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(ClientError::Tls(
+            "no certificate in the root certificates' PEM".into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }

@@ -186,13 +186,18 @@ pub(super) struct Opened {
 /// reader hands deliveries to `events_tx` and keeps `tracking` up to date.
 pub(super) async fn open(
     request: tungstenite::handshake::client::Request,
+    tls: Option<Arc<rustls::ClientConfig>>,
     tracking: Arc<Tracking>,
     events_tx: mpsc::UnboundedSender<Frame>,
 ) -> Result<Opened, ClientError> {
     let config = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(64 << 20))
         .max_frame_size(Some(64 << 20));
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+    // `wss://` without a configuration of ours: the system's root certificates.
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let (ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
+            .await?;
     let (mut sink, mut stream) = ws.split();
     let limits = DecodeLimits::for_max_size(64 << 20);
 

@@ -90,6 +90,9 @@ pub enum ClientError {
     /// No answer within the request timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// The TLS options cannot be used (e.g. root certificates that are not PEM).
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// A connected protocol client. Methods take `&self`; the client can be shared.
@@ -170,7 +173,7 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let (events_tx, events) = mpsc::unbounded_channel();
         let tracking = Arc::new(Tracking::default());
-        let opened = open(request, tracking.clone(), events_tx).await?;
+        let opened = open(request, None, tracking.clone(), events_tx).await?;
         let ctl = Control::new(&opened, tracking, Duration::from_secs(10), false, None);
         Ok(Client {
             ctl: Arc::new(ctl),

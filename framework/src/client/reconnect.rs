@@ -157,6 +157,9 @@ pub enum ConnectionEvent {
 pub(super) struct Supervisor {
     pub(super) ctl: Arc<Control>,
     pub(super) url: String,
+    /// The TLS configuration every connection is made with (`None`: the system's
+    /// roots, for `wss://`).
+    pub(super) tls: Option<Arc<rustls::ClientConfig>>,
     pub(super) policy: ReconnectPolicy,
     /// Keeps the delivery stream open between connections.
     pub(super) events_tx: mpsc::UnboundedSender<Frame>,
@@ -210,7 +213,13 @@ impl Supervisor {
     async fn reconnect(&self, attempts: u32) -> Result<oneshot::Receiver<()>, ClientError> {
         let token = self.ctl.token.lock().clone();
         let request = upgrade_request(&self.url, token.as_deref())?;
-        let opened = open(request, self.ctl.tracking.clone(), self.events_tx.clone()).await?;
+        let opened = open(
+            request,
+            self.tls.clone(),
+            self.ctl.tracking.clone(),
+            self.events_tx.clone(),
+        )
+        .await?;
         let link = opened.link;
         let timeout = self.ctl.timeout();
         let channels: Vec<(String, Option<StreamPosition>)> = self

@@ -15,6 +15,7 @@ mod cluster;
 mod proxy;
 mod quota;
 mod sources;
+mod tls;
 
 pub use access::{Access, ChannelRule, Grant, Permissions};
 pub use auth::{AuthConfig, KeyConfig};
@@ -23,6 +24,7 @@ pub use cluster::ClusterConfig;
 pub use proxy::{ForwardedHeader, IpCidr};
 pub use quota::{default_quotas, glob_match, OpcodeRef, QuotaRule, QuotaScope, Rate};
 pub use sources::{ConfigError, ListenSpec, Settings, ENV_PREFIX};
+pub use tls::TlsConfig;
 
 /// Default maximum size of one WebSocket message: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
@@ -76,7 +78,9 @@ pub struct Config {
     pub max_held_bytes_per_ip: usize,
     /// Time a connection has to send its request head (the upgrade request, or any
     /// HTTP request), and the time the `on_connect` hooks have to decide (past it
-    /// the upgrade is answered 503).
+    /// the upgrade is answered 503). With TLS, the handshake has this time too
+    /// (before the request head's), and an HTTP/2 connection on which no stream
+    /// opened for this long is sent GOAWAY.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// A session that sends nothing (not even a WebSocket ping) for this long is closed.
@@ -179,6 +183,10 @@ pub struct Config {
     /// How `main!` writes its logs to stderr: `text` (one readable line per
     /// event) or `json` (one JSON object per line, for log collectors).
     pub log_format: LogFormat,
+    /// TLS on every listener (see [`TlsConfig`]); `None`: plain `ws://` and
+    /// `http://`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 /// How `main!` writes its logs (`log_format`).
@@ -236,6 +244,7 @@ impl Default for Config {
             forwarded_header: ForwardedHeader::default(),
             proxy_protocol: false,
             log_format: LogFormat::Text,
+            tls: None,
         }
     }
 }

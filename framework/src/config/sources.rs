@@ -168,6 +168,7 @@ const CONFIG_KEYS: &[&str] = &[
     "forwarded_header",
     "proxy_protocol",
     "log_format",
+    "tls",
 ];
 
 /// Environment variables as a figment provider: `FRAMEWORK_IDLE_TIMEOUT=30s` is
@@ -192,6 +193,8 @@ impl EnvVars {
                     format!("auth.{field}")
                 } else if let Some(field) = key.strip_prefix("cluster_") {
                     format!("cluster.{field}")
+                } else if let Some(field) = key.strip_prefix("tls_") {
+                    format!("tls.{field}")
                 } else {
                     key
                 };
@@ -538,6 +541,59 @@ mod tests {
             let result = Settings::default().load_from(None, env(&[(name, value)]));
             assert!(result.is_err(), "{name}={value} must be refused");
         }
+    }
+
+    #[test]
+    fn tls_from_a_file_and_the_environment() {
+        let dir = std::env::temp_dir().join(format!("framework-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("app.toml");
+        std::fs::write(
+            &file,
+            "[tls]\ncert_file = \"/etc/chain.pem\"\nkey_file = \"/etc/key.pem\"\n",
+        )
+        .unwrap();
+        let s = Settings::default()
+            .load_from(Some(&file), env(&[("FRAMEWORK_TLS_RELOAD_INTERVAL", "0s")]))
+            .unwrap();
+        let tls = s.config.tls.expect("[tls] configured");
+        assert_eq!(tls.cert_file, Path::new("/etc/chain.pem"));
+        assert_eq!(tls.key_file, Path::new("/etc/key.pem"));
+        assert_eq!(tls.reload_interval, Duration::ZERO, "from the environment");
+        // The environment alone, over the code's.
+        let code = Settings {
+            config: Config {
+                tls: Some(super::super::TlsConfig::new("a.pem", "b.pem")),
+                ..Config::default()
+            },
+            ..Settings::default()
+        };
+        let s = code
+            .load_from(None, env(&[("FRAMEWORK_TLS_CERT_FILE", "/run/c.pem")]))
+            .unwrap();
+        let tls = s.config.tls.unwrap();
+        assert_eq!(tls.cert_file, Path::new("/run/c.pem"));
+        assert_eq!(tls.key_file, Path::new("b.pem"));
+        // A cert without a key, or a typo, is an error.
+        for bad in [
+            vec![("FRAMEWORK_TLS_CERT_FILE", "/run/c.pem")],
+            vec![
+                ("FRAMEWORK_TLS_CERT_FILE", "c"),
+                ("FRAMEWORK_TLS_KEY_FILE", "k"),
+                ("FRAMEWORK_TLS_KEYFILE", "k"),
+            ],
+            vec![
+                ("FRAMEWORK_TLS_CERT_FILE", "c"),
+                ("FRAMEWORK_TLS_KEY_FILE", "k"),
+                ("FRAMEWORK_TLS_RELOAD_INTERVAL", "often"),
+            ],
+        ] {
+            assert!(
+                Settings::default().load_from(None, env(&bad)).is_err(),
+                "{bad:?}"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

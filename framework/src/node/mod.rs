@@ -94,6 +94,12 @@ pub struct NodeMetrics {
     pub handshakes_refused: AtomicU64,
     /// Failed `accept` calls (e.g. out of file descriptors); the listener backs off.
     pub accept_errors: AtomicU64,
+    /// TLS handshakes that failed or timed out (with `[tls]`).
+    pub tls_handshake_failures: AtomicU64,
+    /// Certificates reloaded (SIGHUP, changed files, `AppHandle::reload_tls`).
+    pub tls_reloads: AtomicU64,
+    /// Reloads that failed (the certificate in use stayed).
+    pub tls_reload_failures: AtomicU64,
     /// Binary messages received, decodable or not.
     pub frames_in: AtomicU64,
     /// Decoded protocol frames received, by opcode.
@@ -144,6 +150,9 @@ impl Default for NodeMetrics {
             oversized_closes: AtomicU64::new(0),
             handshakes_refused: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
+            tls_reloads: AtomicU64::new(0),
+            tls_reload_failures: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
             received: OpcodeCounters::default(),
             sent: OpcodeCounters::default(),

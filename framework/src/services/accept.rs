@@ -1,24 +1,26 @@
 //! The one accept loop of every listener. Each TCP connection, in a task of its
 //! own, learns who its client is (a trusted proxy's PROXY header, see
 //! [`proxy`](super::proxy)), takes a per-IP slot and is served as HTTP/1 by
-//! hyper, with a deadline on the request head;
+//! hyper, with a deadline on the request head (with TLS: after its handshake;
+//! HTTP/2 when ALPN chose it);
 //! WebSocket upgrades go to the listener's service, other requests to its routes.
 //! Accept failures (out of file descriptors, above all) back off exponentially
 //! instead of spinning, and the loop serves again once descriptors are free.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
 use super::limits::ConnSlot;
+use super::proxy::Peer;
 use super::Shared;
 
 /// What every request of a connection carries in its extensions.
@@ -34,14 +36,24 @@ pub(crate) struct ConnInfo {
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// Streams one HTTP/2 connection may have open at once (hyper's default, made
+/// explicit): requests and WebSockets together.
+const MAX_H2_STREAMS: u32 = 200;
+
 /// Errors that mean the process or system is out of a resource: waiting helps.
 fn is_exhaustion(e: &io::Error) -> bool {
     // EMFILE 24, ENFILE 23, ENOBUFS 105, ENOMEM 12 (Linux values).
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
-/// Accepts connections until shutdown, serving each with `router`.
-pub(crate) async fn serve(listener: TcpListener, router: Router, shared: Arc<Shared>) {
+/// Accepts connections until shutdown, serving each with `router`, over TLS
+/// when the listener has an acceptor.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut backoff = BACKOFF_MIN;
     let mut failures: u64 = 0;
     loop {
@@ -80,63 +92,232 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, shared: Arc<Sha
             backoff = BACKOFF_MIN;
         }
         let _ = tcp.set_nodelay(true);
-        let shutdown = shared.shutdown.clone();
-        let config = shared.node.config();
-        let (header_timeout, drain) = (config.handshake_timeout, config.shutdown_timeout);
-        let router = router.clone();
-        let conn_shared = shared.clone();
-        shared.tracker.spawn(async move {
-            let mut tcp = tcp;
-            // The client: the peer, or whom its PROXY header names. Over a
-            // connection limit, every request on the connection is answered
-            // with the refusal and the connection closed: never left hanging.
-            let admitted = tokio::select! {
-                _ = shutdown.cancelled() => None,
-                peer = super::proxy::admit(&conn_shared, &mut tcp, peer) => peer,
-            };
-            let Some(peer) = admitted else { return };
-            drop(conn_shared);
-            let keep_alive = peer.keep_alive();
-            let service = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    let answer = match peer.request(req.headers()) {
-                        Ok(info) => {
-                            let slot = info.slot.clone();
-                            req.extensions_mut().insert(info);
-                            Ok((router.clone().oneshot(req.map(Body::new)), slot))
-                        }
-                        Err(refused) => Err(super::http::refused(refused)),
-                    };
-                    async move {
-                        match answer {
-                            // The request's slot is held until it is answered.
-                            Ok((routed, _slot)) => routed.await,
-                            Err(response) => Ok(response),
-                        }
-                    }
-                },
-            );
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .keep_alive(keep_alive);
-            let conn = builder
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "http connection ended");
-                    }
+        // The connection's own task learns who the client is (a PROXY header
+        // is read there, never in this loop), then serves it; a TLS connection
+        // gets a task of its own kind, so a plain connection's stays small.
+        match &tls {
+            None => shared
+                .tracker
+                .spawn(serve_plain(tcp, peer, router.clone(), shared.clone())),
+            Some(acceptor) => shared.tracker.spawn(serve_tls(
+                acceptor.clone(),
+                tcp,
+                peer,
+                router.clone(),
+                shared.clone(),
+            )),
+        };
+    }
+}
+
+/// Who the connection's client is (see [`proxy::admit`](super::proxy::admit));
+/// `None` when the connection ends first (or the app shuts down).
+async fn admit(shared: &Arc<Shared>, tcp: &mut TcpStream, peer: SocketAddr) -> Option<Peer> {
+    tokio::select! {
+        _ = shared.shutdown.cancelled() => None,
+        peer = super::proxy::admit(shared, tcp, peer) => peer,
+    }
+}
+
+/// What answers the requests of a connection: the listener's routes, each
+/// request admitted for its client (over a connection limit, every request is
+/// answered with the refusal and the connection closed: never left hanging).
+struct Answer {
+    router: Router,
+    peer: Peer,
+}
+
+impl Answer {
+    fn into_service(
+        self,
+    ) -> impl hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl std::future::Future<
+            Output = Result<axum::response::Response, std::convert::Infallible>,
+        > + Send,
+    > + Clone
+           + Send
+           + 'static {
+        let this = Arc::new(self);
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let answer = match this.peer.request(req.headers()) {
+                Ok(info) => {
+                    let slot = info.slot.clone();
+                    req.extensions_mut().insert(info);
+                    Ok((this.router.clone().oneshot(req.map(Body::new)), slot))
                 }
-                _ = shutdown.cancelled() => {
-                    // Requests in flight finish (bounded); idle connections close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(drain, conn).await;
+                Err(refused) => Err(super::http::refused(refused)),
+            };
+            async move {
+                match answer {
+                    // The request's slot is held until it is answered.
+                    Ok((routed, _slot)) => routed.await,
+                    Err(response) => Ok(response),
                 }
             }
-        });
+        })
+    }
+}
+
+/// A plain connection: its client, then HTTP/1.
+async fn serve_plain(mut tcp: TcpStream, peer: SocketAddr, router: Router, shared: Arc<Shared>) {
+    let Some(peer) = admit(&shared, &mut tcp, peer).await else {
+        return;
+    };
+    let config = shared.node.config();
+    let (shutdown, header_timeout, drain) = (
+        shared.shutdown.clone(),
+        config.handshake_timeout,
+        config.shutdown_timeout,
+    );
+    drop(shared);
+    serve_http1(
+        TokioIo::new(tcp),
+        Answer { router, peer },
+        shutdown,
+        header_timeout,
+        drain,
+    )
+    .await
+}
+
+/// Serves one connection as HTTP/1 (with upgrades), with a deadline on each
+/// request head, until it ends or the app shuts down.
+async fn serve_http1<I>(
+    io: I,
+    answer: Answer,
+    shutdown: tokio_util::sync::CancellationToken,
+    header_timeout: Duration,
+    drain: Duration,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let keep_alive = answer.peer.keep_alive();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(keep_alive);
+    let conn = builder
+        .serve_connection(io, answer.into_service())
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "http connection ended");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            // Requests in flight finish (bounded); idle connections close.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(drain, conn).await;
+        }
+    }
+}
+
+/// A TLS connection: its client (a PROXY header comes before the TLS
+/// handshake), the handshake (within `handshake_timeout`), then HTTP/2 when
+/// ALPN chose it (only `run_service` offers it), else HTTP/1.
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    shared: Arc<Shared>,
+) {
+    let Some(client) = admit(&shared, &mut tcp, peer).await else {
+        return;
+    };
+    let timeout = shared.node.config().handshake_timeout;
+    let Some(stream) = super::tls::handshake(&acceptor, tcp, timeout, &shared.node, peer).await
+    else {
+        return;
+    };
+    drop(acceptor);
+    let answer = Answer {
+        router,
+        peer: client,
+    };
+    if super::tls::is_h2(&stream) {
+        serve_http2(TokioIo::new(stream), answer, shared).await
+    } else {
+        let config = shared.node.config();
+        let (shutdown, header_timeout, drain) = (
+            shared.shutdown.clone(),
+            config.handshake_timeout,
+            config.shutdown_timeout,
+        );
+        drop(shared);
+        serve_http1(
+            TokioIo::new(stream),
+            answer,
+            shutdown,
+            header_timeout,
+            drain,
+        )
+        .await
+    }
+}
+
+/// Serves one HTTP/2 connection: requests and WebSockets (RFC 8441 extended
+/// CONNECT) as streams. The peer is pinged every `ping_interval` (closed when it
+/// does not answer within `pong_timeout`), and a connection on which no stream
+/// opened for `handshake_timeout` is sent GOAWAY, as an idle HTTP/1 connection is
+/// closed; the streams still open (WebSockets) go on to their end.
+async fn serve_http2<I>(io: I, answer: Answer, shared: Arc<Shared>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let shutdown = shared.shutdown.clone();
+    let config = shared.node.config();
+    let (idle, drain) = (config.handshake_timeout, config.shutdown_timeout);
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_concurrent_streams(MAX_H2_STREAMS);
+    if !config.ping_interval.is_zero() {
+        builder
+            .keep_alive_interval(config.ping_interval)
+            .keep_alive_timeout(config.pong_timeout);
+    }
+    drop(shared);
+    let opened = Arc::new(AtomicU64::new(0));
+    let service = {
+        let (inner, opened) = (answer.into_service(), opened.clone());
+        hyper::service::service_fn(move |req| {
+            opened.fetch_add(1, Relaxed);
+            hyper::service::Service::call(&inner, req)
+        })
+    };
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut seen = 0;
+    let mut going_away = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "http/2 connection ended");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(idle), if !going_away => {
+                let now = opened.load(Relaxed);
+                if now == seen {
+                    conn.as_mut().graceful_shutdown();
+                    going_away = true;
+                }
+                seen = now;
+            }
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(drain, conn).await;
+                return;
+            }
+        }
     }
 }

@@ -19,10 +19,10 @@ use crate::dispatch::hooks::{Handshake, Refusal};
 use crate::dispatch::Hooks;
 use crate::node::Node;
 
-/// What a connection was admitted with: its per-IP slot and the values the
-/// `on_connect` hooks attached.
+/// What a connection was admitted with: its `Sec-WebSocket-Key` (none on
+/// HTTP/2, RFC 8441) and the values the `on_connect` hooks attached.
 pub(crate) struct Admitted {
-    pub(crate) key: HeaderValue,
+    pub(crate) key: Option<HeaderValue>,
     pub(crate) extensions: http::Extensions,
 }
 
@@ -127,7 +127,12 @@ impl Admission {
         peer: SocketAddr,
         hooks: bool,
     ) -> Result<Admitted, Refused> {
-        let key = websocket_key(&parts.headers)?;
+        let key = if parts.version == http::Version::HTTP_2 {
+            extended_connect(&parts)?;
+            None
+        } else {
+            Some(websocket_key(&parts.headers)?)
+        };
         if !self.origin_allowed(&parts.headers) {
             return Err(Refused::new(StatusCode::FORBIDDEN, "origin not allowed"));
         }
@@ -232,6 +237,32 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
             .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
             .unwrap_or(false)
     })
+}
+
+/// An HTTP/2 WebSocket (RFC 8441 §4, §5): an extended `CONNECT` with the
+/// `:protocol` pseudo-header `websocket`, and version 13.
+fn extended_connect(parts: &http::request::Parts) -> Result<(), Refused> {
+    let protocol = parts.extensions.get::<hyper::ext::Protocol>();
+    if parts.method != http::Method::CONNECT
+        || !protocol.is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+    {
+        return Err(Refused::new(
+            StatusCode::BAD_REQUEST,
+            "expected an extended CONNECT with :protocol websocket (RFC 8441)",
+        ));
+    }
+    if parts
+        .headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return Err(
+            Refused::new(StatusCode::BAD_REQUEST, "unsupported WebSocket version")
+                .with_header(header::SEC_WEBSOCKET_VERSION, "13"),
+        );
+    }
+    Ok(())
 }
 
 /// The RFC 6455 handshake headers: an upgrade to `websocket`, version 13, and a

@@ -54,7 +54,8 @@ pub(crate) fn router(state: HttpState, user: Option<Router>) -> Router {
         .route("/api/broadcast", post(api_broadcast))
         .route("/api/history", post(api_history))
         .route("/api/presence", post(api_presence))
-        .route(&ws_path, get(upgrade))
+        // GET: the HTTP/1.1 upgrade; CONNECT: HTTP/2's extended CONNECT.
+        .route(&ws_path, get(upgrade).connect(upgrade))
         .with_state(state);
     match user {
         Some(user) => builtin.merge(user),
@@ -475,7 +476,9 @@ pub(crate) fn refused(r: Refused) -> Response {
     response
 }
 
-/// The RFC 6455 server handshake over hyper's upgrade, after admission.
+/// The WebSocket handshake over hyper's upgrade, after admission: RFC 6455 on
+/// HTTP/1.1 (`101 Switching Protocols`), RFC 8441 on HTTP/2 (an extended
+/// `CONNECT` answered `200`, the WebSocket then running on that stream).
 async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
     let Some(info) = req.extensions().get::<ConnInfo>().cloned() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -484,6 +487,7 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
     let peer = info.peer;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _) = req.into_parts();
+    let h2 = parts.version == http::Version::HTTP_2;
     let admitted = shared
         .admission
         .admit(parts, peer, state.service.runs_hooks())
@@ -492,10 +496,22 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         Ok(a) => a,
         Err(r) => return refused(r),
     };
+    let slot = if h2 {
+        // One HTTP/2 connection carries many streams: each WebSocket on it counts
+        // against the connection limits as a connection of its own.
+        match shared.admission.slot(peer.ip()) {
+            Ok(slot) => match Arc::try_unwrap(slot) {
+                Ok(slot) => slot,
+                Err(slot) => slot.duplicate(),
+            },
+            Err(r) => return refused(r),
+        }
+    } else {
+        // The session's own per-IP slot (the connection's goes with hyper's task).
+        info.slot.duplicate()
+    };
     let service = state.service;
     let session_shared = shared.clone();
-    // The session's own per-IP slot (the connection's goes with hyper's task).
-    let slot = info.slot.duplicate();
     shared.tracker.spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -511,8 +527,10 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         let conn = super::new_connection(&session_shared.node, peer, _slot.charge());
         let (tcp, read_ahead) = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => (parts.io.into_inner(), parts.read_buf),
-            Err(_) => {
-                tracing::error!("an upgraded connection is not the TCP stream it was served on");
+            Err(upgraded) => {
+                // TLS or HTTP/2: boxed, so a plain session's task stays its size.
+                let session = other_transport(upgraded, conn, service, session_shared, extensions);
+                Box::pin(session).await;
                 return;
             }
         };
@@ -531,6 +549,10 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         let session = service.serve(stream, write, conn, &session_shared, extensions);
         session.await;
     });
+    let Some(key) = key else {
+        // RFC 8441 §5: the extended CONNECT is answered 200, no key is derived.
+        return StatusCode::OK.into_response();
+    };
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
@@ -541,6 +563,67 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     response
+}
+
+/// The session of an upgrade that is not a plain TCP stream: TLS over TCP
+/// (HTTP/1.1), or hyper's stream of an HTTP/2 connection. Either is split with
+/// `tokio::io::split`: the session reads one half, its writer writes the other.
+async fn other_transport(
+    upgraded: hyper::upgrade::Upgraded,
+    conn: crate::session::Connection,
+    service: Service,
+    shared: Arc<Shared>,
+    extensions: http::Extensions,
+) {
+    type Tls = tokio_rustls::server::TlsStream<TcpStream>;
+    match upgraded.downcast::<TokioIo<Tls>>() {
+        Ok(parts) => {
+            let (read, write) = tokio::io::split(parts.io.into_inner());
+            run_session(
+                read,
+                write,
+                parts.read_buf,
+                conn,
+                service,
+                &shared,
+                extensions,
+            )
+            .await
+        }
+        Err(upgraded) => {
+            // HTTP/2: hyper reads the stream's DATA frames; nothing was read ahead.
+            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+            let nothing = bytes::Bytes::new();
+            run_session(read, write, nothing, conn, service, &shared, extensions).await
+        }
+    }
+}
+
+/// Runs the session of an upgraded stream split into `read` and `write`, after
+/// `read_ahead` (what hyper read past the request head).
+async fn run_session<R, W>(
+    read: R,
+    write: W,
+    read_ahead: bytes::Bytes,
+    conn: crate::session::Connection,
+    service: Service,
+    shared: &Arc<Shared>,
+    extensions: http::Extensions,
+) where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let config = shared.node.config();
+    let stream = FrameReader::new(
+        read,
+        &read_ahead,
+        conn.clone(),
+        config.read_buffer_size,
+        config.max_message_size,
+    );
+    drop(read_ahead);
+    let session = service.serve(stream, write, conn, shared, extensions);
+    session.await;
 }
 
 #[cfg(test)]

@@ -183,6 +183,25 @@ pub(crate) fn render(node: &Node) -> prometheus::Result<String> {
         "Failed accepts (e.g. out of file descriptors); the listener backs off.",
         m.accept_errors.load(Relaxed),
     )?;
+    if node.config().tls.is_some() {
+        counter(
+            &r,
+            "framework_tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out.",
+            m.tls_handshake_failures.load(Relaxed),
+        )?;
+        by_label(
+            &r,
+            "framework_tls_reloads_total",
+            "Certificate reloads, by outcome (a failed one keeps the certificate in use).",
+            "outcome",
+            [
+                ("ok", m.tls_reloads.load(Relaxed)),
+                ("failed", m.tls_reload_failures.load(Relaxed)),
+            ]
+            .into_iter(),
+        )?;
+    }
     let received: Vec<_> = m.received.slots().collect();
     by_label(
         &r,

@@ -12,6 +12,7 @@ pub(crate) mod metrics;
 pub(crate) mod protocol;
 pub(crate) mod proxy;
 pub(crate) mod raw;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 // target/debug/ts-server) as a child process and reads its addresses. The server
 // stops when its standard input closes, so it never outlives the test process.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -33,12 +33,14 @@ export function serverBinary(): string {
 }
 
 export interface Server {
-  /** `ws://127.0.0.1:port/` of run_websocket_service. */
+  /** `ws://127.0.0.1:port/` of run_websocket_service (`wss://` with TLS). */
   wsUrl: string;
-  /** `ws://127.0.0.1:port/ws` of run_service. */
+  /** `ws://127.0.0.1:port/ws` of run_service (`wss://` with TLS). */
   serviceWsUrl: string;
-  /** `http://127.0.0.1:port` of run_service (the HTTP API). */
+  /** `http://127.0.0.1:port` of run_service (the HTTP API; `https://` with TLS). */
   httpUrl: string;
+  /** With `TS_SERVER_TLS=1`: the PEM of the CA that signed the server's certificate. */
+  ca?: string;
   /** Publishes through the server's HTTP API (emitter: the nil UUID). */
   apiPublish(channel: string, text: string): Promise<{ ok: boolean; offset?: number; epoch?: string }>;
   stop(): Promise<void>;
@@ -58,7 +60,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
     stderr = (stderr + d.toString()).slice(-4000);
   });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
-  const addrs = await new Promise<{ websocket: string; service: string }>((res, rej) => {
+  const addrs = await new Promise<{ websocket: string; service: string; ca?: string }>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`ts-server did not start within 30 s\n${stderr}`)), 30_000);
     const lines = createInterface({ input: child.stdout });
     lines.on('line', (line) => {
@@ -77,11 +79,13 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
       rej(new Error(`ts-server exited (${code}) before serving\n${stderr}`));
     });
   });
-  const httpUrl = `http://${addrs.service}`;
+  const tls = addrs.ca !== undefined;
+  const httpUrl = `${tls ? 'https' : 'http'}://${addrs.service}`;
   return {
-    wsUrl: `ws://${addrs.websocket}/`,
-    serviceWsUrl: `ws://${addrs.service}/ws`,
+    wsUrl: `${tls ? 'wss' : 'ws'}://${addrs.websocket}/`,
+    serviceWsUrl: `${tls ? 'wss' : 'ws'}://${addrs.service}/ws`,
     httpUrl,
+    ca: tls ? readFileSync(addrs.ca!, 'utf8') : undefined,
     async apiPublish(channel, text) {
       const r = await fetch(`${httpUrl}/api/publish`, {
         method: 'POST',

@@ -15,6 +15,7 @@ mod every_key {
         state = super::Greeting("hello"),
         config = framework::Config::default(),
         router = routes(),
+        tls = framework::config::TlsConfig::new("fullchain.pem", "key.pem"),
     );
 }
 
