@@ -99,6 +99,69 @@ async fn https_get(addr: SocketAddr, ca: &TestCa, path: &str) -> (u16, String) {
     )
 }
 
+/// Behind a layer-4 balancer that terminates nothing: the balancer's PROXY
+/// header comes first, in the clear, then the client's own TLS handshake; the
+/// session sees the client the header names, and a header from an untrusted
+/// peer is never taken for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_header_before_the_tls_handshake_names_the_client() {
+    let dir = temp_dir("tls-proxy");
+    let ca = TestCa::new("proxy CA");
+    let server = App::new()
+        .config(Config {
+            trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+            proxy_protocol: true,
+            ..Config::default()
+        })
+        .tls(ca.write_server_files(&dir.0))
+        .register_custom_handler(200, |conn: framework::session::Connection| {
+            conn.peer_addr().to_string().into_bytes()
+        })
+        .run_websocket_service(any_port())
+        .start()
+        .await
+        .expect("a TLS server starts");
+    let addr = server.websocket_addr();
+    // The session's address, through `tcp` with `prefix` written first.
+    let address = |tcp: TcpStream, prefix: &'static [u8]| {
+        let ca = &ca;
+        async move {
+            let mut tcp = tcp;
+            tokio::io::AsyncWriteExt::write_all(&mut tcp, prefix)
+                .await
+                .unwrap();
+            let connector = tokio_rustls::TlsConnector::from(ca.client_config(&[b"http/1.1"]));
+            let name = framework::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let tls = connector.connect(name, tcp).await?;
+            let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://{addr}/"), tls)
+                .await
+                .map_err(std::io::Error::other)?;
+            let request = FrameFields::new(200).encode();
+            ws.send(Message::Binary(request.into())).await.unwrap();
+            loop {
+                let Some(Ok(Message::Binary(bytes))) = ws.next().await else {
+                    return Err(std::io::Error::other("no reply"));
+                };
+                let frame = Frame::decode(bytes, &DecodeLimits::default()).expect("a frame");
+                if frame.opcode() == 200 {
+                    return Ok(String::from_utf8_lossy(&frame.payload()).into_owned());
+                }
+            }
+        }
+    };
+    let v1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 51000 443\r\n";
+    let proxied = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(address(proxied, v1).await.unwrap(), "203.0.113.7:51000");
+    // From an untrusted address the same bytes are no PROXY header: the TLS
+    // handshake fails on them, and nobody is served as 203.0.113.7.
+    let direct = framework_tests::tcp_from("127.0.0.2", addr).await;
+    assert!(address(direct, v1).await.is_err());
+    // Without a header, the trusted peer is refused before any TLS.
+    let bare = TcpStream::connect(addr).await.unwrap();
+    assert!(address(bare, b"").await.is_err());
+    server.shutdown().await;
+}
+
 fn tls_failures(handle: &AppHandle) -> u64 {
     handle.node().metrics().tls_handshake_failures.load(Relaxed)
 }
