@@ -137,7 +137,7 @@ async fn a_proxy_header_before_the_tls_handshake_names_the_client() {
                 .await
                 .map_err(std::io::Error::other)?;
             let request = FrameFields::new(200).encode();
-            ws.send(Message::Binary(request.into())).await.unwrap();
+            ws.send(Message::Binary(request)).await.unwrap();
             loop {
                 let Some(Ok(Message::Binary(bytes))) = ws.next().await else {
                     return Err(std::io::Error::other("no reply"));
