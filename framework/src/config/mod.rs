@@ -115,9 +115,11 @@ pub struct Config {
     /// that does not fit is read straight into a buffer of its own size, in large
     /// reads, so large messages do not need a larger value.
     pub read_buffer_size: usize,
-    /// Bytes gathered before the writer writes to the socket mid-batch.
+    /// Bytes gathered before the writer writes to the socket mid-batch (small
+    /// frames are copied together; a payload over 1 KiB is written from where it
+    /// is, never copied).
     pub write_buffer_size: usize,
-    /// Frames the writer takes from the queue before flushing once.
+    /// Frames the writer puts in one `writev` at most.
     pub max_batch_frames: usize,
     /// Browser origins allowed to upgrade (exact match of the `Origin` header).
     /// Empty: every origin. Requests without `Origin` (non-browser clients) are

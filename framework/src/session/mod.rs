@@ -1,6 +1,8 @@
-//! Layer 2: sessions. One reader and one writer task per connection; the writer
-//! drains a byte-bounded queue of pre-encoded frames and batches them into few
-//! syscalls.
+//! Layer 2: sessions. One reader and one writer task per connection, sharing a
+//! byte-bounded queue of pre-encoded frames. The reader writes what its own
+//! messages queued before it waits for the next (when the socket takes it at
+//! once); the writer task drains everything else (deliveries from other
+//! sessions, what a blocked socket did not take) in batches of few syscalls.
 
 pub(crate) mod budget;
 mod connection;
