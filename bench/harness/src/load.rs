@@ -840,7 +840,7 @@ async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
         .unwrap_or(result.throughput * args.lat_fraction);
     fan.mode.set(Mode::Rate(rate / args.conns as f64));
     shared
-        .watch(Duration::from_millis(500).max(args.warmup / 2))
+        .watch((args.warmup / 2).max(Duration::from_millis(50)))
         .await?;
     let received_c = |m: &[SocketAddr]| {
         let c = m.get(2).copied();
@@ -1191,13 +1191,15 @@ async fn subscriber(
 
 async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<()> {
     use std::io::Write as _;
-    // Sockudo publishes through its HTTP API (the same port), the others over a
-    // WebSocket.
-    let (mut conn, mut http) = if a.spec.proto == Proto::Pusher {
-        (None, Some(pusher::HttpConn::connect(a.addr).await?))
+    // Sockudo publishes through its HTTP API (the same port; a connection per
+    // request, as it closes each after answering), the others over a WebSocket.
+    let pusher = a.spec.proto == Proto::Pusher;
+    let mut conn = if pusher {
+        None
     } else {
-        (Some(open(&a.spec, a.addr, 16 * 1024).await?), None)
+        Some(open(&a.spec, a.addr, 16 * 1024).await?)
     };
+    let mut requests: std::collections::VecDeque<pusher::HttpConn> = Default::default();
     // Framework: a pre-encoded Publish frame whose payload is patched in place
     // (cluster: a second one on the channel only node B's subscribers joined).
     let publish_on = |channel: &str| -> anyhow::Result<(Vec<u8>, usize)> {
@@ -1247,12 +1249,17 @@ async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<(
         fanout_payload(&mut payload, seq, shared.realtime());
         let p = std::str::from_utf8(&payload).expect("ASCII payload");
         msg.clear();
-        if let Some(http) = http.as_mut() {
-            // Pipelined on one keep-alive connection; each response is checked.
+        if pusher {
+            // Each response is checked as it arrives, without waiting for it.
             let ts = shared.realtime() / 1_000_000_000;
             pusher::publish_request(&mut msg, a.addr, channel, p, ts);
+            let mut http = pusher::HttpConn::connect(a.addr).await?;
             http.send(&msg).await?;
-            http.discard_available()?;
+            requests.push_back(http);
+            for http in requests.iter_mut() {
+                http.discard_available()?;
+            }
+            requests.retain(|h| !h.done());
         } else if let Some(conn) = conn.as_mut() {
             match a.spec.proto {
                 Proto::Framework => {

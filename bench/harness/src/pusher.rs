@@ -1,7 +1,9 @@
 //! What the load generator needs to drive Sockudo, a Pusher channels server: the
 //! protocol's JSON events over WebSocket, and publishing through its HTTP API
-//! (`POST /apps/{id}/events`, signed as Pusher's server libraries sign it) on one
-//! keep-alive connection with requests pipelined.
+//! (`POST /apps/{id}/events`, signed as Pusher's server libraries sign it). Sockudo
+//! answers every API request with `Connection: close` (its router adds the header
+//! "to prevent idle HTTP connection buildup"), so each publish is a connection of
+//! its own.
 
 use std::io;
 use std::net::SocketAddr;
@@ -85,14 +87,14 @@ pub fn publish_request(out: &mut Vec<u8>, host: SocketAddr, channel: &str, data:
     );
 }
 
-/// One keep-alive HTTP/1.1 connection whose requests are pipelined: written
-/// without waiting, their responses read as they arrive and checked (200).
+/// An HTTP/1.1 connection: requests written without waiting, their responses
+/// read as they arrive and checked (200).
 pub struct HttpConn {
     stream: TcpStream,
     buf: Vec<u8>,
     end: usize,
-    /// Responses read so far.
-    pub answered: u64,
+    sent: u64,
+    answered: u64,
 }
 
 impl HttpConn {
@@ -101,27 +103,38 @@ impl HttpConn {
         stream.set_nodelay(true)?;
         Ok(HttpConn {
             stream,
-            buf: vec![0; 16 * 1024],
+            buf: vec![0; 4 * 1024],
             end: 0,
+            sent: 0,
             answered: 0,
         })
     }
 
     pub async fn send(&mut self, request: &[u8]) -> io::Result<()> {
+        self.sent += 1;
         self.stream.write_all(request).await
     }
 
+    /// Every request sent was answered.
+    pub fn done(&self) -> bool {
+        self.answered == self.sent
+    }
+
     /// Reads whatever has arrived without waiting and checks every complete
-    /// response: a status other than 200 is an error.
+    /// response: a status other than 200 is an error, and so is the connection
+    /// closed before every request was answered.
     pub fn discard_available(&mut self) -> io::Result<()> {
         loop {
             self.parse()?;
+            if self.done() {
+                return Ok(());
+            }
             if self.end == self.buf.len() {
                 let grown = self.buf.len() * 2;
                 self.buf.resize(grown, 0);
             }
             match self.stream.try_read(&mut self.buf[self.end..]) {
-                Ok(0) => return Err(err("the HTTP API closed the connection")),
+                Ok(0) => return Err(err("the HTTP API closed the connection before answering")),
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
