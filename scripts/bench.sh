@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Benchmarks the framework side by side with its peers and writes BENCHMARKS.md.
 #
-#   bash scripts/bench.sh            full run: release build, then every scenario,
-#                                    3 rounds (about 9 minutes after the build)
+#   bash scripts/bench.sh            full run: release build (and Sockudo's, below),
+#                                    then every scenario, 3 rounds (about 15 minutes
+#                                    after the builds)
 #   bash scripts/bench.sh --smoke    every server and scenario for a fraction of a
 #                                    second, one round (CI: checks that the harness
 #                                    runs, not how fast); writes target/bench-smoke.md,
 #                                    never BENCHMARKS.md; exits non-zero on any failure
 #
-# Other options go to the runner: --rounds N, --only echo,rpc,fanout,idle,cluster,recovery,
-# --time-scale X (longer or shorter windows), --out FILE, --logs DIR.
-# BENCH_PROFILE=release|dev picks the build (default: release for a full run, dev for
-# --smoke, which then reuses what `cargo test` compiled).
+# Other options go to the runner: --rounds N, --only echo,echo64k,rpc,fanout,fanout10k,
+# idle,storm,cluster,recovery, --time-scale X (longer or shorter windows), --out FILE,
+# --logs DIR. BENCH_PROFILE=release|dev picks the build (default: release for a full
+# run, dev for --smoke, which then reuses what `cargo test` compiled).
 #
 # Servers run pinned to CPU 0 and the load generator to CPU 1 (taskset, when there
 # are two CPUs). Run the full mode on a quiet machine: anything else on those cores
@@ -20,15 +21,33 @@
 # The cluster scenario runs its engines itself (Debian's redis-server and
 # nats-server, each started per run on a free loopback port and killed after it);
 # they are installed with apt-get when missing, as scripts/test.sh does.
+#
+# Sockudo (crate `sockudo`, a Pusher-protocol server, a program of its own) is a peer
+# in fanout, fanout10k, idle and storm. A full run builds it first, once, with the
+# fewest features (`cargo install --locked --no-default-features --features local`,
+# into target/sockudo; its build needs protoc and protobuf's well-known types:
+# Debian's protobuf-compiler and libprotobuf-dev, installed when missing), and a
+# failed build is reported in BENCHMARKS.md with its error. The smoke run never
+# builds it (a release build of many minutes): it runs Sockudo when
+# target/sockudo/bin/sockudo is there and says it skipped it otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+smoke=false
+for arg in "$@"; do
+  if [ "$arg" = "--smoke" ]; then smoke=true; fi
+done
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nats-server >/dev/null || missing+=(nats-server)
+if ! $smoke; then
+  command -v protoc >/dev/null || missing+=(protobuf-compiler)
+  [ -f /usr/include/google/protobuf/timestamp.proto ] || missing+=(libprotobuf-dev)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
-  command -v apt-get >/dev/null || { echo "bench.sh: the cluster scenario needs ${missing[*]}: install them" >&2; exit 1; }
+  command -v apt-get >/dev/null || { echo "bench.sh: the benchmark needs ${missing[*]}: install them" >&2; exit 1; }
   echo "bench.sh: installing ${missing[*]} with apt-get" >&2
   apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q)
   as_root "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >&2 \
@@ -36,10 +55,23 @@ if [ ${#missing[@]} -gt 0 ]; then
     || { echo "bench.sh: apt-get install ${missing[*]} failed" >&2; exit 1; }
 fi
 
-smoke=false
-for arg in "$@"; do
-  if [ "$arg" = "--smoke" ]; then smoke=true; fi
-done
+# Sockudo: the version the harness speaks to, built once (cargo install does
+# nothing when this version is already installed with these features).
+sockudo_version=5.2.0
+if ! $smoke; then
+  mkdir -p target/sockudo
+  rm -f target/sockudo/build-error.txt
+  echo "bench.sh: building Sockudo $sockudo_version (cargo install, first time: many minutes)" >&2
+  if ! CARGO_TARGET_DIR=target/sockudo-build cargo install --locked --root target/sockudo \
+      --no-default-features --features local "sockudo@$sockudo_version" \
+      >target/sockudo/build.log 2>&1; then
+    # The runner reports this in BENCHMARKS.md and runs the other servers.
+    { echo "cargo install --locked --no-default-features --features local sockudo@$sockudo_version failed ($(rustc --version)):"
+      grep -iE 'error|could not find|requires rustc' target/sockudo/build.log | head -n 20
+    } >target/sockudo/build-error.txt
+    echo "bench.sh: the Sockudo build failed, see target/sockudo/build.log" >&2
+  fi
+fi
 if $smoke; then profile=${BENCH_PROFILE:-dev}; else profile=${BENCH_PROFILE:-release}; fi
 
 case "$profile" in

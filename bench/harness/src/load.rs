@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
+use crate::pusher;
 use crate::spec::{
     fanout_payload, parse_fanout_payload, AddRequest, AddResponse, Proto, Scenario, ServerSpec,
     ADD_OPCODE, CHANNEL, FANOUT_PAYLOAD, HISTORY_SIZE, RECOVERY_PREFIX, SOLO_CHANNEL,
@@ -47,19 +48,21 @@ pub struct LoadArgs {
     pub metrics: Vec<SocketAddr>,
     /// Cluster: the engine process (redis-server, nats-server).
     pub engine_pid: Option<u32>,
-    /// Connections (echo, rpc, idle) or subscribers (fanout, cluster).
+    /// Connections (echo, rpc, idle, storm) or subscribers (fanout, cluster).
     pub conns: usize,
     pub warmup: Duration,
     /// Measurement window (fanout: the peak phase).
     pub secs: Duration,
     /// Fanout: the fixed-rate latency phase.
     pub lat_secs: Duration,
-    /// Fanout: publishes in flight during the peak phase.
+    /// Fanout: publishes in flight during the peak phase; storm: connections
+    /// being opened at once.
     pub window: usize,
-    /// Fanout: the latency phase's rate as a fraction of the peak (the scenario: 0.5).
+    /// Fanout: the latency phase's rate as a fraction of the peak, when no
+    /// `lat_rate` is given.
     pub lat_fraction: f64,
-    /// Cluster: the latency phase's rate in deliveries per second, the same for
-    /// every variant (instead of `lat_fraction` of each one's peak).
+    /// Fanout and cluster: the latency phase's rate in deliveries per second,
+    /// the same for every server (instead of `lat_fraction` of each one's peak).
     pub lat_rate: Option<f64>,
     /// Cluster: the phase publishing on a channel only node B's subscribers joined.
     pub quiet_secs: Duration,
@@ -160,6 +163,20 @@ pub struct LoadResult {
     /// Recovery: milliseconds the publisher took to publish the missed
     /// publications and get every `Ack` (the upper median over the repetitions).
     pub publish_ms: Option<f64>,
+    /// Storm: the server was killed and started again on its port; milliseconds
+    /// from the first connection lost to every client connected (and past the
+    /// protocol's opening) again.
+    pub reconnect_ms: Option<f64>,
+    /// Storm: milliseconds from the new server listening to every client back.
+    pub reconnect_up_ms: Option<f64>,
+    /// Storm: milliseconds from the first connection lost to the new server
+    /// listening (the restart itself).
+    pub restart_ms: Option<f64>,
+    /// Storm: connection attempts after the restart, and how many failed.
+    pub reconnect_attempts: Option<u64>,
+    pub reconnect_failed: Option<u64>,
+    /// Storm: CPU seconds of the new server from its start to every client back.
+    pub reconnect_server_cpu_s: Option<f64>,
 }
 
 impl LoadResult {
@@ -190,9 +207,10 @@ pub fn main(args: LoadArgs) -> anyhow::Result<()> {
 
 async fn run(args: LoadArgs) -> anyhow::Result<LoadResult> {
     match args.scenario {
-        Scenario::Echo | Scenario::Rpc => closed_loop(args).await,
-        Scenario::Fanout | Scenario::Cluster => fanout(args).await,
+        Scenario::Echo | Scenario::Echo64k | Scenario::Rpc => closed_loop(args).await,
+        Scenario::Fanout | Scenario::Fanout10k | Scenario::Cluster => fanout(args).await,
         Scenario::Idle => idle(args).await,
+        Scenario::Storm => storm(args).await,
         Scenario::Recovery => recovery(args).await,
     }
 }
@@ -402,6 +420,15 @@ async fn open(spec: &ServerSpec, addr: SocketAddr, buf: usize) -> std::io::Resul
                     }
                 }
             }
+            Proto::Pusher => {
+                let (_, r) = pusher::recv(&mut conn).await?;
+                if !pusher::is_event(conn.slice(r.clone()), "pusher:connection_established") {
+                    let first = String::from_utf8_lossy(conn.slice(r)).into_owned();
+                    return Err(io_err(format!(
+                        "the first event is not pusher:connection_established: {first}"
+                    )));
+                }
+            }
             Proto::Raw | Proto::Floor | Proto::JsonRpc => {}
         }
         Ok(conn)
@@ -420,6 +447,21 @@ async fn sio_recv(conn: &mut WsConn) -> std::io::Result<(u8, std::ops::Range<usi
             continue;
         }
         return Ok((op, r));
+    }
+}
+
+/// Reads until the connection fails (answering pings: WebSocket, Engine.IO,
+/// Pusher) and returns why.
+async fn hold(conn: &mut WsConn, proto: Proto) -> std::io::Error {
+    loop {
+        let got = match proto {
+            Proto::SocketIo => sio_recv(conn).await.map(drop),
+            Proto::Pusher => pusher::recv(conn).await.map(drop),
+            _ => conn.recv_range().await.map(drop),
+        };
+        if let Err(e) = got {
+            return e;
+        }
     }
 }
 
@@ -495,17 +537,18 @@ async fn closed_loop(args: LoadArgs) -> anyhow::Result<LoadResult> {
         let (a, template) = (a.clone(), template.clone());
         async move {
             let permit = gate.acquire().await.map_err(io_err)?;
-            let mut conn = open(&a.spec, a.addr, 16 * 1024).await?;
+            // Echo: room for a whole echoed message (64 KiB in echo64k).
+            let mut conn = open(&a.spec, a.addr, (16 * 1024).max(a.size + 16)).await?;
             drop(permit);
             shared.ready.set(shared.ready.get() + 1);
             match (a.scenario, a.spec.proto) {
-                (Scenario::Echo, _) => echo_loop(&mut conn, &shared, a.size).await,
+                (s, _) if s.is_echo() => echo_loop(&mut conn, &shared, a.size).await,
                 (_, Proto::Framework | Proto::Floor) => {
                     fb_rpc_loop(&mut conn, &shared, &template, i as u64).await
                 }
                 (_, Proto::JsonRpc) => json_rpc_loop(&mut conn, &shared, i as i64).await,
                 (_, Proto::SocketIo) => sio_rpc_loop(&mut conn, &shared, i as i64).await,
-                (_, Proto::Raw) => Err(io_err("no rpc over a raw server")),
+                (_, Proto::Raw | Proto::Pusher) => Err(io_err("no rpc on this server")),
             }
         }
     });
@@ -758,9 +801,9 @@ async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
             }
         });
     }
-    shared
-        .wait_ready(args.conns, Duration::from_secs(60))
-        .await?;
+    // 10,000 subscribers take a while to connect and subscribe.
+    let limit = Duration::from_secs(60.max(args.conns as u64 / 100));
+    shared.wait_ready(args.conns, limit).await?;
     {
         let (a, fan, s) = (a.clone(), fan.clone(), shared.clone());
         tokio::task::spawn_local(async move {
@@ -790,14 +833,28 @@ async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
         bail!("no delivery in the peak window");
     }
 
-    // Latency at half the peak (`lat_fraction`), or at the scenario's fixed rate,
+    // Latency at the scenario's fixed rate (or at `lat_fraction` of the peak),
     // open loop.
     let rate = args
         .lat_rate
         .unwrap_or(result.throughput * args.lat_fraction);
     fan.mode.set(Mode::Rate(rate / args.conns as f64));
+    // The peak's publishes still in flight (16 × 10,000 deliveries in fanout10k)
+    // are delivered first: a server draining them would otherwise be measured
+    // above the fixed rate, with their queueing as its latency.
+    let in_flight = fan.published.get();
+    let end = Instant::now() + Duration::from_secs(60);
+    while fan.done.get() < in_flight {
+        if Instant::now() >= end {
+            bail!(
+                "the peak's publishes were not all delivered 60 s after it ({} of {in_flight})",
+                fan.done.get()
+            );
+        }
+        shared.watch(Duration::from_millis(10)).await?;
+    }
     shared
-        .watch(Duration::from_millis(500).max(args.warmup / 2))
+        .watch((args.warmup / 2).max(Duration::from_millis(50)))
         .await?;
     let received_c = |m: &[SocketAddr]| {
         let c = m.get(2).copied();
@@ -1033,6 +1090,18 @@ async fn subscribe(
                 return Err(io_err(String::from_utf8_lossy(f.payload)));
             }
         }
+        Proto::Pusher => {
+            conn.send(TEXT, pusher::subscribe_event(channel).as_bytes())
+                .await?;
+            let (_, r) = pusher::recv(conn).await?;
+            let p = conn.slice(r);
+            if !pusher::is_event(p, "pusher_internal:subscription_succeeded") {
+                return Err(io_err(format!(
+                    "pusher:subscribe answered with {}",
+                    String::from_utf8_lossy(p)
+                )));
+            }
+        }
         Proto::Raw | Proto::Floor => return Err(io_err("no fanout on this server")),
     }
     Ok(())
@@ -1057,6 +1126,12 @@ fn delivery_payload(proto: Proto, p: &[u8]) -> Option<(&[u8], u64)> {
             let at = find_bytes(p, br#""result":""#)? + 10;
             Some((p.get(at..at + FANOUT_PAYLOAD)?, 0))
         }
+        Proto::Pusher => {
+            if !pusher::is_event(p, "msg") {
+                return None;
+            }
+            Some((pusher::data(p, FANOUT_PAYLOAD)?, 0))
+        }
         Proto::Raw | Proto::Floor => None,
     }
 }
@@ -1070,10 +1145,10 @@ async fn subscriber(
     // The offset of the last delivery of the main channel (0: none yet).
     let mut last_offset = 0u64;
     while !shared.stop.get() {
-        let (_, r) = if proto == Proto::SocketIo {
-            sio_recv(conn).await?
-        } else {
-            conn.recv_range().await?
+        let (_, r) = match proto {
+            Proto::SocketIo => sio_recv(conn).await?,
+            Proto::Pusher => pusher::recv(conn).await?,
+            _ => conn.recv_range().await?,
         };
         let now = shared.realtime();
         let rx = conn.last_rx_ns().unwrap_or(now);
@@ -1130,7 +1205,15 @@ async fn subscriber(
 
 async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let mut conn = open(&a.spec, a.addr, 16 * 1024).await?;
+    // Sockudo publishes through its HTTP API (the same port; a connection per
+    // request, as it closes each after answering), the others over a WebSocket.
+    let pusher = a.spec.proto == Proto::Pusher;
+    let mut conn = if pusher {
+        None
+    } else {
+        Some(open(&a.spec, a.addr, 16 * 1024).await?)
+    };
+    let mut requests: std::collections::VecDeque<pusher::HttpConn> = Default::default();
     // Framework: a pre-encoded Publish frame whose payload is patched in place
     // (cluster: a second one on the channel only node B's subscribers joined).
     let publish_on = |channel: &str| -> anyhow::Result<(Vec<u8>, usize)> {
@@ -1168,39 +1251,52 @@ async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<(
         if fan.halt.get() {
             continue;
         }
-        let (template, at) = if fan.solo.get() {
+        let (template, at, channel) = if fan.solo.get() {
             if fan.solo_from.get() == u64::MAX {
                 fan.solo_from.set(seq);
             }
-            (&solo.0, solo.1)
+            (&solo.0, solo.1, SOLO_CHANNEL)
         } else {
-            (&main.0, main.1)
+            (&main.0, main.1, CHANNEL)
         };
         fan.ring.borrow_mut()[seq as usize % RING] = 0;
         fanout_payload(&mut payload, seq, shared.realtime());
         let p = std::str::from_utf8(&payload).expect("ASCII payload");
         msg.clear();
-        match a.spec.proto {
-            Proto::Framework => {
-                msg.extend_from_slice(template);
-                msg[at..at + FANOUT_PAYLOAD].copy_from_slice(&payload);
-                conn.send(BINARY, &msg).await?;
+        if pusher {
+            // Each response is checked as it arrives, without waiting for it.
+            let ts = shared.realtime() / 1_000_000_000;
+            pusher::publish_request(&mut msg, a.addr, channel, p, ts);
+            let mut http = pusher::HttpConn::connect(a.addr).await?;
+            http.send(&msg).await?;
+            requests.push_back(http);
+            for http in requests.iter_mut() {
+                http.discard_available()?;
             }
-            Proto::SocketIo => {
-                write!(msg, r#"42["publish","{p}"]"#)?;
-                conn.send(TEXT, &msg).await?;
+            requests.retain(|h| !h.done());
+        } else if let Some(conn) = conn.as_mut() {
+            match a.spec.proto {
+                Proto::Framework => {
+                    msg.extend_from_slice(template);
+                    msg[at..at + FANOUT_PAYLOAD].copy_from_slice(&payload);
+                    conn.send(BINARY, &msg).await?;
+                }
+                Proto::SocketIo => {
+                    write!(msg, r#"42["publish","{p}"]"#)?;
+                    conn.send(TEXT, &msg).await?;
+                }
+                Proto::JsonRpc => {
+                    write!(
+                        msg,
+                        r#"{{"jsonrpc":"2.0","id":{seq},"method":"publish","params":["{p}"]}}"#
+                    )?;
+                    conn.send(TEXT, &msg).await?;
+                }
+                Proto::Raw | Proto::Floor | Proto::Pusher => bail!("no fanout on this server"),
             }
-            Proto::JsonRpc => {
-                write!(
-                    msg,
-                    r#"{{"jsonrpc":"2.0","id":{seq},"method":"publish","params":["{p}"]}}"#
-                )?;
-                conn.send(TEXT, &msg).await?;
-            }
-            Proto::Raw | Proto::Floor => bail!("no fanout on this server"),
+            // Responses (JSON-RPC results, pings) are read and dropped as they come.
+            conn.discard_available()?;
         }
-        // Responses (JSON-RPC results, pings) are read and dropped as they come.
-        conn.discard_available()?;
         seq += 1;
         fan.published.set(seq);
     }
@@ -1585,14 +1681,8 @@ async fn idle(args: LoadArgs) -> anyhow::Result<LoadResult> {
             let mut conn = open(&a.spec, a.addr, 1024).await?;
             drop(permit);
             shared.ready.set(shared.ready.get() + 1);
-            // Hold the connection; answer pings (WebSocket and Engine.IO).
-            loop {
-                if a.spec.proto == Proto::SocketIo {
-                    sio_recv(&mut conn).await?;
-                } else {
-                    conn.recv_range().await?;
-                }
-            }
+            // Hold the connection; answer pings (WebSocket, Engine.IO, Pusher).
+            Err(hold(&mut conn, a.spec.proto).await)
         }
     });
     let t = Instant::now();
@@ -1618,6 +1708,161 @@ async fn idle(args: LoadArgs) -> anyhow::Result<LoadResult> {
         client_cpu: 0.0,
         ..LoadResult::default()
     })
+}
+
+// ---------------------------------------------------------------- storm
+
+/// What the clients of the storm scenario share.
+#[derive(Default)]
+struct StormState {
+    /// The server is being restarted: a lost connection is reconnected.
+    restarting: Cell<bool>,
+    /// When the first connection was lost after the restart began.
+    first_lost: Cell<Option<Instant>>,
+    /// Clients connected again (past the protocol's opening) after the restart.
+    back: Cell<usize>,
+    /// Connection attempts after the restart, and the failed ones.
+    attempts: Cell<u64>,
+    failed: Cell<u64>,
+    /// The last failure of an attempt (reported when not every client came back).
+    last_error: RefCell<Option<String>>,
+}
+
+/// One client of the storm: connects (at most `window` clients connecting at
+/// once), holds the connection; once the server is restarted, reconnects as
+/// the framework's client does (`ReconnectPolicy::default()`: 250 ms doubling
+/// up to 10 s, up to half of each wait taken off at random) until it is back.
+async fn storm_client(
+    a: Rc<LoadArgs>,
+    shared: Rc<Shared>,
+    st: Rc<StormState>,
+    gate: Rc<Semaphore>,
+) -> std::io::Result<()> {
+    let policy = framework::client::ReconnectPolicy::default();
+    let mut conn = {
+        let _permit = gate.acquire().await.map_err(io_err)?;
+        let t = Instant::now();
+        let conn = open(&a.spec, a.addr, 1024).await?;
+        shared.record(t.elapsed());
+        conn
+    };
+    shared.ready.set(shared.ready.get() + 1);
+    let e = hold(&mut conn, a.spec.proto).await;
+    if !st.restarting.get() {
+        return Err(e);
+    }
+    drop(conn);
+    if st.first_lost.get().is_none() {
+        st.first_lost.set(Some(Instant::now()));
+    }
+    let mut attempt = 0;
+    let mut conn = loop {
+        tokio::time::sleep(policy.delay(attempt)).await;
+        attempt += 1;
+        st.attempts.set(st.attempts.get() + 1);
+        match open(&a.spec, a.addr, 1024).await {
+            Ok(conn) => break conn,
+            Err(e) => {
+                st.failed.set(st.failed.get() + 1);
+                *st.last_error.borrow_mut() = Some(e.to_string());
+            }
+        }
+    };
+    st.back.set(st.back.get() + 1);
+    Err(hold(&mut conn, a.spec.proto).await)
+}
+
+/// The storm scenario: `conns` clients connect (TCP, upgrade, and the
+/// protocol's opening: `Welcome`, Engine.IO open + Socket.IO connect, Pusher's
+/// `connection_established`), at most `window` at once: connections per second
+/// and the server's CPU per connection. Then it prints `RESTART`: the runner
+/// kills the server, starts it again on the same port and answers `UP <pid>`
+/// on standard input; every client reconnects with backoff and jitter, and the
+/// time until all are back is measured.
+async fn storm(args: LoadArgs) -> anyhow::Result<LoadResult> {
+    use std::io::{BufRead as _, Write as _};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let shared = Shared::new();
+    let st = Rc::new(StormState::default());
+    let a = Rc::new(args.clone());
+    shared.measuring.set(true);
+    let start = snap(0, &args);
+    {
+        let (a, st) = (a.clone(), st.clone());
+        spawn_all(
+            &shared,
+            args.conns,
+            args.window.max(1),
+            move |_, shared, gate| storm_client(a.clone(), shared, st.clone(), gate),
+        );
+    }
+    shared
+        .wait_ready(args.conns, Duration::from_secs(120))
+        .await?;
+    let end = snap(shared.count.get(), &args);
+    shared.measuring.set(false);
+    let mut result = LoadResult {
+        ok: true,
+        ..LoadResult::default()
+    };
+    window(&mut result, &start, &end);
+    percentiles(&mut result, &shared.hist.borrow());
+    // Every connection stays open a moment (a server that drops some fails).
+    shared.watch(args.warmup).await?;
+
+    // The restart.
+    st.restarting.set(true);
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "RESTART")?;
+        out.flush()?;
+    }
+    let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .map_err(|_| anyhow!("the runner did not restart the server within 60 s"))?
+        .context("the runner closed the load generator's input")?;
+    let up_at = Instant::now();
+    let pid: u32 = line
+        .strip_prefix("UP ")
+        .and_then(|p| p.trim().parse().ok())
+        .with_context(|| format!("expected `UP <pid>` from the runner, got {line:?}"))?;
+    let limit = up_at + Duration::from_secs(120);
+    while st.back.get() < args.conns {
+        shared.check()?;
+        if Instant::now() >= limit {
+            bail!(
+                "{} of {} clients were back 120 s after the restart ({} attempts, {} failed; last: {})",
+                st.back.get(),
+                args.conns,
+                st.attempts.get(),
+                st.failed.get(),
+                st.last_error.borrow().as_deref().unwrap_or("—")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let done = Instant::now();
+    let lost = st
+        .first_lost
+        .get()
+        .context("no connection was lost when the server was killed")?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    result.reconnect_ms = Some(ms(done - lost));
+    result.reconnect_up_ms = Some(ms(done - up_at));
+    result.restart_ms = Some(ms(up_at.saturating_duration_since(lost)));
+    result.reconnect_attempts = Some(st.attempts.get());
+    result.reconnect_failed = Some(st.failed.get());
+    result.reconnect_server_cpu_s = sys::cpu_time(pid).map(|d| d.as_secs_f64());
+    shared.stop.set(true);
+    Ok(result)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! that writes `BENCHMARKS.md`. One binary, three roles:
 //!
 //! ```text
-//! framework-bench run [--smoke] [--rounds N] [--only echo,rpc,fanout,idle,cluster,recovery]
+//! framework-bench run [--smoke] [--rounds N] [--only echo,echo64k,rpc,fanout,fanout10k,idle,storm,cluster,recovery]
 //!                     [--out BENCHMARKS.md] [--logs DIR] [--time-scale X]
 //! framework-bench server --server KIND --scenario S [--port P] [--cluster URL]
 //! framework-bench load --server KIND --scenario S --port P [--server-pid PID[,PID..]]
@@ -16,6 +16,7 @@
 //! `scripts/bench.sh` builds it in release mode and calls `run`.
 
 mod load;
+mod pusher;
 mod runner;
 mod servers;
 mod spec;
@@ -32,7 +33,7 @@ use anyhow::{bail, Context as _};
 use spec::Scenario;
 
 const USAGE: &str = "usage:
-  framework-bench run [--smoke] [--rounds N] [--only echo,rpc,fanout,idle,cluster,recovery]
+  framework-bench run [--smoke] [--rounds N] [--only echo,echo64k,rpc,fanout,fanout10k,idle,storm,cluster,recovery]
                       [--out BENCHMARKS.md] [--logs DIR] [--time-scale X]
   framework-bench server --server KIND --scenario S [--port P] [--cluster URL]
   framework-bench load --server KIND --scenario S --port P [--server-pid PID[,PID..]]
@@ -188,7 +189,7 @@ fn main() -> anyhow::Result<()> {
         "list" => {
             for s in Scenario::ALL {
                 for spec in spec::servers(s) {
-                    println!("{:<8} {:<18} {}", s.name(), spec.kind, spec.label);
+                    println!("{:<10} {:<18} {}", s.name(), spec.kind, spec.label);
                 }
             }
             Ok(())

@@ -33,6 +33,13 @@ pub fn main(
     if crate::spec::find(scenario, kind).is_none() {
         bail!("scenario {} has no server {kind:?}", scenario.name());
     }
+    if crate::spec::is_external(kind) {
+        bail!("{kind} is a program of its own: the runner starts it");
+    }
+    if kind == "sockudo-ws" {
+        // Its README: calibrate the clock before the runtime is built.
+        sockudo_ws::init_clock();
+    }
     let multi_node = matches!(scenario, Scenario::Cluster | Scenario::Recovery);
     if multi_node && (cluster.is_some() != Engine::of(kind).is_some()) {
         bail!("a cluster node over an engine needs --cluster URL, one alone none");
@@ -54,6 +61,7 @@ pub fn main(
             }
             (_, "tokio-tungstenite") => tungstenite_echo(addr).await,
             (_, "fastwebsockets") => fastwebsockets_echo(addr).await,
+            (_, "sockudo-ws") => sockudo_ws_echo(addr).await,
             (_, "axum") => axum_echo(addr).await,
             (_, "floor") => floor(addr).await,
             (_, "jsonrpsee") => jsonrpsee_server(addr).await,
@@ -106,7 +114,7 @@ async fn framework_server(scenario: Scenario, kind: &str, addr: SocketAddr) -> a
         ..framework::Config::default()
     };
     let app = framework::App::new().config(config);
-    let raw = scenario == Scenario::Echo || kind == "framework-raw";
+    let raw = scenario.is_echo() || kind == "framework-raw";
     let handle = if raw {
         app.run_raw_websocket_service(addr, raw_echo)
             .start()
@@ -301,6 +309,56 @@ async fn fastwebsockets_echo(addr: SocketAddr) -> anyhow::Result<()> {
                 .with_upgrades()
                 .await;
         });
+    }
+}
+
+// ---------------------------------------------------------------- sockudo-ws
+
+/// sockudo-ws' own `simple_echo` example: its handshake helpers on the TCP
+/// stream, then `WebSocketStream::server` with the default `Config` and the
+/// Stream + Sink API.
+async fn sockudo_ws_echo(addr: SocketAddr) -> anyhow::Result<()> {
+    use sockudo_ws::handshake::{build_response, generate_accept_key, parse_request};
+    use sockudo_ws::{Config, Message, WebSocketStream};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    async fn handshake(mut stream: TcpStream) -> sockudo_ws::Result<TcpStream> {
+        let mut buf = bytes::BytesMut::with_capacity(4096);
+        loop {
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(sockudo_ws::Error::ConnectionClosed);
+            }
+            if let Some((req, _)) = parse_request(&buf)? {
+                let accept = generate_accept_key(req.key);
+                stream
+                    .write_all(&build_response(&accept, None, None))
+                    .await?;
+                stream.flush().await?;
+                return Ok(stream);
+            }
+        }
+    }
+
+    async fn connection(tcp: TcpStream) -> sockudo_ws::Result<()> {
+        let mut ws = WebSocketStream::server(handshake(tcp).await?, Config::default());
+        while let Some(msg) = ws.next().await {
+            match msg? {
+                Message::Text(t) => ws.send(Message::Text(t)).await?,
+                Message::Binary(b) => ws.send(Message::Binary(b)).await?,
+                Message::Close(_) => break,
+                // Pongs are answered by the stream itself.
+                Message::Ping(_) | Message::Pong(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    let listener = TcpListener::bind(addr).await?;
+    announce(listener.local_addr()?);
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(connection(tcp));
     }
 }
 

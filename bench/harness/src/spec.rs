@@ -4,9 +4,16 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     Echo,
+    /// Echo of 64 KiB messages.
+    Echo64k,
     Rpc,
     Fanout,
+    /// Fan-out to 10,000 subscribers.
+    Fanout10k,
     Idle,
+    /// A connection storm: 10,000 clients connect, then reconnect after the
+    /// server is restarted.
+    Storm,
     /// Cross-node fan-out: the fanout load over three nodes joined through an
     /// engine (Redis, NATS), beside one node with the in-memory broker.
     Cluster,
@@ -17,11 +24,14 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Echo,
+        Scenario::Echo64k,
         Scenario::Rpc,
         Scenario::Fanout,
+        Scenario::Fanout10k,
         Scenario::Idle,
+        Scenario::Storm,
         Scenario::Cluster,
         Scenario::Recovery,
     ];
@@ -29,9 +39,12 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Echo => "echo",
+            Scenario::Echo64k => "echo64k",
             Scenario::Rpc => "rpc",
             Scenario::Fanout => "fanout",
+            Scenario::Fanout10k => "fanout10k",
             Scenario::Idle => "idle",
+            Scenario::Storm => "storm",
             Scenario::Cluster => "cluster",
             Scenario::Recovery => "recovery",
         }
@@ -39,6 +52,16 @@ impl Scenario {
 
     pub fn parse(s: &str) -> Option<Scenario> {
         Scenario::ALL.into_iter().find(|x| x.name() == s)
+    }
+
+    /// Echo scenarios: one message in flight per connection, echoed back.
+    pub fn is_echo(self) -> bool {
+        matches!(self, Scenario::Echo | Scenario::Echo64k)
+    }
+
+    /// Fan-out scenarios on one server: a publisher and many subscribers.
+    pub fn is_fanout(self) -> bool {
+        matches!(self, Scenario::Fanout | Scenario::Fanout10k)
     }
 }
 
@@ -55,6 +78,9 @@ pub enum Proto {
     JsonRpc,
     /// Socket.IO v5 over Engine.IO v4, WebSocket transport only.
     SocketIo,
+    /// The Pusher channels protocol (Sockudo): JSON events over WebSocket,
+    /// `pusher:connection_established` first, publishing through the HTTP API.
+    Pusher,
 }
 
 /// One server of one scenario.
@@ -71,9 +97,19 @@ pub struct ServerSpec {
 
 const SIO_PATH: &str = "/socket.io/?EIO=4&transport=websocket";
 
+/// Sockudo's one app of the benchmark (configured through its environment).
+pub const PUSHER_APP_ID: &str = "bench";
+pub const PUSHER_KEY: &str = "bench-key";
+pub const PUSHER_SECRET: &str = "bench-secret";
+
+/// A Pusher client's upgrade path (`/app/{key}` and the client's query, as
+/// pusher-js sends it).
+const PUSHER_PATH: &str = "/app/bench-key?protocol=7&client=js&version=8.4.0&flash=false";
+
 const fn spec(kind: &'static str, label: &'static str, proto: Proto) -> ServerSpec {
     let path = match proto {
         Proto::SocketIo => SIO_PATH,
+        Proto::Pusher => PUSHER_PATH,
         _ => "/",
     };
     ServerSpec {
@@ -86,10 +122,11 @@ const fn spec(kind: &'static str, label: &'static str, proto: Proto) -> ServerSp
 
 /// The servers of `scenario`, the framework first.
 pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
-    const ECHO: [ServerSpec; 4] = [
+    const ECHO: [ServerSpec; 5] = [
         spec("framework", "framework (raw service)", Proto::Raw),
         spec("tokio-tungstenite", "tokio-tungstenite", Proto::Raw),
         spec("fastwebsockets", "fastwebsockets", Proto::Raw),
+        spec("sockudo-ws", "sockudo-ws", Proto::Raw),
         spec("axum", "axum WebSocket", Proto::Raw),
     ];
     const RPC: [ServerSpec; 4] = [
@@ -108,7 +145,7 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
     ];
     // The history variant right after the plain framework: it is compared with
     // it (history ÷ plain), not with the peers.
-    const FANOUT: [ServerSpec; 4] = [
+    const FANOUT: [ServerSpec; 5] = [
         spec("framework", "framework (Publish)", Proto::Framework),
         spec(
             "framework-history",
@@ -121,8 +158,19 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
             Proto::SocketIo,
         ),
         spec("jsonrpsee", "jsonrpsee (subscriptions)", Proto::JsonRpc),
+        spec("sockudo", "Sockudo (HTTP API publish)", Proto::Pusher),
     ];
-    const IDLE: [ServerSpec; 5] = [
+    const FANOUT10K: [ServerSpec; 4] = [
+        spec("framework", "framework (Publish)", Proto::Framework),
+        spec(
+            "socketioxide",
+            "socketioxide (room broadcast)",
+            Proto::SocketIo,
+        ),
+        spec("jsonrpsee", "jsonrpsee (subscriptions)", Proto::JsonRpc),
+        spec("sockudo", "Sockudo (HTTP API publish)", Proto::Pusher),
+    ];
+    const IDLE: [ServerSpec; 7] = [
         spec(
             "framework",
             "framework (protocol service)",
@@ -134,8 +182,41 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
             "tokio-tungstenite (default settings)",
             Proto::Raw,
         ),
+        spec("sockudo-ws", "sockudo-ws (default settings)", Proto::Raw),
         spec("socketioxide", "socketioxide", Proto::SocketIo),
         spec("jsonrpsee", "jsonrpsee", Proto::JsonRpc),
+        spec("sockudo", "Sockudo", Proto::Pusher),
+    ];
+    // The protocol service (upgrade + Welcome) first: the storm targets compare
+    // it with fastwebsockets' accept + upgrade.
+    const STORM: [ServerSpec; 7] = [
+        spec(
+            "framework",
+            "framework (protocol service: upgrade + Welcome)",
+            Proto::Framework,
+        ),
+        spec(
+            "framework-raw",
+            "framework (raw service: upgrade)",
+            Proto::Raw,
+        ),
+        spec("fastwebsockets", "fastwebsockets (upgrade)", Proto::Raw),
+        spec("sockudo-ws", "sockudo-ws (upgrade)", Proto::Raw),
+        spec(
+            "tokio-tungstenite",
+            "tokio-tungstenite (upgrade)",
+            Proto::Raw,
+        ),
+        spec(
+            "socketioxide",
+            "socketioxide (upgrade + Engine.IO open + connect)",
+            Proto::SocketIo,
+        ),
+        spec(
+            "sockudo",
+            "Sockudo (upgrade + connection_established)",
+            Proto::Pusher,
+        ),
     ];
     // One node with the in-memory broker first: the cluster variants are compared
     // with it. The kind names the engine (`framework`: none).
@@ -163,13 +244,21 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
         ),
     ];
     match scenario {
-        Scenario::Echo => &ECHO,
+        Scenario::Echo | Scenario::Echo64k => &ECHO,
         Scenario::Rpc => &RPC,
         Scenario::Fanout => &FANOUT,
+        Scenario::Fanout10k => &FANOUT10K,
         Scenario::Idle => &IDLE,
+        Scenario::Storm => &STORM,
         Scenario::Cluster => &CLUSTER,
         Scenario::Recovery => &RECOVERY,
     }
+}
+
+/// Servers that are programs of their own, not roles of this harness: the
+/// runner starts them (Sockudo, built by `scripts/bench.sh`).
+pub fn is_external(kind: &str) -> bool {
+    kind == "sockudo"
 }
 
 /// Whether server `kind` keeps history on the benchmark's channels (the
