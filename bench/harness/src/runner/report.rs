@@ -694,7 +694,7 @@ fn method(w: &mut String, args: &RunArgs) {
          first wait 250 ms, doubling up to 10 s, each wait shortened by up to half \
          at random), with no limit on attempts in flight. Measured: the time from \
          the first connection lost to every client back (connected and past the \
-         opening), and from the new server listening to every client back.\n",
+         opening), and from the new server listening to every client back.",
         echo.conns,
         echo.size,
         echo.warmup,
