@@ -166,6 +166,16 @@ async fn serve_plain(mut tcp: TcpStream, peer: SocketAddr, router: Router, share
     let Some(peer) = admit(&shared, &mut tcp, peer).await else {
         return;
     };
+    serve_http1(TokioIo::new(tcp), Answer { router, peer }, shared).await
+}
+
+/// Serves one connection as HTTP/1 (with upgrades), with a deadline on each
+/// request head, until it ends or the app shuts down.
+async fn serve_http1<I>(io: I, answer: Answer, shared: Arc<Shared>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    // Only what serving needs: the connection's task holds no `Shared`.
     let config = shared.node.config();
     let (shutdown, header_timeout, drain) = (
         shared.shutdown.clone(),
@@ -173,27 +183,6 @@ async fn serve_plain(mut tcp: TcpStream, peer: SocketAddr, router: Router, share
         config.shutdown_timeout,
     );
     drop(shared);
-    serve_http1(
-        TokioIo::new(tcp),
-        Answer { router, peer },
-        shutdown,
-        header_timeout,
-        drain,
-    )
-    .await
-}
-
-/// Serves one connection as HTTP/1 (with upgrades), with a deadline on each
-/// request head, until it ends or the app shuts down.
-async fn serve_http1<I>(
-    io: I,
-    answer: Answer,
-    shutdown: tokio_util::sync::CancellationToken,
-    header_timeout: Duration,
-    drain: Duration,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
     let keep_alive = answer.peer.keep_alive();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -244,21 +233,7 @@ async fn serve_tls(
     if super::tls::is_h2(&stream) {
         serve_http2(TokioIo::new(stream), answer, shared).await
     } else {
-        let config = shared.node.config();
-        let (shutdown, header_timeout, drain) = (
-            shared.shutdown.clone(),
-            config.handshake_timeout,
-            config.shutdown_timeout,
-        );
-        drop(shared);
-        serve_http1(
-            TokioIo::new(stream),
-            answer,
-            shutdown,
-            header_timeout,
-            drain,
-        )
-        .await
+        serve_http1(TokioIo::new(stream), answer, shared).await
     }
 }
 

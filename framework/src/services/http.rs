@@ -534,20 +534,17 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
                 return;
             }
         };
-        // Made here, not captured: whatever the task captures stays in its state
-        // for the session's lifetime.
-        let config = session_shared.node.config();
         let (read, write) = tcp.into_split();
-        let stream = FrameReader::new(
+        run_session(
             read,
-            &read_ahead,
-            conn.clone(),
-            config.read_buffer_size,
-            config.max_message_size,
-        );
-        drop(read_ahead);
-        let session = service.serve(stream, write, conn, &session_shared, extensions);
-        session.await;
+            write,
+            read_ahead,
+            conn,
+            service,
+            &session_shared,
+            extensions,
+        )
+        .await;
     });
     let Some(key) = key else {
         // RFC 8441 §5: the extended CONNECT is answered 200, no key is derived.

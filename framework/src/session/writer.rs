@@ -414,9 +414,9 @@ where
     let outbox = &conn.0.outbox;
     // The frames on their way: kept here, not in the batch's future, so an
     // abort in the middle of a frame can finish it before the close frame (a
-    // close after half a frame would garble the stream). Empty, it holds no
-    // allocation.
-    let mut inflight = Frames::new(0);
+    // close after half a frame would garble the stream). Boxed, and only while
+    // a batch is written: an idle writer holds 8 bytes of it.
+    let mut inflight: Option<Box<Frames>> = None;
     // Whether this task has the claim on the socket.
     let mut holding = false;
     loop {
@@ -454,10 +454,17 @@ where
         let step = tokio::select! {
             biased;
             _ = conn.aborted() => break,
-            step = Box::pin(write_batch(&mut w, &conn, batch, config, &mut inflight)) => step,
+            step = Box::pin(write_batch(
+                &mut w,
+                &conn,
+                batch,
+                config,
+                inflight.insert(Box::new(Frames::new(0))),
+            )) => step,
         };
         match step {
             Ok(Step::Continue) => {
+                inflight = None;
                 outbox.release();
                 holding = false;
             }
@@ -470,6 +477,7 @@ where
     while !holding && !outbox.claim() {
         tokio::task::yield_now().await;
     }
+    let mut inflight = inflight.map_or_else(|| Frames::new(0), |frames| *frames);
     // A frame the reader began and could not finish comes first.
     let mut queued = outbox.take();
     if let Some(Outbound::Carried(_)) = queued.front() {
