@@ -6,12 +6,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import WebSocket from 'ws';
 
 import { Client, type ClientInfo, type Message, type SubscribedEvent } from '../../src/index.js';
 import { startProxy, type Proxy } from '../support/proxy.js';
 import { startRedis, type Redis } from '../support/redis.js';
-import { nextEvent, sleep, take } from '../support/tools.js';
+import { nextEvent, sleep, take, Reconnecting } from '../support/tools.js';
 import { startServer, type Server } from '../support/ts-server.js';
 
 const unhandled: unknown[] = [];
@@ -22,7 +21,7 @@ const port = (url: string) => Number(new URL(url).port);
 
 let redis: Redis;
 let nodes: Server[] = [];
-const clients: Client[] = [];
+const pool = new Reconnecting();
 
 before(async () => {
   redis = await startRedis();
@@ -32,21 +31,13 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
+  await pool.closeAll();
   await Promise.all(nodes.map((n) => n.stop()));
   await redis.stop();
   assert.deepEqual(unhandled, [], 'unhandled promise rejections');
 });
 
-function make(url: string): Client {
-  const c = new Client(url, {
-    WebSocket,
-    timeoutMs: 20_000,
-    reconnect: { initialDelayMs: 50, maxDelayMs: 400 },
-  });
-  clients.push(c);
-  return c;
-}
+const make = (url: string): Client => pool.make(url);
 
 /** Polls `check` until it holds (the cluster's state converges within seconds). */
 async function eventually(what: string, check: () => Promise<boolean>, deadlineMs = 20_000): Promise<void> {

@@ -2,11 +2,10 @@
 // a TCP proxy that the test cuts and restores, while another client publishes.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import WebSocket from 'ws';
 
 import { Client, type ClientError, type ReconnectingEvent, type SubscribedEvent } from '../../src/index.js';
 import { startProxy, type Proxy } from '../support/proxy.js';
-import { nextEvent, sleep, take } from '../support/tools.js';
+import { nextEvent, sleep, take, Reconnecting } from '../support/tools.js';
 import { startServer, type Server } from '../support/ts-server.js';
 
 const unhandled: unknown[] = [];
@@ -15,7 +14,7 @@ const text = (d: Uint8Array) => new TextDecoder().decode(d);
 
 let server: Server;
 let proxy: Proxy;
-const clients: Client[] = [];
+const pool = new Reconnecting();
 
 before(async () => {
   server = await startServer();
@@ -23,21 +22,13 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
+  await pool.closeAll();
   await proxy.close();
   await server.stop();
   assert.deepEqual(unhandled, [], 'unhandled promise rejections');
 });
 
-function make(url: string): Client {
-  const c = new Client(url, {
-    WebSocket,
-    timeoutMs: 20_000,
-    reconnect: { initialDelayMs: 50, maxDelayMs: 400 },
-  });
-  clients.push(c);
-  return c;
-}
+const make = (url: string): Client => pool.make(url);
 
 describe('recovery after a lost connection', () => {
   it('replays exactly what was missed, in order, then goes on live', async () => {

