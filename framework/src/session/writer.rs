@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -48,16 +48,28 @@ pub(crate) mod opcode {
 /// Appends the header of a final, unmasked frame of `opcode` carrying `len`
 /// payload bytes.
 pub(crate) fn put_header(out: &mut BytesMut, opcode: u8, len: usize) {
-    out.put_u8(0x80 | opcode);
-    if len < 126 {
-        out.put_u8(len as u8);
+    let (header, n) = header(opcode, len);
+    out.extend_from_slice(&header[..n]);
+}
+
+/// The header of a final, unmasked frame of `opcode` carrying `len` payload
+/// bytes, and its length.
+fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    out[0] = 0x80 | opcode;
+    let n = if len < 126 {
+        out[1] = len as u8;
+        2
     } else if len <= usize::from(u16::MAX) {
-        out.put_u8(126);
-        out.put_u16(len as u16);
+        out[1] = 126;
+        out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
     } else {
-        out.put_u8(127);
-        out.put_u64(len as u64);
-    }
+        out[1] = 127;
+        out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    (out, n)
 }
 
 /// A close frame's payload: the code, then the reason (RFC 6455 §5.5.1), the
@@ -315,6 +327,32 @@ impl<W: AsyncWrite + Unpin + Send> Outlet for Shared<W> {
 /// queue for the writer task.
 fn write_inline<W: AsyncWrite + Unpin>(shared: &Shared<W>, conn: &Connection) {
     let mut batch = conn.0.outbox.take();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut w = shared.0.lock();
+    // The usual case, one reply: its header from the stack beside its own
+    // bytes, nothing allocated. What the socket does not take goes the general
+    // way below, from where it stopped.
+    let mut sent = 0;
+    if let (1, Some(Outbound::Binary(payload) | Outbound::Shared(payload))) =
+        (batch.len(), batch.front())
+    {
+        let (head, n) = header(opcode::BINARY, payload.len());
+        let slices = [IoSlice::new(&head[..n]), IoSlice::new(payload)];
+        if let Poll::Ready(Ok(k)) = Pin::new(&mut *w).poll_write_vectored(&mut cx, &slices) {
+            sent = k;
+        }
+        if sent == n + payload.len() && Pin::new(&mut *w).poll_flush(&mut cx).is_ready() {
+            let len = payload.len();
+            let charged = if let Some(Outbound::Binary(_)) = batch.front() {
+                len
+            } else {
+                0
+            };
+            conn.dequeued(len, charged);
+            conn.metrics().record_out(1, len as u64);
+            return;
+        }
+    }
     let mut carry = Carry {
         frames: Frames::new(batch_bytes(&batch)),
         written: 0,
@@ -337,8 +375,9 @@ fn write_inline<W: AsyncWrite + Unpin>(shared: &Shared<W>, conn: &Connection) {
             ),
         }
     }
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let done = carry.frames.poll_write_to(&mut *shared.0.lock(), &mut cx);
+    carry.frames.advance(sent);
+    let done = carry.frames.poll_write_to(&mut *w, &mut cx);
+    drop(w);
     match done {
         Poll::Ready(Ok(())) => {
             conn.dequeued(carry.written, carry.charged);
