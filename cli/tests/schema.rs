@@ -22,94 +22,10 @@ use uuid::Uuid;
 mod every_kind;
 use every_kind::*;
 
-/// All defaults; every field set, at its limits; a mix.
+/// All defaults; every field set, at its limits; a mix (the deprecated field at
+/// 0: a round trip drops it).
 fn cases() -> Vec<Person> {
-    let full = Person {
-        id: Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff),
-        name: "Ada Lovelace — 数学 🦀 \"quoted\"".into(),
-        numbers: Numbers {
-            b: true,
-            i8: i8::MIN,
-            u8: u8::MAX,
-            i16: i16::MIN,
-            u16: u16::MAX,
-            i32: i32::MIN,
-            u32: u32::MAX,
-            i64: i64::MIN,
-            u64: u64::MAX,
-            f32: 0.1,
-            f64: -1.234_567_890_123_456_7e-300,
-        },
-        legacy: 0,
-        age: Some(0),
-        score: Some(0.0),
-        active: Some(false),
-        nickname: Some(String::new()),
-        avatar: Some(vec![]),
-        best_friend: Some(Uuid::nil()),
-        home: Address {
-            street: "Main St".into(),
-            number: 221,
-            geo: Some(Geo {
-                lat: 51.5237,
-                lon: -0.1585,
-            }),
-        },
-        work: Some(Address::default()),
-        data: (0..=255).collect(),
-        signed_bytes: vec![i8::MIN, -1, 0, 1, i8::MAX],
-        shorts: vec![i16::MIN, 0, i16::MAX],
-        ints: vec![i32::MIN, -7, i32::MAX],
-        longs: vec![0, 1, u64::MAX],
-        floats: vec![0.5, -3.25, f32::MAX, f32::MIN_POSITIVE, 0.1],
-        doubles: vec![f64::MAX, f64::MIN_POSITIVE, 1.0 / 3.0],
-        tags: vec!["".into(), "ünïcödé".into(), "tab\tnewline\n".into()],
-        friends: vec![Uuid::max(), Uuid::from_u128(42), Uuid::nil()],
-        addresses: vec![
-            Address {
-                street: "one".into(),
-                number: 1,
-                geo: None,
-            },
-            Address {
-                street: "two".into(),
-                number: 2,
-                geo: Some(Geo { lat: 1.0, lon: 2.0 }),
-            },
-        ],
-        color: Color::Blue,
-        mood: Mood::Glad,
-        maybe_color: Some(Color::Red),
-        colors: vec![Color::Green, Color::Red, Color::Blue, Color::Green],
-        moods: vec![Mood::Sad, Mood::Glad, Mood::Calm],
-        pet: Pet::Cat(Cat { lives: 9 }),
-        other_pet: Some(Pet::Dog(Dog {
-            name: "Rex".into(),
-            good: true,
-        })),
-    };
-    let mixed = Person {
-        id: Uuid::from_u128(7),
-        name: "mixed".into(),
-        numbers: Numbers {
-            u16: 7,
-            f32: -2.5,
-            ..Numbers::default()
-        },
-        age: Some(200),
-        score: Some(9.75),
-        active: Some(true),
-        avatar: Some(vec![1, 2, 3]),
-        best_friend: Some(Uuid::from_u128(8)),
-        tags: vec!["only".into()],
-        longs: vec![5],
-        color: Color::Green,
-        mood: Mood::Calm,
-        colors: vec![Color::Red],
-        pet: Pet::Young(Cat { lives: 1 }),
-        ..Person::default()
-    };
-    vec![Person::default(), full, mixed]
+    every_kind::cases("Ada Lovelace — 数学 🦀 \"quoted\"", 0)
 }
 
 /// The exported schema of every derived type here, as `.fbs` (with Person as
