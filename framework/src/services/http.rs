@@ -3,6 +3,8 @@
 //! by all services, which runs admission and hands the upgraded stream to the
 //! session engine.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -12,6 +14,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use futures_util::future::Either;
+use futures_util::FutureExt as _;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -20,7 +24,8 @@ use uuid::Uuid;
 
 use super::accept::ConnInfo;
 use super::admission::{Admitted, Refused};
-use super::{Service, Shared};
+use super::limits::ConnSlot;
+use super::{ProtocolSession, RawSession, Service, SessionKind, Shared};
 use crate::node::Node;
 use crate::session::FrameReader;
 
@@ -510,42 +515,15 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         // The session's own per-IP slot (the connection's goes with hyper's task).
         info.slot.duplicate()
     };
-    let service = state.service;
-    let session_shared = shared.clone();
-    shared.tracker.spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade failed");
-                return;
-            }
-        };
-        // The per-IP slot lives as long as the session.
-        let _slot = slot;
-        // Back to the plain TCP stream: the session then reads the socket
-        // without hyper in between, replaying what hyper read ahead (if any).
-        let conn = super::new_connection(&session_shared.node, peer, _slot.charge());
-        let (tcp, read_ahead) = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => (parts.io.into_inner(), parts.read_buf),
-            Err(upgraded) => {
-                // TLS or HTTP/2: boxed, so a plain session's task stays its size.
-                let session = other_transport(upgraded, conn, service, session_shared, extensions);
-                Box::pin(session).await;
-                return;
-            }
-        };
-        let (read, write) = tcp.into_split();
-        run_session(
-            read,
-            write,
-            read_ahead,
-            conn,
-            service,
-            &session_shared,
-            extensions,
-        )
-        .await;
-    });
+    match state.service {
+        Service::Protocol(d) => {
+            let kind = ProtocolSession(d);
+            spawn_session(&shared, on_upgrade, peer, slot, kind, extensions)
+        }
+        Service::Raw(h) => {
+            spawn_session(&shared, on_upgrade, peer, slot, RawSession(h), extensions)
+        }
+    }
     let Some(key) = key else {
         // RFC 8441 §5: the extended CONNECT is answered 200, no key is derived.
         return StatusCode::OK.into_response();
@@ -565,48 +543,109 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
 /// The session of an upgrade that is not a plain TCP stream: TLS over TCP
 /// (HTTP/1.1), or hyper's stream of an HTTP/2 connection. Either is split with
 /// `tokio::io::split`: the session reads one half, its writer writes the other.
-async fn other_transport(
-    upgraded: hyper::upgrade::Upgraded,
-    conn: crate::session::Connection,
-    service: Service,
-    shared: Arc<Shared>,
+/// Spawns the session of a connection being upgraded. The task is the session
+/// itself once the upgrade completes: what waits for the upgrade is replaced by
+/// the session in place (no async block keeps its captures beside the session
+/// for the session's lifetime).
+fn spawn_session<K: SessionKind>(
+    shared: &Arc<Shared>,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    peer: SocketAddr,
+    slot: ConnSlot,
+    kind: K,
     extensions: http::Extensions,
 ) {
+    let session_shared = shared.clone();
+    shared.tracker.spawn(
+        on_upgrade.then(move |upgraded| {
+            session_of(upgraded, peer, slot, kind, session_shared, extensions)
+        }),
+    );
+}
+
+/// The session of an upgraded connection, to run as its task. A plain TCP
+/// session's future is the session itself; TLS and HTTP/2 sessions (and a
+/// failed upgrade) are boxed, so a plain session's task stays its own size.
+fn session_of(
+    upgraded: hyper::Result<hyper::upgrade::Upgraded>,
+    peer: SocketAddr,
+    slot: ConnSlot,
+    kind: impl SessionKind,
+    shared: Arc<Shared>,
+    extensions: http::Extensions,
+) -> impl Future<Output = ()> + Send + 'static {
     type Tls = tokio_rustls::server::TlsStream<TcpStream>;
-    match upgraded.downcast::<TokioIo<Tls>>() {
+    let upgraded = match upgraded {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return Either::Left(Box::pin(std::future::ready(())) as BoxedSession);
+        }
+    };
+    // The per-IP slot lives as long as the session.
+    let conn = super::new_connection(&shared.node, peer, slot.charge());
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        // Back to the plain TCP stream: the session then reads the socket
+        // without hyper in between, replaying what hyper read ahead (if any).
         Ok(parts) => {
-            let (read, write) = tokio::io::split(parts.io.into_inner());
-            run_session(
+            let (read, write) = parts.io.into_inner().into_split();
+            let session = start_session(
                 read,
                 write,
                 parts.read_buf,
                 conn,
-                service,
+                slot,
+                kind,
                 &shared,
                 extensions,
-            )
-            .await
+            );
+            return Either::Right(session);
+        }
+        Err(upgraded) => upgraded,
+    };
+    let session: BoxedSession = match upgraded.downcast::<TokioIo<Tls>>() {
+        Ok(parts) => {
+            let (read, write) = tokio::io::split(parts.io.into_inner());
+            Box::pin(start_session(
+                read,
+                write,
+                parts.read_buf,
+                conn,
+                slot,
+                kind,
+                &shared,
+                extensions,
+            ))
         }
         Err(upgraded) => {
             // HTTP/2: hyper reads the stream's DATA frames; nothing was read ahead.
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
             let nothing = bytes::Bytes::new();
-            run_session(read, write, nothing, conn, service, &shared, extensions).await
+            Box::pin(start_session(
+                read, write, nothing, conn, slot, kind, &shared, extensions,
+            ))
         }
-    }
+    };
+    Either::Left(session)
 }
 
-/// Runs the session of an upgraded stream split into `read` and `write`, after
-/// `read_ahead` (what hyper read past the request head).
-async fn run_session<R, W>(
+/// A session's future behind a box (see [`session_of`]).
+type BoxedSession = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Opens the session of an upgraded stream split into `read` and `write`, after
+/// `read_ahead` (what hyper read past the request head), and returns its future.
+#[allow(clippy::too_many_arguments)]
+fn start_session<R, W>(
     read: R,
     write: W,
     read_ahead: bytes::Bytes,
     conn: crate::session::Connection,
-    service: Service,
+    slot: ConnSlot,
+    kind: impl SessionKind,
     shared: &Arc<Shared>,
     extensions: http::Extensions,
-) where
+) -> impl Future<Output = ()> + Send + 'static
+where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -618,9 +657,8 @@ async fn run_session<R, W>(
         config.read_buffer_size,
         config.max_message_size,
     );
-    drop(read_ahead);
-    let session = service.serve(stream, write, conn, shared, extensions);
-    session.await;
+    let session = super::open_session(stream, write, conn, slot, &shared.node, extensions);
+    kind.run(session, shared.clone())
 }
 
 #[cfg(test)]

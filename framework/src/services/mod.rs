@@ -44,6 +44,9 @@ pub(crate) struct OpenSession<R> {
     pub(crate) writer: tokio::task::JoinHandle<()>,
     /// The connection's writing side, for the reader's inline writes.
     pub(crate) outlet: Arc<dyn Outlet>,
+    /// The connection's place in the connection limits, held until the session
+    /// ends.
+    pub(crate) slot: limits::ConnSlot,
 }
 
 /// The connection of an upgraded peer (made before its WebSocket, which reports
@@ -64,10 +67,11 @@ pub(crate) fn new_connection(
 
 /// Creates the session of an upgraded connection and starts its writer, which
 /// owns `write` (the connection's writing side) while the session reads `stream`.
-fn open_session<R, W>(
+pub(crate) fn open_session<R, W>(
     stream: FrameReader<R>,
     write: W,
     conn: Connection,
+    slot: limits::ConnSlot,
     node: &Node,
     extensions: ::http::Extensions,
 ) -> OpenSession<R>
@@ -95,6 +99,7 @@ where
         stream,
         writer,
         outlet,
+        slot,
     }
 }
 
@@ -110,31 +115,55 @@ impl Service {
     pub(crate) fn runs_hooks(&self) -> bool {
         matches!(self, Service::Protocol(_))
     }
+}
 
-    /// Opens the session at once (its writer is spawned here, synchronously) and returns the reader's future, which holds neither
-    /// the WebSocket nor anything else of the handshake: an idle session's task
-    /// stays small.
-    pub(crate) fn serve<R, W>(
-        &self,
-        stream: FrameReader<R>,
-        write: W,
-        conn: Connection,
-        shared: &Shared,
-        extensions: ::http::Extensions,
+/// How one service runs an opened session. The protocol and raw services are
+/// kinds of their own, so each session's task is exactly its own size (a raw
+/// session's reader also watches its handler's task, and is larger).
+pub(crate) trait SessionKind: Send + 'static {
+    /// The session's future, to run as the connection's task.
+    fn run<R>(
+        self,
+        session: OpenSession<R>,
+        shared: Arc<Shared>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        R: AsyncRead + Unpin + Send + 'static;
+}
+
+/// The protocol service's sessions.
+pub(crate) struct ProtocolSession(pub(crate) Arc<Dispatcher>);
+
+impl SessionKind for ProtocolSession {
+    fn run<R>(
+        self,
+        session: OpenSession<R>,
+        shared: Arc<Shared>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static
     where
         R: AsyncRead + Unpin + Send + 'static,
-        W: AsyncWrite + Unpin + Send + 'static,
     {
-        let session = open_session(stream, write, conn, &shared.node, extensions);
-        let service = self.clone();
-        let shutdown = shared.shutdown.clone();
-        let node = shared.node.clone();
-        async move {
-            match service {
-                Service::Protocol(d) => protocol::serve(session, d, shutdown).await,
-                Service::Raw(h) => raw::serve(session, node, h, shutdown).await,
-            }
-        }
+        protocol::serve(session, self.0, shared.shutdown.clone())
+    }
+}
+
+/// A raw service's sessions.
+pub(crate) struct RawSession(pub(crate) Arc<dyn ErasedRawHandler>);
+
+impl SessionKind for RawSession {
+    fn run<R>(
+        self,
+        session: OpenSession<R>,
+        shared: Arc<Shared>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        raw::serve(
+            session,
+            shared.node.clone(),
+            self.0,
+            shared.shutdown.clone(),
+        )
     }
 }

@@ -26,6 +26,7 @@ pub(crate) async fn serve<R>(
         mut stream,
         writer,
         outlet,
+        slot: _slot,
     } = session;
     let node = dispatcher.node();
     // Only what the session needs, not a copy of the whole configuration.

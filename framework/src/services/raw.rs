@@ -32,6 +32,7 @@ pub(crate) async fn serve<R>(
         mut stream,
         writer,
         outlet,
+        slot: _slot,
     } = session;
     let raw = RawConnection::new(conn.clone());
     // Raw sessions are not in the hub (no protocol traffic reaches them), but they
