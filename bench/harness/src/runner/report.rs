@@ -332,8 +332,9 @@ fn targets(all: &[Done]) -> Vec<Target> {
                     cpu_pass: None,
                 });
             }
-            // Measured, not targeted: what the cluster costs beside one node.
-            Scenario::Cluster | Scenario::Recovery => {}
+            // Measured, not targeted: what the cluster costs beside one node,
+            // what TLS costs beside plain.
+            Scenario::Cluster | Scenario::Recovery | Scenario::EchoTls | Scenario::FanoutTls => {}
         }
     }
     out
@@ -779,6 +780,13 @@ fn scenario_section(w: &mut String, d: &Done, all: &[Done]) {
             p.conns,
             group(p.size as i64)
         ),
+        Scenario::EchoTls => writeln!(
+            w,
+            "## echo-tls — the echo load plain and over TLS, {} connections, one {}-byte \
+             message in flight each\n",
+            p.conns,
+            group(p.size as i64)
+        ),
         Scenario::Rpc => writeln!(
             w,
             "## rpc — typed request/response (opcode 200), {} connections, closed loop\n",
@@ -788,6 +796,13 @@ fn scenario_section(w: &mut String, d: &Done, all: &[Done]) {
             w,
             "## {} — 1 publisher, {} subscribers, {}-byte payload\n",
             scenario.name(),
+            group(p.conns as i64),
+            crate::spec::FANOUT_PAYLOAD
+        ),
+        Scenario::FanoutTls => writeln!(
+            w,
+            "## fanout-tls — the fanout load plain and over TLS, 1 publisher, {} \
+             subscribers, {}-byte payload\n",
             group(p.conns as i64),
             crate::spec::FANOUT_PAYLOAD
         ),
@@ -840,10 +855,12 @@ fn scenario_section(w: &mut String, d: &Done, all: &[Done]) {
     match scenario {
         Scenario::Cluster => cluster_section(w, p, runs, &failed),
         Scenario::Recovery => recovery_section(w, p, runs, &failed),
-        Scenario::Echo | Scenario::Echo64k | Scenario::Rpc => {
+        Scenario::Echo | Scenario::Echo64k | Scenario::EchoTls | Scenario::Rpc => {
             closed_loop_section(w, &ran, runs, &failed)
         }
-        Scenario::Fanout | Scenario::Fanout10k => fanout_section(w, d, &ran, all, &failed),
+        Scenario::Fanout | Scenario::Fanout10k | Scenario::FanoutTls => {
+            fanout_section(w, d, &ran, all, &failed)
+        }
         Scenario::Idle => idle_section(w, &ran, runs, &failed),
         Scenario::Storm => storm_section(w, p, &ran, runs, &failed),
     }
