@@ -322,6 +322,11 @@ pub fn plain_kind(kind: &str) -> &str {
     kind.strip_suffix(TLS_SUFFIX).unwrap_or(kind)
 }
 
+/// The TLS twin of plain server `kind`.
+pub fn tls_kind(kind: &str) -> String {
+    format!("{kind}{TLS_SUFFIX}")
+}
+
 /// Whether server `kind` keeps history on the benchmark's channels (the
 /// `-history` variants): see [`history_options`].
 pub fn has_history(kind: &str) -> bool {
@@ -517,6 +522,7 @@ mod tests {
                 assert_eq!(is_tls(spec.kind), s.is_tls() && i % 2 == 1, "{}", spec.kind);
                 if is_tls(spec.kind) {
                     assert_eq!(list[i - 1].kind, plain_kind(spec.kind));
+                    assert_eq!(tls_kind(list[i - 1].kind), spec.kind);
                 }
             }
         }

@@ -36,6 +36,15 @@ pub fn generate(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The run's certificate, in words (for the report).
+pub fn describe() -> String {
+    format!(
+        "a self-signed certificate for {} ({ALGORITHM:?}: an ECDSA P-256 key, SHA-256 \
+         signature) made with rcgen for the run, the load generator's only trusted root",
+        NAMES.join(" and ")
+    )
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
