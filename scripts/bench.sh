@@ -2,7 +2,7 @@
 # Benchmarks the framework side by side with its peers and writes BENCHMARKS.md.
 #
 #   bash scripts/bench.sh            full run: release build (and Sockudo's, below),
-#                                    then every scenario, 3 rounds (about 15 minutes
+#                                    then every scenario, 3 rounds (about 18 minutes
 #                                    after the builds)
 #   bash scripts/bench.sh --smoke    every server and scenario for a fraction of a
 #                                    second, one round (CI: checks that the harness

@@ -772,9 +772,10 @@ fn method(w: &mut String, args: &RunArgs) {
     );
     let _ = writeln!(
         w,
-        "Rerun: `bash scripts/bench.sh` (full, about 15 minutes after the build), \
+        "Rerun: `bash scripts/bench.sh` (full, about 18 minutes after the build), \
          `bash scripts/bench.sh --smoke` (under a minute), options after the script \
-         name (`--rounds N`, `--only echo,echo64k` or `--only fanout,fanout10k`, \
+         name (`--rounds N`, `--only echo,echo64k`, `--only fanout,fanout10k` or \
+         `--only echo-tls,fanout-tls`, \
          `--time-scale X`). Absolute numbers on a shared machine drift between runs; \
          the ratios of one run are the result.\n"
     );
