@@ -2,17 +2,18 @@
 # Benchmarks the framework side by side with its peers and writes BENCHMARKS.md.
 #
 #   bash scripts/bench.sh            full run: release build (and Sockudo's, below),
-#                                    then every scenario, 3 rounds (about 15 minutes
+#                                    then every scenario, 3 rounds (about 18 minutes
 #                                    after the builds)
 #   bash scripts/bench.sh --smoke    every server and scenario for a fraction of a
 #                                    second, one round (CI: checks that the harness
 #                                    runs, not how fast); writes target/bench-smoke.md,
 #                                    never BENCHMARKS.md; exits non-zero on any failure
 #
-# Other options go to the runner: --rounds N, --only echo,echo64k,rpc,fanout,fanout10k,
-# idle,storm,cluster,recovery, --time-scale X (longer or shorter windows), --out FILE,
-# --logs DIR. BENCH_PROFILE=release|dev picks the build (default: release for a full
-# run, dev for --smoke, which then reuses what `cargo test` compiled).
+# Other options go to the runner: --rounds N, --only echo,echo64k,echo-tls,rpc,fanout,
+# fanout10k,fanout-tls,idle,storm,cluster,recovery, --time-scale X (longer or shorter
+# windows), --out FILE, --logs DIR. BENCH_PROFILE=release|dev picks the build
+# (default: release for a full run, dev for --smoke, which then reuses what
+# `cargo test` compiled).
 #
 # Servers run pinned to CPU 0 and the load generator to CPU 1 (taskset, when there
 # are two CPUs). Run the full mode on a quiet machine: anything else on those cores
@@ -22,13 +23,18 @@
 # nats-server, each started per run on a free loopback port and killed after it);
 # they are installed with apt-get when missing, as scripts/test.sh does.
 #
+# echo-tls and fanout-tls run the echo and fanout loads against each server plain and
+# over TLS (wss://), in the same rounds: the runner makes a self-signed certificate for
+# the run (rcgen) in the logs' tls/ directory; the servers serve it and the load
+# generator trusts it (rustls, ring provider: no OpenSSL).
+#
 # Sockudo (crate `sockudo`, a Pusher-protocol server, a program of its own) is a peer
-# in fanout, fanout10k, idle and storm. A full run builds it first, once, with the
-# fewest features (`cargo install --locked --no-default-features --features local`,
-# into target/sockudo; its build needs protoc and protobuf's well-known types:
-# Debian's protobuf-compiler and libprotobuf-dev, installed when missing), and a
-# failed build is reported in BENCHMARKS.md with its error. The smoke run never
-# builds it (a release build of many minutes): it runs Sockudo when
+# in fanout, fanout10k, fanout-tls (over TLS too: its SSL_* settings), idle and
+# storm. A full run builds it first, once, with the fewest features (`cargo install
+# --locked --no-default-features --features local`, into target/sockudo; its build
+# needs protoc and protobuf's well-known types: Debian's protobuf-compiler and
+# libprotobuf-dev, installed when missing), and a failed build is reported in
+# BENCHMARKS.md with its error. The smoke run never builds it (a release build of many minutes): it runs Sockudo when
 # target/sockudo/bin/sockudo is there and says it skipped it otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -72,6 +72,9 @@ pub struct LoadArgs {
     pub reps: usize,
     /// Recovery: publications missed each time.
     pub missed: usize,
+    /// The TLS twins of the TLS scenarios: connect over TLS with this client
+    /// configuration (`None`: plain TCP).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// What one run measured (printed as JSON, read by the runner).
@@ -177,6 +180,8 @@ pub struct LoadResult {
     pub reconnect_failed: Option<u64>,
     /// Storm: CPU seconds of the new server from its start to every client back.
     pub reconnect_server_cpu_s: Option<f64>,
+    /// TLS twins: what the connections negotiated, and their handshakes.
+    pub tls: Option<crate::tls::Negotiated>,
 }
 
 impl LoadResult {
@@ -196,10 +201,11 @@ pub fn main(args: LoadArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
-    let result = match local.block_on(&runtime, run(args)) {
+    let mut result = match local.block_on(&runtime, run(args)) {
         Ok(r) => r,
         Err(e) => LoadResult::failed(format!("{e:#}")),
     };
+    result.tls = crate::tls::negotiated();
     println!("RESULT {}", serde_json::to_string(&result)?);
     // Leave at once: closing thousands of connections gracefully measures nothing.
     std::process::exit(if result.ok { 0 } else { 1 });
@@ -207,8 +213,12 @@ pub fn main(args: LoadArgs) -> anyhow::Result<()> {
 
 async fn run(args: LoadArgs) -> anyhow::Result<LoadResult> {
     match args.scenario {
-        Scenario::Echo | Scenario::Echo64k | Scenario::Rpc => closed_loop(args).await,
-        Scenario::Fanout | Scenario::Fanout10k | Scenario::Cluster => fanout(args).await,
+        Scenario::Echo | Scenario::Echo64k | Scenario::EchoTls | Scenario::Rpc => {
+            closed_loop(args).await
+        }
+        Scenario::Fanout | Scenario::Fanout10k | Scenario::FanoutTls | Scenario::Cluster => {
+            fanout(args).await
+        }
         Scenario::Idle => idle(args).await,
         Scenario::Storm => storm(args).await,
         Scenario::Recovery => recovery(args).await,
@@ -395,11 +405,12 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
-/// Connects and completes the protocol's own opening (Welcome, Socket.IO connect).
-async fn open(spec: &ServerSpec, addr: SocketAddr, buf: usize) -> std::io::Result<WsConn> {
+/// Connects to server `a.spec` at `addr` (over TLS with `a.tls`) and completes
+/// the protocol's own opening (Welcome, Socket.IO connect).
+async fn open(a: &LoadArgs, addr: SocketAddr, buf: usize) -> std::io::Result<WsConn> {
     let connect = async {
-        let mut conn = WsConn::connect(addr, spec.path, buf).await?;
-        match spec.proto {
+        let mut conn = WsConn::connect(addr, a.tls.as_ref(), a.spec.path, buf).await?;
+        match a.spec.proto {
             Proto::Framework => {
                 let f = conn.recv().await?;
                 let msg = flatbuffers::root::<fbs::Message<'_>>(f.payload).map_err(io_err)?;
@@ -538,7 +549,7 @@ async fn closed_loop(args: LoadArgs) -> anyhow::Result<LoadResult> {
         async move {
             let permit = gate.acquire().await.map_err(io_err)?;
             // Echo: room for a whole echoed message (64 KiB in echo64k).
-            let mut conn = open(&a.spec, a.addr, (16 * 1024).max(a.size + 16)).await?;
+            let mut conn = open(&a, a.addr, (16 * 1024).max(a.size + 16)).await?;
             drop(permit);
             shared.ready.set(shared.ready.get() + 1);
             match (a.scenario, a.spec.proto) {
@@ -789,12 +800,17 @@ async fn fanout(args: LoadArgs) -> anyhow::Result<LoadResult> {
             let (a, fan) = (a.clone(), fan.clone());
             async move {
                 let permit = gate.acquire().await.map_err(io_err)?;
-                let mut conn = open(&a.spec, node_of(&a, i), 16 * 1024).await?;
+                let mut conn = open(&a, node_of(&a, i), 16 * 1024).await?;
                 subscribe(&mut conn, a.spec.proto, i, CHANNEL).await?;
                 if joins_solo(&a, i) {
                     subscribe(&mut conn, a.spec.proto, i, SOLO_CHANNEL).await?;
                 }
-                conn.enable_rx_timestamps()?;
+                // The TLS scenarios time a delivery in user space, once it is
+                // read (and decrypted) and parsed, plain and TLS alike: over
+                // TLS the kernel's timestamp is that of encrypted records.
+                if !a.scenario.is_tls() {
+                    conn.enable_rx_timestamps()?;
+                }
                 drop(permit);
                 shared.ready.set(shared.ready.get() + 1);
                 subscriber(&mut conn, a.spec.proto, &shared, &fan).await
@@ -1211,7 +1227,7 @@ async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<(
     let mut conn = if pusher {
         None
     } else {
-        Some(open(&a.spec, a.addr, 16 * 1024).await?)
+        Some(open(a, a.addr, 16 * 1024).await?)
     };
     let mut requests: std::collections::VecDeque<pusher::HttpConn> = Default::default();
     // Framework: a pre-encoded Publish frame whose payload is patched in place
@@ -1267,7 +1283,7 @@ async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<(
             // Each response is checked as it arrives, without waiting for it.
             let ts = shared.realtime() / 1_000_000_000;
             pusher::publish_request(&mut msg, a.addr, channel, p, ts);
-            let mut http = pusher::HttpConn::connect(a.addr).await?;
+            let mut http = pusher::HttpConn::connect(a.addr, a.tls.as_ref()).await?;
             http.send(&msg).await?;
             requests.push_back(http);
             for http in requests.iter_mut() {
@@ -1483,7 +1499,7 @@ async fn recover_once(
             .map_or(0, |d| d.as_nanos() as u64)
     };
     // 1. Subscribed, the subscriber receives one live publication: where it is.
-    let mut sub = open(&a.spec, subscriber_at, 16 * 1024).await?;
+    let mut sub = open(a, subscriber_at, 16 * 1024).await?;
     let subscribe = FrameFields::new(Opcode::Subscribe.0)
         .channel(channel)
         .requires_ack(true)
@@ -1491,7 +1507,7 @@ async fn recover_once(
         .encode();
     sub.send(BINARY, &subscribe).await?;
     expect_ack(&mut sub, tx_id(u64::MAX), "Subscribe").await?;
-    let mut publisher = open(&a.spec, publisher_at, 64 * 1024).await?;
+    let mut publisher = open(a, publisher_at, 64 * 1024).await?;
     let mut payload = [0u8; FANOUT_PAYLOAD];
     fanout_payload(&mut payload, missed as u64, now_ns());
     let first = FrameFields::new(Opcode::Publish.0)
@@ -1590,7 +1606,7 @@ async fn recover_once(
     drop(publisher);
 
     // 3. Back, it recovers: the missed publications, then the Ack.
-    let mut sub = open(&a.spec, subscriber_at, 64 * 1024).await?;
+    let mut sub = open(a, subscriber_at, 64 * 1024).await?;
     let tx = tx_id(u64::MAX - 1);
     let recover = FrameFields::new(Opcode::Subscribe.0)
         .channel(channel)
@@ -1678,7 +1694,7 @@ async fn idle(args: LoadArgs) -> anyhow::Result<LoadResult> {
         let a = a.clone();
         async move {
             let permit = gate.acquire().await.map_err(io_err)?;
-            let mut conn = open(&a.spec, a.addr, 1024).await?;
+            let mut conn = open(&a, a.addr, 1024).await?;
             drop(permit);
             shared.ready.set(shared.ready.get() + 1);
             // Hold the connection; answer pings (WebSocket, Engine.IO, Pusher).
@@ -1742,7 +1758,7 @@ async fn storm_client(
     let mut conn = {
         let _permit = gate.acquire().await.map_err(io_err)?;
         let t = Instant::now();
-        let conn = open(&a.spec, a.addr, 1024).await?;
+        let conn = open(&a, a.addr, 1024).await?;
         shared.record(t.elapsed());
         conn
     };
@@ -1760,7 +1776,7 @@ async fn storm_client(
         tokio::time::sleep(policy.delay(attempt)).await;
         attempt += 1;
         st.attempts.set(st.attempts.get() + 1);
-        match open(&a.spec, a.addr, 1024).await {
+        match open(&a, a.addr, 1024).await {
             Ok(conn) => break conn,
             Err(e) => {
                 st.failed.set(st.failed.get() + 1);

@@ -2,16 +2,19 @@
 //! that writes `BENCHMARKS.md`. One binary, three roles:
 //!
 //! ```text
-//! framework-bench run [--smoke] [--rounds N] [--only echo,echo64k,rpc,fanout,fanout10k,idle,storm,cluster,recovery]
+//! framework-bench run [--smoke] [--rounds N] [--only echo,echo64k,echo-tls,rpc,fanout,fanout10k,fanout-tls,idle,storm,cluster,recovery]
 //!                     [--out BENCHMARKS.md] [--logs DIR] [--time-scale X]
-//! framework-bench server --server KIND --scenario S [--port P] [--cluster URL]
+//! framework-bench server --server KIND --scenario S [--port P] [--cluster URL] [--tls DIR]
 //! framework-bench load --server KIND --scenario S --port P [--server-pid PID[,PID..]]
 //!                      [--conns N] [--warmup S] [--secs S] [--lat-secs S]
 //!                      [--window N] [--size BYTES] [--lat-fraction F]
 //!                      [--nodes PORT,PORT,..] [--metrics PORT,PORT,..]
 //!                      [--engine-pid PID] [--lat-rate R] [--quiet-secs S]
-//!                      [--reps N] [--missed N]
+//!                      [--reps N] [--missed N] [--tls DIR]
 //! ```
+//!
+//! `--tls DIR` (a `-tls` server of the TLS scenarios, and its load generator):
+//! the run's certificate and key in `DIR` (see [`tls`]), written by `run`.
 //!
 //! `scripts/bench.sh` builds it in release mode and calls `run`.
 
@@ -21,11 +24,12 @@ mod runner;
 mod servers;
 mod spec;
 mod sys;
+mod tls;
 mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -33,14 +37,14 @@ use anyhow::{bail, Context as _};
 use spec::Scenario;
 
 const USAGE: &str = "usage:
-  framework-bench run [--smoke] [--rounds N] [--only echo,echo64k,rpc,fanout,fanout10k,idle,storm,cluster,recovery]
+  framework-bench run [--smoke] [--rounds N] [--only echo,echo64k,echo-tls,rpc,fanout,fanout10k,fanout-tls,idle,storm,cluster,recovery]
                       [--out BENCHMARKS.md] [--logs DIR] [--time-scale X]
-  framework-bench server --server KIND --scenario S [--port P] [--cluster URL]
+  framework-bench server --server KIND --scenario S [--port P] [--cluster URL] [--tls DIR]
   framework-bench load --server KIND --scenario S --port P [--server-pid PID[,PID..]]
                        [--conns N] [--warmup S] [--secs S] [--lat-secs S] [--window N] [--size B]
                        [--lat-fraction F] [--nodes PORT,PORT,..] [--metrics PORT,PORT,..]
                        [--engine-pid PID] [--lat-rate R] [--quiet-secs S]
-                       [--reps N] [--missed N]
+                       [--reps N] [--missed N] [--tls DIR]
   framework-bench list";
 
 struct Opts(HashMap<String, String>);
@@ -107,6 +111,16 @@ impl Opts {
         let s = self.need("scenario")?;
         Scenario::parse(s).with_context(|| format!("unknown scenario {s:?}"))
     }
+
+    /// `--tls DIR`: required by the TLS twin of a server (`-tls`), refused
+    /// otherwise.
+    fn tls_dir(&self, kind: &str) -> anyhow::Result<Option<&Path>> {
+        match (spec::is_tls(kind), self.str("tls")) {
+            (true, None) => bail!("server {kind:?} runs over TLS: --tls DIR is required"),
+            (false, Some(_)) => bail!("server {kind:?} is plain: no --tls"),
+            (_, dir) => Ok(dir.map(Path::new)),
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -142,11 +156,13 @@ fn main() -> anyhow::Result<()> {
         }
         "server" => {
             let o = Opts::parse(rest, &[])?;
+            let kind = o.need("server")?;
             servers::main(
-                o.need("server")?,
+                kind,
                 o.scenario()?,
                 o.num("port", 0)?,
                 o.str("cluster"),
+                o.tls_dir(kind)?,
             )
         }
         "load" => {
@@ -184,6 +200,7 @@ fn main() -> anyhow::Result<()> {
                 size: o.num("size", 32)?,
                 reps: o.num("reps", 20)?,
                 missed: o.num("missed", spec::MISSED)?,
+                tls: o.tls_dir(kind)?.map(tls::client_config).transpose()?,
             })
         }
         "list" => {

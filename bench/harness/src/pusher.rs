@@ -3,18 +3,17 @@
 //! (`POST /apps/{id}/events`, signed as Pusher's server libraries sign it). Sockudo
 //! answers every API request with `Connection: close` (its router adds the header
 //! "to prevent idle HTTP connection buildup"), so each publish is a connection of
-//! its own.
+//! its own (over TLS, a TLS handshake of its own too).
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio::io::AsyncWriteExt as _;
-use tokio::net::TcpStream;
 
 use crate::spec::{PUSHER_APP_ID, PUSHER_KEY, PUSHER_SECRET};
-use crate::ws::{find_bytes, WsConn, TEXT};
+use crate::ws::{find_bytes, Stream, WsConn, TEXT};
 
 fn err(msg: impl Into<String>) -> io::Error {
     io::Error::other(msg.into())
@@ -87,10 +86,10 @@ pub fn publish_request(out: &mut Vec<u8>, host: SocketAddr, channel: &str, data:
     );
 }
 
-/// An HTTP/1.1 connection: requests written without waiting, their responses
-/// read as they arrive and checked (200).
+/// An HTTP/1.1 connection (HTTPS with TLS): requests written without waiting,
+/// their responses read as they arrive and checked (200).
 pub struct HttpConn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     end: usize,
     sent: u64,
@@ -98,11 +97,13 @@ pub struct HttpConn {
 }
 
 impl HttpConn {
-    pub async fn connect(addr: SocketAddr) -> io::Result<HttpConn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+    /// Connects to `addr`, over TLS with `tls`.
+    pub async fn connect(
+        addr: SocketAddr,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> io::Result<HttpConn> {
         Ok(HttpConn {
-            stream,
+            stream: Stream::connect(addr, tls).await?,
             buf: vec![0; 4 * 1024],
             end: 0,
             sent: 0,

@@ -5,6 +5,11 @@
 //! The cluster scenario's servers are variants: one node alone, then three nodes
 //! over an engine (redis-server, nats-server) that the runner starts for the run on
 //! a free loopback port, pinned with the nodes, and kills at its end.
+//!
+//! The TLS scenarios run each server twice a round, plain and as its TLS twin;
+//! the runner makes the run's certificate once, before the first scenario, in
+//! the `tls` directory of the logs, and gives it to the twins and their load
+//! generators (`--tls DIR`; Sockudo: its `SSL_*` variables).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,7 +22,9 @@ use anyhow::{bail, Context as _};
 mod report;
 
 use crate::load::LoadResult;
-use crate::spec::{has_history, is_external, servers, Engine, Scenario, ServerSpec, CLUSTER_NODES};
+use crate::spec::{
+    has_history, is_external, is_tls, servers, Engine, Scenario, ServerSpec, CLUSTER_NODES,
+};
 
 /// Runner options (`framework-bench run --help`).
 #[derive(Debug, Clone)]
@@ -63,7 +70,7 @@ const FANOUT_RATE: f64 = 50_000.0;
 
 fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
     let p = match (scenario, smoke) {
-        (Scenario::Echo | Scenario::Echo64k | Scenario::Rpc, smoke) => Params {
+        (Scenario::Echo | Scenario::Echo64k | Scenario::EchoTls | Scenario::Rpc, smoke) => Params {
             conns: if smoke { 4 } else { 100 },
             warmup: if smoke { 0.1 } else { 1.0 },
             secs: if smoke { 0.4 } else { 5.0 },
@@ -74,7 +81,7 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             },
             ..Params::default()
         },
-        (Scenario::Fanout | Scenario::Fanout10k, false) => Params {
+        (Scenario::Fanout | Scenario::Fanout10k | Scenario::FanoutTls, false) => Params {
             conns: if scenario == Scenario::Fanout10k {
                 10_000
             } else {
@@ -88,7 +95,7 @@ fn params(scenario: Scenario, smoke: bool, scale: f64) -> Params {
             rate: FANOUT_RATE,
             ..Params::default()
         },
-        (Scenario::Fanout | Scenario::Fanout10k, true) => Params {
+        (Scenario::Fanout | Scenario::Fanout10k | Scenario::FanoutTls, true) => Params {
             conns: if scenario == Scenario::Fanout10k {
                 40
             } else {
@@ -184,6 +191,21 @@ fn sockudo_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/sockudo/bin/sockudo"))
 }
 
+/// The directory of the run's certificate (see [`crate::tls`]), beside the logs.
+fn tls_dir(logs: &Path) -> PathBuf {
+    logs.join("tls")
+}
+
+/// `--tls DIR` for a TLS twin's server and load generator (nothing for a plain
+/// server).
+fn tls_args(logs: &Path, kind: &str) -> Vec<std::ffi::OsString> {
+    if is_tls(kind) {
+        vec!["--tls".into(), tls_dir(logs).into()]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Why an external server cannot run here (`None`: it can), and whether that is
 /// a failed build (reported in a full run, not fatal).
 fn unavailable(kind: &str) -> Option<(String, bool)> {
@@ -230,6 +252,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         pin.describe(),
         args.logs.display()
     );
+    if args.only.iter().any(|s| s.is_tls()) {
+        let dir = tls_dir(&args.logs);
+        crate::tls::generate(&dir)?;
+        eprintln!("bench: TLS certificate of the run in {}", dir.display());
+    }
     let started = Instant::now();
     let mut all: Vec<Done> = Vec::new();
     for &scenario in &args.only {
@@ -263,11 +290,18 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
                     _ => run_one(&exe, &pin, &args.logs, scenario, spec, round, &p),
                 };
                 eprintln!(
-                    "[{} {round}/{}] {:<18} {}",
+                    "[{} {round}/{}] {:<18} {}{}",
                     scenario.name(),
                     args.rounds,
                     spec.kind,
-                    summary(scenario, &result)
+                    summary(scenario, &result),
+                    match result.as_ref().map(|r| r.tls.as_ref()) {
+                        Ok(Some(t)) => format!(
+                            " | {}; {} handshakes ({} resumed)",
+                            t.session, t.handshakes, t.resumed
+                        ),
+                        _ => String::new(),
+                    }
                 );
                 done.runs.push(Run {
                     round,
@@ -486,7 +520,7 @@ fn start_server(
     log: &str,
 ) -> Result<(Reaped, u16), String> {
     if is_external(spec.kind) {
-        return start_sockudo(pin, logs, port, log);
+        return start_sockudo(pin, logs, is_tls(spec.kind), port, log);
     }
     let mut server = Pinning::command(pin.server, exe);
     server
@@ -498,6 +532,7 @@ fn start_server(
             scenario.name(),
         ])
         .args(["--port", &port.to_string()])
+        .args(tls_args(logs, spec.kind))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file(logs, log));
@@ -517,10 +552,13 @@ fn start_server(
 /// of 100 connections and 100 HTTP API events per second for the default app,
 /// and its per-IP rate limiter, are lifted as the framework's per-IP limit is:
 /// every client here comes from 127.0.0.1. Everything else keeps its defaults
-/// (metrics on, on a port of their own).
+/// (metrics on, on a port of their own). With `tls`, it serves TLS on that port
+/// (`SSL_ENABLED`, `SSL_CERT_PATH`, `SSL_KEY_PATH`: its documented variables;
+/// rustls with ring, through axum-server), its HTTP API included.
 fn start_sockudo(
     pin: &Pinning,
     logs: &Path,
+    tls: bool,
     port: u16,
     log: &str,
 ) -> Result<(Reaped, u16), String> {
@@ -554,6 +592,13 @@ fn start_sockudo(
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
+    if tls {
+        // Absolute: it runs in a directory of its own.
+        let dir = std::fs::canonicalize(tls_dir(logs)).map_err(|e| format!("TLS files: {e}"))?;
+        cmd.env("SSL_ENABLED", "true")
+            .env("SSL_CERT_PATH", dir.join(crate::tls::CERT_FILE))
+            .env("SSL_KEY_PATH", dir.join(crate::tls::KEY_FILE));
+    }
     let mut child = Reaped(
         cmd.spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?,
@@ -644,7 +689,8 @@ fn run_one(
         port,
         &server.0.id().to_string(),
     );
-    load.stdin(Stdio::null())
+    load.args(tls_args(logs, spec.kind))
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file(logs, &format!("{tag}-load.log")));
     let load = Reaped(
@@ -659,6 +705,18 @@ fn run_one(
     if !alive {
         return Err(format!(
             "the server exited during the run (see {tag}-server.log)"
+        ));
+    }
+    // A TLS twin's numbers are TLS ones only if its connections were TLS.
+    if is_tls(spec.kind) != result.tls.is_some() {
+        return Err(format!(
+            "expected {} connections, the load generator made {}",
+            if is_tls(spec.kind) { "TLS" } else { "plain" },
+            if result.tls.is_some() {
+                "TLS ones"
+            } else {
+                "none over TLS"
+            }
         ));
     }
     Ok(result)

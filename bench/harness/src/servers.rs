@@ -7,9 +7,14 @@
 //! Every server runs on a default multi-threaded tokio runtime (one worker per CPU
 //! it may run on: one when the runner pins it) and sets TCP_NODELAY on accepted
 //! sockets, as the framework does.
+//!
+//! The TLS twins (`-tls`) of the TLS scenarios are the same servers serving TLS
+//! with the run's certificate: the framework through its own `TlsConfig`, the
+//! peers as their documentation shows it.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
@@ -23,12 +28,14 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::spec::{AddRequest, AddResponse, Engine, Scenario, ADD_OPCODE, CHANNEL};
 
 /// Runs server `kind` of `scenario` on `port` (0: any free port) until killed;
-/// `cluster`: the engine URL a node of the cluster scenario joins.
+/// `cluster`: the engine URL a node of the cluster scenario joins; `tls`: the
+/// directory of the run's certificate (a TLS twin, `-tls`).
 pub fn main(
     kind: &str,
     scenario: Scenario,
     port: u16,
     cluster: Option<&str>,
+    tls: Option<&Path>,
 ) -> anyhow::Result<()> {
     if crate::spec::find(scenario, kind).is_none() {
         bail!("scenario {} has no server {kind:?}", scenario.name());
@@ -46,26 +53,31 @@ pub fn main(
     }
     let history = crate::spec::has_history(kind);
     let cluster = cluster.map(String::from);
+    let tls = tls.map(Path::to_path_buf);
     crate::sys::raise_nofile_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     runtime.block_on(async move {
-        match (scenario, kind) {
-            (Scenario::Cluster | Scenario::Recovery, _) => {
+        match (scenario, crate::spec::plain_kind(kind), tls) {
+            (Scenario::Cluster | Scenario::Recovery, _, None) => {
                 cluster_node(addr, cluster, history).await
             }
-            (_, "framework") | (_, "framework-raw") | (_, "framework-history") => {
-                framework_server(scenario, kind, addr).await
+            (_, "framework" | "framework-raw" | "framework-history", tls) => {
+                framework_server(scenario, kind, addr, tls).await
             }
-            (_, "tokio-tungstenite") => tungstenite_echo(addr).await,
-            (_, "fastwebsockets") => fastwebsockets_echo(addr).await,
-            (_, "sockudo-ws") => sockudo_ws_echo(addr).await,
-            (_, "axum") => axum_echo(addr).await,
-            (_, "floor") => floor(addr).await,
-            (_, "jsonrpsee") => jsonrpsee_server(addr).await,
-            (_, "socketioxide") => socketioxide_server(addr).await,
+            (_, "fastwebsockets", tls) => {
+                let tls = tls.map(|dir| crate::tls::server_config(&dir)).transpose()?;
+                fastwebsockets_echo(addr, tls.map(tokio_rustls::TlsAcceptor::from)).await
+            }
+            (_, _, Some(_)) => bail!("server {kind:?} has no TLS variant"),
+            (_, "tokio-tungstenite", None) => tungstenite_echo(addr).await,
+            (_, "sockudo-ws", None) => sockudo_ws_echo(addr).await,
+            (_, "axum", None) => axum_echo(addr).await,
+            (_, "floor", None) => floor(addr).await,
+            (_, "jsonrpsee", None) => jsonrpsee_server(addr).await,
+            (_, "socketioxide", None) => socketioxide_server(addr).await,
             _ => bail!("unknown server {kind:?}"),
         }
     })
@@ -100,7 +112,16 @@ fn raw_echo(conn: RawConnection) {
     });
 }
 
-async fn framework_server(scenario: Scenario, kind: &str, addr: SocketAddr) -> anyhow::Result<()> {
+/// The framework's server of `scenario`: the raw echo service, or the protocol
+/// service; with `tls`, serving TLS with the certificate and key in that
+/// directory, as an application configures it (`Config::tls`).
+async fn framework_server(
+    scenario: Scenario,
+    kind: &str,
+    addr: SocketAddr,
+    tls: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use crate::tls::{CERT_FILE, KEY_FILE};
     let config = framework::Config {
         // 10,000 idle connections all come from 127.0.0.1; the per-IP limit (default
         // 10,000) is about abuse, not memory, so it is lifted for the benchmark.
@@ -111,6 +132,8 @@ async fn framework_server(scenario: Scenario, kind: &str, addr: SocketAddr) -> a
         } else {
             Vec::new()
         },
+        tls: tls
+            .map(|dir| framework::config::TlsConfig::new(dir.join(CERT_FILE), dir.join(KEY_FILE))),
         ..framework::Config::default()
     };
     let app = framework::App::new().config(config);
@@ -266,16 +289,26 @@ fn floor_answer(
 
 // ---------------------------------------------------------------- fastwebsockets
 
-/// fastwebsockets' own `echo_server` example (hyper upgrade + FragmentCollector).
-async fn fastwebsockets_echo(addr: SocketAddr) -> anyhow::Result<()> {
+/// fastwebsockets' own `echo_server` example (hyper upgrade + FragmentCollector);
+/// with `tls`, as its `tls_server` example: tokio-rustls' `TlsAcceptor` on each
+/// accepted connection, then the same hyper connection, and vectored writes off.
+async fn fastwebsockets_echo(
+    addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<()> {
     use fastwebsockets::{upgrade, OpCode, WebSocketError};
     use http_body_util::Empty;
     use hyper::body::Incoming;
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
+    use tokio::io::{AsyncRead, AsyncWrite};
 
-    async fn handle_client(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
-        let mut ws = fastwebsockets::FragmentCollector::new(fut.await?);
+    async fn handle_client(fut: upgrade::UpgradeFut, tls: bool) -> Result<(), WebSocketError> {
+        let mut ws = fut.await?;
+        if tls {
+            ws.set_writev(false);
+        }
+        let mut ws = fastwebsockets::FragmentCollector::new(ws);
         loop {
             let frame = ws.read_frame().await?;
             match frame.opcode {
@@ -289,12 +322,24 @@ async fn fastwebsockets_echo(addr: SocketAddr) -> anyhow::Result<()> {
 
     async fn server_upgrade(
         mut req: hyper::Request<Incoming>,
+        tls: bool,
     ) -> Result<hyper::Response<Empty<hyper::body::Bytes>>, WebSocketError> {
         let (response, fut) = upgrade::upgrade(&mut req)?;
         tokio::spawn(async move {
-            let _ = tokio::task::unconstrained(handle_client(fut)).await;
+            let _ = tokio::task::unconstrained(handle_client(fut, tls)).await;
         });
         Ok(response)
+    }
+
+    async fn serve<S>(io: S, tls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = hyper_util::rt::TokioIo::new(io);
+        let _ = http1::Builder::new()
+            .serve_connection(io, service_fn(|req| server_upgrade(req, tls)))
+            .with_upgrades()
+            .await;
     }
 
     let listener = TcpListener::bind(addr).await?;
@@ -302,12 +347,16 @@ async fn fastwebsockets_echo(addr: SocketAddr) -> anyhow::Result<()> {
     loop {
         let (tcp, _) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(tcp);
-            let _ = http1::Builder::new()
-                .serve_connection(io, service_fn(server_upgrade))
-                .with_upgrades()
-                .await;
+            match tls {
+                None => serve(tcp, false).await,
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(tcp).await {
+                        serve(stream, true).await;
+                    }
+                }
+            }
         });
     }
 }

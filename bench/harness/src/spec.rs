@@ -6,10 +6,14 @@ pub enum Scenario {
     Echo,
     /// Echo of 64 KiB messages.
     Echo64k,
+    /// The echo load against each server plain and over TLS (its `-tls` twin).
+    EchoTls,
     Rpc,
     Fanout,
     /// Fan-out to 10,000 subscribers.
     Fanout10k,
+    /// The fanout load against each server plain and over TLS (its `-tls` twin).
+    FanoutTls,
     Idle,
     /// A connection storm: 10,000 clients connect, then reconnect after the
     /// server is restarted.
@@ -24,12 +28,14 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Echo,
         Scenario::Echo64k,
+        Scenario::EchoTls,
         Scenario::Rpc,
         Scenario::Fanout,
         Scenario::Fanout10k,
+        Scenario::FanoutTls,
         Scenario::Idle,
         Scenario::Storm,
         Scenario::Cluster,
@@ -40,9 +46,11 @@ impl Scenario {
         match self {
             Scenario::Echo => "echo",
             Scenario::Echo64k => "echo64k",
+            Scenario::EchoTls => "echo-tls",
             Scenario::Rpc => "rpc",
             Scenario::Fanout => "fanout",
             Scenario::Fanout10k => "fanout10k",
+            Scenario::FanoutTls => "fanout-tls",
             Scenario::Idle => "idle",
             Scenario::Storm => "storm",
             Scenario::Cluster => "cluster",
@@ -56,12 +64,20 @@ impl Scenario {
 
     /// Echo scenarios: one message in flight per connection, echoed back.
     pub fn is_echo(self) -> bool {
-        matches!(self, Scenario::Echo | Scenario::Echo64k)
+        matches!(self, Scenario::Echo | Scenario::Echo64k | Scenario::EchoTls)
     }
 
     /// Fan-out scenarios on one server: a publisher and many subscribers.
     pub fn is_fanout(self) -> bool {
-        matches!(self, Scenario::Fanout | Scenario::Fanout10k)
+        matches!(
+            self,
+            Scenario::Fanout | Scenario::Fanout10k | Scenario::FanoutTls
+        )
+    }
+
+    /// The TLS scenarios: every server runs plain and over TLS in each round.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Scenario::EchoTls | Scenario::FanoutTls)
     }
 }
 
@@ -129,6 +145,19 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
         spec("sockudo-ws", "sockudo-ws", Proto::Raw),
         spec("axum", "axum WebSocket", Proto::Raw),
     ];
+    // Each server plain, then its `-tls` twin: the same server over TLS, the
+    // certificate of the run (see `crate::tls`). The peer: fastwebsockets as its
+    // `tls_server` example serves TLS (tokio-rustls' `TlsAcceptor`).
+    const ECHO_TLS: [ServerSpec; 4] = [
+        spec("framework", "framework (raw service)", Proto::Raw),
+        spec(
+            "framework-tls",
+            "framework (raw service) over TLS",
+            Proto::Raw,
+        ),
+        spec("fastwebsockets", "fastwebsockets", Proto::Raw),
+        spec("fastwebsockets-tls", "fastwebsockets over TLS", Proto::Raw),
+    ];
     const RPC: [ServerSpec; 4] = [
         spec("framework", "framework (#[opcode(200)])", Proto::Framework),
         spec(
@@ -169,6 +198,22 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
         ),
         spec("jsonrpsee", "jsonrpsee (subscriptions)", Proto::JsonRpc),
         spec("sockudo", "Sockudo (HTTP API publish)", Proto::Pusher),
+    ];
+    // As ECHO_TLS. Sockudo serves TLS itself when configured to (`SSL_ENABLED`),
+    // its HTTP API included: each publish is then an HTTPS request.
+    const FANOUT_TLS: [ServerSpec; 4] = [
+        spec("framework", "framework (Publish)", Proto::Framework),
+        spec(
+            "framework-tls",
+            "framework (Publish) over TLS",
+            Proto::Framework,
+        ),
+        spec("sockudo", "Sockudo (HTTP API publish)", Proto::Pusher),
+        spec(
+            "sockudo-tls",
+            "Sockudo (HTTPS API publish) over TLS",
+            Proto::Pusher,
+        ),
     ];
     const IDLE: [ServerSpec; 7] = [
         spec(
@@ -245,9 +290,11 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
     ];
     match scenario {
         Scenario::Echo | Scenario::Echo64k => &ECHO,
+        Scenario::EchoTls => &ECHO_TLS,
         Scenario::Rpc => &RPC,
         Scenario::Fanout => &FANOUT,
         Scenario::Fanout10k => &FANOUT10K,
+        Scenario::FanoutTls => &FANOUT_TLS,
         Scenario::Idle => &IDLE,
         Scenario::Storm => &STORM,
         Scenario::Cluster => &CLUSTER,
@@ -258,7 +305,26 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
 /// Servers that are programs of their own, not roles of this harness: the
 /// runner starts them (Sockudo, built by `scripts/bench.sh`).
 pub fn is_external(kind: &str) -> bool {
-    kind == "sockudo"
+    plain_kind(kind) == "sockudo"
+}
+
+/// The suffix of a server's TLS twin in the TLS scenarios.
+const TLS_SUFFIX: &str = "-tls";
+
+/// Whether server `kind` is the TLS twin of a server (serves `wss://`, its
+/// clients connect over TLS).
+pub fn is_tls(kind: &str) -> bool {
+    kind.ends_with(TLS_SUFFIX)
+}
+
+/// The plain server of TLS twin `kind` (`kind` itself when it is plain).
+pub fn plain_kind(kind: &str) -> &str {
+    kind.strip_suffix(TLS_SUFFIX).unwrap_or(kind)
+}
+
+/// The TLS twin of plain server `kind`.
+pub fn tls_kind(kind: &str) -> String {
+    format!("{kind}{TLS_SUFFIX}")
 }
 
 /// Whether server `kind` keeps history on the benchmark's channels (the
@@ -446,5 +512,20 @@ mod tests {
             assert_eq!(kinds.len(), servers(s).len());
             assert!(servers(s)[0].kind.starts_with("framework"));
         }
+    }
+
+    #[test]
+    fn every_tls_server_follows_its_plain_twin() {
+        for s in Scenario::ALL {
+            let list = servers(s);
+            for (i, spec) in list.iter().enumerate() {
+                assert_eq!(is_tls(spec.kind), s.is_tls() && i % 2 == 1, "{}", spec.kind);
+                if is_tls(spec.kind) {
+                    assert_eq!(list[i - 1].kind, plain_kind(spec.kind));
+                    assert_eq!(tls_kind(list[i - 1].kind), spec.kind);
+                }
+            }
+        }
+        assert!(is_external("sockudo-tls") && !is_external("framework-tls"));
     }
 }

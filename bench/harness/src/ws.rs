@@ -5,13 +5,19 @@
 //! It does what the benchmark needs and no more: unfragmented data frames (every
 //! server under test sends small messages unfragmented), masking as a client
 //! must, automatic answers to `Ping`, and an error on `Close`.
+//!
+//! It speaks over TCP or, in the TLS scenarios, over TLS (tokio-rustls): a
+//! [`Stream`] is either, so the plain path reads and writes the `TcpStream`
+//! as before, behind one `match`.
 
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 pub const TEXT: u8 = 0x1;
 pub const BINARY: u8 = 0x2;
@@ -25,15 +31,95 @@ pub struct Frame<'a> {
     pub payload: &'a [u8],
 }
 
+/// A client's connection: TCP, or TLS over TCP (boxed: rustls' state is large,
+/// and the plain variant stays a bare `TcpStream`). An enum, not a trait object
+/// or a generic: the plain path pays one predictable branch per read or write,
+/// no dynamic call and no allocation.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Connects to `addr` (TCP_NODELAY), then, with `tls`, makes the TLS
+    /// handshake for the name `addr`'s IP address (the one the certificate
+    /// names), noting what it negotiated (see [`crate::tls::note`]).
+    pub async fn connect(
+        addr: SocketAddr,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> io::Result<Stream> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let Some(config) = tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let stream = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| err(format!("TLS handshake with {addr}: {e}")))?;
+        crate::tls::note(stream.get_ref().1);
+        Ok(Stream::Tls(Box::new(stream)))
+    }
+
+    /// Reads what is available, waiting for something when nothing is.
+    #[inline]
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    /// Writes all of `data` (over TLS: encrypted and flushed to the socket, not
+    /// left in rustls' buffer).
+    #[inline]
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(data).await,
+            Stream::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    /// Reads what has already arrived without waiting: `WouldBlock` when
+    /// nothing has (over TLS: one poll of the TLS stream, with a waker that
+    /// does nothing; the caller polls again later anyway).
+    pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::future::Future as _;
+        match self {
+            Stream::Plain(s) => s.try_read(buf),
+            Stream::Tls(s) => {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match std::pin::pin!(s.read(buf)).poll(&mut cx) {
+                    std::task::Poll::Ready(got) => got,
+                    std::task::Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            }
+        }
+    }
+
+    /// The TCP stream of a plain connection (`None` over TLS).
+    fn plain(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(_) => None,
+        }
+    }
+}
+
 /// One client WebSocket connection.
 pub struct WsConn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     start: usize,
     end: usize,
     out: Vec<u8>,
     mask: [u8; 4],
-    /// Reads go through `recvmsg` and keep the kernel's receive timestamp.
+    /// Reads go through `recvmsg` and keep the kernel's receive timestamp
+    /// (plain connections only).
     stamps: bool,
     /// `CLOCK_REALTIME` nanoseconds at which the kernel received the last bytes read.
     last_rx: Option<u64>,
@@ -41,6 +127,10 @@ pub struct WsConn {
 
 fn err(msg: impl Into<String>) -> io::Error {
     io::Error::other(msg.into())
+}
+
+fn no_stamps() -> io::Error {
+    err("kernel receive timestamps need a plain TCP connection")
 }
 
 /// A cheap per-connection mask key (xorshift over a process-wide counter).
@@ -57,13 +147,16 @@ fn mask_key() -> [u8; 4] {
 }
 
 impl WsConn {
-    /// Connects to `addr`, upgrades on `path`, with a read buffer of `buf_size`
-    /// bytes (grown when a larger frame arrives).
-    pub async fn connect(addr: SocketAddr, path: &str, buf_size: usize) -> io::Result<WsConn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+    /// Connects to `addr` (over TLS with `tls`), upgrades on `path`, with a
+    /// read buffer of `buf_size` bytes (grown when a larger frame arrives).
+    pub async fn connect(
+        addr: SocketAddr,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+        path: &str,
+        buf_size: usize,
+    ) -> io::Result<WsConn> {
         let mut conn = WsConn {
-            stream,
+            stream: Stream::connect(addr, tls).await?,
             buf: vec![0; buf_size.max(512)],
             start: 0,
             end: 0,
@@ -213,9 +306,13 @@ impl WsConn {
     /// Asks the kernel to timestamp received data (`SO_TIMESTAMPNS`): latency is
     /// then measured to the moment the bytes reached this socket, not to the moment
     /// this single-threaded load generator got around to reading them.
+    ///
+    /// Over TLS the kernel's timestamps are those of encrypted records, not of
+    /// messages: not available there.
     pub fn enable_rx_timestamps(&mut self) -> io::Result<()> {
         use nix::sys::socket::{setsockopt, sockopt};
-        setsockopt(&self.stream, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+        let tcp = self.stream.plain().ok_or_else(no_stamps)?;
+        setsockopt(tcp, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
         self.stamps = true;
         Ok(())
     }
@@ -229,9 +326,10 @@ impl WsConn {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         use std::os::fd::AsRawFd;
         loop {
-            self.stream.readable().await?;
-            let fd = self.stream.as_raw_fd();
-            let (stream, buf) = (&self.stream, &mut self.buf[self.end..]);
+            let stream = self.stream.plain().ok_or_else(no_stamps)?;
+            stream.readable().await?;
+            let fd = stream.as_raw_fd();
+            let buf = &mut self.buf[self.end..];
             let got = stream.try_io(tokio::io::Interest::READABLE, || {
                 let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
                 let mut iov = [std::io::IoSliceMut::new(buf)];

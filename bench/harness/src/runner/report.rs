@@ -332,8 +332,9 @@ fn targets(all: &[Done]) -> Vec<Target> {
                     cpu_pass: None,
                 });
             }
-            // Measured, not targeted: what the cluster costs beside one node.
-            Scenario::Cluster | Scenario::Recovery => {}
+            // Measured, not targeted: what the cluster costs beside one node,
+            // what TLS costs beside plain.
+            Scenario::Cluster | Scenario::Recovery | Scenario::EchoTls | Scenario::FanoutTls => {}
         }
     }
     out
@@ -761,9 +762,20 @@ fn method(w: &mut String, args: &RunArgs) {
     );
     let _ = writeln!(
         w,
-        "Rerun: `bash scripts/bench.sh` (full, about 15 minutes after the build), \
+        "- **echo-tls**, **fanout-tls**: the echo and fanout loads (the same counts, \
+         windows and fixed rate) against each server twice a round, plain and then \
+         its TLS twin: the same server serving TLS with a certificate the runner \
+         makes for the run (rcgen), the load generator's client on rustls (ring \
+         provider) trusting only that certificate. The TLS scenarios time latency in \
+         user space, plain and TLS alike (fanout-tls: when the subscriber task has \
+         the delivery, not at the kernel's receive timestamp).\n"
+    );
+    let _ = writeln!(
+        w,
+        "Rerun: `bash scripts/bench.sh` (full, about 18 minutes after the build), \
          `bash scripts/bench.sh --smoke` (under a minute), options after the script \
-         name (`--rounds N`, `--only echo,echo64k` or `--only fanout,fanout10k`, \
+         name (`--rounds N`, `--only echo,echo64k`, `--only fanout,fanout10k` or \
+         `--only echo-tls,fanout-tls`, \
          `--time-scale X`). Absolute numbers on a shared machine drift between runs; \
          the ratios of one run are the result.\n"
     );
@@ -779,6 +791,13 @@ fn scenario_section(w: &mut String, d: &Done, all: &[Done]) {
             p.conns,
             group(p.size as i64)
         ),
+        Scenario::EchoTls => writeln!(
+            w,
+            "## echo-tls — the echo load plain and over TLS, {} connections, one {}-byte \
+             message in flight each\n",
+            p.conns,
+            group(p.size as i64)
+        ),
         Scenario::Rpc => writeln!(
             w,
             "## rpc — typed request/response (opcode 200), {} connections, closed loop\n",
@@ -788,6 +807,13 @@ fn scenario_section(w: &mut String, d: &Done, all: &[Done]) {
             w,
             "## {} — 1 publisher, {} subscribers, {}-byte payload\n",
             scenario.name(),
+            group(p.conns as i64),
+            crate::spec::FANOUT_PAYLOAD
+        ),
+        Scenario::FanoutTls => writeln!(
+            w,
+            "## fanout-tls — the fanout load plain and over TLS, 1 publisher, {} \
+             subscribers, {}-byte payload\n",
             group(p.conns as i64),
             crate::spec::FANOUT_PAYLOAD
         ),
@@ -846,6 +872,7 @@ fn scenario_section(w: &mut String, d: &Done, all: &[Done]) {
         Scenario::Fanout | Scenario::Fanout10k => fanout_section(w, d, &ran, all, &failed),
         Scenario::Idle => idle_section(w, &ran, runs, &failed),
         Scenario::Storm => storm_section(w, p, &ran, runs, &failed),
+        Scenario::EchoTls | Scenario::FanoutTls => tls_section(w, d, &ran, &failed),
     }
 }
 
@@ -1038,6 +1065,176 @@ fn fanout_section(
         "Above 1, the server does more (throughput) or costs more (CPU, latency) with \
          10 times the subscribers per publish.\n"
     );
+}
+
+/// The TLS scenarios: each server beside its TLS twin, TLS ÷ plain (the median
+/// of the per-round ratios), with what the TLS connections negotiated.
+fn tls_section(w: &mut String, d: &Done, ran: &[&ServerSpec], failed: &dyn Fn(&str) -> String) {
+    use crate::spec::tls_kind;
+    let (p, runs) = (&d.p, d.runs.as_slice());
+    let pairs: Vec<(&ServerSpec, String)> = ran
+        .iter()
+        .filter(|s| !is_tls(s.kind) && ran.iter().any(|t| t.kind == tls_kind(s.kind)))
+        .map(|s| (*s, tls_kind(s.kind)))
+        .collect();
+    let _ = writeln!(
+        w,
+        "Every round runs each server twice with the same load, plain (`ws://`) and \
+         over TLS (`wss://`), one right after the other. TLS is rustls with the `ring` \
+         provider on every side, with rustls' default protocol versions and cipher \
+         suites; the certificate is {}. Each server's TLS, and what the load \
+         generator's first connection of its TLS runs negotiated (rustls' names: \
+         version, cipher suite, key exchange group), with the TLS handshakes of a run \
+         (the median over rounds):\n",
+        crate::tls::describe(),
+    );
+    for (spec, tls) in &pairs {
+        let session = ok_runs(runs, tls)
+            .first()
+            .and_then(|r| r.tls.clone())
+            .map_or("— (no TLS run succeeded)".into(), |t| {
+                format!("`{}`", t.session)
+            });
+        let count = |f: fn(&crate::tls::Negotiated) -> u64| {
+            f0(med(runs, tls, |r| r.tls.as_ref().map(|t| f(t) as f64)))
+        };
+        let _ = writeln!(
+            w,
+            "- {}, {}: {session}; {} handshakes ({} resumed)",
+            spec.label,
+            tls_setup(spec.kind),
+            count(|t| t.handshakes),
+            count(|t| t.resumed)
+        );
+    }
+    let _ = writeln!(w);
+    let col = VariantCol::new;
+    let rate = f0(Some(p.rate));
+    let (per, cols) = if d.scenario.is_echo() {
+        (
+            "message",
+            vec![
+                col("msgs/s", thr, f0, true),
+                col("round trip p99 (µs)", p99, f1, true),
+                col("server CPU-s per 100k messages", cpu, f3, true),
+                col("of which user space", user, f3, true),
+                col("loadgen CPU", client, pct, false),
+            ],
+        )
+    } else {
+        (
+            "delivery",
+            vec![
+                col("peak deliveries/s", thr, f0, true),
+                col("server CPU-s per 100k deliveries (peak)", cpu, f3, true),
+                col(
+                    &format!("CPU-s per 100k deliveries at {rate}/s"),
+                    lat_cpu_per_100k,
+                    f3,
+                    true,
+                ),
+                col(&format!("p99 at {rate} deliveries/s (µs)"), p99, f1, true),
+                col("loadgen CPU (peak)", client, pct, false),
+            ],
+        )
+    };
+    tls_table(w, &pairs, runs, failed, &cols);
+    others_note(w, runs, per);
+    let bound: Vec<&str> = ran
+        .iter()
+        .filter(|s| med(runs, s.kind, client).is_some_and(|c| c >= 0.9))
+        .map(|s| s.label)
+        .collect();
+    if !bound.is_empty() {
+        let _ = writeln!(
+            w,
+            "The load generator, which encrypts and decrypts too, used 90% or more of \
+             its core against {}: the client is the bottleneck there, so throughput \
+             ratios understate the servers' difference; CPU per {per} is the \
+             comparison that holds.\n",
+            bound.join(", ")
+        );
+    }
+    if d.scenario.is_echo() {
+        let _ = writeln!(
+            w,
+            "The round trip is timed on the load generator, plain and TLS alike: from \
+             before the message is written to when its echo has been read (and \
+             decrypted) and checked.\n"
+        );
+        return;
+    }
+    over_rate_note(w, ran, runs, p.rate);
+    let _ = writeln!(
+        w,
+        "Latency is publish-to-delivery at the fixed rate, with the receive time \
+         taken in user space, plain and TLS alike: when the subscriber task has read \
+         (and decrypted) and parsed the delivery (`CLOCK_REALTIME`). The fanout \
+         section's primary latency uses the kernel's receive timestamp instead, which \
+         over TLS would be that of encrypted bytes, not of a delivery; these p99 \
+         include the load generator's own queueing and compare with that section's \
+         last column, not its kernel one.{}\n",
+        if pairs.iter().any(|(s, _)| is_external(s.kind)) {
+            " Sockudo's publisher sends each publish as an HTTP API request on a new \
+             connection (Sockudo closes each one after its response): over TLS every \
+             publish costs a handshake as well (counted above; resumed ones skip the \
+             certificate), and the publisher, which opens them one at a time, waits \
+             for each."
+        } else {
+            ""
+        }
+    );
+}
+
+/// How server `kind` serves TLS in the TLS scenarios.
+fn tls_setup(kind: &str) -> &'static str {
+    match kind {
+        "framework" => "its own TLS (`Config::tls`: `TlsConfig::new(cert, key)`)",
+        "fastwebsockets" => {
+            "behind tokio-rustls' `TlsAcceptor`, as its `tls_server` example (vectored \
+             writes off, as there)"
+        }
+        "sockudo" => {
+            "its own TLS (`SSL_ENABLED`, `SSL_CERT_PATH`, `SSL_KEY_PATH`: axum-server's rustls)"
+        }
+        _ => "TLS",
+    }
+}
+
+/// Servers beside their TLS twins, one row a server: each column's value
+/// plain, then over TLS, then (for the columns that have one) TLS ÷ plain, the
+/// median of the per-round ratios.
+fn tls_table(
+    w: &mut String,
+    pairs: &[(&ServerSpec, String)],
+    runs: &[Run],
+    failed: &dyn Fn(&str) -> String,
+    cols: &[VariantCol],
+) {
+    let mut head = vec!["server".to_string()];
+    for c in cols {
+        head.push(format!("{}, plain", c.head));
+        head.push(format!("{}, TLS", c.head));
+        if c.ratio {
+            head.push(format!("{}, TLS ÷ plain", c.head));
+        }
+    }
+    let rows: Vec<Vec<String>> = pairs
+        .iter()
+        .map(|(spec, twin)| {
+            let twin_failed = failed(twin).replace("failed", "failed over TLS");
+            let mut row = vec![format!("{}{}{twin_failed}", spec.label, failed(spec.kind))];
+            for c in cols {
+                row.push((c.fmt)(med(runs, spec.kind, c.f)));
+                row.push((c.fmt)(med(runs, twin, c.f)));
+                if c.ratio {
+                    row.push(x2(ratio_of(runs, twin, spec.kind, c.f)));
+                }
+            }
+            row
+        })
+        .collect();
+    table(w, &head, &rows);
 }
 
 fn idle_section(
@@ -1349,7 +1546,7 @@ fn fanout_history_section(w: &mut String, runs: &[Run], failed: &dyn Fn(&str) ->
         group(crate::spec::HISTORY_SIZE as i64),
         crate::spec::HISTORY_TTL.as_secs(),
     );
-    let col = HistoryCol::new;
+    let col = VariantCol::new;
     history_table(
         w,
         Scenario::Fanout,
@@ -1430,7 +1627,7 @@ fn cluster_history_section(
         crate::spec::HISTORY_TTL.as_secs(),
         f0(Some(p.rate)),
     );
-    let col = HistoryCol::new;
+    let col = VariantCol::new;
     let rate = f0(Some(p.rate));
     history_table(
         w,
@@ -1460,23 +1657,24 @@ fn cluster_history_section(
     );
 }
 
-/// One column of a history-on-vs-off table: its header, value and format, and
-/// whether the history ÷ plain row shows its ratio.
-struct HistoryCol {
+/// One column of a table of servers beside a variant of themselves (history on
+/// vs off, TLS vs plain): its header, value and format, and whether the table
+/// shows its variant ÷ plain ratio.
+struct VariantCol {
     head: String,
     f: fn(&LoadResult) -> Option<f64>,
     fmt: fn(Option<f64>) -> String,
     ratio: bool,
 }
 
-impl HistoryCol {
+impl VariantCol {
     fn new(
         head: &str,
         f: fn(&LoadResult) -> Option<f64>,
         fmt: fn(Option<f64>) -> String,
         ratio: bool,
-    ) -> HistoryCol {
-        HistoryCol {
+    ) -> VariantCol {
+        VariantCol {
             head: head.to_string(),
             f,
             fmt,
@@ -1493,7 +1691,7 @@ fn history_table(
     (plain, hist): (&str, &str),
     runs: &[Run],
     failed: &dyn Fn(&str) -> String,
-    cols: &[HistoryCol],
+    cols: &[VariantCol],
 ) {
     let mut head = vec!["variant".to_string()];
     head.extend(cols.iter().map(|c| c.head.clone()));
