@@ -13,12 +13,15 @@ use crate::dispatch::Dispatcher;
 use crate::node::Identity;
 use crate::session::{close_code, finish, next_message, reader_waits, Keepalive, Next};
 
-/// Runs one protocol session to its end.
-pub(crate) async fn serve<R>(
+/// Runs one protocol session to its end. Not an `async fn`: the session's
+/// parts are taken apart before the future is made, so the future holds each
+/// once (an `async fn` keeps its arguments beside the locals made from them).
+pub(crate) fn serve<R>(
     session: super::OpenSession<R>,
     dispatcher: Arc<Dispatcher>,
     shutdown: CancellationToken,
-) where
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
     R: AsyncRead + Unpin + Send + 'static,
 {
     let super::OpenSession {
@@ -26,59 +29,65 @@ pub(crate) async fn serve<R>(
         mut stream,
         writer,
         outlet,
-        slot: _slot,
+        slot,
     } = session;
-    let node = dispatcher.node();
-    // Only what the session needs, not a copy of the whole configuration.
-    let (keepalive, drain) = (
-        Keepalive::from_config(node.config()),
-        node.config().shutdown_timeout,
-    );
+    async move {
+        let node = dispatcher.node();
+        // Only what the session needs, not a copy of the whole configuration.
+        let (keepalive, drain) = (
+            Keepalive::from_config(node.config()),
+            node.config().shutdown_timeout,
+        );
 
-    if node.session_opened(&conn).await.is_err() {
-        conn.close(close_code::INTERNAL, "cluster broker unavailable");
-        let _ = Box::pin(tokio::time::timeout(drain, writer)).await;
-        return;
-    }
-    if let Some(identity) = conn.extension::<Identity>() {
-        // Authenticated at the upgrade: the session ends when the token does.
-        // Its user's slot was taken at the upgrade: this cannot be refused.
-        let _ = node.set_identity(&conn, identity);
-    }
-    node.welcome(&conn);
-
-    reader_waits!(waits, conn, &*outlet, shutdown, keepalive);
-    if conn.take_deadline_changed() {
-        // The upgrade's token expires: the timer must know from the start.
-        waits.recheck_now();
-    }
-    let closed_by_server = loop {
-        let msg = match next_message(&mut stream, &conn, &mut waits).await {
-            Next::Data(msg) => msg,
-            Next::Done(close) => {
-                if let Some((close_code::TOO_BIG, _)) = close {
-                    node.metrics().oversized_closes.fetch_add(1, Relaxed);
-                }
-                break close.is_some();
-            }
-        };
-        let reply = match msg {
-            Message::Binary(bytes) => conn.while_active(dispatcher.dispatch(&conn, bytes)).await,
-            _ => Some(dispatcher.reject_text()),
-        };
-        if let Some(reply) = reply {
-            let _ = conn.send(reply);
+        if node.session_opened(&conn).await.is_err() {
+            conn.close(close_code::INTERNAL, "cluster broker unavailable");
+            let _ = Box::pin(tokio::time::timeout(drain, writer)).await;
+            return;
         }
+        if let Some(identity) = conn.extension::<Identity>() {
+            // Authenticated at the upgrade: the session ends when the token does.
+            // Its user's slot was taken at the upgrade: this cannot be refused.
+            let _ = node.set_identity(&conn, identity);
+        }
+        node.welcome(&conn);
+
+        reader_waits!(waits, conn, &*outlet, shutdown, keepalive);
         if conn.take_deadline_changed() {
-            // A frame changed when the session must end (a fresh token).
+            // The upgrade's token expires: the timer must know from the start.
             waits.recheck_now();
         }
-    };
-    finish(&conn, writer, &mut stream, closed_by_server, drain).await;
-    let hooks = dispatcher.hooks();
-    if !hooks.disconnect.is_empty() {
-        // The hooks still see the session's channels and extensions.
-        Box::pin(hooks.disconnect(&conn, node)).await;
+        let closed_by_server = loop {
+            let msg = match next_message(&mut stream, &conn, &mut waits).await {
+                Next::Data(msg) => msg,
+                Next::Done(close) => {
+                    if let Some((close_code::TOO_BIG, _)) = close {
+                        node.metrics().oversized_closes.fetch_add(1, Relaxed);
+                    }
+                    break close.is_some();
+                }
+            };
+            let reply = match msg {
+                Message::Binary(bytes) => {
+                    conn.while_active(dispatcher.dispatch(&conn, bytes)).await
+                }
+                _ => Some(dispatcher.reject_text()),
+            };
+            if let Some(reply) = reply {
+                let _ = conn.send(reply);
+            }
+            if conn.take_deadline_changed() {
+                // A frame changed when the session must end (a fresh token).
+                waits.recheck_now();
+            }
+        };
+        finish(&conn, writer, &mut stream, closed_by_server, drain).await;
+        let hooks = dispatcher.hooks();
+        if !hooks.disconnect.is_empty() {
+            // The hooks still see the session's channels and extensions.
+            Box::pin(hooks.disconnect(&conn, node)).await;
+        }
+        node.session_closed(&conn).await;
+        // The connection's place in the limits is given back last.
+        drop(slot);
     }
-    node.session_closed(&conn).await;
 }

@@ -13,109 +13,115 @@ use crate::node::Node;
 use crate::raw::{ErasedRawHandler, RawConnection, RawError, RawMessage};
 use crate::session::{finish, next_message, reader_waits, Connection, Keepalive, Next};
 
-/// Runs one raw session to its end.
-pub(crate) async fn serve<R>(
+/// Runs one raw session to its end. Not an `async fn`, for the reason given at
+/// [`protocol::serve`](super::protocol::serve).
+pub(crate) fn serve<R>(
     session: super::OpenSession<R>,
     node: Node,
     handler: Arc<dyn ErasedRawHandler>,
     shutdown: CancellationToken,
-) where
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
     R: AsyncRead + Unpin + Send + 'static,
 {
-    // Only what the session needs, not a copy of the whole configuration.
-    let (keepalive, drain) = (
-        Keepalive::from_config(node.config()),
-        node.config().shutdown_timeout,
-    );
     let super::OpenSession {
         conn,
         mut stream,
         writer,
         outlet,
-        slot: _slot,
+        slot,
     } = session;
-    let raw = RawConnection::new(conn.clone());
-    // Raw sessions are not in the hub (no protocol traffic reaches them), but they
-    // count in the node's session metrics.
-    let metrics = node.metrics();
-    metrics.sessions_opened.fetch_add(1, Relaxed);
+    async move {
+        // Only what the session needs, not a copy of the whole configuration.
+        let (keepalive, drain) = (
+            Keepalive::from_config(node.config()),
+            node.config().shutdown_timeout,
+        );
+        let raw = RawConnection::new(conn.clone());
+        // Raw sessions are not in the hub (no protocol traffic reaches them), but they
+        // count in the node's session metrics.
+        let metrics = node.metrics();
+        metrics.sessions_opened.fetch_add(1, Relaxed);
 
-    // The handler runs as its own task: a panic there closes only this connection.
-    // A sync handler runs inside `call` itself, so that call is guarded too.
-    let (mut handler_task, mut handler_running) =
-        match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(raw.clone()))) {
-            Ok(fut) => (tokio::spawn(fut), true),
-            Err(_) => {
-                tracing::error!(session = %conn.id(), "raw handler panicked");
-                raw.internal_error();
-                (tokio::spawn(async {}), false)
-            }
-        };
-
-    reader_waits!(waits, conn, &*outlet, shutdown, keepalive);
-    let closed_by_server = loop {
-        let next = tokio::select! {
-            joined = &mut handler_task, if handler_running => {
-                handler_running = false;
-                if joined.is_err() {
+        // The handler runs as its own task: a panic there closes only this connection.
+        // A sync handler runs inside `call` itself, so that call is guarded too.
+        let (mut handler_task, mut handler_running) =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(raw.clone()))) {
+                Ok(fut) => (tokio::spawn(fut), true),
+                Err(_) => {
                     tracing::error!(session = %conn.id(), "raw handler panicked");
                     raw.internal_error();
-                    break true;
+                    (tokio::spawn(async {}), false)
                 }
-                release_if_abandoned(&raw, &conn);
-                continue;
-            }
-            next = next_message(&mut stream, &conn, &mut waits) => next,
-        };
-        let msg = match next {
-            Next::Data(Message::Binary(b)) => RawMessage::Binary(b),
-            Next::Data(Message::Text(t)) => RawMessage::Text(t),
-            Next::Data(_) => continue,
-            Next::Done(close) => {
-                if let Some((code, reason)) = close {
-                    if code != crate::session::close_code::GOING_AWAY
-                        && code != crate::session::close_code::NORMAL
-                    {
-                        raw.fire_error(&RawError {
-                            close_code: code,
-                            message: reason.to_string(),
-                        });
+            };
+
+        reader_waits!(waits, conn, &*outlet, shutdown, keepalive);
+        let closed_by_server = loop {
+            let next = tokio::select! {
+                joined = &mut handler_task, if handler_running => {
+                    handler_running = false;
+                    if joined.is_err() {
+                        tracing::error!(session = %conn.id(), "raw handler panicked");
+                        raw.internal_error();
+                        break true;
+                    }
+                    release_if_abandoned(&raw, &conn);
+                    continue;
+                }
+                next = next_message(&mut stream, &conn, &mut waits) => next,
+            };
+            let msg = match next {
+                Next::Data(Message::Binary(b)) => RawMessage::Binary(b),
+                Next::Data(Message::Text(t)) => RawMessage::Text(t),
+                Next::Data(_) => continue,
+                Next::Done(close) => {
+                    if let Some((code, reason)) = close {
+                        if code != crate::session::close_code::GOING_AWAY
+                            && code != crate::session::close_code::NORMAL
+                        {
+                            raw.fire_error(&RawError {
+                                close_code: code,
+                                message: reason.to_string(),
+                            });
+                        }
+                    }
+                    break close.is_some();
+                }
+            };
+            match raw.data_callback() {
+                Some(callback) => {
+                    let called = std::panic::catch_unwind(AssertUnwindSafe(|| callback(&raw, msg)));
+                    if called.is_err() {
+                        tracing::error!(session = %conn.id(), "raw on_data callback panicked");
+                        raw.internal_error();
+                        break true;
                     }
                 }
-                break close.is_some();
-            }
-        };
-        match raw.data_callback() {
-            Some(callback) => {
-                let called = std::panic::catch_unwind(AssertUnwindSafe(|| callback(&raw, msg)));
-                if called.is_err() {
-                    tracing::error!(session = %conn.id(), "raw on_data callback panicked");
-                    raw.internal_error();
-                    break true;
+                None => {
+                    // Bounded: a handler that stops reading holds the peer back via TCP.
+                    conn.while_active(async {
+                        tokio::select! {
+                            _ = raw.deliver(msg) => {}
+                            _ = conn.ended() => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                    })
+                    .await;
                 }
             }
-            None => {
-                // Bounded: a handler that stops reading holds the peer back via TCP.
-                conn.while_active(async {
-                    tokio::select! {
-                        _ = raw.deliver(msg) => {}
-                        _ = conn.ended() => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                })
+        };
+        finish(&conn, writer, &mut stream, closed_by_server, drain).await;
+        if handler_running {
+            // A handler still looping on recv() sees `None` now; give it a moment to end.
+            let _ = AssertUnwindSafe(tokio::time::timeout(drain, handler_task))
+                .catch_unwind()
                 .await;
-            }
         }
-    };
-    finish(&conn, writer, &mut stream, closed_by_server, drain).await;
-    if handler_running {
-        // A handler still looping on recv() sees `None` now; give it a moment to end.
-        let _ = AssertUnwindSafe(tokio::time::timeout(drain, handler_task))
-            .catch_unwind()
-            .await;
+        raw.fire_close();
+        node.metrics().sessions_closed.fetch_add(1, Relaxed);
+        // The connection's place in the limits is given back last.
+        drop(slot);
     }
-    raw.fire_close();
-    node.metrics().sessions_closed.fetch_add(1, Relaxed);
 }
 
 /// A handler that returned without `on_data` and kept no handle can never read:
