@@ -269,6 +269,89 @@ async fn recv_loop_gets_every_message_in_order_and_ends_with_the_connection() {
     server.shutdown().await;
 }
 
+/// The handler's inbox holds 16 messages: a handler that does not read yet holds
+/// the reader back (and the peer through TCP), loses nothing, and a client that
+/// leaves while the reader waits for room still ends the session.
+#[tokio::test]
+async fn a_handler_that_reads_late_gets_every_message_and_a_full_inbox_ends_with_the_client() {
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<u32>>();
+    let server = start_raw(Config::default(), move |conn: RawConnection| {
+        let (mut go, done) = (go_rx.clone(), done_tx.clone());
+        async move {
+            // Reads nothing until told to (or until the connection ends).
+            let _ = go.wait_for(|go| *go).await;
+            let mut got = Vec::new();
+            while let Some(msg) = conn.recv().await {
+                let n = u32::from_be_bytes(msg.data()[..4].try_into().expect("4 bytes"));
+                got.push(n);
+                conn.send(msg.data().to_vec()).expect("queued");
+            }
+            let _ = done.send(got);
+        }
+    })
+    .await;
+    let mut ws = connect(&server).await;
+    for i in 0..100u32 {
+        ws.send(Message::Binary(i.to_be_bytes().to_vec().into()))
+            .await
+            .expect("send");
+    }
+    go_tx.send(true).expect("the handler waits");
+    for i in 0..100u32 {
+        match next_data(&mut ws).await {
+            Message::Binary(b) => assert_eq!(b, i.to_be_bytes().as_slice(), "in order"),
+            other => panic!("expected binary {i}, got {other:?}"),
+        }
+    }
+    ws.close(None).await.expect("close");
+    let got = tokio::time::timeout(DEADLINE, done_rx.recv())
+        .await
+        .expect("the recv loop ends when the client closes")
+        .expect("reported");
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+
+    // Again with a handler that ends without reading while the reader waits
+    // for room (16 messages queued): the session ends, nothing is left behind.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<()>();
+    let (full_tx, mut full_rx) = mpsc::unbounded_channel::<()>();
+    let server2 = start_raw(Config::default(), move |conn: RawConnection| {
+        let (mut stop, ended, full) = (stop_rx.clone(), ended_tx.clone(), full_tx.clone());
+        conn.on_close(move |_| {
+            let _ = ended.send(());
+        });
+        async move {
+            // The reader has 16 queued and waits with the 17th.
+            while conn.metrics().messages_in() < 17 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let _ = full.send(());
+            let _ = stop.wait_for(|stop| *stop).await;
+            drop(conn);
+        }
+    })
+    .await;
+    let mut ws = connect(&server2).await;
+    for i in 0..40u32 {
+        ws.send(Message::Binary(i.to_be_bytes().to_vec().into()))
+            .await
+            .expect("send");
+    }
+    tokio::time::timeout(DEADLINE, full_rx.recv())
+        .await
+        .expect("the inbox fills")
+        .expect("reported");
+    stop_tx.send(true).expect("the handler waits");
+    assert_eq!(close_code(&mut ws).await, Some(1000), "closed normally");
+    tokio::time::timeout(DEADLINE, ended_rx.recv())
+        .await
+        .expect("the session ends")
+        .expect("on_close fired");
+    server.shutdown().await;
+    server2.shutdown().await;
+}
+
 async fn next_report(report: &mut mpsc::UnboundedReceiver<String>) -> String {
     tokio::time::timeout(DEADLINE, report.recv())
         .await

@@ -155,6 +155,17 @@ impl RawConnection {
         })
     }
 
+    /// Queues a message for `recv` if the inbox has room; gives it back when
+    /// the inbox is full (then [`deliver`](Self::deliver) waits for room).
+    pub(crate) fn try_deliver(&self, msg: RawMessage) -> Result<(), RawMessage> {
+        match self.inbox().tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(msg)) => Err(msg),
+            // The receiver lives as long as the connection.
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        }
+    }
+
     /// Queues a message for `recv`, waiting while the inbox is full.
     pub(crate) async fn deliver(&self, msg: RawMessage) {
         // The receiver lives as long as the connection, so this cannot fail.

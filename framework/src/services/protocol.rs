@@ -86,7 +86,8 @@ where
             // The hooks still see the session's channels and extensions.
             Box::pin(hooks.disconnect(&conn, node)).await;
         }
-        node.session_closed(&conn).await;
+        // Boxed: the largest step of a session, and its last.
+        Box::pin(node.session_closed(&conn)).await;
         // The connection's place in the limits is given back last.
         drop(slot);
     }

@@ -98,15 +98,33 @@ where
                     }
                 }
                 None => {
-                    // Bounded: a handler that stops reading holds the peer back via TCP.
-                    conn.while_active(async {
-                        tokio::select! {
-                            _ = raw.deliver(msg) => {}
-                            _ = conn.ended() => {}
-                            _ = shutdown.cancelled() => {}
-                        }
-                    })
-                    .await;
+                    // Bounded: a handler that stops reading holds the peer back
+                    // via TCP. The wait for room is boxed: it is rare, and its
+                    // future would make every raw session's larger.
+                    if let Err(msg) = raw.try_deliver(msg) {
+                        let room = Box::pin(async {
+                            let mut deliver = std::pin::pin!(raw.deliver(msg));
+                            loop {
+                                tokio::select! {
+                                    _ = &mut deliver => break,
+                                    _ = conn.ended() => break,
+                                    _ = shutdown.cancelled() => break,
+                                    // A handler that ends without reading (and
+                                    // keeps no handle) never makes room.
+                                    joined = &mut handler_task, if handler_running => {
+                                        handler_running = false;
+                                        if joined.is_err() {
+                                            tracing::error!(session = %conn.id(), "raw handler panicked");
+                                            raw.internal_error();
+                                            break;
+                                        }
+                                        release_if_abandoned(&raw, &conn);
+                                    }
+                                }
+                            }
+                        });
+                        conn.while_active(room).await;
+                    }
                 }
             }
         };

@@ -515,16 +515,11 @@ impl Connection {
     /// reader's active spell: what it queues is written by the reader when it
     /// is done. If `work` has to wait, the spell ends there, so nothing queued
     /// waits for it.
-    pub(crate) async fn while_active<F: std::future::Future>(&self, work: F) -> F::Output {
-        let mut work = std::pin::pin!(work);
-        std::future::poll_fn(|cx| match work.as_mut().poll(cx) {
-            std::task::Poll::Ready(out) => std::task::Poll::Ready(out),
-            std::task::Poll::Pending => {
-                self.0.outbox.deactivate();
-                std::task::Poll::Pending
-            }
-        })
-        .await
+    ///
+    /// A future of its own rather than an `async fn`, which would hold `work`
+    /// twice (as its argument and pinned): this is in every session's future.
+    pub(crate) fn while_active<F: std::future::Future>(&self, work: F) -> WhileActive<'_, F> {
+        WhileActive { conn: self, work }
     }
 
     /// Marks the session ended and wakes its writer (which then flushes and stops).
@@ -759,3 +754,28 @@ mod tests {
 /// The application bytes of a connection's `ClientInfo` (see `Connection::set_info`).
 #[derive(Clone)]
 struct ClientInfoBytes(bytes::Bytes);
+
+pin_project_lite::pin_project! {
+    /// The future of [`Connection::while_active`].
+    pub(crate) struct WhileActive<'a, F> {
+        conn: &'a Connection,
+        #[pin]
+        work: F,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for WhileActive<'_, F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let polled = this.work.poll(cx);
+        if polled.is_pending() {
+            this.conn.0.outbox.deactivate();
+        }
+        polled
+    }
+}
