@@ -657,7 +657,7 @@ where
         config.read_buffer_size,
         config.max_message_size,
     );
-    let session = super::open_session(stream, write, conn, slot, &shared.node, extensions);
+    let session = super::open_session(stream, write, conn, slot, extensions);
     kind.run(session, shared.clone())
 }
 

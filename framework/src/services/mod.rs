@@ -37,12 +37,11 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
 }
 
-/// A session whose writer runs, ready for its reader.
+/// A session, ready for its task: it reads `stream` and writes through `outlet`.
 pub(crate) struct OpenSession<R> {
     pub(crate) conn: Connection,
     pub(crate) stream: FrameReader<R>,
-    pub(crate) writer: tokio::task::JoinHandle<()>,
-    /// The connection's writing side, for the reader's inline writes.
+    /// The connection's writing side.
     pub(crate) outlet: Arc<dyn Outlet>,
     /// The connection's place in the connection limits, held until the session
     /// ends.
@@ -65,40 +64,26 @@ pub(crate) fn new_connection(
     )
 }
 
-/// Creates the session of an upgraded connection and starts its writer, which
-/// owns `write` (the connection's writing side) while the session reads `stream`.
+/// Creates the session of an upgraded connection: one task (the caller's) reads
+/// `stream` and writes `write`.
 pub(crate) fn open_session<R, W>(
     stream: FrameReader<R>,
     write: W,
     conn: Connection,
     slot: limits::ConnSlot,
-    node: &Node,
     extensions: ::http::Extensions,
 ) -> OpenSession<R>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let config = node.config();
     if !extensions.is_empty() {
         conn.set_extensions(extensions);
     }
-    let write = writer::Shared::new(write);
-    let outlet: Arc<dyn Outlet> = write.clone();
-    let writer = tokio::spawn(writer::run(
-        write,
-        conn.clone(),
-        writer::WriterConfig {
-            max_batch: config.max_batch_frames,
-            write_buffer: config.write_buffer_size,
-            close_grace: config.shutdown_timeout,
-        },
-    ));
     OpenSession {
         conn,
         stream,
-        writer,
-        outlet,
+        outlet: writer::Shared::new(write),
         slot,
     }
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Dispatcher;
 use crate::node::Identity;
+use crate::session::writer::WriterConfig;
 use crate::session::{close_code, finish, next_message, reader_waits, Keepalive, Next};
 
 /// Runs one protocol session to its end. Not an `async fn`: the session's
@@ -27,7 +28,6 @@ where
     let super::OpenSession {
         conn,
         mut stream,
-        writer,
         outlet,
         slot,
     } = session;
@@ -41,7 +41,9 @@ where
 
         if node.session_opened(&conn).await.is_err() {
             conn.close(close_code::INTERNAL, "cluster broker unavailable");
-            let _ = Box::pin(tokio::time::timeout(drain, writer)).await;
+            let written = WriterConfig::from_config(node.config());
+            let _ = tokio::time::timeout(drain, outlet.finish(&conn, written)).await;
+            conn.end();
             return;
         }
         if let Some(identity) = conn.extension::<Identity>() {
@@ -68,7 +70,8 @@ where
             };
             let reply = match msg {
                 Message::Binary(bytes) => {
-                    conn.while_active(dispatcher.dispatch(&conn, bytes)).await
+                    conn.while_active(&*outlet, dispatcher.dispatch(&conn, bytes))
+                        .await
                 }
                 _ => Some(dispatcher.reject_text()),
             };
@@ -80,7 +83,16 @@ where
                 waits.recheck_now();
             }
         };
-        finish(&conn, writer, &mut stream, closed_by_server, drain).await;
+        let written = WriterConfig::from_config(node.config());
+        finish(
+            &conn,
+            &*outlet,
+            &mut stream,
+            closed_by_server,
+            drain,
+            written,
+        )
+        .await;
         let hooks = dispatcher.hooks();
         if !hooks.disconnect.is_empty() {
             // The hooks still see the session's channels and extensions.

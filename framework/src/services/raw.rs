@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 use crate::raw::{ErasedRawHandler, RawConnection, RawError, RawMessage};
+use crate::session::writer::WriterConfig;
 use crate::session::{finish, next_message, reader_waits, Connection, Keepalive, Next};
 
 /// Runs one raw session to its end. Not an `async fn`, for the reason given at
@@ -27,7 +28,6 @@ where
     let super::OpenSession {
         conn,
         mut stream,
-        writer,
         outlet,
         slot,
     } = session;
@@ -107,7 +107,9 @@ where
                             loop {
                                 tokio::select! {
                                     _ = &mut deliver => break,
-                                    _ = conn.ended() => break,
+                                    // The session is to end (closed, aborted,
+                                    // failed): the message is not needed.
+                                    _ = std::future::poll_fn(|cx| outlet.poll_write(&conn, cx)) => break,
                                     _ = shutdown.cancelled() => break,
                                     // A handler that ends without reading (and
                                     // keeps no handle) never makes room.
@@ -123,12 +125,21 @@ where
                                 }
                             }
                         });
-                        conn.while_active(room).await;
+                        conn.while_active(&*outlet, room).await;
                     }
                 }
             }
         };
-        finish(&conn, writer, &mut stream, closed_by_server, drain).await;
+        let written = WriterConfig::from_config(node.config());
+        finish(
+            &conn,
+            &*outlet,
+            &mut stream,
+            closed_by_server,
+            drain,
+            written,
+        )
+        .await;
         if handler_running {
             // A handler still looping on recv() sees `None` now; give it a moment to end.
             let _ = AssertUnwindSafe(tokio::time::timeout(drain, handler_task))

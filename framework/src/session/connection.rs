@@ -120,7 +120,7 @@ pub(crate) struct ConnectionInner {
 /// clone; every clone refers to the same session.
 ///
 /// Sending never blocks: frames go to the session's bounded queue, drained by its
-/// writer task. A session that falls more than `max_queued_bytes` behind is closed
+/// task. A session that falls more than `max_queued_bytes` behind is closed
 /// with 1008, so one slow consumer never slows the others.
 ///
 /// The C++ names map as: `get_id` → [`id`](Self::id), `get_node_id` →
@@ -167,12 +167,11 @@ impl Eq for Connection {}
 /// woken through an `AtomicWaker` (lock-free), not a `Notify` (a mutex per wait
 /// and per wake-up showed in fan-out profiles).
 ///
-/// Two flags let the session's reader write replies itself, without waking the
-/// writer task (a task wake-up per reply was a quarter of echo's CPU):
-/// - `active`: the reader is handling a message and will write what is queued
-///   before it waits for anything; meanwhile a push does not wake the writer.
-/// - `claimed`: someone (the writer task, or the reader writing inline) is
-///   writing to the socket; the other keeps off it.
+/// Two flags let the session write its replies without a wake-up (a task
+/// wake-up per reply was a quarter of echo's CPU):
+/// - `active`: the session is handling a message and will write what is queued
+///   before it waits for anything; meanwhile a push does not wake it.
+/// - `claimed`: something is writing to the socket; the rest keeps off it.
 #[derive(Default)]
 pub(crate) struct Outbox {
     items: Mutex<VecDeque<Outbound>>,
@@ -219,6 +218,18 @@ impl Outbox {
     /// Whether anything is queued.
     pub(crate) fn is_pending(&self) -> bool {
         self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Wakes `waker` when something is queued while the reader is not active,
+    /// or the session is aborted or ends.
+    pub(crate) fn register(&self, waker: &std::task::Waker) {
+        self.waker.register(waker);
+    }
+
+    /// Gives the socket back without waking anyone (the caller looks at the
+    /// queue again itself).
+    pub(crate) fn release_quietly(&self) {
+        self.claimed.store(false, Ordering::SeqCst);
     }
 
     /// Wakes the writer without queueing anything.
@@ -518,8 +529,19 @@ impl Connection {
     ///
     /// A future of its own rather than an `async fn`, which would hold `work`
     /// twice (as its argument and pinned): this is in every session's future.
-    pub(crate) fn while_active<F: std::future::Future>(&self, work: F) -> WhileActive<'_, F> {
-        WhileActive { conn: self, work }
+    ///
+    /// While `work` waits, what other sessions queue for this one is written
+    /// through `outlet` (the session has no other task to write it).
+    pub(crate) fn while_active<'a, F: std::future::Future>(
+        &'a self,
+        outlet: &'a dyn super::writer::Outlet,
+        work: F,
+    ) -> WhileActive<'a, F> {
+        WhileActive {
+            conn: self,
+            outlet,
+            work,
+        }
     }
 
     /// Marks the session ended and wakes its writer (which then flushes and stops).
@@ -759,6 +781,7 @@ pin_project_lite::pin_project! {
     /// The future of [`Connection::while_active`].
     pub(crate) struct WhileActive<'a, F> {
         conn: &'a Connection,
+        outlet: &'a dyn super::writer::Outlet,
         #[pin]
         work: F,
     }
@@ -775,6 +798,9 @@ impl<F: std::future::Future> std::future::Future for WhileActive<'_, F> {
         let polled = this.work.poll(cx);
         if polled.is_pending() {
             this.conn.0.outbox.deactivate();
+            // Whether the session is to end is seen by the reader once `work`
+            // is done; meanwhile deliveries go out.
+            let _ = this.outlet.poll_write(this.conn, cx);
         }
         polled
     }

@@ -1,8 +1,8 @@
-//! Layer 2: sessions. One reader and one writer task per connection, sharing a
-//! byte-bounded queue of pre-encoded frames. The reader writes what its own
-//! messages queued before it waits for the next (when the socket takes it at
-//! once); the writer task drains everything else (deliveries from other
-//! sessions, what a blocked socket did not take) in batches of few syscalls.
+//! Layer 2: sessions. One task per connection reads its frames and writes its
+//! byte-bounded queue of pre-encoded frames. What its own messages queued is
+//! written before it waits for the next (when the socket takes it at once);
+//! what other sessions queue for it (deliveries) wakes it while it waits, and is
+//! written in batches of few syscalls.
 
 pub(crate) mod budget;
 mod connection;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 use tokio::io::AsyncRead;
-use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -53,10 +52,10 @@ impl Keepalive {
 /// showed in profiles): the session's end, the server's shutdown, and one quiet
 /// timer, which is checked lazily against the session's last activity and serves
 /// the idle deadline and the keepalive pings alike.
-pub(crate) struct Waits<'p, E, C> {
-    /// Where the reader writes what its messages queued, before it waits.
+pub(crate) struct Waits<'p, C> {
+    /// Where the session writes: what its messages queued, before it waits, and
+    /// whatever is queued while it waits.
     pub(crate) outlet: &'p dyn super::writer::Outlet,
-    pub(crate) ended: Pin<&'p mut E>,
     pub(crate) shutdown: Pin<&'p mut C>,
     pub(crate) idle: Pin<&'p mut Sleep>,
     pub(crate) keepalive: Keepalive,
@@ -78,7 +77,7 @@ fn unix_now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-impl<E, C> Waits<'_, E, C> {
+impl<C> Waits<'_, C> {
     /// Makes the quiet timer look again now (the session's deadline changed).
     pub(crate) fn recheck_now(&mut self) {
         self.idle.as_mut().reset(tokio::time::Instant::now());
@@ -139,7 +138,6 @@ impl<E, C> Waits<'_, E, C> {
 macro_rules! reader_waits {
     ($waits:ident, $conn:expr, $outlet:expr, $shutdown:expr, $keepalive:expr) => {
         let keepalive: $crate::session::Keepalive = $keepalive;
-        let ended = $conn.ended();
         let shutdown_wait = $shutdown.cancelled();
         let first_wake = if keepalive.ping_interval_ms > 0 {
             keepalive
@@ -151,10 +149,9 @@ macro_rules! reader_waits {
             keepalive.idle_timeout
         };
         let idle = tokio::time::sleep(first_wake);
-        tokio::pin!(ended, shutdown_wait, idle);
+        tokio::pin!(shutdown_wait, idle);
         let mut $waits = $crate::session::Waits {
             outlet: $outlet,
-            ended: ended.as_mut(),
             shutdown: shutdown_wait.as_mut(),
             idle: idle.as_mut(),
             keepalive,
@@ -165,14 +162,13 @@ macro_rules! reader_waits {
 pub(crate) use reader_waits;
 
 /// Reads until the next data message or the end of the session.
-pub(crate) async fn next_message<R, E, C>(
+pub(crate) async fn next_message<R, C>(
     stream: &mut FrameReader<R>,
     conn: &Connection,
-    waits: &mut Waits<'_, E, C>,
+    waits: &mut Waits<'_, C>,
 ) -> Next
 where
     R: AsyncRead + Unpin,
-    E: Future<Output = ()>,
     C: Future<Output = ()>,
 {
     let close = |code: u16, reason: &'static str| {
@@ -195,7 +191,9 @@ where
         let next = tokio::select! {
             biased;
             next = stream.next() => next,
-            _ = waits.ended.as_mut() => return Next::Done(None),
+            // What is queued meanwhile goes out from here; `Ready` when the
+            // session is to end (a close is next, aborted, ended, failed).
+            _ = std::future::poll_fn(|cx| waits.outlet.poll_write(conn, cx)) => return Next::Done(None),
             _ = waits.shutdown.as_mut() => return close(close_code::GOING_AWAY, "server shutting down"),
             _ = waits.idle.as_mut() => {
                 let metrics = conn.metrics();
@@ -248,9 +246,9 @@ where
     }
 }
 
-/// Ends a session: when the peer closed, the writer flushes the close reply and
-/// stops at once; when the server queued a close, the writer drains the queue and
-/// writes it. Either way bounded by `deadline`.
+/// Ends a session: when the peer closed, the close reply is flushed and the
+/// session stops at once; when the server queued a close, the queue is drained
+/// up to it and it is written. Either way bounded by `deadline`.
 ///
 /// When the server closed (or aborted) the session, what the peer still sends is
 /// then read and dropped until its close reply or EOF (at most a second): closing
@@ -258,24 +256,25 @@ where
 /// destroy the close frame before the peer reads it.
 pub(crate) async fn finish<R>(
     conn: &Connection,
-    writer: JoinHandle<()>,
+    outlet: &dyn super::writer::Outlet,
     stream: &mut FrameReader<R>,
     server_closed: bool,
     deadline: Duration,
+    config: super::writer::WriterConfig,
 ) where
     R: AsyncRead + Unpin,
 {
-    // The reader writes nothing more itself: what it queued last (a close, a
-    // reply) is the writer's now.
+    // Nothing is written inline any more: what the reader queued last (a close,
+    // a reply) is the closing writer's.
     conn.0.outbox.deactivate();
     if !server_closed {
         conn.end();
     }
-    if Box::pin(tokio::time::timeout(deadline, writer))
+    if Box::pin(tokio::time::timeout(deadline, outlet.finish(conn, config)))
         .await
         .is_err()
     {
-        tracing::debug!(session = %conn.id(), "writer did not finish in time");
+        tracing::debug!(session = %conn.id(), "the close did not go out in time");
     }
     conn.end();
     if server_closed || conn.abort_code().is_some() {

@@ -1,17 +1,19 @@
-//! The writer task: drains a session's queue and writes its frames in few
-//! syscalls.
+//! The writing side of a session: drains its queue and writes its frames in
+//! few syscalls.
 //!
 //! Server frames are simple (RFC 6455 §5.2: never masked, never fragmented
-//! here), so the writer frames them itself instead of going through a WebSocket
-//! library: a batch becomes one `writev` of the frames' headers and payloads.
-//! Small frames are copied into one contiguous buffer (a copy of a few bytes is
-//! cheaper than an I/O vector entry); a large payload is written from the queue's
-//! own bytes, never copied.
+//! here), so the session frames them itself instead of going through a
+//! WebSocket library: a batch becomes one `writev` of the frames' headers and
+//! payloads. Small frames are copied into one contiguous buffer (a copy of a few
+//! bytes is cheaper than an I/O vector entry); a large payload is written from
+//! the queue's own bytes, never copied.
 //!
-//! The session's reader writes too: after handling a message, before it waits
-//! for the next, it writes what is queued itself when the socket takes it at
-//! once ([`Outlet::write_now`]), so an answered request costs no wake-up of this
-//! task. Only what the socket would not take at once is left to the writer task.
+//! A session is one task. After handling a message, before it waits for the
+//! next, it writes what is queued when the socket takes it at once
+//! ([`Outlet::write_now`]); while it waits, whatever is queued (deliveries from
+//! other sessions) or left over from a full socket is written as it comes
+//! ([`Outlet::poll_write`]); at the end, [`run`] drains the queue up to the
+//! close frame and writes it ([`Outlet::finish`]).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -257,9 +259,8 @@ impl std::fmt::Debug for Carry {
     }
 }
 
-/// The writing side of a connection, shared by its writer task and its reader.
-/// Only one of them writes at a time (the queue's claim); the lock is taken for
-/// one poll at a time, never across a wait.
+/// The writing side of a connection. One writer at a time (the queue's claim);
+/// the lock is taken for one poll at a time, never across a wait.
 pub(crate) struct Shared<W>(Mutex<W>);
 
 impl<W: AsyncWrite + Unpin> Shared<W> {
@@ -268,7 +269,7 @@ impl<W: AsyncWrite + Unpin> Shared<W> {
     }
 }
 
-/// The writer task's view of [`Shared`]: an `AsyncWrite` locking per poll.
+/// [`run`]'s view of [`Shared`]: an `AsyncWrite` locking per poll.
 struct Locked<'a, W>(&'a Shared<W>);
 
 impl<W: AsyncWrite + Unpin> AsyncWrite for Locked<'_, W> {
@@ -302,32 +303,94 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Locked<'_, W> {
 }
 
 /// What a session's reader writes through (its connection's [`Shared`] writing
-/// side, whatever the transport).
+/// side, whatever the transport). The session's one task does all its writing
+/// through it: what its own messages queued, deliveries from other sessions,
+/// and, at the end, the close.
 pub(crate) trait Outlet: Send + Sync {
-    /// Writes what the session has queued, if the socket takes it at once and
-    /// the writer task is not writing; leaves the rest to the writer task. Ends
-    /// the reader's active spell ([`Outbox::deactivate`](super::connection::Outbox)).
+    /// Writes what the session has queued, if the socket takes it at once;
+    /// what it does not take is written by [`poll_write`](Self::poll_write).
+    /// Ends the reader's active spell ([`Outbox::deactivate`](super::connection::Outbox)).
     fn write_now(&self, conn: &Connection);
+
+    /// Writes what is queued, as far as the socket takes it, and registers the
+    /// task to be woken when more is queued or the socket takes more. `Ready`
+    /// when the session is to end: a close frame is next in the queue, the
+    /// session was aborted or ended, or the socket failed; then
+    /// [`finish`](Self::finish) writes the rest.
+    fn poll_write(&self, conn: &Connection, cx: &mut Context<'_>) -> Poll<()>;
+
+    /// Writes what is still queued up to its close frame (or, for an aborted
+    /// session, the close alone), then shuts the socket's writing side down and
+    /// marks the session ended (see [`run`]).
+    fn finish<'a>(
+        &'a self,
+        conn: &'a Connection,
+        config: WriterConfig,
+    ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
 }
 
 impl<W: AsyncWrite + Unpin + Send> Outlet for Shared<W> {
     fn write_now(&self, conn: &Connection) {
         let outbox = &conn.0.outbox;
         if outbox.is_pending() && conn.abort_code().is_none() && outbox.claim() {
-            write_inline(self, conn);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            write_inline(self, conn, &mut cx);
             outbox.release();
         }
         outbox.deactivate();
     }
+
+    fn poll_write(&self, conn: &Connection, cx: &mut Context<'_>) -> Poll<()> {
+        let outbox = &conn.0.outbox;
+        // Registered before looking, so a push in between is not missed.
+        outbox.register(cx.waker());
+        loop {
+            if conn.abort_code().is_some() || conn.has_ended() {
+                return Poll::Ready(());
+            }
+            if !outbox.is_pending() || !outbox.claim() {
+                return Poll::Pending;
+            }
+            let written = write_inline(self, conn, cx);
+            outbox.release_quietly();
+            match written {
+                Inline::Written => continue,
+                Inline::Blocked => return Poll::Pending,
+                Inline::Stop => return Poll::Ready(()),
+            }
+        }
+    }
+
+    fn finish<'a>(
+        &'a self,
+        conn: &'a Connection,
+        config: WriterConfig,
+    ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(run(self, conn, config))
+    }
 }
 
-/// Writes the queue without waiting (the caller holds the claim): the data
-/// frames up to the first close are encoded and offered to the socket; what it
-/// does not take, and everything from a close on, goes back to the front of the
-/// queue for the writer task.
-fn write_inline<W: AsyncWrite + Unpin>(shared: &Shared<W>, conn: &Connection) {
+/// How far [`write_inline`] got.
+enum Inline {
+    /// Everything taken from the queue was written.
+    Written,
+    /// The socket took only part: the rest waits at the front of the queue.
+    Blocked,
+    /// A close frame is next in the queue (what came before it is written), or
+    /// the socket failed.
+    Stop,
+}
+
+/// Writes the queue as far as the socket takes it (the caller holds the claim):
+/// the frames a previous call left half written first, then the data frames up
+/// to the first close. What the socket does not take, and everything from a
+/// close on, goes back to the front of the queue.
+fn write_inline<W: AsyncWrite + Unpin>(
+    shared: &Shared<W>,
+    conn: &Connection,
+    cx: &mut Context<'_>,
+) -> Inline {
     let mut batch = conn.0.outbox.take();
-    let mut cx = Context::from_waker(std::task::Waker::noop());
     let mut w = shared.0.lock();
     // The usual case, one reply: its header from the stack beside its own
     // bytes, nothing allocated. What the socket does not take goes the general
@@ -338,10 +401,16 @@ fn write_inline<W: AsyncWrite + Unpin>(shared: &Shared<W>, conn: &Connection) {
     {
         let (head, n) = header(opcode::BINARY, payload.len());
         let slices = [IoSlice::new(&head[..n]), IoSlice::new(payload)];
-        if let Poll::Ready(Ok(k)) = Pin::new(&mut *w).poll_write_vectored(&mut cx, &slices) {
-            sent = k;
+        match Pin::new(&mut *w).poll_write_vectored(cx, &slices) {
+            Poll::Ready(Ok(k)) => sent = k,
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(session = %conn.id(), error = %e, "write failed");
+                conn.0.outbox.push_front(batch);
+                return Inline::Stop;
+            }
+            Poll::Pending => {}
         }
-        if sent == n + payload.len() && Pin::new(&mut *w).poll_flush(&mut cx).is_ready() {
+        if sent == n + payload.len() && Pin::new(&mut *w).poll_flush(cx).is_ready() {
             let len = payload.len();
             let charged = if let Some(Outbound::Binary(_)) = batch.front() {
                 len
@@ -350,19 +419,28 @@ fn write_inline<W: AsyncWrite + Unpin>(shared: &Shared<W>, conn: &Connection) {
             };
             conn.dequeued(len, charged);
             conn.metrics().record_out(1, len as u64);
-            return;
+            return Inline::Written;
         }
     }
-    let mut carry = Carry {
-        frames: Frames::new(batch_bytes(&batch)),
-        written: 0,
-        charged: 0,
+    // Frames a previous call could not finish go first, as they are.
+    let mut carry = match batch.pop_front() {
+        Some(Outbound::Carried(carry)) => *carry,
+        other => {
+            if let Some(item) = other {
+                batch.push_front(item);
+            }
+            Carry {
+                frames: Frames::new(batch_bytes(&batch)),
+                written: 0,
+                charged: 0,
+            }
+        }
     };
     let mut rest = VecDeque::new();
     while let Some(item) = batch.pop_front() {
         match item {
-            Outbound::Close(..) | Outbound::CloseReply(_) | Outbound::Carried(_) => {
-                // Closing (and finishing earlier frames) is the writer task's.
+            Outbound::Close(..) | Outbound::CloseReply(_) => {
+                // Closing is `finish`'s.
                 rest = batch;
                 rest.push_front(item);
                 break;
@@ -376,23 +454,32 @@ fn write_inline<W: AsyncWrite + Unpin>(shared: &Shared<W>, conn: &Connection) {
         }
     }
     carry.frames.advance(sent);
-    let done = carry.frames.poll_write_to(&mut *w, &mut cx);
+    let done = carry.frames.poll_write_to(&mut *w, cx);
     drop(w);
-    match done {
+    let outcome = match done {
         Poll::Ready(Ok(())) => {
             conn.dequeued(carry.written, carry.charged);
-            conn.metrics()
-                .record_out(carry.frames.frames, carry.frames.payload);
+            let (frames, payload) = carry.frames.take_counts();
+            conn.metrics().record_out(frames, payload);
+            if rest.is_empty() {
+                Inline::Written
+            } else {
+                Inline::Stop
+            }
         }
         Poll::Ready(Err(e)) => {
-            // The writer task meets the same error on its next write and ends
-            // the session; the frames are lost with the connection.
-            tracing::debug!(session = %conn.id(), error = %e, "inline write failed");
+            // The frames are lost with the connection.
+            tracing::debug!(session = %conn.id(), error = %e, "write failed");
             conn.dequeued(carry.written, carry.charged);
+            Inline::Stop
         }
-        Poll::Pending => rest.push_front(Outbound::Carried(Box::new(carry))),
-    }
+        Poll::Pending => {
+            rest.push_front(Outbound::Carried(Box::new(carry)));
+            Inline::Blocked
+        }
+    };
     conn.0.outbox.push_front(rest);
+    outcome
 }
 
 /// Adds a data or control frame to `frames`, counting the queue bytes it frees.
@@ -438,18 +525,28 @@ pub(crate) struct WriterConfig {
     pub(crate) close_grace: Duration,
 }
 
-/// Runs until the queue asks for a close, the session is aborted or ended, or the
-/// socket fails. Always leaves the session marked as ended, and shuts the
+impl WriterConfig {
+    pub(crate) fn from_config(config: &crate::Config) -> Self {
+        WriterConfig {
+            max_batch: config.max_batch_frames,
+            write_buffer: config.write_buffer_size,
+            close_grace: config.shutdown_timeout,
+        }
+    }
+}
+
+/// A session's closing writes ([`Outlet::finish`]): runs until the queue asks
+/// for a close, the session is aborted or ended, or the socket fails. Always leaves the session marked as ended, and shuts the
 /// socket's writing side down (bounded) when done.
 ///
 /// An aborted session (a slow consumer) gets its close frame, with a reason it
 /// can read, written after whatever is already on its way: if it reads within
 /// `close_grace` it learns it was evicted, instead of seeing the connection cut.
-pub(crate) async fn run<W>(shared: Arc<Shared<W>>, conn: Connection, config: WriterConfig)
+pub(crate) async fn run<W>(shared: &Shared<W>, conn: &Connection, config: WriterConfig)
 where
     W: AsyncWrite + Unpin,
 {
-    let mut w = Locked(&shared);
+    let mut w = Locked(shared);
     let outbox = &conn.0.outbox;
     // The frames on their way: kept here, not in the batch's future, so an
     // abort in the middle of a frame can finish it before the close frame (a
@@ -483,19 +580,17 @@ where
                 // The reader ended (peer closed or failed): nothing more to say.
                 break;
             }
-            // One small future is all an idle session's writer holds: pushes,
-            // `end` and `abort` all wake it here.
+            // Pushes, `end` and `abort` all wake it here.
             conn.writer_ready().await;
             continue;
         }
-        // Boxed: the batch's state exists only while writing, so an idle
-        // session's writer task stays small.
+        // Boxed: the batch's state exists only while writing.
         let step = tokio::select! {
             biased;
             _ = conn.aborted() => break,
             step = Box::pin(write_batch(
                 &mut w,
-                &conn,
+                conn,
                 batch,
                 config,
                 inflight.insert(Box::new(Frames::new(0))),
