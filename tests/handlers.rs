@@ -539,6 +539,48 @@ async fn pipelined_requests_to_sync_and_async_handlers_are_answered_in_order() {
     server.shutdown().await;
 }
 
+/// Lets the held handler below return.
+#[derive(Default)]
+struct Release(tokio::sync::Notify);
+
+/// Closes its own session, then waits to be released.
+async fn close_then_hold(conn: Connection, State(release): State<Release>) -> Vec<u8> {
+    conn.close(4000, "kicked");
+    release.0.notified().await;
+    b"late".to_vec()
+}
+
+/// A session closed while its handler still waits is closed at once: the close
+/// frame goes out then, not when the handler returns (the session is one task,
+/// which writes while the handler waits).
+#[tokio::test]
+async fn a_close_while_the_handler_waits_goes_out_at_once() {
+    let server = start(
+        App::new()
+            .with_state(Release::default())
+            .register_custom_handler(242, close_then_hold),
+    )
+    .await;
+    let (mut raw, _) = RawWs::connect(&server).await;
+    raw.send_fields(FrameFields::new(242).transaction_id(Some(Uuid::new_v4())))
+        .await;
+    // Within DEADLINE, while the handler is still waiting.
+    assert_eq!(raw.close_code().await, Some(4000));
+    let release = server
+        .node()
+        .state()
+        .get::<Release>()
+        .expect("Release is registered");
+    release.0.notify_one();
+    // The session ends once the handler returns.
+    let node = server.node().clone();
+    framework_tests::eventually("the session ends", DEADLINE, || {
+        node.metrics().sessions_active() == 0
+    })
+    .await;
+    server.shutdown().await;
+}
+
 struct NeverRegistered;
 
 fn needs_missing_state(State(_): State<NeverRegistered>) -> Vec<u8> {

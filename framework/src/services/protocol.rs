@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Dispatcher;
 use crate::node::Identity;
-use crate::session::writer::WriterConfig;
+use crate::session::writer::Closing;
 use crate::session::{close_code, finish, next_message, reader_waits, Keepalive, Next};
 
 /// Runs one protocol session to its end. Not an `async fn`: the session's
@@ -34,15 +34,14 @@ where
     async move {
         let node = dispatcher.node();
         // Only what the session needs, not a copy of the whole configuration.
-        let (keepalive, drain) = (
+        let (keepalive, closing) = (
             Keepalive::from_config(node.config()),
-            node.config().shutdown_timeout,
+            Closing::from_config(node.config()),
         );
 
         if node.session_opened(&conn).await.is_err() {
             conn.close(close_code::INTERNAL, "cluster broker unavailable");
-            let written = WriterConfig::from_config(node.config());
-            let _ = tokio::time::timeout(drain, outlet.finish(&conn, written)).await;
+            closing.write(&conn, &*outlet).await;
             conn.end();
             return;
         }
@@ -70,7 +69,7 @@ where
             };
             let reply = match msg {
                 Message::Binary(bytes) => {
-                    conn.while_active(&*outlet, dispatcher.dispatch(&conn, bytes))
+                    conn.while_active(&*outlet, &closing, dispatcher.dispatch(&conn, bytes))
                         .await
                 }
                 _ => Some(dispatcher.reject_text()),
@@ -83,16 +82,7 @@ where
                 waits.recheck_now();
             }
         };
-        let written = WriterConfig::from_config(node.config());
-        finish(
-            &conn,
-            &*outlet,
-            &mut stream,
-            closed_by_server,
-            drain,
-            written,
-        )
-        .await;
+        finish(&conn, &*outlet, &mut stream, closed_by_server, closing).await;
         let hooks = dispatcher.hooks();
         if !hooks.disconnect.is_empty() {
             // The hooks still see the session's channels and extensions.

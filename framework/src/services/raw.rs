@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 use crate::raw::{ErasedRawHandler, RawConnection, RawError, RawMessage};
-use crate::session::writer::WriterConfig;
+use crate::session::writer::Closing;
 use crate::session::{finish, next_message, reader_waits, Connection, Keepalive, Next};
 
 /// Runs one raw session to its end. Not an `async fn`, for the reason given at
@@ -33,9 +33,9 @@ where
     } = session;
     async move {
         // Only what the session needs, not a copy of the whole configuration.
-        let (keepalive, drain) = (
+        let (keepalive, closing) = (
             Keepalive::from_config(node.config()),
-            node.config().shutdown_timeout,
+            Closing::from_config(node.config()),
         );
         let raw = RawConnection::new(conn.clone());
         // Raw sessions are not in the hub (no protocol traffic reaches them), but they
@@ -125,24 +125,15 @@ where
                                 }
                             }
                         });
-                        conn.while_active(&*outlet, room).await;
+                        conn.while_active(&*outlet, &closing, room).await;
                     }
                 }
             }
         };
-        let written = WriterConfig::from_config(node.config());
-        finish(
-            &conn,
-            &*outlet,
-            &mut stream,
-            closed_by_server,
-            drain,
-            written,
-        )
-        .await;
+        finish(&conn, &*outlet, &mut stream, closed_by_server, closing).await;
         if handler_running {
             // A handler still looping on recv() sees `None` now; give it a moment to end.
-            let _ = AssertUnwindSafe(tokio::time::timeout(drain, handler_task))
+            let _ = AssertUnwindSafe(tokio::time::timeout(closing.deadline, handler_task))
                 .catch_unwind()
                 .await;
         }

@@ -92,6 +92,8 @@ pub(crate) struct ConnectionInner {
     charge: Charge,
     /// Cancelled when the session must end now: stops both its reader and writer.
     ended: AtomicBool,
+    /// The session's closing writes ran (`writer::run`).
+    pub(super) closing_written: AtomicBool,
     /// Wakes everything waiting for the end (the reader, a raw handler's `recv`).
     end_notify: Notify,
     /// Woken by `abort`: the writer stops whatever it is doing.
@@ -288,6 +290,7 @@ impl Connection {
             charged: AtomicUsize::new(0),
             charge,
             ended: AtomicBool::new(false),
+            closing_written: AtomicBool::new(false),
             end_notify: Notify::new(),
             abort_waker: AtomicWaker::new(),
             metrics: SessionMetrics::new(),
@@ -527,19 +530,25 @@ impl Connection {
     /// is done. If `work` has to wait, the spell ends there, so nothing queued
     /// waits for it.
     ///
+    /// While `work` waits, what other sessions queue for this one is written
+    /// through `outlet` (the session has no other task to write it); and when
+    /// the session is to end meanwhile (closed by the app, aborted), its closing
+    /// writes run at once, as `closing` says, instead of after `work`.
+    ///
     /// A future of its own rather than an `async fn`, which would hold `work`
     /// twice (as its argument and pinned): this is in every session's future.
-    ///
-    /// While `work` waits, what other sessions queue for this one is written
-    /// through `outlet` (the session has no other task to write it).
     pub(crate) fn while_active<'a, F: std::future::Future>(
         &'a self,
         outlet: &'a dyn super::writer::Outlet,
+        closing: &'a super::writer::Closing,
         work: F,
     ) -> WhileActive<'a, F> {
         WhileActive {
             conn: self,
             outlet,
+            closing,
+            writes: CloseWrites::NotBegun,
+            output: None,
             work,
         }
     }
@@ -777,11 +786,24 @@ mod tests {
 #[derive(Clone)]
 struct ClientInfoBytes(bytes::Bytes);
 
+/// Where a [`WhileActive`] is with the session's closing writes.
+enum CloseWrites<'a> {
+    NotBegun,
+    Running(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>),
+    Done,
+}
+
 pin_project_lite::pin_project! {
     /// The future of [`Connection::while_active`].
-    pub(crate) struct WhileActive<'a, F> {
+    pub(crate) struct WhileActive<'a, F>
+    where
+        F: std::future::Future,
+    {
         conn: &'a Connection,
         outlet: &'a dyn super::writer::Outlet,
+        closing: &'a super::writer::Closing,
+        writes: CloseWrites<'a>,
+        output: Option<F::Output>,
         #[pin]
         work: F,
     }
@@ -794,14 +816,35 @@ impl<F: std::future::Future> std::future::Future for WhileActive<'_, F> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
+        use std::task::Poll;
         let this = self.project();
-        let polled = this.work.poll(cx);
-        if polled.is_pending() {
-            this.conn.0.outbox.deactivate();
-            // Whether the session is to end is seen by the reader once `work`
-            // is done; meanwhile deliveries go out.
-            let _ = this.outlet.poll_write(this.conn, cx);
+        if this.output.is_none() {
+            match this.work.poll(cx) {
+                Poll::Ready(out) => *this.output = Some(out),
+                Poll::Pending => {
+                    this.conn.0.outbox.deactivate();
+                    if let CloseWrites::NotBegun = this.writes {
+                        // Deliveries go out meanwhile; `Ready` when the session
+                        // is to end.
+                        if this.outlet.poll_write(this.conn, cx).is_ready() {
+                            *this.writes =
+                                CloseWrites::Running(this.closing.write(this.conn, *this.outlet));
+                        }
+                    }
+                }
+            }
         }
-        polled
+        // Closing writes, once begun, run to their end (a frame is never left
+        // half written), even when `work` is done first.
+        if let CloseWrites::Running(writes) = this.writes {
+            if writes.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            *this.writes = CloseWrites::Done;
+        }
+        match this.output.take() {
+            Some(out) => Poll::Ready(out),
+            None => Poll::Pending,
+        }
     }
 }

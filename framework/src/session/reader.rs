@@ -259,23 +259,17 @@ pub(crate) async fn finish<R>(
     outlet: &dyn super::writer::Outlet,
     stream: &mut FrameReader<R>,
     server_closed: bool,
-    deadline: Duration,
-    config: super::writer::WriterConfig,
+    closing: super::writer::Closing,
 ) where
     R: AsyncRead + Unpin,
 {
     // Nothing is written inline any more: what the reader queued last (a close,
-    // a reply) is the closing writer's.
+    // a reply) is the closing writes'.
     conn.0.outbox.deactivate();
     if !server_closed {
         conn.end();
     }
-    if Box::pin(tokio::time::timeout(deadline, outlet.finish(conn, config)))
-        .await
-        .is_err()
-    {
-        tracing::debug!(session = %conn.id(), "the close did not go out in time");
-    }
+    closing.write(conn, outlet).await;
     conn.end();
     if server_closed || conn.abort_code().is_some() {
         let drain = async {
@@ -289,7 +283,11 @@ pub(crate) async fn finish<R>(
             // A stream that cannot be parsed any further is read raw.
             stream.discard().await;
         };
-        let _ = Box::pin(tokio::time::timeout(deadline.min(CLOSE_DRAIN), drain)).await;
+        let _ = Box::pin(tokio::time::timeout(
+            closing.deadline.min(CLOSE_DRAIN),
+            drain,
+        ))
+        .await;
     }
 }
 

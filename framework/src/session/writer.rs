@@ -535,6 +535,38 @@ impl WriterConfig {
     }
 }
 
+/// How a session's closing writes run: bounded by `deadline`, with `writer`'s
+/// settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Closing {
+    pub(crate) deadline: Duration,
+    pub(crate) writer: WriterConfig,
+}
+
+impl Closing {
+    pub(crate) fn from_config(config: &crate::Config) -> Self {
+        Closing {
+            deadline: config.shutdown_timeout,
+            writer: WriterConfig::from_config(config),
+        }
+    }
+
+    /// The closing writes ([`Outlet::finish`]), within the deadline. They run
+    /// once per session: a second call finds them done.
+    pub(crate) fn write<'a>(
+        self,
+        conn: &'a Connection,
+        outlet: &'a dyn Outlet,
+    ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let writes = tokio::time::timeout(self.deadline, outlet.finish(conn, self.writer));
+            if writes.await.is_err() {
+                tracing::debug!(session = %conn.id(), "the close did not go out in time");
+            }
+        })
+    }
+}
+
 /// A session's closing writes ([`Outlet::finish`]): runs until the queue asks
 /// for a close, the session is aborted or ended, or the socket fails. Always leaves the session marked as ended, and shuts the
 /// socket's writing side down (bounded) when done.
@@ -546,6 +578,14 @@ pub(crate) async fn run<W>(shared: &Shared<W>, conn: &Connection, config: Writer
 where
     W: AsyncWrite + Unpin,
 {
+    if conn
+        .0
+        .closing_written
+        .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        // Done already (while a handler waited): this ends with the claim held.
+        return;
+    }
     let mut w = Locked(shared);
     let outbox = &conn.0.outbox;
     // The frames on their way: kept here, not in the batch's future, so an
