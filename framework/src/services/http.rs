@@ -584,46 +584,31 @@ fn session_of(
     };
     // The per-IP slot lives as long as the session.
     let conn = super::new_connection(&shared.node, peer, slot.charge());
+    let opening = Opening {
+        conn,
+        slot,
+        kind,
+        shared,
+        extensions,
+    };
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         // Back to the plain TCP stream: the session then reads the socket
         // without hyper in between, replaying what hyper read ahead (if any).
         Ok(parts) => {
             let (read, write) = parts.io.into_inner().into_split();
-            let session = start_session(
-                read,
-                write,
-                parts.read_buf,
-                conn,
-                slot,
-                kind,
-                &shared,
-                extensions,
-            );
-            return Either::Right(session);
+            return Either::Right(opening.start(read, write, parts.read_buf));
         }
         Err(upgraded) => upgraded,
     };
     let session: BoxedSession = match upgraded.downcast::<TokioIo<Tls>>() {
         Ok(parts) => {
             let (read, write) = tokio::io::split(parts.io.into_inner());
-            Box::pin(start_session(
-                read,
-                write,
-                parts.read_buf,
-                conn,
-                slot,
-                kind,
-                &shared,
-                extensions,
-            ))
+            Box::pin(opening.start(read, write, parts.read_buf))
         }
         Err(upgraded) => {
             // HTTP/2: hyper reads the stream's DATA frames; nothing was read ahead.
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            let nothing = bytes::Bytes::new();
-            Box::pin(start_session(
-                read, write, nothing, conn, slot, kind, &shared, extensions,
-            ))
+            Box::pin(opening.start(read, write, bytes::Bytes::new()))
         }
     };
     Either::Left(session)
@@ -632,33 +617,40 @@ fn session_of(
 /// A session's future behind a box (see [`session_of`]).
 type BoxedSession = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Opens the session of an upgraded stream split into `read` and `write`, after
-/// `read_ahead` (what hyper read past the request head), and returns its future.
-#[allow(clippy::too_many_arguments)]
-fn start_session<R, W>(
-    read: R,
-    write: W,
-    read_ahead: bytes::Bytes,
+/// What a session opens with, whatever its transport.
+struct Opening<K> {
     conn: crate::session::Connection,
     slot: ConnSlot,
-    kind: impl SessionKind,
-    shared: &Arc<Shared>,
+    kind: K,
+    shared: Arc<Shared>,
     extensions: http::Extensions,
-) -> impl Future<Output = ()> + Send + 'static
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let config = shared.node.config();
-    let stream = FrameReader::new(
-        read,
-        &read_ahead,
-        conn.clone(),
-        config.read_buffer_size,
-        config.max_message_size,
-    );
-    let session = super::open_session(stream, write, conn, slot, extensions);
-    kind.run(session, shared.clone())
+}
+
+impl<K: SessionKind> Opening<K> {
+    /// Opens the session of an upgraded stream split into `read` and `write`,
+    /// after `read_ahead` (what hyper read past the request head), and returns
+    /// its future.
+    fn start<R, W>(
+        self,
+        read: R,
+        write: W,
+        read_ahead: bytes::Bytes,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = self.shared.node.config();
+        let stream = FrameReader::new(
+            read,
+            &read_ahead,
+            self.conn.clone(),
+            config.read_buffer_size,
+            config.max_message_size,
+        );
+        let session = super::open_session(stream, write, self.conn, self.slot, self.extensions);
+        self.kind.run(session, self.shared)
+    }
 }
 
 #[cfg(test)]
