@@ -49,9 +49,10 @@ impl Keepalive {
 
 /// What a session's reader waits for besides the socket, each registered once per
 /// session rather than once per read (per-read timers and waiter registrations
-/// showed in profiles): the session's end, the server's shutdown, and one quiet
-/// timer, which is checked lazily against the session's last activity and serves
-/// the idle deadline and the keepalive pings alike.
+/// showed in profiles): the queue (through the outlet, which also tells when the
+/// session is to end: closed, aborted, ended), the server's shutdown, and one
+/// quiet timer, which is checked lazily against the session's last activity and
+/// serves the idle deadline and the keepalive pings alike.
 pub(crate) struct Waits<'p, C> {
     /// Where the session writes: what its messages queued, before it waits, and
     /// whatever is queued while it waits.
