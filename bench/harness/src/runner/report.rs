@@ -355,6 +355,30 @@ fn heads(h: &[&str]) -> Vec<String> {
     h.iter().map(|s| s.to_string()).collect()
 }
 
+/// One column of a per-server table: its header, and its cell for a server kind.
+type Column<'a> = (&'a str, &'a dyn Fn(&str) -> String);
+
+/// A table with a row per server: its label (with its failures), then a cell
+/// per column.
+fn server_table(
+    w: &mut String,
+    ran: &[&ServerSpec],
+    failed: &dyn Fn(&str) -> String,
+    columns: &[Column<'_>],
+) {
+    let mut head = vec!["server".to_string()];
+    head.extend(columns.iter().map(|(h, _)| h.to_string()));
+    let rows: Vec<Vec<String>> = ran
+        .iter()
+        .map(|spec| {
+            let mut row = vec![format!("{}{}", spec.label, failed(spec.kind))];
+            row.extend(columns.iter().map(|(_, cell)| cell(spec.kind)));
+            row
+        })
+        .collect();
+    table(w, &head, &rows);
+}
+
 /// The median CPU other processes used in a scenario's windows, and what that
 /// means for its numbers (`per`: "message", "delivery", "connection").
 fn others_note(w: &mut String, runs: &[Run], per: &str) {
@@ -891,37 +915,25 @@ fn closed_loop_section(
     runs: &[Run],
     failed: &dyn Fn(&str) -> String,
 ) {
-    let rows: Vec<Vec<String>> = ran
-        .iter()
-        .map(|spec| {
-            let k = spec.kind;
-            vec![
-                format!("{}{}", spec.label, failed(k)),
-                f0(med(runs, k, thr)),
-                format!("{} / {}", f1(med(runs, k, p50)), f1(med(runs, k, p99))),
-                f3(med(runs, k, cpu)),
-                f3(med(runs, k, user)),
-                pct(med(runs, k, client)),
-                vs_fw(runs, k, thr),
-                vs_fw(runs, k, cpu),
-                vs_fw(runs, k, user),
-            ]
-        })
-        .collect();
-    table(
+    let latency = |k: &str| format!("{} / {}", f1(med(runs, k, p50)), f1(med(runs, k, p99)));
+    server_table(
         w,
-        &heads(&[
-            "server",
-            "msgs/s",
-            "round trip p50 / p99 (µs)",
-            "server CPU-s per 100k messages",
-            "of which user space",
-            "loadgen CPU",
-            "framework ÷ server, throughput",
-            "framework ÷ server, CPU per message",
-            "framework ÷ server, user-space CPU per message",
-        ]),
-        &rows,
+        ran,
+        failed,
+        &[
+            ("msgs/s", &|k| f0(med(runs, k, thr))),
+            ("round trip p50 / p99 (µs)", &latency),
+            ("server CPU-s per 100k messages", &|k| f3(med(runs, k, cpu))),
+            ("of which user space", &|k| f3(med(runs, k, user))),
+            ("loadgen CPU", &|k| pct(med(runs, k, client))),
+            ("framework ÷ server, throughput", &|k| vs_fw(runs, k, thr)),
+            ("framework ÷ server, CPU per message", &|k| {
+                vs_fw(runs, k, cpu)
+            }),
+            ("framework ÷ server, user-space CPU per message", &|k| {
+                vs_fw(runs, k, user)
+            }),
+        ],
     );
     others_note(w, runs, "message");
     client_bound_note(w, runs);
@@ -960,33 +972,22 @@ fn fanout_section(
         "Peak: at most {} publishes not yet delivered to every subscriber.\n",
         p.window
     );
-    let rows: Vec<Vec<String>> = ran
-        .iter()
-        .map(|spec| {
-            let k = spec.kind;
-            vec![
-                format!("{}{}", spec.label, failed(k)),
-                f0(med(runs, k, thr)),
-                f3(med(runs, k, cpu)),
-                f3(med(runs, k, user)),
-                pct(med(runs, k, client)),
-                vs_fw(runs, k, thr),
-                vs_fw(runs, k, cpu),
-            ]
-        })
-        .collect();
-    table(
+    server_table(
         w,
-        &heads(&[
-            "server",
-            "peak deliveries/s",
-            "server CPU-s per 100k deliveries",
-            "of which user space",
-            "loadgen CPU",
-            "framework ÷ server, peak",
-            "framework ÷ server, CPU per delivery",
-        ]),
-        &rows,
+        ran,
+        failed,
+        &[
+            ("peak deliveries/s", &|k| f0(med(runs, k, thr))),
+            ("server CPU-s per 100k deliveries", &|k| {
+                f3(med(runs, k, cpu))
+            }),
+            ("of which user space", &|k| f3(med(runs, k, user))),
+            ("loadgen CPU", &|k| pct(med(runs, k, client))),
+            ("framework ÷ server, peak", &|k| vs_fw(runs, k, thr)),
+            ("framework ÷ server, CPU per delivery", &|k| {
+                vs_fw(runs, k, cpu)
+            }),
+        ],
     );
     others_note(w, runs, "delivery");
     client_bound_note(w, runs);
@@ -1244,34 +1245,25 @@ fn idle_section(
     failed: &dyn Fn(&str) -> String,
 ) {
     let mib = |v: Option<u64>| v.map(|x| x as f64 / 1048576.0);
-    let rows: Vec<Vec<String>> = ran
-        .iter()
-        .map(|spec| {
-            let k = spec.kind;
-            let b = med(runs, k, per_conn);
-            vec![
-                format!("{}{}", spec.label, failed(k)),
-                f0(b),
-                f1(b.map(|b| b / 1024.0)),
-                format!(
-                    "{} → {}",
-                    f1(med(runs, k, |r| mib(r.rss_before))),
-                    f1(med(runs, k, |r| mib(r.rss_after)))
-                ),
-                vs_fw(runs, k, per_conn),
-            ]
-        })
-        .collect();
-    table(
+    let rss = |k: &str| {
+        format!(
+            "{} → {}",
+            f1(med(runs, k, |r| mib(r.rss_before))),
+            f1(med(runs, k, |r| mib(r.rss_after)))
+        )
+    };
+    server_table(
         w,
-        &heads(&[
-            "server",
-            "bytes per connection",
-            "KiB per connection",
-            "RSS before → after (MiB)",
-            "framework ÷ server",
-        ]),
-        &rows,
+        ran,
+        failed,
+        &[
+            ("bytes per connection", &|k| f0(med(runs, k, per_conn))),
+            ("KiB per connection", &|k| {
+                f1(med(runs, k, per_conn).map(|b| b / 1024.0))
+            }),
+            ("RSS before → after (MiB)", &rss),
+            ("framework ÷ server", &|k| vs_fw(runs, k, per_conn)),
+        ],
     );
     let _ = writeln!(w, "Ratios below 1 favour the framework.\n");
 }
@@ -1295,39 +1287,32 @@ fn storm_section(
     );
     let per_k = |r: &LoadResult| cpu(r).map(|c| c * 10.0);
     let user_k = |r: &LoadResult| user(r).map(|c| c * 10.0);
-    let rows: Vec<Vec<String>> = ran
-        .iter()
-        .map(|spec| {
-            let k = spec.kind;
-            vec![
-                format!("{}{}", spec.label, failed(k)),
-                f0(med(runs, k, thr)),
-                format!(
-                    "{} / {}",
-                    f1(med(runs, k, |r| Some(r.p50_us / 1000.0))),
-                    f1(med(runs, k, |r| Some(r.p99_us / 1000.0)))
-                ),
-                f1(med(runs, k, per_k)),
-                f1(med(runs, k, user_k)),
-                pct(med(runs, k, client)),
-                vs_fw(runs, k, thr),
-                vs_fw(runs, k, cpu),
-            ]
-        })
-        .collect();
-    table(
+    let connect = |k: &str| {
+        format!(
+            "{} / {}",
+            f1(med(runs, k, |r| Some(r.p50_us / 1000.0))),
+            f1(med(runs, k, |r| Some(r.p99_us / 1000.0)))
+        )
+    };
+    server_table(
         w,
-        &heads(&[
-            "server",
-            "connections/s",
-            "connect → opened p50 / p99 (ms)",
-            "server CPU-ms per 1,000 connections",
-            "of which user space",
-            "loadgen CPU",
-            "framework ÷ server, connections/s",
-            "framework ÷ server, CPU per connection",
-        ]),
-        &rows,
+        ran,
+        failed,
+        &[
+            ("connections/s", &|k| f0(med(runs, k, thr))),
+            ("connect → opened p50 / p99 (ms)", &connect),
+            ("server CPU-ms per 1,000 connections", &|k| {
+                f1(med(runs, k, per_k))
+            }),
+            ("of which user space", &|k| f1(med(runs, k, user_k))),
+            ("loadgen CPU", &|k| pct(med(runs, k, client))),
+            ("framework ÷ server, connections/s", &|k| {
+                vs_fw(runs, k, thr)
+            }),
+            ("framework ÷ server, CPU per connection", &|k| {
+                vs_fw(runs, k, cpu)
+            }),
+        ],
     );
     others_note(w, runs, "connection");
     let _ = writeln!(
@@ -1338,39 +1323,38 @@ fn storm_section(
          server listening, to the last client back:\n",
         p.warmup
     );
-    let rows: Vec<Vec<String>> = ran
-        .iter()
-        .map(|spec| {
-            let k = spec.kind;
-            vec![
-                format!("{}{}", spec.label, failed(k)),
-                ms0(med(runs, k, reconnect_ms)),
-                ms0(med(runs, k, |r| r.restart_ms)),
-                ms0(med(runs, k, |r| r.reconnect_up_ms)),
-                format!(
-                    "{} ({})",
-                    f0(med(runs, k, |r| r.reconnect_attempts.map(|x| x as f64))),
-                    f0(med(runs, k, |r| r.reconnect_failed.map(|x| x as f64)))
-                ),
-                ms0(med(runs, k, |r| {
-                    r.reconnect_server_cpu_s.map(|s| s * 1000.0)
-                })),
-                vs_fw(runs, k, reconnect_ms),
-            ]
-        })
-        .collect();
-    table(
+    let attempts = |k: &str| {
+        format!(
+            "{} ({})",
+            f0(med(runs, k, |r| r.reconnect_attempts.map(|x| x as f64))),
+            f0(med(runs, k, |r| r.reconnect_failed.map(|x| x as f64)))
+        )
+    };
+    let restart_cpu = |k: &str| {
+        ms0(med(runs, k, |r| {
+            r.reconnect_server_cpu_s.map(|s| s * 1000.0)
+        }))
+    };
+    server_table(
         w,
-        &heads(&[
-            "server",
-            "all back after the first loss",
-            "of it until the new server listened",
-            "all back after it listened",
-            "attempts (failed)",
-            "new server's CPU until all were back",
-            "framework ÷ server, all back",
-        ]),
-        &rows,
+        ran,
+        failed,
+        &[
+            ("all back after the first loss", &|k| {
+                ms0(med(runs, k, reconnect_ms))
+            }),
+            ("of it until the new server listened", &|k| {
+                ms0(med(runs, k, |r| r.restart_ms))
+            }),
+            ("all back after it listened", &|k| {
+                ms0(med(runs, k, |r| r.reconnect_up_ms))
+            }),
+            ("attempts (failed)", &attempts),
+            ("new server's CPU until all were back", &restart_cpu),
+            ("framework ÷ server, all back", &|k| {
+                vs_fw(runs, k, reconnect_ms)
+            }),
+        ],
     );
     let _ = writeln!(
         w,
