@@ -228,12 +228,6 @@ impl Outbox {
         self.waker.register(waker);
     }
 
-    /// Gives the socket back without waking anyone (the caller looks at the
-    /// queue again itself).
-    pub(crate) fn release_quietly(&self) {
-        self.claimed.store(false, Ordering::SeqCst);
-    }
-
     /// Wakes the writer without queueing anything.
     pub(crate) fn wake(&self) {
         self.waker.wake();
@@ -246,12 +240,10 @@ impl Outbox {
             .is_ok()
     }
 
-    /// Gives the socket back; the writer is woken if something is queued.
+    /// Gives the socket back. Nobody is woken: the session's one task writes,
+    /// and it looks at the queue again before it waits.
     pub(crate) fn release(&self) {
         self.claimed.store(false, Ordering::SeqCst);
-        if self.is_pending() {
-            self.waker.wake();
-        }
     }
 
     /// The reader handles a message: what it queues is written by the reader
@@ -260,12 +252,12 @@ impl Outbox {
         self.active.store(true, Ordering::SeqCst);
     }
 
-    /// The reader is about to wait: from now on pushes wake the writer, and
-    /// what is queued already is the writer's.
+    /// The session is about to wait: from now on pushes wake it. Nobody is
+    /// woken for what is queued already: every caller looks at the queue next
+    /// ([`Outlet::poll_write`](super::writer::Outlet::poll_write) or the closing
+    /// writes).
     pub(crate) fn deactivate(&self) {
-        if self.active.swap(false, Ordering::SeqCst) && self.is_pending() {
-            self.waker.wake();
-        }
+        self.active.store(false, Ordering::SeqCst);
     }
 }
 

@@ -352,7 +352,7 @@ impl<W: AsyncWrite + Unpin + Send> Outlet for Shared<W> {
                 return Poll::Pending;
             }
             let written = write_inline(self, conn, cx);
-            outbox.release_quietly();
+            outbox.release();
             match written {
                 Inline::Written => continue,
                 Inline::Blocked => return Poll::Pending,
