@@ -2,8 +2,8 @@
 # Runs every test of the workspace, except the benchmark harness's (see below).
 #
 # First it makes sure the tools of the tests are there: the cluster engines
-# (Debian's redis-server and nats-server) and the reverse proxy of tests/nginx.rs
-# (Debian's nginx), installed with apt-get when missing, and
+# (Debian's redis-server and nats-server), the reverse proxy of tests/nginx.rs
+# (Debian's nginx) and ss (Debian's iproute2), installed with apt-get when missing, and
 # the tools of the cross-language tests, in a virtual
 # environment of its own under the target directory (target/test-venv, or
 # $CARGO_TARGET_DIR/test-venv; `cargo clean` removes it):
@@ -121,7 +121,7 @@ flatc_out=$(flatc --version 2>&1) || die "\`flatc --version\` failed: $flatc_out
 [ "$(awk '{print $3}' <<<"$flatc_out")" = "$flatc_version" ] \
   || die "flatc on PATH ($(command -v flatc)) is '$flatc_out', the tests need $flatc_version (pinned in $requirements)"
 
-# --- the cluster engines and nginx ---------------------------------------------------
+# --- the cluster engines, nginx, ss ---------------------------------------------------
 
 # The cluster tests start real engines on free loopback ports: Debian's redis-server
 # (with redis-cli) and nats-server, installed with apt-get when missing.
@@ -130,6 +130,8 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing
 command -v nats-server >/dev/null || missing+=(nats-server)
 # tests/nginx.rs runs the README's nginx configuration through a real nginx.
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
+# tests/lifecycle.rs reads each listener's backlog with ss (Debian's iproute2).
+command -v ss >/dev/null || missing+=(iproute2)
 # The TypeScript client's browser test drives Debian's chromium (/usr/bin/chromium).
 if [ "${TS_SKIP:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
 if [ ${#missing[@]} -gt 0 ]; then

@@ -285,3 +285,56 @@ async fn a_connection_that_never_upgrades_does_not_delay_shutdown() {
     .await;
     drop(idle_tcp);
 }
+
+/// The backlog the kernel gives the listening socket on `addr`, as `ss` reads it
+/// (its Send-Q column for a listener), and the cap `net.core.somaxconn` puts on it.
+fn listen_backlog(addr: std::net::SocketAddr) -> (u32, u32) {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", addr.port())])
+        .output()
+        .expect("ss (Debian's iproute2, installed by scripts/test.sh) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&addr.to_string()))
+        .unwrap_or_else(|| panic!("no listener on {addr} in `ss -ltn`: {text:?}"));
+    let backlog = line.split_whitespace().nth(2).and_then(|q| q.parse().ok());
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("/proc/sys/net/core/somaxconn")
+        .trim()
+        .parse()
+        .expect("a number");
+    (
+        backlog.unwrap_or_else(|| panic!("no Send-Q in {line:?}")),
+        somaxconn,
+    )
+}
+
+#[tokio::test]
+async fn every_listener_queues_listen_backlog_connections() {
+    // The default: a burst of reconnecting clients is not cut at 128 (tokio's
+    // and the standard library's backlog), where the 129th SYN is dropped and
+    // its client waits a second.
+    let server = App::new()
+        .run_websocket_service(framework_tests::any_port())
+        .run_service(framework_tests::any_port())
+        .start()
+        .await
+        .expect("server starts");
+    for addr in [server.websocket_addr(), server.service_addr()] {
+        let (backlog, somaxconn) = listen_backlog(addr);
+        assert_eq!(backlog, Config::default().listen_backlog.min(somaxconn));
+        assert!(backlog > 128, "{addr}: backlog {backlog}");
+    }
+    server.shutdown().await;
+
+    // Configured.
+    let server = start(App::new().config(Config {
+        listen_backlog: 300,
+        ..Config::default()
+    }))
+    .await;
+    let (backlog, somaxconn) = listen_backlog(server.websocket_addr());
+    assert_eq!(backlog, 300.min(somaxconn));
+    server.shutdown().await;
+}

@@ -166,6 +166,11 @@ pub struct LoadResult {
     /// Recovery: milliseconds the publisher took to publish the missed
     /// publications and get every `Ack` (the upper median over the repetitions).
     pub publish_ms: Option<f64>,
+    /// Storm: the slowest connect of the storm (TCP, upgrade and the protocol's
+    /// opening), and how many took over 900 ms: those waited for the kernel to
+    /// send their SYN again (1 s after one was dropped on a full listen queue).
+    pub max_us: Option<f64>,
+    pub syn_retried: Option<u64>,
     /// Storm: the server was killed and started again on its port; milliseconds
     /// from the first connection lost to every client connected (and past the
     /// protocol's opening) again.
@@ -1830,7 +1835,13 @@ async fn storm(args: LoadArgs) -> anyhow::Result<LoadResult> {
         ..LoadResult::default()
     };
     window(&mut result, &start, &end);
-    percentiles(&mut result, &shared.hist.borrow());
+    {
+        let hist = shared.hist.borrow();
+        percentiles(&mut result, &hist);
+        result.max_us = Some(hist.max() as f64 / 1000.0);
+        let retry = Duration::from_millis(900).as_nanos() as u64;
+        result.syn_retried = Some(hist.count_between(retry, hist.max().max(retry)));
+    }
     // Every connection stays open a moment (a server that drops some fails).
     shared.watch(args.warmup).await?;
 

@@ -399,10 +399,12 @@ fn summary(scenario: Scenario, r: &Result<LoadResult, String>) -> String {
             )
         }
         Ok(r) if scenario == Scenario::Storm => format!(
-            "{:>8.0} connections/s  connect p50 {:.1} ms p99 {:.1} ms  server {:.3} ({:.3} user) CPU-s/100k  loadgen {:.0}%  others {:.0}% | restart: all back {:.0} ms after the first loss, {:.0} ms after the new server listened ({} attempts, {} failed)",
+            "{:>8.0} connections/s  connect p50 {:.1} ms p99 {:.1} ms max {:.0} ms ({} over 900 ms)  server {:.3} ({:.3} user) CPU-s/100k  loadgen {:.0}%  others {:.0}% | restart: all back {:.0} ms after the first loss, {:.0} ms after the new server listened ({} attempts, {} failed)",
             r.throughput,
             r.p50_us / 1000.0,
             r.p99_us / 1000.0,
+            r.max_us.unwrap_or(0.0) / 1000.0,
+            r.syn_retried.unwrap_or(0),
             r.server_cpu_per_100k,
             r.server_user_per_100k,
             r.client_cpu * 100.0,

@@ -23,7 +23,7 @@ use framework::protocol::fbs;
 use framework::raw::RawConnection;
 use framework::Message as _;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::spec::{AddRequest, AddResponse, Engine, Scenario, ADD_OPCODE, CHANNEL};
 
@@ -198,9 +198,25 @@ async fn cluster_node(
 
 // ---------------------------------------------------------------- tokio-tungstenite
 
+/// A peer's listener, with the framework's default backlog
+/// (`Config::listen_backlog`, 4096) instead of tokio's `bind`'s 128: the storm
+/// scenario then measures how fast each server accepts and upgrades, not which
+/// one drops SYNs (and waits a second for their retransmission) because its
+/// accept queue is shorter.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(framework::Config::default().listen_backlog)
+}
+
 /// The canonical tokio-tungstenite echo server, default `WebSocketConfig`.
 async fn tungstenite_echo(addr: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
+    let listener = listen(addr)?;
     announce(listener.local_addr()?);
     loop {
         let (tcp, _) = listener.accept().await?;
@@ -223,7 +239,7 @@ async fn tungstenite_echo(addr: SocketAddr) -> anyhow::Result<()> {
 /// payload), verified, decoded and answered by hand on tokio-tungstenite +
 /// flatbuffers, with the builders reused per connection.
 async fn floor(addr: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
+    let listener = listen(addr)?;
     announce(listener.local_addr()?);
     loop {
         let (tcp, _) = listener.accept().await?;
@@ -342,7 +358,7 @@ async fn fastwebsockets_echo(
             .await;
     }
 
-    let listener = TcpListener::bind(addr).await?;
+    let listener = listen(addr)?;
     announce(listener.local_addr()?);
     loop {
         let (tcp, _) = listener.accept().await?;
@@ -402,7 +418,7 @@ async fn sockudo_ws_echo(addr: SocketAddr) -> anyhow::Result<()> {
         Ok(())
     }
 
-    let listener = TcpListener::bind(addr).await?;
+    let listener = listen(addr)?;
     announce(listener.local_addr()?);
     loop {
         let (tcp, _) = listener.accept().await?;
@@ -435,7 +451,7 @@ async fn axum_echo(addr: SocketAddr) -> anyhow::Result<()> {
         "/",
         axum::routing::get(|ws: WebSocketUpgrade| async move { ws.on_upgrade(echo) }),
     );
-    let listener = TcpListener::bind(addr).await?;
+    let listener = listen(addr)?;
     announce(listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -539,7 +555,7 @@ async fn socketioxide_server(addr: SocketAddr) -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route("/", axum::routing::get(async || "socketioxide"))
         .layer(layer);
-    let listener = TcpListener::bind(addr).await?;
+    let listener = listen(addr)?;
     announce(listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -2,25 +2,37 @@
 
 use std::net::SocketAddr;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{AppError, ListenAddr};
 use crate::node::Node;
 
-pub(super) async fn bind_all(addrs: &[ListenAddr]) -> Result<Vec<TcpListener>, AppError> {
-    let mut out = Vec::with_capacity(addrs.len());
-    for ListenAddr(addr) in addrs {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: *addr,
-                source,
-            })?;
-        out.push(listener);
-    }
-    Ok(out)
+/// Binds a listener on each address, each with `backlog` connections queued
+/// until accepted (`Config::listen_backlog`; tokio's own `bind` uses 128).
+pub(super) fn bind_all(addrs: &[ListenAddr], backlog: u32) -> Result<Vec<TcpListener>, AppError> {
+    addrs
+        .iter()
+        .map(|&ListenAddr(addr)| {
+            bind(addr, backlog).map_err(|source| AppError::Bind { addr, source })
+        })
+        .collect()
+}
+
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As tokio's `bind`: a restarted server binds again at once, while the last
+    // one's connections are still in TIME_WAIT (never on Windows, where it
+    // would let another process take the port).
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 pub(super) fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {

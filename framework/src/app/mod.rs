@@ -804,10 +804,11 @@ impl App {
             None => None,
         };
         // Bind everything first: a port in use fails start before anything serves.
-        let websocket = bind_all(&self.websocket).await?;
-        let services = bind_all(&self.services).await?;
+        let backlog = self.config.listen_backlog;
+        let websocket = bind_all(&self.websocket, backlog)?;
+        let services = bind_all(&self.services, backlog)?;
         let raw_addrs: Vec<ListenAddr> = self.raw.iter().map(|r| r.addr).collect();
-        let raw = bind_all(&raw_addrs).await?;
+        let raw = bind_all(&raw_addrs, backlog)?;
 
         let dispatcher = self.assemble().await?;
         let hooks = dispatcher.hooks().clone();

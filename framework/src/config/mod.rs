@@ -109,6 +109,14 @@ pub struct Config {
     /// On shutdown, how long sessions may take to drain their queues.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Connections the kernel completes and queues for each listener before the
+    /// server accepts them (`listen(2)`'s backlog; Linux caps it at
+    /// `net.core.somaxconn`, 4096 by default). When clients arrive faster than
+    /// they are accepted — every client of a restarted node reconnecting at
+    /// once — a connection that finds the queue full has its SYN dropped, and
+    /// its client waits a second before trying again. Default 4096 (the
+    /// standard library's and tokio's 128 drops the 129th of a burst).
+    pub listen_backlog: u32,
     /// Read buffer of each connection. Default 512 bytes, sized for real-time
     /// traffic of small messages, many of which are read at once into it
     /// (tungstenite's 128 KiB would cost that much per idle connection). A message
@@ -223,6 +231,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(5),
+            listen_backlog: 4096,
             message_timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(20),

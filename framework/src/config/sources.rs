@@ -145,6 +145,7 @@ const CONFIG_KEYS: &[&str] = &[
     "handshake_timeout",
     "idle_timeout",
     "shutdown_timeout",
+    "listen_backlog",
     "message_timeout",
     "ping_interval",
     "pong_timeout",

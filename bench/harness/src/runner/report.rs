@@ -1281,8 +1281,14 @@ fn storm_section(
          opening is done (the protocol service's `Welcome`; the 101 response of the \
          plain WebSocket servers; Engine.IO open + Socket.IO connect; Pusher's \
          `connection_established`). CPU per connection is the server's over the whole \
-         storm.\n",
+         storm. Every server the harness builds listens with the framework's default \
+         backlog (`listen_backlog`, 4,096; tokio's `bind` would give 128, and a burst \
+         of {} would then overflow it: the SYNs dropped are sent again a second later, \
+         and that second, not the server, would set the rate); Sockudo, a program of \
+         its own, listens with 128. \"slowest\" is the slowest connect, and the count \
+         beside it the connects over 900 ms: those waited for a SYN retransmission.\n",
         group(p.conns as i64),
+        p.window,
         p.window
     );
     let per_k = |r: &LoadResult| cpu(r).map(|c| c * 10.0);
@@ -1301,6 +1307,13 @@ fn storm_section(
         &[
             ("connections/s", &|k| f0(med(runs, k, thr))),
             ("connect → opened p50 / p99 (ms)", &connect),
+            ("slowest (ms), over 900 ms", &|k| {
+                format!(
+                    "{}, {}",
+                    f0(med(runs, k, |r| r.max_us.map(|us| us / 1000.0))),
+                    f0(med(runs, k, |r| r.syn_retried.map(|n| n as f64)))
+                )
+            }),
             ("server CPU-ms per 1,000 connections", &|k| {
                 f1(med(runs, k, per_k))
             }),
@@ -1362,8 +1375,8 @@ fn storm_section(
          off at random), so that much of every time above is the clients' own \
          backoff; an attempt that fails (the port closed, a refused or timed-out \
          connect) doubles the next wait. With every client arriving within those \
-         125 ms, the listen backlog (tokio's default of 1,024 for every server here) \
-         fills, and the kernel drops the SYNs that find it full; their clients' \
+         125 ms, the listen backlog (4,096, the kernel's `somaxconn` cap; Sockudo's \
+         128) can fill, and the kernel drops the SYNs that find it full; their clients' \
          kernels send them again after 1 s, then 3 s: how fast a server accepts and \
          upgrades decides how many connections wait for those retransmissions.\n"
     );
