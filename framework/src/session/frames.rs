@@ -228,8 +228,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let limit = self.read_size.min(STACK_READ);
             let (io, buf) = (&mut self.io, &mut self.buf);
             let n = std::future::poll_fn(|cx| {
-                let mut stack = [0u8; STACK_READ];
-                let mut read = ReadBuf::new(&mut stack[..limit]);
+                // Uninitialised: zeroing it on every poll cost a memset per
+                // read (and per wake-up that found nothing).
+                let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); STACK_READ];
+                let mut read = ReadBuf::uninit(&mut stack[..limit]);
                 match Pin::new(&mut *io).poll_read(cx, &mut read) {
                     Poll::Ready(Ok(())) => {
                         *buf = BytesMut::from(read.filled());

@@ -1,5 +1,5 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::protocol::Opcode;
 
@@ -20,9 +20,30 @@ pub struct SessionMetrics {
     bytes_out: AtomicU64,
     dropped: AtomicU64,
     connected_at: SystemTime,
-    started: Instant,
-    // Milliseconds since `started`, so "last activity" is one relaxed store per frame.
+    /// [`coarse_ms`] when the session started.
+    started_ms: u64,
+    // Milliseconds since `started_ms`, so "last activity" is one relaxed store per frame.
     last_activity_ms: AtomicU64,
+}
+
+/// Milliseconds of a monotonic clock read at a few milliseconds' resolution
+/// (Linux: `CLOCK_MONOTONIC_COARSE`, the kernel's last tick, read without the
+/// time stamp counter). Stamping every message with the precise clock cost
+/// more than a percent of the server's CPU in echo; activity and timeouts need
+/// no better than a tick.
+fn coarse_ms() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        BASE.get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+    }
 }
 
 impl Default for SessionMetrics {
@@ -41,7 +62,7 @@ impl SessionMetrics {
             bytes_out: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             connected_at: SystemTime::now(),
-            started: Instant::now(),
+            started_ms: coarse_ms(),
             last_activity_ms: AtomicU64::new(0),
         }
     }
@@ -62,13 +83,12 @@ impl SessionMetrics {
     }
 
     pub(crate) fn touch(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last_activity_ms.store(ms, Relaxed);
+        self.last_activity_ms.store(self.elapsed_ms(), Relaxed);
     }
 
-    /// Milliseconds since the session started.
+    /// Milliseconds since the session started (to the clock's tick).
     pub(crate) fn elapsed_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        coarse_ms().saturating_sub(self.started_ms)
     }
 
     /// Messages received from the peer.
@@ -101,8 +121,8 @@ impl SessionMetrics {
     }
     /// Time since the peer last sent anything.
     pub fn since_last_activity(&self) -> Duration {
-        let last = Duration::from_millis(self.last_activity_ms.load(Relaxed));
-        self.started.elapsed().saturating_sub(last)
+        let last = self.last_activity_ms.load(Relaxed);
+        Duration::from_millis(self.elapsed_ms().saturating_sub(last))
     }
 }
 
