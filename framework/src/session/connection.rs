@@ -163,6 +163,9 @@ impl PartialEq for Connection {
 }
 impl Eq for Connection {}
 
+/// Frames a queue makes room for when it is first pushed to.
+const QUEUE_ROOM: usize = 16;
+
 /// A session's outgoing queue. A `VecDeque` behind a lock rather than a channel:
 /// an idle session's empty deque allocates nothing (a channel allocates a block
 /// up front), and the writer takes everything queued in one lock. The writer is
@@ -174,9 +177,6 @@ impl Eq for Connection {}
 /// - `active`: the session is handling a message and will write what is queued
 ///   before it waits for anything; meanwhile a push does not wake it.
 /// - `claimed`: something is writing to the socket; the rest keeps off it.
-/// Frames a queue makes room for when it is first pushed to.
-const QUEUE_ROOM: usize = 16;
-
 #[derive(Default)]
 pub(crate) struct Outbox {
     items: Mutex<VecDeque<Outbound>>,
