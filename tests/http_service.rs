@@ -603,6 +603,108 @@ async fn user_routes_are_merged_with_the_builtins() {
     server.shutdown().await;
 }
 
+/// Sends a WebSocket upgrade request for `path` and reads once, as a client
+/// does: everything the server wrote in one go.
+async fn upgrade_and_read_once(addr: SocketAddr, path: &str) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(addr).await.expect("tcp connect");
+    let request = Request {
+        method: "GET",
+        path,
+        headers: upgrade_headers(),
+        body: b"",
+    };
+    tcp.write_all(&request.to_bytes(addr)).await.expect("write");
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = tokio::time::timeout(DEADLINE, tcp.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("no answer to the upgrade of {path} within {DEADLINE:?}"))
+        .expect("read");
+    buf.truncate(n);
+    buf
+}
+
+/// The session writes the 101 (held back from hyper) with its `Welcome`: a
+/// client's first read has both, one whole frame after the head. (That they
+/// are one write is `services::plain`'s unit tests' to show.)
+#[tokio::test]
+async fn the_101_and_the_welcome_arrive_together() {
+    let server = start_service(App::new()).await;
+    let got = upgrade_and_read_once(server.service_addr(), "/ws").await;
+    let head_end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole response head")
+        + 4;
+    assert!(got.starts_with(b"HTTP/1.1 101 "), "{got:?}");
+    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="));
+    // The Welcome frame follows in the same read: one unfragmented binary frame.
+    let frame = &got[head_end..];
+    assert!(frame.len() > 2, "the Welcome came in a write of its own");
+    assert_eq!(frame[0], 0x82, "a final binary frame");
+    let len = usize::from(frame[1] & 0x7f);
+    assert!(
+        len < 126 && frame.len() == 2 + len,
+        "one whole frame: {frame:?}"
+    );
+    let welcome = framework::protocol::Frame::decode(
+        Bytes::copy_from_slice(&frame[2..]),
+        &framework::protocol::DecodeLimits::default(),
+    )
+    .expect("a protocol frame");
+    assert_eq!(welcome.opcode(), Opcode::Welcome.0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_app_route_that_upgrades_itself_gets_its_101_written() {
+    // The application's own upgrade (hyper's, not the framework's WebSocket): its
+    // 101 is not held back for a session that does not exist, and what it writes
+    // on the upgraded stream follows.
+    let routes = axum::Router::new().route(
+        "/own",
+        axum::routing::get(|mut req: axum::extract::Request| async move {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let upgraded = on_upgrade.await.expect("upgraded");
+                let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                io.write_all(b"own protocol").await.expect("write");
+                io.flush().await.expect("flush");
+                // Held open until the client has read.
+                tokio::time::sleep(DEADLINE).await;
+            });
+            axum::response::Response::builder()
+                .status(101)
+                .header("upgrade", "websocket")
+                .header("connection", "upgrade")
+                .body(axum::body::Body::empty())
+                .expect("a response")
+        }),
+    );
+    let server = start_service(App::new().router(routes)).await;
+    let addr = server.service_addr();
+    let mut tcp = TcpStream::connect(addr).await.expect("tcp connect");
+    let request = Request {
+        method: "GET",
+        path: "/own",
+        headers: upgrade_headers(),
+        body: b"",
+    };
+    tcp.write_all(&request.to_bytes(addr)).await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"own protocol") {
+        let n = tokio::time::timeout(DEADLINE, tcp.read(&mut buf))
+            .await
+            .expect("the app's 101 and its bytes within the deadline")
+            .expect("read");
+        assert!(n > 0, "closed after {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 101 "), "{got:?}");
+    server.shutdown().await;
+}
+
 // --- handshake hardening -----------------------------------------------------------
 
 fn good_origin_only() -> Config {

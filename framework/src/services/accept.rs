@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
 use super::limits::ConnSlot;
+use super::plain::{Hold, PlainIo};
 use super::proxy::Peer;
 use super::Shared;
 
@@ -30,6 +31,9 @@ pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     /// The connection's place in the connection limits.
     pub(crate) slot: Arc<ConnSlot>,
+    /// Plain HTTP/1 connections: the framework's upgrade asks to hold its 101
+    /// back for the session's first write (see [`plain`](super::plain)).
+    pub(crate) hold: Option<Hold>,
 }
 
 /// The first backoff after a failed accept, doubled per failure up to the maximum.
@@ -125,6 +129,8 @@ async fn admit(shared: &Arc<Shared>, tcp: &mut TcpStream, peer: SocketAddr) -> O
 struct Answer {
     router: Router,
     peer: Peer,
+    /// Plain connections: see [`ConnInfo::hold`].
+    hold: Option<Hold>,
 }
 
 impl Answer {
@@ -143,7 +149,8 @@ impl Answer {
         let this = Arc::new(self);
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let answer = match this.peer.request(req.headers()) {
-                Ok(info) => {
+                Ok(mut info) => {
+                    info.hold.clone_from(&this.hold);
                     let slot = info.slot.clone();
                     req.extensions_mut().insert(info);
                     Ok((this.router.clone().oneshot(req.map(Body::new)), slot))
@@ -166,7 +173,15 @@ async fn serve_plain(mut tcp: TcpStream, peer: SocketAddr, router: Router, share
     let Some(peer) = admit(&shared, &mut tcp, peer).await else {
         return;
     };
-    serve_http1(TokioIo::new(tcp), Answer { router, peer }, shared).await
+    // The framework's 101 is held back, to go out with the session's first frames.
+    let hold = Hold::default();
+    let io = TokioIo::new(PlainIo::new(tcp, hold.clone()));
+    let answer = Answer {
+        router,
+        peer,
+        hold: Some(hold),
+    };
+    serve_http1(io, answer, shared).await
 }
 
 /// Serves one connection as HTTP/1 (with upgrades), with a deadline on each
@@ -229,6 +244,7 @@ async fn serve_tls(
     let answer = Answer {
         router,
         peer: client,
+        hold: None,
     };
     if super::tls::is_h2(&stream) {
         serve_http2(TokioIo::new(stream), answer, shared).await

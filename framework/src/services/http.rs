@@ -14,6 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use bytes::Bytes;
 use futures_util::future::Either;
 use futures_util::FutureExt as _;
 use hyper_util::rt::TokioIo;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 use super::accept::ConnInfo;
 use super::admission::{Admitted, Refused};
 use super::limits::ConnSlot;
+use super::plain::PlainIo;
 use super::{ProtocolSession, RawSession, Service, SessionKind, Shared};
 use crate::node::Node;
 use crate::session::FrameReader;
@@ -528,6 +530,10 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
         // RFC 8441 §5: the extended CONNECT is answered 200, no key is derived.
         return StatusCode::OK.into_response();
     };
+    if let Some(hold) = &info.hold {
+        // Plain HTTP/1: the 101 goes out with the session's first write.
+        hold.set();
+    }
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
@@ -591,24 +597,26 @@ fn session_of(
         shared,
         extensions,
     };
-    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let upgraded = match upgraded.downcast::<TokioIo<PlainIo>>() {
         // Back to the plain TCP stream: the session then reads the socket
-        // without hyper in between, replaying what hyper read ahead (if any).
+        // without hyper in between, replaying what hyper read ahead (if any),
+        // and its first write leads with the 101 hyper wrote (held back).
         Ok(parts) => {
-            let (read, write) = parts.io.into_inner().into_split();
-            return Either::Right(opening.start(read, write, parts.read_buf));
+            let (tcp, response) = parts.io.into_inner().into_parts();
+            let (read, write) = tcp.into_split();
+            return Either::Right(opening.start(read, write, parts.read_buf, response));
         }
         Err(upgraded) => upgraded,
     };
     let session: BoxedSession = match upgraded.downcast::<TokioIo<Tls>>() {
         Ok(parts) => {
             let (read, write) = tokio::io::split(parts.io.into_inner());
-            Box::pin(opening.start(read, write, parts.read_buf))
+            Box::pin(opening.start(read, write, parts.read_buf, Bytes::new()))
         }
         Err(upgraded) => {
             // HTTP/2: hyper reads the stream's DATA frames; nothing was read ahead.
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            Box::pin(opening.start(read, write, bytes::Bytes::new()))
+            Box::pin(opening.start(read, write, Bytes::new(), Bytes::new()))
         }
     };
     Either::Left(session)
@@ -629,12 +637,13 @@ struct Opening<K> {
 impl<K: SessionKind> Opening<K> {
     /// Opens the session of an upgraded stream split into `read` and `write`,
     /// after `read_ahead` (what hyper read past the request head), and returns
-    /// its future.
+    /// its future; `response` (the 101, when it was held back) is written first.
     fn start<R, W>(
         self,
         read: R,
         write: W,
-        read_ahead: bytes::Bytes,
+        read_ahead: Bytes,
+        response: Bytes,
     ) -> impl Future<Output = ()> + Send + 'static
     where
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
@@ -648,6 +657,9 @@ impl<K: SessionKind> Opening<K> {
             config.read_buffer_size,
             config.max_message_size,
         );
+        if !response.is_empty() {
+            self.conn.queue_preface(response);
+        }
         let session = super::open_session(stream, write, self.conn, self.slot, self.extensions);
         self.kind.run(session, self.shared)
     }

@@ -9,6 +9,7 @@ pub(crate) mod admission;
 pub(crate) mod http;
 pub(crate) mod limits;
 pub(crate) mod metrics;
+pub(crate) mod plain;
 pub(crate) mod protocol;
 pub(crate) mod proxy;
 pub(crate) mod raw;

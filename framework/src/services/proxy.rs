@@ -121,7 +121,11 @@ impl Peer {
                 let admission = &shared.admission;
                 let peer = admission.proxies.client(*proxy, headers);
                 let slot = admission.slot(peer.ip())?;
-                Ok(ConnInfo { peer, slot })
+                Ok(ConnInfo {
+                    peer,
+                    slot,
+                    hold: None,
+                })
             }
         }
     }
@@ -169,9 +173,11 @@ pub(crate) async fn admit(
     if proxies.trusts(peer.ip()) {
         return Some(Peer::Proxy(peer, shared.clone()));
     }
-    let admitted = admission
-        .slot(peer.ip())
-        .map(|slot| ConnInfo { peer, slot });
+    let admitted = admission.slot(peer.ip()).map(|slot| ConnInfo {
+        peer,
+        slot,
+        hold: None,
+    });
     Some(Peer::Client(admitted))
 }
 

@@ -599,6 +599,14 @@ impl Connection {
         }
     }
 
+    /// Queues `bytes` to be written as they are, before anything else (the
+    /// session's first write then leads with them): the upgrade's response
+    /// when it was held back. Called before the session queues anything.
+    pub(crate) fn queue_preface(&self, bytes: Bytes) {
+        let preface = super::writer::Carry::preface(&bytes);
+        self.0.outbox.push(Outbound::Carried(Box::new(preface)));
+    }
+
     /// Drops everything queued (the session is over), giving its bytes back.
     pub(crate) fn drain_queue(&self) {
         let (mut bytes, mut charged) = (0, 0);

@@ -250,6 +250,21 @@ pub(crate) struct Carry {
     pub(crate) charged: usize,
 }
 
+impl Carry {
+    /// Bytes that go out before any frame, as they are: the upgrade's response
+    /// when it was held back (see `services::plain`). They are no frames and
+    /// hold nothing of the queue's bytes.
+    pub(crate) fn preface(bytes: &[u8]) -> Carry {
+        let mut frames = Frames::new(bytes.len());
+        frames.buf.extend_from_slice(bytes);
+        Carry {
+            frames,
+            written: 0,
+            charged: 0,
+        }
+    }
+}
+
 impl std::fmt::Debug for Carry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Carry")
