@@ -306,7 +306,9 @@ impl RawConnection {
 }
 
 pub(crate) trait ErasedRawHandler: Send + Sync + 'static {
-    fn call(&self, conn: RawConnection) -> BoxFuture<'static, ()>;
+    /// Calls the handler: `None` when it has already returned (a sync handler;
+    /// no task is spawned for it), else its future, to run as a task.
+    fn call(&self, conn: RawConnection) -> Option<BoxFuture<'static, ()>>;
 }
 
 /// A raw service handler: `Fn(RawConnection)` or `async Fn(RawConnection)`, called
@@ -353,9 +355,9 @@ struct SyncRaw<F>(F);
 struct AsyncRaw<F, Fut>(F, PhantomData<fn() -> Fut>);
 
 impl<F: Fn(RawConnection) + Send + Sync + 'static> ErasedRawHandler for SyncRaw<F> {
-    fn call(&self, conn: RawConnection) -> BoxFuture<'static, ()> {
+    fn call(&self, conn: RawConnection) -> Option<BoxFuture<'static, ()>> {
         (self.0)(conn);
-        Box::pin(async {})
+        None
     }
 }
 
@@ -364,8 +366,8 @@ where
     F: Fn(RawConnection) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    fn call(&self, conn: RawConnection) -> BoxFuture<'static, ()> {
-        Box::pin((self.0)(conn))
+    fn call(&self, conn: RawConnection) -> Option<BoxFuture<'static, ()>> {
+        Some(Box::pin((self.0)(conn)))
     }
 }
 

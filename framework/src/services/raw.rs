@@ -43,22 +43,28 @@ where
         let metrics = node.metrics();
         metrics.sessions_opened.fetch_add(1, Relaxed);
 
-        // The handler runs as its own task: a panic there closes only this connection.
-        // A sync handler runs inside `call` itself, so that call is guarded too.
-        let (mut handler_task, mut handler_running) =
+        // An async handler runs as its own task: a panic there closes only this
+        // connection. A sync handler runs inside `call` itself (no task), so that
+        // call is guarded too.
+        let mut handler_task =
             match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(raw.clone()))) {
-                Ok(fut) => (tokio::spawn(fut), true),
+                Ok(Some(fut)) => Some(tokio::spawn(fut)),
+                Ok(None) => {
+                    release_if_abandoned(&raw, &conn);
+                    None
+                }
                 Err(_) => {
                     tracing::error!(session = %conn.id(), "raw handler panicked");
                     raw.internal_error();
-                    (tokio::spawn(async {}), false)
+                    None
                 }
             };
+        let mut handler_running = handler_task.is_some();
 
         reader_waits!(waits, conn, &*outlet, shutdown, keepalive);
         let closed_by_server = loop {
             let next = tokio::select! {
-                joined = &mut handler_task, if handler_running => {
+                joined = joined(&mut handler_task), if handler_running => {
                     handler_running = false;
                     if joined.is_err() {
                         tracing::error!(session = %conn.id(), "raw handler panicked");
@@ -113,7 +119,7 @@ where
                                     _ = shutdown.cancelled() => break,
                                     // A handler that ends without reading (and
                                     // keeps no handle) never makes room.
-                                    joined = &mut handler_task, if handler_running => {
+                                    joined = joined(&mut handler_task), if handler_running => {
                                         handler_running = false;
                                         if joined.is_err() {
                                             tracing::error!(session = %conn.id(), "raw handler panicked");
@@ -131,9 +137,9 @@ where
             }
         };
         finish(&conn, &*outlet, &mut stream, closed_by_server, closing).await;
-        if handler_running {
+        if let (true, Some(task)) = (handler_running, handler_task) {
             // A handler still looping on recv() sees `None` now; give it a moment to end.
-            let _ = AssertUnwindSafe(tokio::time::timeout(closing.deadline, handler_task))
+            let _ = AssertUnwindSafe(tokio::time::timeout(closing.deadline, task))
                 .catch_unwind()
                 .await;
         }
@@ -142,6 +148,16 @@ where
         // The connection's place in the limits is given back last.
         drop(slot);
     }
+}
+
+/// The end of the handler's task (never, when there is none).
+fn joined(
+    task: &mut Option<tokio::task::JoinHandle<()>>,
+) -> impl std::future::Future<Output = Result<(), tokio::task::JoinError>> + '_ {
+    std::future::poll_fn(move |cx| match task {
+        Some(task) => std::future::Future::poll(std::pin::Pin::new(task), cx),
+        None => std::task::Poll::Pending,
+    })
 }
 
 /// A handler that returned without `on_data` and kept no handle can never read:
