@@ -611,12 +611,12 @@ fn session_of(
     let session: BoxedSession = match upgraded.downcast::<TokioIo<Tls>>() {
         Ok(parts) => {
             let (read, write) = tokio::io::split(parts.io.into_inner());
-            Box::pin(opening.start(read, write, parts.read_buf, Bytes::new()))
+            Box::pin(opening.start(read, write, parts.read_buf, None))
         }
         Err(upgraded) => {
             // HTTP/2: hyper reads the stream's DATA frames; nothing was read ahead.
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            Box::pin(opening.start(read, write, Bytes::new(), Bytes::new()))
+            Box::pin(opening.start(read, write, Bytes::new(), None))
         }
     };
     Either::Left(session)
@@ -643,7 +643,7 @@ impl<K: SessionKind> Opening<K> {
         read: R,
         write: W,
         read_ahead: Bytes,
-        response: Bytes,
+        response: Option<bytes::BytesMut>,
     ) -> impl Future<Output = ()> + Send + 'static
     where
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
@@ -657,7 +657,7 @@ impl<K: SessionKind> Opening<K> {
             config.read_buffer_size,
             config.max_message_size,
         );
-        if !response.is_empty() {
+        if let Some(response) = response {
             self.conn.queue_preface(response);
         }
         let session = super::open_session(stream, write, self.conn, self.slot, self.extensions);

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -59,12 +59,9 @@ impl PlainIo {
         }
     }
 
-    /// The stream, and the response held back (empty when none was).
-    pub(crate) fn into_parts(self) -> (TcpStream, Bytes) {
-        (
-            self.tcp,
-            self.held.map_or_else(Bytes::new, BytesMut::freeze),
-        )
+    /// The stream, and the response held back (if one was).
+    pub(crate) fn into_parts(self) -> (TcpStream, Option<BytesMut>) {
+        (self.tcp, self.held)
     }
 
     /// Holds `slices` when a 101 is being written (or was): `Some(bytes held)`.
@@ -162,7 +159,7 @@ mod tests {
         let mut got = [0u8; 36];
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
-        assert!(io.into_parts().1.is_empty());
+        assert!(io.into_parts().1.is_none());
     }
 
     #[tokio::test]
@@ -183,7 +180,7 @@ mod tests {
         io.flush().await.unwrap();
         let (tcp, held) = io.into_parts();
         assert_eq!(
-            &held[..],
+            &held.expect("held")[..],
             b"HTTP/1.1 101 Switching Protocols\r\n\r\nmore".as_slice()
         );
         // Nothing of it reached the client.

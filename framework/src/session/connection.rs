@@ -602,8 +602,8 @@ impl Connection {
     /// Queues `bytes` to be written as they are, before anything else (the
     /// session's first write then leads with them): the upgrade's response
     /// when it was held back. Called before the session queues anything.
-    pub(crate) fn queue_preface(&self, bytes: Bytes) {
-        let preface = super::writer::Carry::preface(&bytes);
+    pub(crate) fn queue_preface(&self, bytes: bytes::BytesMut) {
+        let preface = super::writer::Carry::preface(bytes);
         self.0.outbox.push(Outbound::Carried(Box::new(preface)));
     }
 

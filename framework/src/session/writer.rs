@@ -254,9 +254,10 @@ impl Carry {
     /// Bytes that go out before any frame, as they are: the upgrade's response
     /// when it was held back (see `services::plain`). They are no frames and
     /// hold nothing of the queue's bytes.
-    pub(crate) fn preface(bytes: &[u8]) -> Carry {
-        let mut frames = Frames::new(bytes.len());
-        frames.buf.extend_from_slice(bytes);
+    pub(crate) fn preface(bytes: BytesMut) -> Carry {
+        // The frames that follow are encoded after them, in the same buffer.
+        let mut frames = Frames::new(0);
+        frames.buf = bytes;
         Carry {
             frames,
             written: 0,
