@@ -139,7 +139,7 @@ where
         finish(&conn, &*outlet, &mut stream, closed_by_server, closing).await;
         if let (true, Some(task)) = (handler_running, handler_task) {
             // A handler still looping on recv() sees `None` now; give it a moment to end.
-            let _ = AssertUnwindSafe(tokio::time::timeout(closing.deadline, task))
+            let _ = AssertUnwindSafe(tokio::time::timeout(closing.deadline(), task))
                 .catch_unwind()
                 .await;
         }

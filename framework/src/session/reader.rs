@@ -285,7 +285,7 @@ pub(crate) async fn finish<R>(
             stream.discard().await;
         };
         let _ = Box::pin(tokio::time::timeout(
-            closing.deadline.min(CLOSE_DRAIN),
+            closing.deadline().min(CLOSE_DRAIN),
             drain,
         ))
         .await;

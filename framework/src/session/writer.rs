@@ -551,20 +551,23 @@ impl WriterConfig {
     }
 }
 
-/// How a session's closing writes run: bounded by `deadline`, with `writer`'s
-/// settings.
+/// How a session's closing writes run: with `writer`'s settings, bounded by
+/// its `close_grace` (the [`deadline`](Self::deadline)).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Closing {
-    pub(crate) deadline: Duration,
     pub(crate) writer: WriterConfig,
 }
 
 impl Closing {
     pub(crate) fn from_config(config: &crate::Config) -> Self {
         Closing {
-            deadline: config.shutdown_timeout,
             writer: WriterConfig::from_config(config),
         }
+    }
+
+    /// How long the closing writes may take (`shutdown_timeout`).
+    pub(crate) fn deadline(&self) -> Duration {
+        self.writer.close_grace
     }
 
     /// The closing writes ([`Outlet::finish`]), within the deadline. They run
@@ -575,7 +578,7 @@ impl Closing {
         outlet: &'a dyn Outlet,
     ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            let writes = tokio::time::timeout(self.deadline, outlet.finish(conn, self.writer));
+            let writes = tokio::time::timeout(self.deadline(), outlet.finish(conn, self.writer));
             if writes.await.is_err() {
                 tracing::debug!(session = %conn.id(), "the close did not go out in time");
             }
