@@ -92,6 +92,8 @@ pub(crate) struct ConnectionInner {
     charge: Charge,
     /// Cancelled when the session must end now: stops both its reader and writer.
     ended: AtomicBool,
+    /// The server's shutdown woke this session (see [`Connection::shutdown_waker`]).
+    shutdown_seen: AtomicBool,
     /// The session's closing writes ran (`writer::run`).
     pub(super) closing_written: AtomicBool,
     /// Wakes everything waiting for the end (the reader, a raw handler's `recv`).
@@ -153,6 +155,19 @@ impl Drop for ConnectionInner {
     fn drop(&mut self) {
         // Whatever was queued after the writer stopped.
         self.charge.release(*self.charged.get_mut());
+    }
+}
+
+/// The session's waker for the server's shutdown: marks the session and wakes
+/// its task (see [`Connection::shutdown_waker`]).
+impl std::task::Wake for ConnectionInner {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.shutdown_seen.store(true, Ordering::Release);
+        self.outbox.wake();
     }
 }
 
@@ -292,6 +307,7 @@ impl Connection {
             charged: AtomicUsize::new(0),
             charge,
             ended: AtomicBool::new(false),
+            shutdown_seen: AtomicBool::new(false),
             closing_written: AtomicBool::new(false),
             end_notify: Notify::new(),
             abort_waker: AtomicWaker::new(),
@@ -561,6 +577,18 @@ impl Connection {
             self.0.end_notify.notify_waiters();
             self.0.outbox.wake();
         }
+    }
+
+    /// A waker that marks the session as told of the server's shutdown
+    /// ([`shutdown_seen`](Self::shutdown_seen)) and wakes its task through the
+    /// queue's waker, which the session registers whenever it waits.
+    pub(crate) fn shutdown_waker(&self) -> std::task::Waker {
+        std::task::Waker::from(self.0.clone())
+    }
+
+    /// Whether the waker of [`shutdown_waker`](Self::shutdown_waker) was woken.
+    pub(crate) fn shutdown_seen(&self) -> bool {
+        self.0.shutdown_seen.load(Ordering::Acquire)
     }
 
     /// Whether the session has ended.

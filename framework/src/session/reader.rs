@@ -58,6 +58,8 @@ pub(crate) struct Waits<'p, C> {
     /// whatever is queued while it waits.
     pub(crate) outlet: &'p dyn super::writer::Outlet,
     pub(crate) shutdown: Pin<&'p mut C>,
+    /// `shutdown` was polled once, with the session's shutdown waker.
+    pub(crate) shutdown_registered: bool,
     pub(crate) idle: Pin<&'p mut Sleep>,
     pub(crate) keepalive: Keepalive,
     /// When the unanswered ping went out (ms since the session started); 0: none.
@@ -76,6 +78,31 @@ fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether the server is shutting down, for a session's reader. The server's
+/// shutdown future is polled once, with a waker of the session's own
+/// ([`Connection::shutdown_waker`]); every later poll is one atomic load. Polling
+/// the token's future takes two locks every session of the server shares (its
+/// tree node's and its `Notify`'s), and the reader polls its waits on every
+/// wake-up: one shared lock per delivery, across all cores.
+fn poll_shutdown<C: Future<Output = ()>>(
+    shutdown: &mut Pin<&mut C>,
+    registered: &mut bool,
+    conn: &Connection,
+) -> std::task::Poll<()> {
+    if *registered {
+        return if conn.shutdown_seen() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        };
+    }
+    *registered = true;
+    let waker = conn.shutdown_waker();
+    shutdown
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(&waker))
 }
 
 impl<C> Waits<'_, C> {
@@ -154,6 +181,7 @@ macro_rules! reader_waits {
         let mut $waits = $crate::session::Waits {
             outlet: $outlet,
             shutdown: shutdown_wait.as_mut(),
+            shutdown_registered: false,
             idle: idle.as_mut(),
             keepalive,
             ping_sent_ms: 0,
@@ -195,7 +223,9 @@ where
             // What is queued meanwhile goes out from here; `Ready` when the
             // session is to end (a close is next, aborted, ended, failed).
             _ = std::future::poll_fn(|cx| waits.outlet.poll_write(conn, cx)) => return Next::Done(None),
-            _ = waits.shutdown.as_mut() => return close(close_code::GOING_AWAY, "server shutting down"),
+            _ = std::future::poll_fn(|_| poll_shutdown(&mut waits.shutdown, &mut waits.shutdown_registered, conn)) => {
+                return close(close_code::GOING_AWAY, "server shutting down")
+            }
             _ = waits.idle.as_mut() => {
                 let metrics = conn.metrics();
                 match waits.quiet(conn, metrics.since_last_activity(), metrics.elapsed_ms()) {
