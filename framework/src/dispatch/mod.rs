@@ -167,7 +167,7 @@ impl Dispatcher {
         };
         let opcode = frame.opcode();
         metrics.count_in(opcode, size);
-        let trace_id = frame.trace_id().unwrap_or_else(Uuid::new_v4);
+        let trace_id = frame.trace_id().unwrap_or_else(trace::new_trace_id);
         let Some(handler) = self.table.get(opcode) else {
             let err = HandlerError::new(
                 ErrorCode::UnknownOpcode,
@@ -179,7 +179,7 @@ impl Dispatcher {
                 Some(trace_id),
             )));
         };
-        let mut span_id = Uuid::new_v4().as_u64_pair().0;
+        let mut span_id = trace::new_span_id();
         let span = trace::frame_span(opcode, conn.id(), trace_id, &mut span_id, frame.span_id());
         let _entered = span.enter();
         // A frame's own token is checked for that frame only.

@@ -18,6 +18,21 @@ use uuid::Uuid;
 /// ```
 pub const TRACE_TARGET: &str = "framework::trace";
 
+/// A fresh trace id for a frame or request that brought none: 16 random bytes
+/// as a version 4 UUID (W3C trace ids are random bytes). They come from the
+/// thread's fast generator (`fastrand`'s wyrand, seeded per thread), not the
+/// cryptographic one: trace and span ids name spans and guard nothing, and two
+/// ChaCha draws per frame showed in the rpc profile.
+pub(crate) fn new_trace_id() -> Uuid {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+}
+
+/// A fresh span id: 8 random bytes, never zero (zero means "none" on the wire
+/// and in W3C `traceparent`); see [`new_trace_id`].
+pub(crate) fn new_span_id() -> u64 {
+    fastrand::u64(1..)
+}
+
 /// A 64-bit span id as 16 lowercase hex digits (as W3C `traceparent` and
 /// OpenTelemetry write them).
 #[derive(Clone, Copy)]
@@ -82,7 +97,7 @@ pub(crate) fn api_span(path: &'static str, trace_id: Uuid, parent: Option<(u64, 
         parent_span_id = tracing::field::Empty,
     );
     if !span.is_disabled() {
-        let mut span_id = Uuid::new_v4().as_u64_pair().0;
+        let mut span_id = new_span_id();
         let (parent_span_id, sampled) = parent.unwrap_or((0, true));
         if parent_span_id != 0 {
             span.record(

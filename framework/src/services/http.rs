@@ -279,7 +279,7 @@ fn api_trace(path: &'static str, headers: &HeaderMap) -> (Uuid, tracing::Span) {
         (Some(v), None) => v.to_str().ok().and_then(|v| parse_traceparent(v.trim())),
         _ => None,
     };
-    let trace_id = parent.map_or_else(Uuid::new_v4, |(trace, _, _)| trace);
+    let trace_id = parent.map_or_else(crate::dispatch::trace::new_trace_id, |(trace, _, _)| trace);
     let span = crate::dispatch::trace::api_span(
         path,
         trace_id,
