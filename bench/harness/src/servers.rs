@@ -8,6 +8,10 @@
 //! it may run on: one when the runner pins it) and sets TCP_NODELAY on accepted
 //! sockets, as the framework does.
 //!
+//! The hand-written floors (`floor`) are the protocol's frames handled by hand:
+//! the rpc scenario's on tokio-tungstenite (below), the fan-out scenarios' on
+//! bare sockets, one nonblocking write per delivery (see [`fanout_floor`]).
+//!
 //! The TLS twins (`-tls`) of the TLS scenarios are the same servers serving TLS
 //! with the run's certificate: the framework through its own `TlsConfig`, the
 //! peers as their documentation shows it.
@@ -26,6 +30,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::spec::{AddRequest, AddResponse, Engine, Scenario, ADD_OPCODE, CHANNEL};
+
+mod fanout_floor;
 
 /// Runs server `kind` of `scenario` on `port` (0: any free port) until killed;
 /// `cluster`: the engine URL a node of the cluster scenario joins; `tls`: the
@@ -75,7 +81,8 @@ pub fn main(
             (_, "tokio-tungstenite", None) => tungstenite_echo(addr).await,
             (_, "sockudo-ws", None) => sockudo_ws_echo(addr).await,
             (_, "axum", None) => axum_echo(addr).await,
-            (_, "floor", None) => floor(addr).await,
+            (Scenario::Rpc, "floor", None) => floor(addr).await,
+            (_, "floor", None) => fanout_floor::run(addr).await,
             (_, "jsonrpsee", None) => jsonrpsee_server(addr).await,
             (_, "socketioxide", None) => socketioxide_server(addr).await,
             _ => bail!("unknown server {kind:?}"),
@@ -126,6 +133,7 @@ async fn framework_server(
         // 10,000 idle connections all come from 127.0.0.1; the per-IP limit (default
         // 10,000) is about abuse, not memory, so it is lifted for the benchmark.
         max_connections_per_ip: 1_000_000,
+        quotas: publish_quota_lifted(),
         // `framework-history`: the same server, with history on the fan-out channel.
         channel_options: if crate::spec::has_history(kind) {
             crate::spec::history_options()
@@ -159,6 +167,30 @@ async fn framework_server(
     forever().await
 }
 
+/// The default quotas with the `Publish` rule lifted. By default a session may
+/// publish 5,000 times a second (bursts of 10,000), and a refused publish is
+/// answered with a `RateLimited` error instead of being delivered: the smoke run's
+/// one publisher to 10 subscribers publishes tens of thousands of times a second,
+/// went past the burst in some runs and then waited for deliveries that never
+/// came. Like the per-IP connection limit, the quota is about abuse, not
+/// throughput; it is still evaluated on every frame, as in a default server.
+fn publish_quota_lifted() -> Vec<framework::config::QuotaRule> {
+    use framework::config::{QuotaRule, Rate};
+    use framework::protocol::Opcode;
+    let publish = QuotaRule::opcode(Opcode::Publish);
+    let unlimited = Rate::per_second(u32::MAX).burst(u32::MAX);
+    framework::config::default_quotas()
+        .into_iter()
+        .map(|rule| {
+            if rule.opcode == publish.opcode {
+                publish.clone().frames(unlimited).bytes(unlimited)
+            } else {
+                rule
+            }
+        })
+        .collect()
+}
+
 /// A node of the cluster scenario: the fanout scenario's protocol service (the
 /// built-in `Subscribe` and `Publish`), joined to the cluster at `cluster` when
 /// given (else alone, on the in-memory broker), plus `run_service` on a second
@@ -172,6 +204,7 @@ async fn cluster_node(
 ) -> anyhow::Result<()> {
     let config = framework::Config {
         max_connections_per_ip: 1_000_000,
+        quotas: publish_quota_lifted(),
         cluster: cluster.map(framework::config::ClusterConfig::new),
         channel_options: if history {
             crate::spec::history_options()
