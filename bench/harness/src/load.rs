@@ -1080,7 +1080,8 @@ async fn subscribe(
     channel: &str,
 ) -> std::io::Result<()> {
     match proto {
-        Proto::Framework => {
+        // The floor: the same frames, without Welcome (already past in `open`).
+        Proto::Framework | Proto::Floor => {
             let frame = FrameFields::new(Opcode::Subscribe.0)
                 .channel(channel)
                 .requires_ack(true)
@@ -1123,7 +1124,7 @@ async fn subscribe(
                 )));
             }
         }
-        Proto::Raw | Proto::Floor => return Err(io_err("no fanout on this server")),
+        Proto::Raw => return Err(io_err("no fanout on this server")),
     }
     Ok(())
 }
@@ -1132,7 +1133,7 @@ async fn subscribe(
 /// a channel with history; 0 otherwise).
 fn delivery_payload(proto: Proto, p: &[u8]) -> Option<(&[u8], u64)> {
     match proto {
-        Proto::Framework => {
+        Proto::Framework | Proto::Floor => {
             let msg = flatbuffers::root::<fbs::Message<'_>>(p).ok()?;
             if msg.opcode() != Opcode::Publish {
                 return None;
@@ -1153,7 +1154,7 @@ fn delivery_payload(proto: Proto, p: &[u8]) -> Option<(&[u8], u64)> {
             }
             Some((pusher::data(p, FANOUT_PAYLOAD)?, 0))
         }
-        Proto::Raw | Proto::Floor => None,
+        Proto::Raw => None,
     }
 }
 
@@ -1235,7 +1236,7 @@ async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<(
         Some(open(a, a.addr, 16 * 1024).await?)
     };
     let mut requests: std::collections::VecDeque<pusher::HttpConn> = Default::default();
-    // Framework: a pre-encoded Publish frame whose payload is patched in place
+    // Framework and floor: a pre-encoded Publish frame whose payload is patched in place
     // (cluster: a second one on the channel only node B's subscribers joined).
     let publish_on = |channel: &str| -> anyhow::Result<(Vec<u8>, usize)> {
         let template = FrameFields::new(Opcode::Publish.0)
@@ -1297,7 +1298,7 @@ async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<(
             requests.retain(|h| !h.done());
         } else if let Some(conn) = conn.as_mut() {
             match a.spec.proto {
-                Proto::Framework => {
+                Proto::Framework | Proto::Floor => {
                     msg.extend_from_slice(template);
                     msg[at..at + FANOUT_PAYLOAD].copy_from_slice(&payload);
                     conn.send(BINARY, &msg).await?;
@@ -1313,7 +1314,7 @@ async fn publisher(a: &LoadArgs, shared: &Shared, fan: &Fan) -> anyhow::Result<(
                     )?;
                     conn.send(TEXT, &msg).await?;
                 }
-                Proto::Raw | Proto::Floor | Proto::Pusher => bail!("no fanout on this server"),
+                Proto::Raw | Proto::Pusher => bail!("no fanout on this server"),
             }
             // Responses (JSON-RPC results, pings) are read and dropped as they come.
             conn.discard_available()?;

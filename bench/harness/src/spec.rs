@@ -88,7 +88,8 @@ pub enum Proto {
     Raw,
     /// Protocol v1 frames; the server sends `Welcome` first.
     Framework,
-    /// Protocol v1 frames without `Welcome` (the hand-written floor).
+    /// Protocol v1 frames without `Welcome` (the hand-written floors: rpc,
+    /// fanout, fanout10k).
     Floor,
     /// JSON-RPC 2.0 over WebSocket.
     JsonRpc,
@@ -136,6 +137,9 @@ const fn spec(kind: &'static str, label: &'static str, proto: Proto) -> ServerSp
     }
 }
 
+/// The label of the fan-out scenarios' hand-written floor.
+const FANOUT_FLOOR: &str = "hand-written floor (one nonblocking write per subscriber)";
+
 /// The servers of `scenario`, the framework first.
 pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
     const ECHO: [ServerSpec; 5] = [
@@ -173,14 +177,16 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
         ),
     ];
     // The history variant right after the plain framework: it is compared with
-    // it (history ÷ plain), not with the peers.
-    const FANOUT: [ServerSpec; 5] = [
+    // it (history ÷ plain), not with the peers. Then the hand-written floor (see
+    // `servers::fanout_floor`): the cost of the writes alone.
+    const FANOUT: [ServerSpec; 6] = [
         spec("framework", "framework (Publish)", Proto::Framework),
         spec(
             "framework-history",
             "framework (Publish, history on)",
             Proto::Framework,
         ),
+        spec("floor", FANOUT_FLOOR, Proto::Floor),
         spec(
             "socketioxide",
             "socketioxide (room broadcast)",
@@ -189,8 +195,9 @@ pub fn servers(scenario: Scenario) -> &'static [ServerSpec] {
         spec("jsonrpsee", "jsonrpsee (subscriptions)", Proto::JsonRpc),
         spec("sockudo", "Sockudo (HTTP API publish)", Proto::Pusher),
     ];
-    const FANOUT10K: [ServerSpec; 4] = [
+    const FANOUT10K: [ServerSpec; 5] = [
         spec("framework", "framework (Publish)", Proto::Framework),
+        spec("floor", FANOUT_FLOOR, Proto::Floor),
         spec(
             "socketioxide",
             "socketioxide (room broadcast)",

@@ -87,6 +87,18 @@ impl Target {
         }
     }
 
+    /// A measurement shown beside the targets with no bound set (verdict n/a).
+    fn informational(scenario: Scenario, text: impl Into<String>, shown: String) -> Target {
+        Target {
+            scenario,
+            text: text.into(),
+            shown,
+            pass: None,
+            cpu_shown: "—".into(),
+            cpu_pass: None,
+        }
+    }
+
     /// A ratio target `framework ÷ peer ≤ bound` on `f` (CPU, latency).
     fn at_most(
         scenario: Scenario,
@@ -242,6 +254,25 @@ fn targets(all: &[Done]) -> Vec<Target> {
                     format!("p99 at {rate} deliveries/s ≤ 0.5× socketioxide's"),
                     0.5,
                     p99,
+                ));
+                // How far from the writes alone: measured, no bound set.
+                out.push(Target::informational(
+                    s,
+                    format!(
+                        "p99 at {rate} deliveries/s ÷ the hand-written floor's (no bound \
+                         set: how far from the writes alone; the floor's p99: {})",
+                        ms2(med(runs, "floor", p99))
+                    ),
+                    x2(ratio(runs, "floor", p99)),
+                ));
+                out.push(Target::informational(
+                    s,
+                    format!(
+                        "server CPU per delivery at {rate} deliveries/s ÷ the hand-written \
+                         floor's (no bound set; the floor's: {} CPU-s per 100k)",
+                        f3(med(runs, "floor", lat_cpu_per_100k))
+                    ),
+                    x2(ratio(runs, "floor", lat_cpu_per_100k)),
                 ));
             }
             Scenario::Fanout10k => {
@@ -703,6 +734,22 @@ fn method(w: &mut String, args: &RunArgs) {
          - **fanout10k**: the same with {} subscribers (the load generator and each \
          server raise their open-file limit to the hard limit), the same fixed rate \
          in deliveries/s ({} publishes/s).\n\
+         - **fanout floor** (`floor` in fanout and fanout10k): the cost of the writes \
+         alone, with no framework and no WebSocket library. The same frames as the \
+         framework's protocol service, without `Welcome`: a `Subscribe` acknowledged \
+         with its transaction id, and each delivery a protocol `Message` with opcode \
+         `Publish`, the channel, the payload, the publisher's session id and a trace \
+         id (as many bytes as the framework's). The upgrade and the masked client \
+         frames are handled by hand on tokio's `TcpStream`; on each `Publish` the \
+         publisher's own task encodes the delivery once and writes it to every \
+         subscriber's socket with one nonblocking `write` each (no task per \
+         subscriber, no queue, no wake-up). A socket that does not take a whole \
+         frame keeps the rest, and every later frame while any is left, in a backlog \
+         its connection's task writes out when the socket is writable again. At the \
+         fixed rate, where deliveries are written one by one, it is the floor of a \
+         `write` per delivery; at the peak it is no floor for CPU: the framework's \
+         writer puts the deliveries queued for one subscriber in one `writev`, the \
+         floor still makes one `write` per delivery.\n\
          - **idle**: {} connections opened (and the protocol's own opening done: \
          Welcome, Socket.IO connect, Pusher's `connection_established`), held {} s; \
          the server's `VmRSS` after minus before, ÷ connections (user-space memory \
@@ -991,12 +1038,20 @@ fn fanout_section(
     );
     others_note(w, runs, "delivery");
     client_bound_note(w, runs);
+    // The floor writes every delivery alone, at the peak too: it is the floor of
+    // the fixed rate, not of the peak's CPU per delivery.
+    let floor = if ran.iter().any(|s| s.kind == "floor") {
+        " (the servers', not the hand-written floor's: it makes one `write` per \
+         delivery at the peak too, so it is no floor for the peak's CPU per delivery)"
+    } else {
+        ""
+    };
     let _ = writeln!(
         w,
         "At one fixed rate for every server, {rate} deliveries/s ({} publishes/s to {} \
          subscribers), open loop; CPU as a fraction of one core. At the peak, publishes \
-         queue up and one write carries several deliveries; at a fixed rate below it \
-         most deliveries are written alone, so this phase compares the servers' CPU \
+         queue up and one write carries several deliveries{floor}; at a fixed rate below \
+         it most deliveries are written alone, so this phase compares the servers' CPU \
          per delivery and latency at the same load:\n",
         f0(Some(p.rate / p.conns.max(1) as f64)),
         group(p.conns as i64),
