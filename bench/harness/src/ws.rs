@@ -21,9 +21,9 @@ use tokio_rustls::client::TlsStream;
 
 pub const TEXT: u8 = 0x1;
 pub const BINARY: u8 = 0x2;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xA;
+pub const CLOSE: u8 = 0x8;
+pub const PING: u8 = 0x9;
+pub const PONG: u8 = 0xA;
 
 /// A received data frame, borrowed from the connection's read buffer.
 pub struct Frame<'a> {
@@ -433,7 +433,7 @@ impl WsConn {
 
 /// XORs `data` with the repeated 4-byte `mask`, eight bytes at a time (a 64 KiB
 /// message is masked without a loop per byte).
-fn mask_in_place(data: &mut [u8], mask: [u8; 4]) {
+pub fn mask_in_place(data: &mut [u8], mask: [u8; 4]) {
     let wide = u64::from_ne_bytes([
         mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
     ]);

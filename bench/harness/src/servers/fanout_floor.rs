@@ -36,13 +36,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::spec::CHANNEL;
-
-/// WebSocket opcodes the floor reads or writes.
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xA;
+use crate::ws::{find_bytes, mask_in_place, BINARY, CLOSE, PING, PONG, TEXT};
 
 /// The largest client frame read (the benchmark's are under 200 bytes); a
 /// larger one ends the connection (close 1009).
@@ -218,7 +212,7 @@ async fn connection(tcp: TcpStream, subscribers: Arc<Subscribers>) {
 async fn upgrade(mut tcp: TcpStream, rx: &mut Rx) -> io::Result<TcpStream> {
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
     let head_end = loop {
-        if let Some(at) = rx.buf[..rx.end].windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(at) = find_bytes(&rx.buf[..rx.end], b"\r\n\r\n") {
             break at + 4;
         }
         if rx.end >= MAX_REQUEST {
@@ -310,9 +304,7 @@ impl Rx {
         }
         let mask: [u8; 4] = b[at..at + 4].try_into().expect("4 bytes");
         let from = self.start + at + 4;
-        for (i, byte) in self.buf[from..from + len].iter_mut().enumerate() {
-            *byte ^= mask[i & 3];
-        }
+        mask_in_place(&mut self.buf[from..from + len], mask);
         self.start = from + len;
         Ok(Some((fin, opcode, from..from + len)))
     }
