@@ -135,6 +135,64 @@ impl DeliveryStats {
     }
 }
 
+/// Recipients one writing task of a fan-out writes to (see [`Fanout`]).
+const WRITES_PER_TASK: usize = 256;
+
+/// One frame on its way to many sessions.
+///
+/// The frame is queued for every recipient without waking it; tasks of
+/// [`WRITES_PER_TASK`] recipients each then write the queues that were empty
+/// (the others are written by whoever is writing them already). A wake-up and
+/// a poll of every recipient's session were most of a delivery's cost: a
+/// writing task does neither. It runs after the publishing task yields, so the
+/// frames of several publications that arrived together go out in one write
+/// per recipient; and a large fan-out is written by several tasks, which the
+/// runtime spreads over its workers. Each recipient still gets a channel's
+/// frames in the order they were published: the order is its queue's, fixed
+/// when the frame is queued.
+struct Fanout {
+    /// Recipients whose queue this frame found empty.
+    first: Vec<Connection>,
+    out: Delivered,
+}
+
+impl Fanout {
+    fn new() -> Self {
+        Fanout {
+            first: Vec::new(),
+            out: Delivered::default(),
+        }
+    }
+
+    fn add(&mut self, conn: &Connection, frame: &Bytes) {
+        let queued = conn.send_shared_quiet(frame.clone());
+        if let Ok(true) = queued {
+            self.first.push(conn.clone());
+        }
+        self.out.count(queued.map(|_| ()));
+    }
+
+    /// Starts the writing tasks (or, outside a runtime, writes at once); what
+    /// the frame reached.
+    fn finish(self) -> Delivered {
+        let mut first = self.first;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                while !first.is_empty() {
+                    let slice = first.split_off(first.len().saturating_sub(WRITES_PER_TASK));
+                    runtime.spawn(async move {
+                        for conn in &slice {
+                            conn.flush();
+                        }
+                    });
+                }
+            }
+            Err(_) => first.iter().for_each(Connection::flush),
+        }
+        self.out
+    }
+}
+
 /// What a channel delivered to a recovering session, held until its replay
 /// ends: the frames and their bytes (at most the session's `max_queued_bytes`;
 /// past it the session is a slow consumer).
@@ -162,40 +220,29 @@ impl Members {
         self.live.is_empty()
     }
 
-    /// Queues `frame` for every subscriber but `except`.
+    /// Delivers `frame` to every subscriber but `except` (see [`Fanout`]).
     fn deliver(&self, frame: &Bytes, except: Option<Uuid>) -> Delivered {
-        let mut out = Delivered::default();
-        match &self.recovering {
-            recovering if recovering.is_empty() => {
-                for (id, conn) in &self.live {
-                    if Some(*id) != except {
-                        out.count(conn.send_shared(frame.clone()));
-                    }
-                }
+        let mut out = Fanout::new();
+        for (id, conn) in &self.live {
+            if Some(*id) == except {
+                continue;
             }
-            recovering => {
-                for (id, conn) in &self.live {
-                    if Some(*id) == except {
-                        continue;
-                    }
-                    match recovering.get(id) {
-                        Some(held) => {
-                            let mut held = held.lock();
-                            if held.bytes + frame.len() > conn.max_queued() {
-                                conn.slow_consumer();
-                                out.slow_consumer += 1;
-                            } else {
-                                held.bytes += frame.len();
-                                held.frames.push(frame.clone());
-                                out.queued += 1;
-                            }
-                        }
-                        None => out.count(conn.send_shared(frame.clone())),
+            match self.recovering.get(id) {
+                Some(held) => {
+                    let mut held = held.lock();
+                    if held.bytes + frame.len() > conn.max_queued() {
+                        conn.slow_consumer();
+                        out.out.slow_consumer += 1;
+                    } else {
+                        held.bytes += frame.len();
+                        held.frames.push(frame.clone());
+                        out.out.queued += 1;
                     }
                 }
+                None => out.add(conn, frame),
             }
         }
-        out
+        out.finish()
     }
 }
 
@@ -422,10 +469,11 @@ impl Hub {
 
     /// Queues `frame` for every local session.
     pub fn broadcast_local(&self, frame: &Bytes) -> Delivered {
-        let mut out = Delivered::default();
+        let mut fanout = Fanout::new();
         for conn in self.sessions.iter() {
-            out.count(conn.send_shared(frame.clone()));
+            fanout.add(&conn, frame);
         }
+        let out = fanout.finish();
         self.stats.record(Opcode::Broadcast, frame.len(), out);
         out
     }

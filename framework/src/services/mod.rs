@@ -81,10 +81,13 @@ where
     if !extensions.is_empty() {
         conn.set_extensions(extensions);
     }
+    let outlet: Arc<dyn Outlet> = writer::Shared::new(write);
+    // Deliveries from other tasks write through it while the session runs.
+    conn.attach_outlet(&outlet);
     OpenSession {
         conn,
         stream,
-        outlet: writer::Shared::new(write),
+        outlet,
         slot,
     }
 }

@@ -118,6 +118,9 @@ pub(crate) struct ConnectionInner {
     builder: Mutex<Option<Box<flatbuffers::FlatBufferBuilder<'static>>>>,
     /// The node's count of slow-consumer closes.
     slow_consumers: Arc<AtomicU64>,
+    /// The session's writing side, while its task runs: other tasks write
+    /// deliveries through it when the socket is free ([`Connection::deliver`]).
+    outlet: std::sync::OnceLock<std::sync::Weak<dyn super::writer::Outlet>>,
 }
 
 /// A handle to one live session (the C++ guide's `websocket_connection`). Cheap to
@@ -204,23 +207,29 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     fn push(&self, item: Outbound) {
-        {
-            let mut items = self.items.lock();
-            if items.capacity() == 0 {
-                // The queue is allocated only while it holds something (`take`
-                // leaves it unallocated): room for a burst at once, instead of
-                // growing 4 → 8 → 16 by reallocating and copying each time
-                // (5% of the server's CPU in fan-out at its peak).
-                items.reserve(QUEUE_ROOM);
-            }
-            items.push_back(item);
-            self.pending.store(true, Ordering::SeqCst);
-        }
+        let _ = self.push_quiet(item);
         // SeqCst with `deactivate`: either the reader sees this item after it
         // stops being active, or this push sees it inactive and wakes the writer.
         if !self.active.load(Ordering::SeqCst) {
             self.waker.wake();
         }
+    }
+
+    /// Queues `item` without waking anyone; whether the queue was empty (then
+    /// the caller writes it, or wakes the session, next).
+    fn push_quiet(&self, item: Outbound) -> bool {
+        let mut items = self.items.lock();
+        let first = items.is_empty();
+        if items.capacity() == 0 {
+            // The queue is allocated only while it holds something (`take`
+            // leaves it unallocated): room for a burst at once, instead of
+            // growing 4 → 8 → 16 by reallocating and copying each time
+            // (5% of the server's CPU in fan-out at its peak).
+            items.reserve(QUEUE_ROOM);
+        }
+        items.push_back(item);
+        self.pending.store(true, Ordering::SeqCst);
+        first
     }
 
     /// Puts `items` back at the front of the queue, ahead of anything queued
@@ -320,6 +329,7 @@ impl Connection {
             extensions: Mutex::new(http::Extensions::new()),
             builder: Mutex::new(None),
             slow_consumers,
+            outlet: std::sync::OnceLock::new(),
         };
         Connection(Arc::new(inner))
     }
@@ -383,7 +393,15 @@ impl Connection {
     }
 
     pub(crate) fn enqueue(&self, item: Outbound) -> Result<(), SendError> {
-        let (len, charged) = match &item {
+        self.admit(&item)?;
+        self.0.outbox.push(item);
+        Ok(())
+    }
+
+    /// Counts `item` in the queue's limit and the memory budget, or refuses it
+    /// (closing the session when it is over a limit).
+    fn admit(&self, item: &Outbound) -> Result<(), SendError> {
+        let (len, charged) = match item {
             Outbound::Binary(b) => (b.len(), true),
             Outbound::Shared(b) => (b.len(), false),
             Outbound::Text(t) => (t.len(), true),
@@ -418,8 +436,38 @@ impl Connection {
             }
             self.0.charged.fetch_add(len, Ordering::AcqRel);
         }
-        self.0.outbox.push(item);
         Ok(())
+    }
+
+    /// Makes `outlet` (the session's writing side) the one other tasks write
+    /// deliveries through while the session's task holds it.
+    pub(crate) fn attach_outlet(&self, outlet: &Arc<dyn super::writer::Outlet>) {
+        let _ = self.0.outlet.set(Arc::downgrade(outlet));
+    }
+
+    /// The session's writing side, while its task runs.
+    fn outlet(&self) -> Option<Arc<dyn super::writer::Outlet>> {
+        self.0.outlet.get().and_then(std::sync::Weak::upgrade)
+    }
+
+    /// Queues a shared frame without waking the session. `Ok(true)` when the
+    /// queue was empty: the caller must then see it written, with
+    /// [`flush`](Self::flush) (from another task perhaps). Otherwise whoever
+    /// is to write what was queued before takes this frame with it (every
+    /// writer looks at the queue again after it gives the socket back).
+    pub(crate) fn send_shared_quiet(&self, frame: Bytes) -> Result<bool, SendError> {
+        let item = Outbound::Shared(frame);
+        self.admit(&item)?;
+        Ok(self.0.outbox.push_quiet(item))
+    }
+
+    /// Writes what is queued from the caller's task when the socket is free
+    /// and takes it at once; wakes the session for whatever is left.
+    pub(crate) fn flush(&self) {
+        match self.outlet() {
+            Some(outlet) => outlet.flush(self),
+            None => self.0.outbox.wake(),
+        }
     }
 
     /// The most bytes this session's outgoing queue holds.

@@ -1,8 +1,9 @@
 //! Layer 2: sessions. One task per connection reads its frames and writes its
 //! byte-bounded queue of pre-encoded frames. What its own messages queued is
 //! written before it waits for the next (when the socket takes it at once);
-//! what other sessions queue for it (deliveries) wakes it while it waits, and is
-//! written in batches of few syscalls.
+//! what other sessions queue for it (deliveries) is written by the fan-out's
+//! tasks when the socket is free, or else wakes it while it waits; either way
+//! in batches of few syscalls.
 
 pub(crate) mod budget;
 mod connection;

@@ -14,6 +14,10 @@
 //! other sessions) or left over from a full socket is written as it comes
 //! ([`Outlet::poll_write`]); at the end, [`run`] drains the queue up to the
 //! close frame and writes it ([`Outlet::finish`]).
+//!
+//! A fan-out's deliveries are written by the fan-out's own tasks
+//! ([`Outlet::flush`]) when the socket is free, without waking the session;
+//! whatever the socket does not take at once is left to the session.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -343,6 +347,11 @@ pub(crate) trait Outlet: Send + Sync {
         conn: &'a Connection,
         config: WriterConfig,
     ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+
+    /// Writes what is queued (from another task) when nobody else writes, as
+    /// far as the socket takes it now; wakes the session for the rest. See
+    /// [`Connection::flush`].
+    fn flush(&self, conn: &Connection);
 }
 
 impl<W: AsyncWrite + Unpin + Send> Outlet for Shared<W> {
@@ -383,6 +392,54 @@ impl<W: AsyncWrite + Unpin + Send> Outlet for Shared<W> {
         config: WriterConfig,
     ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
         Box::pin(run(self, conn, config))
+    }
+
+    fn flush(&self, conn: &Connection) {
+        let outbox = &conn.0.outbox;
+        if conn.abort_code().is_some() || !outbox.claim() {
+            // Whoever writes looks at the queue again; the session's task
+            // does if nobody else does.
+            outbox.wake();
+            return;
+        }
+        outside_budget(|cx| {
+            write_inline(self, conn, cx);
+        });
+        let_go(conn);
+    }
+}
+
+/// Runs `write` (nonblocking writes from a task other than the session's) with
+/// a waker that wakes nobody, outside the calling task's cooperative budget.
+/// Tokio's sockets answer "not ready" to every operation once the task polling
+/// them has spent its budget (128 per poll), so without this all but the first
+/// writes of a fan-out would find every socket busy and go the slow way. The
+/// budget has nothing to guard here: these writes never wait, and a fan-out is
+/// one bounded pass over its recipients.
+fn outside_budget(write: impl FnOnce(&mut Context<'_>)) {
+    let mut write = Some(write);
+    let once = tokio::task::coop::unconstrained(std::future::poll_fn(|cx| {
+        if let Some(write) = write.take() {
+            write(cx);
+        }
+        Poll::Ready(())
+    }));
+    // Ready at its first poll: the closure never waits.
+    let _ = std::future::Future::poll(
+        std::pin::pin!(once),
+        &mut Context::from_waker(std::task::Waker::noop()),
+    );
+}
+
+/// Gives the socket back after a write from a task other than the session's,
+/// and wakes the session when anything is still queued: what the socket did
+/// not take (its readiness was registered with a waker that wakes nobody), or
+/// what was queued meanwhile by a writer that found the socket taken.
+fn let_go(conn: &Connection) {
+    let outbox = &conn.0.outbox;
+    outbox.release();
+    if outbox.is_pending() {
+        outbox.wake();
     }
 }
 
@@ -911,6 +968,99 @@ mod tests {
         rest.write_to(&mut bytes).await.unwrap();
         assert_eq!(read_all(bytes).await, want);
         assert_eq!(rest.frames, 81);
+    }
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// A connection whose writing side is `w`, its session waiting (its waker
+    /// registered with the queue, the counter returned).
+    fn waiting_session<W: AsyncWrite + Unpin + Send + 'static>(
+        w: W,
+    ) -> (Connection, Arc<Shared<W>>, Arc<Wakes>) {
+        let conn = Connection::new(
+            uuid::Uuid::nil(),
+            "127.0.0.1:1".parse().unwrap(),
+            1 << 20,
+            Arc::default(),
+            crate::session::budget::Charge::unlimited(),
+        );
+        let shared = Shared::new(w);
+        // Attached while `shared` (the session's task's outlet) lives.
+        conn.attach_outlet(&(shared.clone() as Arc<dyn Outlet>));
+        let wakes = Arc::new(Wakes::default());
+        conn.0
+            .outbox
+            .register(&std::task::Waker::from(wakes.clone()));
+        (conn, shared, wakes)
+    }
+
+    #[tokio::test]
+    async fn a_fan_out_writes_the_queue_from_another_task_without_waking_the_session() {
+        let (conn, shared, wakes) = waiting_session(Vec::new());
+        // The first frame finds the queue empty: its writer is the caller.
+        assert_eq!(conn.send_shared_quiet(Bytes::from_static(b"one")), Ok(true));
+        // The second goes with it.
+        assert_eq!(
+            conn.send_shared_quiet(Bytes::from_static(b"two")),
+            Ok(false)
+        );
+        conn.flush();
+        let written = std::mem::take(&mut *shared.0.lock());
+        assert_eq!(
+            read_all(written).await,
+            vec![
+                Message::Binary(Bytes::from_static(b"one")),
+                Message::Binary(Bytes::from_static(b"two")),
+            ]
+        );
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(conn.queued_bytes(), 0);
+        assert_eq!(conn.metrics().messages_out(), 2);
+        assert!(!conn.0.outbox.is_pending());
+    }
+
+    #[tokio::test]
+    async fn a_fan_out_leaves_a_busy_socket_to_the_session_and_wakes_it() {
+        let (conn, shared, wakes) = waiting_session(Vec::new());
+        // Someone else is writing: the frame waits for the session.
+        assert!(conn.0.outbox.claim());
+        assert_eq!(conn.send_shared_quiet(Bytes::from_static(b"one")), Ok(true));
+        conn.flush();
+        assert!(shared.0.lock().is_empty());
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(conn.0.outbox.is_pending());
+        assert_eq!(conn.queued_bytes(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_frame_the_socket_takes_in_part_is_finished_by_the_session() {
+        let (conn, shared, wakes) = waiting_session(Stalling {
+            out: Vec::new(),
+            budget: 5,
+        });
+        let payload = Bytes::from_static(b"a frame of some length");
+        assert_eq!(conn.send_shared_quiet(payload.clone()), Ok(true));
+        conn.flush();
+        // Five bytes went out; the rest waits, and the session is told.
+        assert_eq!(shared.0.lock().out.len(), 5);
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(conn.0.outbox.is_pending());
+        assert_eq!(conn.queued_bytes(), payload.len());
+        // The session writes the rest when the socket takes it.
+        shared.0.lock().budget = usize::MAX;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Outlet::poll_write(&*shared, &conn, &mut cx).is_pending());
+        let written = std::mem::take(&mut shared.0.lock().out);
+        assert_eq!(read_all(written).await, vec![Message::Binary(payload)]);
+        assert_eq!(conn.queued_bytes(), 0);
     }
 
     #[tokio::test]
