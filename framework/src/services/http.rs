@@ -604,6 +604,7 @@ fn session_of(
         Ok(parts) => {
             let (tcp, response) = parts.io.into_inner().into_parts();
             let (read, write) = tcp.into_split();
+            let write = super::plain::TcpWriter::new(write);
             return Either::Right(opening.start(read, write, parts.read_buf, response));
         }
         Err(upgraded) => upgraded,

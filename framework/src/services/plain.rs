@@ -135,6 +135,84 @@ impl AsyncWrite for PlainIo {
     }
 }
 
+/// The writing half of a plain TCP session. It writes with `send` and
+/// `sendmsg` rather than tokio's `write` and `writev`: the socket calls skip
+/// the file layer (`vfs_writev`, `fdget_pos`, `sock_write_iter`), about a
+/// sixth of the kernel's time per delivery in the fan-out profile. Readiness
+/// and the wait for a full socket are tokio's, as for its own writes.
+pub(crate) struct TcpWriter(tokio::net::tcp::OwnedWriteHalf);
+
+impl TcpWriter {
+    pub(crate) fn new(half: tokio::net::tcp::OwnedWriteHalf) -> Self {
+        TcpWriter(half)
+    }
+
+    /// Runs `send` once the socket is writable, until it is not.
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        mut send: impl FnMut(&TcpStream) -> rustix::io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let tcp: &TcpStream = self.0.as_ref();
+        loop {
+            std::task::ready!(tcp.poll_write_ready(cx))?;
+            match tcp.try_io(tokio::io::Interest::WRITABLE, || {
+                send(tcp).map_err(io::Error::from)
+            }) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TcpWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_send(cx, |tcp| {
+            rustix::net::send(tcp, buf, rustix::net::SendFlags::NOSIGNAL)
+        })
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let [one] = bufs {
+            // One buffer: `send` has no vector to copy in.
+            return self.poll_write(cx, one);
+        }
+        self.poll_send(cx, |tcp| {
+            rustix::net::sendmsg(
+                tcp,
+                bufs,
+                &mut rustix::net::SendAncillaryBuffer::default(),
+                rustix::net::SendFlags::NOSIGNAL,
+            )
+        })
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +266,54 @@ mod tests {
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty(), "{rest:?}");
+    }
+
+    #[tokio::test]
+    async fn a_tcp_writer_writes_in_order_waits_for_a_full_socket_and_shuts_down() {
+        let (io, _hold, mut client) = pair().await;
+        let (_read, write) = io.into_parts().0.into_split();
+        let mut w = TcpWriter::new(write);
+        w.write_all(b"one").await.unwrap();
+        let slices = [
+            IoSlice::new(b"two"),
+            IoSlice::new(b""),
+            IoSlice::new(b"three"),
+        ];
+        assert_eq!(w.write_vectored(&slices).await.unwrap(), 8);
+        // More than the socket's buffers hold: the writer waits for the
+        // client to read, and nothing is lost or reordered.
+        let big: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        w.write_all(&big).await.unwrap();
+        w.shutdown().await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(&got[..11], b"onetwothree");
+        assert!(
+            got[11..] == big[..],
+            "the large write arrived whole and in order"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tcp_writer_reports_a_closed_peer_as_an_error() {
+        let (io, _hold, client) = pair().await;
+        let (_read, write) = io.into_parts().0.into_split();
+        let mut w = TcpWriter::new(write);
+        drop(client);
+        // The peer's reset arrives after a write or two; from then on every
+        // write fails (the session then ends).
+        let mut failed = false;
+        for _ in 0..100 {
+            if w.write_all(&[0u8; 4096]).await.is_err() {
+                failed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(failed, "writing to a closed peer fails");
     }
 }

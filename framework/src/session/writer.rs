@@ -39,6 +39,10 @@ const ABORT_CLOSE_DEADLINE: Duration = Duration::from_secs(1);
 /// written from where they are.
 const COPY_AT_MOST: usize = 1024;
 
+/// A single frame's payload up to this size is written from one buffer with
+/// its header (see `write_inline`).
+const JOIN_AT_MOST: usize = 512;
+
 /// I/O vector entries per `writev`.
 const IOV_PER_WRITE: usize = 64;
 
@@ -465,16 +469,27 @@ fn write_inline<W: AsyncWrite + Unpin>(
 ) -> Inline {
     let mut batch = conn.0.outbox.take();
     let mut w = shared.0.lock();
-    // The usual case, one reply: its header from the stack beside its own
-    // bytes, nothing allocated. What the socket does not take goes the general
-    // way below, from where it stopped.
+    // The usual case, one reply: written from the stack, header and payload
+    // side by side when it is small (one buffer makes a plain `send`), else
+    // the header beside the payload's own bytes; nothing allocated. What the
+    // socket does not take goes the general way below, from where it stopped.
     let mut sent = 0;
     if let (1, Some(Outbound::Binary(payload) | Outbound::Shared(payload))) =
         (batch.len(), batch.front())
     {
         let (head, n) = header(opcode::BINARY, payload.len());
-        let slices = [IoSlice::new(&head[..n]), IoSlice::new(payload)];
-        match Pin::new(&mut *w).poll_write_vectored(cx, &slices) {
+        let mut joined = [0u8; 4 + JOIN_AT_MOST];
+        let (one, two);
+        let slices: &[IoSlice<'_>] = if payload.len() <= JOIN_AT_MOST {
+            joined[..n].copy_from_slice(&head[..n]);
+            joined[n..n + payload.len()].copy_from_slice(payload);
+            one = [IoSlice::new(&joined[..n + payload.len()])];
+            &one
+        } else {
+            two = [IoSlice::new(&head[..n]), IoSlice::new(payload)];
+            &two
+        };
+        match Pin::new(&mut *w).poll_write_vectored(cx, slices) {
             Poll::Ready(Ok(k)) => sent = k,
             Poll::Ready(Err(e)) => {
                 tracing::debug!(session = %conn.id(), error = %e, "write failed");
