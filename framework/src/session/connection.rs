@@ -1,4 +1,4 @@
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -181,12 +181,10 @@ impl PartialEq for Connection {
 }
 impl Eq for Connection {}
 
-/// Frames a queue makes room for when it is first pushed to.
-const QUEUE_ROOM: usize = 16;
-
-/// A session's outgoing queue. A `VecDeque` behind a lock rather than a channel:
-/// an idle session's empty deque allocates nothing (a channel allocates a block
-/// up front), and the writer takes everything queued in one lock. The writer is
+/// A session's outgoing queue. A [`Queue`](super::Queue) behind a lock rather
+/// than a channel: an idle session's empty queue allocates nothing (a channel
+/// allocates a block up front), one item queued allocates nothing either, and
+/// the writer takes everything queued in one lock. The writer is
 /// woken through an `AtomicWaker` (lock-free), not a `Notify` (a mutex per wait
 /// and per wake-up showed in fan-out profiles).
 ///
@@ -197,7 +195,7 @@ const QUEUE_ROOM: usize = 16;
 /// - `claimed`: something is writing to the socket; the rest keeps off it.
 #[derive(Default)]
 pub(crate) struct Outbox {
-    items: Mutex<VecDeque<Outbound>>,
+    items: Mutex<super::Queue>,
     /// Whether `items` is non-empty; set and cleared under the lock.
     pending: AtomicBool,
     waker: AtomicWaker,
@@ -220,13 +218,6 @@ impl Outbox {
     fn push_quiet(&self, item: Outbound) -> bool {
         let mut items = self.items.lock();
         let first = items.is_empty();
-        if items.capacity() == 0 {
-            // The queue is allocated only while it holds something (`take`
-            // leaves it unallocated): room for a burst at once, instead of
-            // growing 4 → 8 → 16 by reallocating and copying each time
-            // (5% of the server's CPU in fan-out at its peak).
-            items.reserve(QUEUE_ROOM);
-        }
         items.push_back(item);
         self.pending.store(true, Ordering::SeqCst);
         first
@@ -234,18 +225,16 @@ impl Outbox {
 
     /// Puts `items` back at the front of the queue, ahead of anything queued
     /// since they were taken.
-    pub(crate) fn push_front(&self, mut items: VecDeque<Outbound>) {
+    pub(crate) fn push_front(&self, items: super::Queue) {
         if items.is_empty() {
             return;
         }
-        let mut queued = self.items.lock();
-        items.append(&mut queued);
-        *queued = items;
+        self.items.lock().prepend(items);
         self.pending.store(true, Ordering::SeqCst);
     }
 
     /// Everything queued, leaving the queue empty (and unallocated).
-    pub(crate) fn take(&self) -> VecDeque<Outbound> {
+    pub(crate) fn take(&self) -> super::Queue {
         let mut items = self.items.lock();
         self.pending.store(false, Ordering::SeqCst);
         std::mem::take(&mut *items)

@@ -9,6 +9,7 @@ pub(crate) mod budget;
 mod connection;
 pub(crate) mod frames;
 mod metrics;
+mod queue;
 mod reader;
 pub(crate) mod writer;
 
@@ -16,4 +17,5 @@ pub(crate) use connection::Outbound;
 pub use connection::{close_code, Connection, SendError};
 pub(crate) use frames::FrameReader;
 pub use metrics::{opcode_slot, opcode_slot_label, OpcodeCounters, SessionMetrics, OPCODE_SLOTS};
+pub(crate) use queue::Queue;
 pub(crate) use reader::{finish, next_message, reader_waits, Keepalive, Next, Waits};

@@ -30,7 +30,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{Connection, Outbound};
+use super::{Connection, Outbound, Queue};
 
 /// How long a close frame may take to go out when a session is aborted.
 const ABORT_CLOSE_DEADLINE: Duration = Duration::from_secs(1);
@@ -524,7 +524,7 @@ fn write_inline<W: AsyncWrite + Unpin>(
             }
         }
     };
-    let mut rest = VecDeque::new();
+    let mut rest = Queue::default();
     while let Some(item) = batch.pop_front() {
         match item {
             Outbound::Close(..) | Outbound::CloseReply(_) => {
@@ -778,7 +778,7 @@ where
 async fn write_batch<W>(
     w: &mut W,
     conn: &Connection,
-    batch: VecDeque<Outbound>,
+    batch: Queue,
     config: WriterConfig,
     frames: &mut Frames,
 ) -> io::Result<Step>
@@ -824,7 +824,7 @@ where
 }
 
 /// The bytes a batch will take in the copy buffer, at most (headers included).
-fn batch_bytes(batch: &VecDeque<Outbound>) -> usize {
+fn batch_bytes(batch: &Queue) -> usize {
     batch
         .iter()
         .map(|item| {
