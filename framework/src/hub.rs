@@ -157,9 +157,10 @@ struct Fanout {
 }
 
 impl Fanout {
-    fn new() -> Self {
+    /// A fan-out to at most `recipients` sessions.
+    fn new(recipients: usize) -> Self {
         Fanout {
-            first: Vec::new(),
+            first: Vec::with_capacity(recipients),
             out: Delivered::default(),
         }
     }
@@ -222,7 +223,7 @@ impl Members {
 
     /// Delivers `frame` to every subscriber but `except` (see [`Fanout`]).
     fn deliver(&self, frame: &Bytes, except: Option<Uuid>) -> Delivered {
-        let mut out = Fanout::new();
+        let mut out = Fanout::new(self.live.len());
         for (id, conn) in &self.live {
             if Some(*id) == except {
                 continue;
@@ -469,7 +470,7 @@ impl Hub {
 
     /// Queues `frame` for every local session.
     pub fn broadcast_local(&self, frame: &Bytes) -> Delivered {
-        let mut fanout = Fanout::new();
+        let mut fanout = Fanout::new(self.sessions.len());
         for conn in self.sessions.iter() {
             fanout.add(&conn, frame);
         }
