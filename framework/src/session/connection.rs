@@ -118,8 +118,9 @@ pub(crate) struct ConnectionInner {
     builder: Mutex<Option<Box<flatbuffers::FlatBufferBuilder<'static>>>>,
     /// The node's count of slow-consumer closes.
     slow_consumers: Arc<AtomicU64>,
-    /// The session's writing side, while its task runs: other tasks write
-    /// deliveries through it when the socket is free ([`Connection::deliver`]).
+    /// The session's writing side, while its task runs: a fan-out's tasks
+    /// write deliveries through it when the socket is free
+    /// ([`Connection::flush`]).
     outlet: std::sync::OnceLock<std::sync::Weak<dyn super::writer::Outlet>>,
 }
 

@@ -478,11 +478,15 @@ fn write_inline<W: AsyncWrite + Unpin>(
         (batch.len(), batch.front())
     {
         let (head, n) = header(opcode::BINARY, payload.len());
-        let mut joined = [0u8; 4 + JOIN_AT_MOST];
-        let (one, two);
+        let (joined, one, two);
         let slices: &[IoSlice<'_>] = if payload.len() <= JOIN_AT_MOST {
-            joined[..n].copy_from_slice(&head[..n]);
-            joined[n..n + payload.len()].copy_from_slice(payload);
+            // Made only here: a large frame pays for no buffer it does not use.
+            joined = {
+                let mut buf = [0u8; 4 + JOIN_AT_MOST];
+                buf[..n].copy_from_slice(&head[..n]);
+                buf[n..n + payload.len()].copy_from_slice(payload);
+                buf
+            };
             one = [IoSlice::new(&joined[..n + payload.len()])];
             &one
         } else {
