@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use tokio::io::AsyncRead;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +22,7 @@ pub(crate) fn serve<R>(
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static
 where
-    R: AsyncRead + Unpin + Send + 'static,
+    R: crate::session::SessionRead + Send + 'static,
 {
     let super::OpenSession {
         conn,
@@ -63,7 +62,13 @@ where
 
         reader_waits!(waits, conn, &*outlet, shutdown, keepalive);
         let closed_by_server = loop {
+            // Biased: an unbiased `select!` draws a random number on every poll,
+            // two per echoed message. The socket first; a handler's end is
+            // still seen whenever the socket has nothing, and by the wait for
+            // room in its inbox when it stopped reading.
             let next = tokio::select! {
+                biased;
+                next = next_message(&mut stream, &conn, &mut waits) => next,
                 joined = joined(&mut handler_task), if handler_running => {
                     handler_running = false;
                     if joined.is_err() {
@@ -74,7 +79,6 @@ where
                     release_if_abandoned(&raw, &conn);
                     continue;
                 }
-                next = next_message(&mut stream, &conn, &mut waits) => next,
             };
             let msg = match next {
                 Next::Data(Message::Binary(b)) => RawMessage::Binary(b),

@@ -104,13 +104,35 @@ pub(crate) struct FrameReader<R> {
     failed: bool,
 }
 
+/// A session's reading side: an [`AsyncRead`] that can also read what is
+/// there into a buffer on the reader's stack and hand it to `f`, which is how
+/// a session reads between messages. A plain TCP session reads with a `recv`
+/// of its own there ([`TcpReader`](crate::services::plain::TcpReader)); any
+/// other stream through its `poll_read`.
+pub(crate) trait SessionRead: AsyncRead + Unpin {
+    /// Reads into `buf` and gives `f` what was read (empty: the peer closed).
+    fn poll_read_with<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Poll<std::io::Result<T>> {
+        let mut read = ReadBuf::uninit(buf);
+        std::task::ready!(Pin::new(&mut *self).poll_read(cx, &mut read))?;
+        Poll::Ready(Ok(f(read.filled())))
+    }
+}
+
+impl<T: AsyncRead> SessionRead for tokio::io::ReadHalf<T> {}
+impl SessionRead for tokio::io::DuplexStream {}
+
 /// The largest frame header: 2 bytes, 8 of extended length, 4 of mask.
 const MAX_HEADER: usize = 14;
 
 /// The most read at once into the stack when nothing is buffered.
 const STACK_READ: usize = 4096;
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
+impl<R: SessionRead> FrameReader<R> {
     /// A reader of `io`, which starts with `prefix` (bytes read ahead during the
     /// handshake).
     pub(crate) fn new(
@@ -160,9 +182,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.marked = true;
                 self.conn.message_started();
             }
-            if let Err(e) = self.fill().await {
-                self.failed = true;
-                return Err(e);
+            match self.fill().await {
+                Ok(None) => {}
+                Ok(Some(message)) => return Ok(message),
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
             }
         }
     }
@@ -201,8 +227,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Reads more bytes: straight into the message when a large payload is
-    /// awaited, else into the read buffer.
-    async fn fill(&mut self) -> Result<(), ReadError> {
+    /// awaited, else into the read buffer. `Some` when the read was exactly
+    /// one whole message, which is then handed up at once.
+    async fn fill(&mut self) -> Result<Option<Message>, ReadError> {
         if let (Some(frame), Some(message), true) =
             (&mut self.frame, &mut self.message, self.buf.is_empty())
         {
@@ -219,34 +246,38 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             unmask(&mut message.data[start..], frame.mask, frame.received);
             frame.received += n;
             frame.remaining -= n;
-            return Ok(());
+            return Ok(None);
         }
         if self.buf.is_empty() {
             // Nothing buffered: a session waiting here (idle) holds no buffer.
             // The read goes to the stack, only during the poll, and what came
             // is copied into a buffer of its size.
             let limit = self.read_size.min(STACK_READ);
-            let (io, buf) = (&mut self.io, &mut self.buf);
-            let n = std::future::poll_fn(|cx| {
+            // Between messages: a read that is one whole message can be it.
+            let between = self.frame.is_none() && self.message.is_none();
+            let (io, buf, max) = (&mut self.io, &mut self.buf, self.max_message);
+            let read = std::future::poll_fn(|cx| {
                 // Uninitialised: zeroing it on every poll cost a memset per
                 // read (and per wake-up that found nothing).
                 let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); STACK_READ];
-                let mut read = ReadBuf::uninit(&mut stack[..limit]);
-                match Pin::new(&mut *io).poll_read(cx, &mut read) {
-                    Poll::Ready(Ok(())) => {
-                        *buf = BytesMut::from(read.filled());
-                        Poll::Ready(Ok(read.filled().len()))
+                io.poll_read_with(cx, &mut stack[..limit], |got| {
+                    if got.is_empty() {
+                        StackRead::Eof
+                    } else if let Some((text, payload)) = lone_message(got, max).filter(|_| between)
+                    {
+                        StackRead::Message(text, payload)
+                    } else {
+                        *buf = BytesMut::from(got);
+                        StackRead::Buffered
                     }
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                    Poll::Pending => Poll::Pending,
-                }
+                })
             })
             .await
             .map_err(|e| ReadError::Gone(Some(e)))?;
-            return if n == 0 {
-                Err(ReadError::Gone(None))
-            } else {
-                Ok(())
+            return match read {
+                StackRead::Eof => Err(ReadError::Gone(None)),
+                StackRead::Buffered => Ok(None),
+                StackRead::Message(text, payload) => finished(text, payload).map(Some),
             };
         }
         if self.buf.capacity() - self.buf.len() < self.read_size / 2 {
@@ -260,7 +291,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if n == 0 {
             return Err(ReadError::Gone(None));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Parses what is buffered: `Some` once a message or control frame is whole.
@@ -458,6 +489,36 @@ impl Header {
     }
 }
 
+/// What a read into the stack brought.
+enum StackRead {
+    /// The peer closed the connection.
+    Eof,
+    /// Bytes, now in the read buffer.
+    Buffered,
+    /// Exactly one whole message (text?, payload).
+    Message(bool, Bytes),
+}
+
+/// The message `got` is when it is exactly one whole unfragmented data frame
+/// (the usual read of a request): its payload unmasked into a buffer of its own
+/// size. Copying it into the read buffer and cutting the payload out of that
+/// cost an allocation more per message (the buffer's shared count) and a copy
+/// of the header. `None` for anything else, which goes the general way (and
+/// fails there when it must).
+fn lone_message(got: &[u8], max_message: usize) -> Option<(bool, Bytes)> {
+    let header = Header::parse(got).ok()??;
+    let data = header.opcode == 1 || header.opcode == 2;
+    if !header.fin || !data || header.payload > max_message {
+        return None;
+    }
+    if header.len.checked_add(header.payload) != Some(got.len()) {
+        return None;
+    }
+    let mut payload = got[header.len..].to_vec();
+    unmask(&mut payload, header.mask, 0);
+    Some((header.opcode == 1, Bytes::from(payload)))
+}
+
 /// A whole single-frame message.
 fn finished(text: bool, data: Bytes) -> Result<Message, ReadError> {
     if text {
@@ -624,6 +685,45 @@ mod tests {
         }
         drop(writer.await.unwrap());
         assert!(matches!(r.next().await, Err(ReadError::Gone(None))));
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_is_one_whole_message_is_that_message_and_keeps_no_buffer() {
+        let budget = MemoryBudget::new(usize::MAX, usize::MAX);
+        let medium: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let cases = [
+            (
+                frame(true, 2, b"binary"),
+                Message::Binary(Bytes::from_static(b"binary")),
+            ),
+            (frame(true, 1, "téxt".as_bytes()), Message::text("téxt")),
+            (frame(true, 2, b""), Message::Binary(Bytes::new())),
+            (
+                frame(true, 2, &medium),
+                Message::Binary(medium.clone().into()),
+            ),
+            (
+                frame(true, 9, b"p"),
+                Message::Ping(Bytes::from_static(b"p")),
+            ),
+        ];
+        for (bytes, want) in cases {
+            let (mut r, mut w) = reader(&budget, 1 << 20);
+            w.write_all(&bytes).await.unwrap();
+            assert_eq!(r.next().await.unwrap(), want);
+            assert_eq!(r.buf.capacity(), 0, "nothing kept after {want:?}");
+        }
+        // A message and the start of the next in one read: the first, then the
+        // second once whole.
+        let (mut r, mut w) = reader(&budget, 1 << 20);
+        let next = frame(true, 2, b"second");
+        w.write_all(&[frame(true, 2, b"first"), next[..3].to_vec()].concat())
+            .await
+            .unwrap();
+        assert_eq!(r.next().await.unwrap(), Message::Binary("first".into()));
+        w.write_all(&next[3..]).await.unwrap();
+        assert_eq!(r.next().await.unwrap(), Message::Binary("second".into()));
         assert_eq!(budget.held(), 0);
     }
 

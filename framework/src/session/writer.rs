@@ -43,6 +43,9 @@ const COPY_AT_MOST: usize = 1024;
 /// its header (see `write_inline`).
 const JOIN_AT_MOST: usize = 512;
 
+/// The stack buffer a small frame is joined in (header and payload).
+const SMALL_JOIN: usize = 128;
+
 /// I/O vector entries per `writev`.
 const IOV_PER_WRITE: usize = 64;
 
@@ -458,6 +461,14 @@ enum Inline {
     Stop,
 }
 
+/// `head` then `payload` in a buffer of `N` bytes, which holds both.
+fn join<const N: usize>(head: &[u8], payload: &[u8]) -> [u8; N] {
+    let mut buf = [0u8; N];
+    buf[..head.len()].copy_from_slice(head);
+    buf[head.len()..head.len() + payload.len()].copy_from_slice(payload);
+    buf
+}
+
 /// Writes the queue as far as the socket takes it (the caller holds the claim):
 /// the frames a previous call left half written first, then the data frames up
 /// to the first close. What the socket does not take, and everything from a
@@ -478,15 +489,15 @@ fn write_inline<W: AsyncWrite + Unpin>(
         (batch.len(), batch.front())
     {
         let (head, n) = header(opcode::BINARY, payload.len());
-        let (joined, one, two);
-        let slices: &[IoSlice<'_>] = if payload.len() <= JOIN_AT_MOST {
+        let (small, joined, one, two);
+        let slices: &[IoSlice<'_>] = if n + payload.len() <= SMALL_JOIN {
+            // A buffer to fit: zeroing the large one cost a `memset` per reply.
+            small = join::<SMALL_JOIN>(&head[..n], payload);
+            one = [IoSlice::new(&small[..n + payload.len()])];
+            &one
+        } else if payload.len() <= JOIN_AT_MOST {
             // Made only here: a large frame pays for no buffer it does not use.
-            joined = {
-                let mut buf = [0u8; 4 + JOIN_AT_MOST];
-                buf[..n].copy_from_slice(&head[..n]);
-                buf[n..n + payload.len()].copy_from_slice(payload);
-                buf
-            };
+            joined = join::<{ 4 + JOIN_AT_MOST }>(&head[..n], payload);
             one = [IoSlice::new(&joined[..n + payload.len()])];
             &one
         } else {
