@@ -604,7 +604,10 @@ fn session_of(
         Ok(parts) => {
             let (tcp, response) = parts.io.into_inner().into_parts();
             let (read, write) = tcp.into_split();
-            let write = super::plain::TcpWriter::new(write);
+            let (read, write) = (
+                super::plain::TcpReader::new(read),
+                super::plain::TcpWriter::new(write),
+            );
             return Either::Right(opening.start(read, write, parts.read_buf, response));
         }
         Err(upgraded) => upgraded,
@@ -647,7 +650,7 @@ impl<K: SessionKind> Opening<K> {
         response: Option<bytes::BytesMut>,
     ) -> impl Future<Output = ()> + Send + 'static
     where
-        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        R: crate::session::SessionRead + Send + 'static,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let config = self.shared.node.config();

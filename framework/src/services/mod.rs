@@ -18,7 +18,7 @@ pub(crate) mod tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWrite;
 
 use crate::session::FrameReader;
 use tokio_util::sync::CancellationToken;
@@ -75,7 +75,7 @@ pub(crate) fn open_session<R, W>(
     extensions: ::http::Extensions,
 ) -> OpenSession<R>
 where
-    R: AsyncRead + Unpin + Send + 'static,
+    R: crate::session::SessionRead + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     if !extensions.is_empty() {
@@ -117,7 +117,7 @@ pub(crate) trait SessionKind: Send + 'static {
         shared: Arc<Shared>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static
     where
-        R: AsyncRead + Unpin + Send + 'static;
+        R: crate::session::SessionRead + Send + 'static;
 }
 
 /// The protocol service's sessions.
@@ -130,7 +130,7 @@ impl SessionKind for ProtocolSession {
         shared: Arc<Shared>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static
     where
-        R: AsyncRead + Unpin + Send + 'static,
+        R: crate::session::SessionRead + Send + 'static,
     {
         protocol::serve(session, self.0, shared.shutdown.clone())
     }
@@ -146,7 +146,7 @@ impl SessionKind for RawSession {
         shared: Arc<Shared>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static
     where
-        R: AsyncRead + Unpin + Send + 'static,
+        R: crate::session::SessionRead + Send + 'static,
     {
         raw::serve(
             session,

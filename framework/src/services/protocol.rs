@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use tokio::io::AsyncRead;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +22,7 @@ pub(crate) fn serve<R>(
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static
 where
-    R: AsyncRead + Unpin + Send + 'static,
+    R: crate::session::SessionRead + Send + 'static,
 {
     let super::OpenSession {
         conn,

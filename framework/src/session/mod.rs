@@ -15,7 +15,7 @@ pub(crate) mod writer;
 
 pub(crate) use connection::Outbound;
 pub use connection::{close_code, Connection, SendError};
-pub(crate) use frames::FrameReader;
+pub(crate) use frames::{FrameReader, SessionRead};
 pub use metrics::{opcode_slot, opcode_slot_label, OpcodeCounters, SessionMetrics, OPCODE_SLOTS};
 pub(crate) use queue::Queue;
 pub(crate) use reader::{finish, next_message, reader_waits, Keepalive, Next, Waits};

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use std::future::Future;
 use std::pin::Pin;
-use tokio::io::AsyncRead;
 use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -197,7 +196,7 @@ pub(crate) async fn next_message<R, C>(
     waits: &mut Waits<'_, C>,
 ) -> Next
 where
-    R: AsyncRead + Unpin,
+    R: super::frames::SessionRead,
     C: Future<Output = ()>,
 {
     let close = |code: u16, reason: &'static str| {
@@ -292,7 +291,7 @@ pub(crate) async fn finish<R>(
     server_closed: bool,
     closing: super::writer::Closing,
 ) where
-    R: AsyncRead + Unpin,
+    R: super::frames::SessionRead,
 {
     // Nothing is written inline any more: what the reader queued last (a close,
     // a reply) is the closing writes'.
