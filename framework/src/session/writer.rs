@@ -114,6 +114,15 @@ pub(crate) struct Frames {
     frames: u64,
 }
 
+thread_local! {
+    /// A batch buffer kept for the next batch written on this thread (see
+    /// [`Frames::batch`]).
+    static SPARE: std::cell::Cell<Option<BytesMut>> = const { std::cell::Cell::new(None) };
+}
+
+/// The largest batch buffer kept for the next batch.
+const SPARE_AT_MOST: usize = 64 * 1024;
+
 impl Frames {
     fn new(capacity: usize) -> Self {
         Frames {
@@ -122,6 +131,29 @@ impl Frames {
             large: VecDeque::new(),
             payload: 0,
             frames: 0,
+        }
+    }
+
+    /// Frames for a batch of `capacity` bytes, in the buffer the thread's
+    /// last whole batch left ([`recycle`](Self::recycle)) when it is large
+    /// enough. A fan-out writes a batch to every subscriber behind on a few
+    /// publications; a buffer allocated and freed for each was ~7 % of the
+    /// instructions per delivery at its peak (callgrind).
+    fn batch(capacity: usize) -> Self {
+        let mut frames = Frames::new(0);
+        frames.buf = match SPARE.with(std::cell::Cell::take) {
+            Some(buf) if buf.capacity() >= capacity => buf,
+            _ => BytesMut::with_capacity(capacity),
+        };
+        frames
+    }
+
+    /// Gives the buffer of these frames, all written, to the thread's next
+    /// batch.
+    fn recycle(mut self) {
+        if self.buf.capacity() <= SPARE_AT_MOST {
+            self.buf.clear();
+            SPARE.with(|spare| spare.set(Some(self.buf)));
         }
     }
 
@@ -533,7 +565,7 @@ fn write_inline<W: AsyncWrite + Unpin>(
                 batch.push_front(item);
             }
             Carry {
-                frames: Frames::new(batch_bytes(&batch)),
+                frames: Frames::batch(batch_bytes(&batch)),
                 written: 0,
                 charged: 0,
             }
@@ -544,7 +576,7 @@ fn write_inline<W: AsyncWrite + Unpin>(
         match item {
             Outbound::Close(..) | Outbound::CloseReply(_) => {
                 // Closing is `finish`'s.
-                rest = batch;
+                rest = std::mem::take(&mut batch);
                 rest.push_front(item);
                 break;
             }
@@ -556,6 +588,7 @@ fn write_inline<W: AsyncWrite + Unpin>(
             ),
         }
     }
+    batch.recycle();
     carry.frames.advance(sent);
     let done = carry.frames.poll_write_to(&mut *w, cx);
     drop(w);
@@ -564,6 +597,7 @@ fn write_inline<W: AsyncWrite + Unpin>(
             conn.dequeued(carry.written, carry.charged);
             let (frames, payload) = carry.frames.take_counts();
             conn.metrics().record_out(frames, payload);
+            carry.frames.recycle();
             if rest.is_empty() {
                 Inline::Written
             } else {
@@ -874,6 +908,23 @@ mod tests {
             .map(Result::unwrap)
             .collect()
             .await
+    }
+
+    #[test]
+    fn a_written_batch_leaves_its_buffer_to_the_next_large_enough_one() {
+        let mut first = Frames::batch(100);
+        first.push(opcode::BINARY, Bytes::from_static(b"one"));
+        let buf = first.buf.as_ptr();
+        first.recycle();
+        let mut second = Frames::batch(80);
+        assert_eq!(second.buf.as_ptr(), buf, "the same buffer");
+        assert!(second.is_empty(), "and nothing of the last batch in it");
+        second.push(opcode::BINARY, Bytes::from_static(b"two"));
+        assert_eq!(&second.buf[2..], b"two");
+        second.recycle();
+        // Too small for the next: that one gets a buffer of its size.
+        let third = Frames::batch(1000);
+        assert!(third.buf.capacity() >= 1000);
     }
 
     #[tokio::test]
