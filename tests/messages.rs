@@ -395,7 +395,27 @@ fn invalid_buffers_are_errors() {
     .to_vec();
     let at = bytes.windows(4).position(|w| w == b"abcd").unwrap();
     bytes[at] = 0xff;
-    assert!(Text::decode(&bytes).is_err());
+    let e = Text::decode(&bytes).unwrap_err().to_string();
+    assert!(
+        e.contains("Utf8 error") && e.contains("while verifying table field `s`"),
+        "the error names the field: {e}"
+    );
+    // A scalar field moved out of the buffer: the error names it too.
+    let mut bytes = Scalars {
+        i64: 7,
+        ..Scalars::default()
+    }
+    .encode()
+    .to_vec();
+    let root = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    let vtable = root - i32::from_le_bytes(bytes[root..root + 4].try_into().unwrap()) as usize;
+    // i64 is the 8th field: its vtable entry is at 4 + 2 * 7.
+    bytes[vtable + 18..vtable + 20].copy_from_slice(&0xfff8u16.to_le_bytes());
+    let e = Scalars::decode(&bytes).unwrap_err().to_string();
+    assert!(
+        e.contains("while verifying table field `i64`"),
+        "the error names the field: {e}"
+    );
     // A truncated buffer (its last 3 bytes are padding after the terminator of
     // the last string written, so only shorter prefixes are invalid).
     let full = Nested::default().encode();

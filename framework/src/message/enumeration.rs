@@ -108,7 +108,7 @@ impl<E: Enum> Storage<E> for EnumKind {
         name: &'static str,
         slot: u16,
     ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
-        tv.visit_field::<E::Repr>(name, slot, false)
+        super::field::verify_field::<E::Repr>(tv, name, slot)
     }
     fn read(t: &TableRef<'_>, slot: u16) -> Result<Option<E>, DecodeError> {
         read_scalar::<E::Repr>(t, slot)?.map(variant).transpose()

@@ -98,7 +98,7 @@ fn verify_inline<'v, 'o, 'b, E: flatbuffers::SimpleToVerifyInSlice>(
     name: &'static str,
     slot: u16,
 ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
-    tv.visit_field::<ForwardsUOffset<Vector<'_, E>>>(name, slot, false)
+    super::field::verify_field::<ForwardsUOffset<Vector<'_, E>>>(tv, name, slot)
 }
 
 /// Reads a vector of scalars.
@@ -146,7 +146,9 @@ impl Element for String {
         name: &'static str,
         slot: u16,
     ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
-        tv.visit_field::<ForwardsUOffset<Vector<'_, ForwardsUOffset<&str>>>>(name, slot, false)
+        super::field::verify_field::<ForwardsUOffset<Vector<'_, ForwardsUOffset<&str>>>>(
+            tv, name, slot,
+        )
     }
     fn read_vector(t: &TableRef<'_>, slot: u16) -> Result<Option<Vec<String>>, DecodeError> {
         t.offset_vector(slot, |pos| t.string(pos).map(str::to_string))
