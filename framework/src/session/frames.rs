@@ -263,7 +263,8 @@ impl<R: SessionRead> FrameReader<R> {
                 io.poll_read_with(cx, &mut stack[..limit], |got| {
                     if got.is_empty() {
                         StackRead::Eof
-                    } else if let Some((text, payload)) = lone_message(got, max).filter(|_| between)
+                    } else if let Some((text, payload)) =
+                        between.then(|| lone_message(got, max)).flatten()
                     {
                         StackRead::Message(text, payload)
                     } else {
