@@ -204,21 +204,29 @@ impl WsConn {
 
     /// Appends one masked frame to the write buffer without writing it.
     pub fn queue(&mut self, opcode: u8, payload: &[u8]) {
-        let len = payload.len();
-        self.out.push(0x80 | opcode);
-        if len < 126 {
-            self.out.push(0x80 | len as u8);
-        } else if len <= u16::MAX as usize {
-            self.out.push(0x80 | 126);
-            self.out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            self.out.push(0x80 | 127);
-            self.out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        self.out.extend_from_slice(&self.mask);
-        let at = self.out.len();
-        self.out.extend_from_slice(payload);
-        mask_in_place(&mut self.out[at..], self.mask);
+        encode_frame(&mut self.out, opcode, payload, self.mask);
+    }
+
+    /// One masked frame of `payload`, as [`queue`](Self::queue) writes it, and
+    /// where its payload starts in it: a caller that sends the same message
+    /// again and again patches it in place ([`patch`](Self::patch)) instead of
+    /// copying and masking the whole payload per message.
+    pub fn encode(&self, opcode: u8, payload: &[u8]) -> (Vec<u8>, usize) {
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        encode_frame(&mut frame, opcode, payload, self.mask);
+        let at = frame.len() - payload.len();
+        (frame, at)
+    }
+
+    /// Writes `bytes` masked into `frame` (from [`encode`](Self::encode)) at
+    /// payload offset `offset`; `at` is where the payload starts.
+    pub fn patch(&self, frame: &mut [u8], at: usize, offset: usize, bytes: &[u8]) {
+        patch_masked(frame, at, offset, bytes, self.mask);
+    }
+
+    /// Writes an encoded frame, in one `write` when the socket takes it.
+    pub async fn send_encoded(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.stream.write_all(frame).await
     }
 
     /// Writes what was queued, in one `write` when the socket takes it.
@@ -431,6 +439,33 @@ impl WsConn {
     }
 }
 
+/// Appends a masked client frame of `payload` to `out`.
+fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
+    let len = payload.len();
+    out.push(0x80 | opcode);
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= u16::MAX as usize {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    let at = out.len();
+    out.extend_from_slice(payload);
+    mask_in_place(&mut out[at..], mask);
+}
+
+/// Overwrites payload bytes `offset..` of an encoded frame whose payload
+/// starts at `at` with `bytes`, masked.
+fn patch_masked(frame: &mut [u8], at: usize, offset: usize, bytes: &[u8], mask: [u8; 4]) {
+    for (i, b) in bytes.iter().enumerate() {
+        frame[at + offset + i] = b ^ mask[(offset + i) & 3];
+    }
+}
+
 /// XORs `data` with the repeated 4-byte `mask`, eight bytes at a time (a 64 KiB
 /// message is masked without a loop per byte).
 pub fn mask_in_place(data: &mut [u8], mask: [u8; 4]) {
@@ -459,6 +494,25 @@ pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_patched_frame_is_the_frame_of_the_patched_payload() {
+        let mask = [0x9a, 0x01, 0xfe, 0x44];
+        for len in [1, 8, 125, 126, 65_535, 65_536] {
+            let mut payload: Vec<u8> = (0..len).map(|i| (i * 13 + 5) as u8).collect();
+            let mut frame = Vec::new();
+            super::encode_frame(&mut frame, 2, &payload, mask);
+            let at = frame.len() - len;
+            let offset = len / 3;
+            let new = [0xde, 0xad, 0xbe, 0xef, 0x01];
+            let n = new.len().min(len - offset);
+            payload[offset..offset + n].copy_from_slice(&new[..n]);
+            super::patch_masked(&mut frame, at, offset, &new[..n], mask);
+            let mut fresh = Vec::new();
+            super::encode_frame(&mut fresh, 2, &payload, mask);
+            assert_eq!(frame, fresh, "length {len}");
+        }
+    }
+
     #[test]
     fn masks_like_the_byte_loop() {
         let mask = [0x12, 0x34, 0x56, 0x78];
