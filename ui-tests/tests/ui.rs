@@ -8,6 +8,11 @@
 
 #[test]
 fn ui() {
+    // trybuild builds the cases in a project of its own (its own target directory,
+    // target/tests/trybuild), which does not inherit the workspace's profiles: with
+    // the default dev profile's full debug info each pass case's binary was ~130 MB,
+    // 4.6 GiB in all, half of a cold CI run's disk. The cases' cargo inherits this.
+    std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "0");
     let t = trybuild::TestCases::new();
     for m in [
         "opcode",
