@@ -515,9 +515,58 @@ fn lone_message(got: &[u8], max_message: usize) -> Option<(bool, Bytes)> {
     if header.len.checked_add(header.payload) != Some(got.len()) {
         return None;
     }
-    let mut payload = got[header.len..].to_vec();
-    unmask(&mut payload, header.mask, 0);
-    Some((header.opcode == 1, Bytes::from(payload)))
+    Some((
+        header.opcode == 1,
+        unmasked_copy(&got[header.len..], header.mask),
+    ))
+}
+
+/// A message's bytes with their shared count in one allocation: the bytes
+/// up to `N` long, in place.
+///
+/// A message read whole becomes a [`Bytes`] the dispatcher shares (the frame
+/// and its payload's slice, a fan-out's deliveries). One made from a `Vec`
+/// allocates again on its first clone (the shared count) and frees twice;
+/// [`Bytes::from_owner`] of this allocates once: a protocol message's
+/// allocation less (callgrind of the rpc load: ~240 of ~8,150 instructions per
+/// message).
+struct Inline<const N: usize> {
+    len: usize,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> AsRef<[u8]> for Inline<N> {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// `masked`, unmasked with `mask`, in a buffer of its own: in place in the
+/// allocation of the shared count up to 512 bytes (size classes of 64 to 512,
+/// so at most twice the bytes are held), in a `Vec` above.
+fn unmasked_copy(masked: &[u8], mask: [u8; 4]) -> Bytes {
+    fn inline<const N: usize>(masked: &[u8], mask: [u8; 4]) -> Bytes {
+        let mut owner = Inline {
+            len: masked.len(),
+            bytes: [0; N],
+        };
+        let data = &mut owner.bytes[..masked.len()];
+        data.copy_from_slice(masked);
+        unmask(data, mask, 0);
+        Bytes::from_owner(owner)
+    }
+    match masked.len() {
+        0 => Bytes::new(),
+        1..=64 => inline::<64>(masked, mask),
+        65..=128 => inline::<128>(masked, mask),
+        129..=256 => inline::<256>(masked, mask),
+        257..=512 => inline::<512>(masked, mask),
+        _ => {
+            let mut data = masked.to_vec();
+            unmask(&mut data, mask, 0);
+            Bytes::from(data)
+        }
+    }
 }
 
 /// A whole single-frame message.
@@ -586,6 +635,27 @@ fn unmask(data: &mut [u8], mask: [u8; 4], offset: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every size class and the `Vec` above them: the copy is the unmasked
+    /// payload, and its clones and slices see the same bytes after the
+    /// original is gone.
+    #[test]
+    fn an_unmasked_copy_is_the_payload_in_every_size_class() {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        for len in [
+            0, 1, 5, 63, 64, 65, 127, 128, 129, 256, 257, 511, 512, 513, 4096,
+        ] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut masked = plain.clone();
+            unmask(&mut masked, mask, 0);
+            let copy = unmasked_copy(&masked, mask);
+            assert_eq!(&copy[..], &plain[..], "length {len}");
+            let (clone, tail) = (copy.clone(), copy.slice(len / 2..));
+            drop(copy);
+            assert_eq!(&clone[..], &plain[..], "clone, length {len}");
+            assert_eq!(&tail[..], &plain[len / 2..], "slice, length {len}");
+        }
+    }
     use crate::session::budget::{Charge, MemoryBudget};
     use std::sync::Arc;
     use tokio::io::AsyncWriteExt;
