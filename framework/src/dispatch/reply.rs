@@ -158,6 +158,17 @@ pub struct Encoded {
 }
 
 impl ReplyMeta {
+    /// A reply of `opcode` with the request's correlation and `payload`.
+    fn frame(&self, opcode: u16, payload: Option<&[u8]>) -> Bytes {
+        crate::protocol::reply_frame(
+            opcode,
+            self.transaction_id.as_ref(),
+            Some(&self.trace_id),
+            self.span_id,
+            payload,
+        )
+    }
+
     fn fields(&self, opcode: u16) -> FrameFields<'static> {
         FrameFields::new(opcode)
             .transaction_id(self.transaction_id)
@@ -177,14 +188,10 @@ impl ReplyMeta {
         match reply.0 {
             ReplyKind::Nothing => None,
             ReplyKind::Ack if !self.requires_ack => None,
-            ReplyKind::Ack => ok(self.fields(Opcode::Ack.0).encode(), Opcode::Ack.0),
+            ReplyKind::Ack => ok(self.frame(Opcode::Ack.0, None), Opcode::Ack.0),
             ReplyKind::Respond(opcode, payload) => {
                 let opcode = opcode.unwrap_or(self.opcode);
-                let mut f = self.fields(opcode);
-                if let Some(p) = &payload {
-                    f = f.payload(p);
-                }
-                ok(f.encode(), opcode)
+                ok(self.frame(opcode, payload.as_deref()), opcode)
             }
             ReplyKind::Frame(bytes) => ok(bytes, self.opcode),
             ReplyKind::Error(e) => self.encode_error(&e),
@@ -206,7 +213,7 @@ impl ReplyMeta {
     /// A response with the request's opcode carrying `payload`.
     fn encode_payload(&self, payload: &[u8]) -> Option<Encoded> {
         Some(Encoded {
-            bytes: self.fields(self.opcode).payload(payload).encode(),
+            bytes: self.frame(self.opcode, Some(payload)),
             error: None,
             opcode: self.opcode,
         })

@@ -261,3 +261,171 @@ pub(crate) fn finish(
     fbb.reset();
     out
 }
+
+/// A reply's frame, written directly: `opcode`, the request's transaction and
+/// trace ids, its span id and `payload`, the fields every reply of a handler
+/// has (`Error` frames, and frames with other fields, go through
+/// [`FrameFields`]).
+///
+/// The layout is fixed, so nothing is searched or grown: the root offset and
+/// `FWK1`, the vtable (slots 0 to 9: opcode to span id), the table (opcode,
+/// span id, the payload's offset, the ids present), then the payload vector.
+/// Opcode and span id are always written (a reader sees their defaults
+/// either way); the ids and the payload only when present. It decodes exactly
+/// as the builder's encoding of the same fields (see the tests), at a seventh
+/// of the instructions: the builder's `Message::create` searches its vtables
+/// and pushes 22 slots, copies the payload in and the frame out (~1,170
+/// instructions of ~8,000 per rpc message in callgrind).
+pub(crate) fn reply_frame(
+    opcode: u16,
+    transaction_id: Option<&Uuid>,
+    trace_id: Option<&Uuid>,
+    span_id: u64,
+    payload: Option<&[u8]>,
+) -> Bytes {
+    /// The vtable follows the root offset and the file identifier.
+    const VTABLE: usize = 8;
+    /// Fields 0 (opcode) to 9 (span_id).
+    const SLOTS: usize = 10;
+    const VTABLE_LEN: usize = 4 + 2 * SLOTS;
+    const TABLE: usize = VTABLE + VTABLE_LEN;
+    // The table's fields, each at its alignment from the buffer's start
+    // (TABLE is a multiple of 8): the soffset, the opcode (u16, padded to 4),
+    // the span id (u64 at TABLE + 8), then 4-byte and 1-byte aligned fields.
+    const OPCODE: usize = TABLE + 4;
+    const SPAN: usize = TABLE + 8;
+    let mut end = SPAN + 8;
+    let mut place = |present: bool, len: usize| {
+        present.then(|| {
+            end += len;
+            end - len
+        })
+    };
+    let payload_at = place(payload.is_some(), 4);
+    let tx_at = place(transaction_id.is_some(), 16);
+    let trace_at = place(trace_id.is_some(), 16);
+    // Every field's size is a multiple of 4: the vector's length is aligned.
+    let vector = end;
+    let len = vector + payload.map_or(0, |p| 4 + p.len());
+    let slot = |at: Option<usize>| at.map_or(0, |a| (a - TABLE) as u16);
+
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&(TABLE as u32).to_le_bytes());
+    out.extend_from_slice(super::FILE_IDENTIFIER.as_bytes());
+    let vtable: [u16; 2 + SLOTS] = [
+        VTABLE_LEN as u16,
+        (vector - TABLE) as u16,
+        slot(Some(OPCODE)),
+        slot(tx_at),
+        0, // requires_ack
+        0, // channel
+        0, // receiver_id
+        0, // emitter_id
+        slot(payload_at),
+        0, // token
+        slot(trace_at),
+        slot(Some(SPAN)),
+    ];
+    for v in vtable {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&((TABLE - VTABLE) as i32).to_le_bytes());
+    out.extend_from_slice(&opcode.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&span_id.to_le_bytes());
+    if let Some(at) = payload_at {
+        out.extend_from_slice(&((vector - at) as u32).to_le_bytes());
+    }
+    for id in [transaction_id, trace_id].into_iter().flatten() {
+        out.extend_from_slice(id.as_bytes());
+    }
+    if let Some(p) = payload {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    debug_assert_eq!(out.len(), len);
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{DecodeLimits, Frame};
+    use proptest::prelude::*;
+
+    fn decoded(bytes: Bytes) -> Frame {
+        Frame::decode(bytes, &DecodeLimits::default()).expect("a valid frame")
+    }
+
+    proptest! {
+        /// A reply written directly decodes as the builder's encoding of the
+        /// same fields, field by field, and passes the frame's verification.
+        #[test]
+        fn a_reply_frame_decodes_as_the_builders(
+            opcode in any::<u16>(),
+            tx in proptest::option::of(any::<u128>()),
+            trace in proptest::option::of(any::<u128>()),
+            span in any::<u64>(),
+            payload in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..600)),
+        ) {
+            let (tx, trace) = (tx.map(Uuid::from_u128), trace.map(Uuid::from_u128));
+            let direct = decoded(reply_frame(
+                opcode,
+                tx.as_ref(),
+                trace.as_ref(),
+                span,
+                payload.as_deref(),
+            ));
+            let mut fields = FrameFields::new(opcode)
+                .transaction_id(tx)
+                .trace_id(trace)
+                .span_id(span);
+            if let Some(p) = &payload {
+                fields = fields.payload(p);
+            }
+            let built = decoded(fields.encode());
+            let (d, b) = (direct.message(), built.message());
+            prop_assert_eq!(direct.opcode(), built.opcode());
+            prop_assert_eq!(direct.transaction_id(), built.transaction_id());
+            prop_assert_eq!(direct.trace_id(), built.trace_id());
+            prop_assert_eq!(direct.span_id(), built.span_id());
+            prop_assert_eq!(d.payload().map(|p| p.bytes()), b.payload().map(|p| p.bytes()));
+            prop_assert_eq!(direct.payload(), built.payload());
+            prop_assert_eq!(d.requires_ack(), b.requires_ack());
+            prop_assert_eq!(d.channel(), b.channel());
+            prop_assert_eq!(d.receiver_id().is_some(), b.receiver_id().is_some());
+            prop_assert_eq!(d.emitter_id().is_some(), b.emitter_id().is_some());
+            prop_assert_eq!(d.token(), b.token());
+            prop_assert_eq!(d.parent_span_id(), b.parent_span_id());
+            prop_assert_eq!(d.error_code(), b.error_code());
+            prop_assert_eq!(d.error_message(), b.error_message());
+            prop_assert_eq!(d.node_id().is_some(), b.node_id().is_some());
+            prop_assert_eq!(d.retry_after_ms(), b.retry_after_ms());
+            prop_assert_eq!(d.offset(), b.offset());
+            prop_assert_eq!(d.epoch(), b.epoch());
+            prop_assert_eq!(d.limit(), b.limit());
+            prop_assert_eq!(d.user_id(), b.user_id());
+            prop_assert_eq!(d.expires_at_ms(), b.expires_at_ms());
+        }
+    }
+
+    /// flatbuffers' own verifier takes the frame, with the `FWK1` identifier,
+    /// with and without a payload.
+    #[test]
+    fn a_reply_frame_passes_the_flatbuffers_verifier_with_its_identifier() {
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        for payload in [
+            None,
+            Some(&b""[..]),
+            Some(&b"abc"[..]),
+            Some(&[7u8; 301][..]),
+        ] {
+            let frame = reply_frame(200, Some(&id), Some(&id), 42, payload);
+            assert!(fbs::message_buffer_has_identifier(&frame));
+            let message = flatbuffers::root::<fbs::Message<'_>>(&frame).expect("verifies");
+            assert_eq!(message.opcode(), Opcode(200));
+            assert_eq!(message.span_id(), 42);
+            assert_eq!(message.payload().map(|p| p.bytes()), payload);
+        }
+    }
+}

@@ -23,6 +23,7 @@ mod encode;
 mod frame;
 
 pub(crate) use encode::finish;
+pub(crate) use encode::reply_frame;
 pub use encode::FrameFields;
 pub use frame::{DecodeLimits, Frame, FrameError};
 /// The flatc-generated protocol types (`Message`, `Opcode`, `ErrorCode`, `Uuid`).
