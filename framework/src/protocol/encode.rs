@@ -309,9 +309,12 @@ pub(crate) fn reply_frame(
     let len = vector + payload.map_or(0, |p| 4 + p.len());
     let slot = |at: Option<usize>| at.map_or(0, |a| (a - TABLE) as u16);
 
-    let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&(TABLE as u32).to_le_bytes());
-    out.extend_from_slice(super::FILE_IDENTIFIER.as_bytes());
+    // Everything before the payload's bytes, at fixed places on the stack:
+    // one copy into the frame.
+    let mut head = [0u8; SPAN + 8 + 4 + 16 + 16 + 4];
+    let mut put = |at: usize, bytes: &[u8]| head[at..at + bytes.len()].copy_from_slice(bytes);
+    put(0, &(TABLE as u32).to_le_bytes());
+    put(4, super::FILE_IDENTIFIER.as_bytes());
     let vtable: [u16; 2 + SLOTS] = [
         VTABLE_LEN as u16,
         (vector - TABLE) as u16,
@@ -326,23 +329,29 @@ pub(crate) fn reply_frame(
         slot(trace_at),
         slot(Some(SPAN)),
     ];
-    for v in vtable {
-        out.extend_from_slice(&v.to_le_bytes());
+    for (i, v) in vtable.into_iter().enumerate() {
+        put(VTABLE + 2 * i, &v.to_le_bytes());
     }
-    out.extend_from_slice(&((TABLE - VTABLE) as i32).to_le_bytes());
-    out.extend_from_slice(&opcode.to_le_bytes());
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&span_id.to_le_bytes());
+    put(TABLE, &((TABLE - VTABLE) as i32).to_le_bytes());
+    put(OPCODE, &opcode.to_le_bytes());
+    put(SPAN, &span_id.to_le_bytes());
     if let Some(at) = payload_at {
-        out.extend_from_slice(&((vector - at) as u32).to_le_bytes());
+        put(at, &((vector - at) as u32).to_le_bytes());
     }
-    for id in [transaction_id, trace_id].into_iter().flatten() {
-        out.extend_from_slice(id.as_bytes());
+    if let (Some(at), Some(id)) = (tx_at, transaction_id) {
+        put(at, id.as_bytes());
     }
+    if let (Some(at), Some(id)) = (trace_at, trace_id) {
+        put(at, id.as_bytes());
+    }
+    let mut head_len = vector;
     if let Some(p) = payload {
-        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        out.extend_from_slice(p);
+        put(vector, &(p.len() as u32).to_le_bytes());
+        head_len += 4;
     }
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&head[..head_len]);
+    out.extend_from_slice(payload.unwrap_or_default());
     debug_assert_eq!(out.len(), len);
     Bytes::from(out)
 }
