@@ -525,7 +525,7 @@ fn lone_message(got: &[u8], max_message: usize) -> Option<(bool, Bytes)> {
 /// up to `N` long, in place.
 ///
 /// A message read whole becomes a [`Bytes`] the dispatcher shares (the frame
-/// and its payload's slice, a fan-out's deliveries). One made from a `Vec`
+/// and its payload's slice, which a handler may keep). One made from a `Vec`
 /// allocates again on its first clone (the shared count) and frees twice;
 /// [`Bytes::from_owner`] of this allocates once: a protocol message's
 /// allocation less (callgrind of the rpc load: ~240 of ~8,150 instructions per
