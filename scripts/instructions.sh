@@ -39,6 +39,9 @@ trap 'rm -rf "$work"' EXIT
 pin0=() pin1=()
 if [ "$(nproc)" -ge 2 ]; then pin0=(taskset -c 0) pin1=(taskset -c 1); fi
 
+# The count cachegrind's summary in file $1 gives on the line matching $2.
+count() { grep -E "$2" "$1" | head -1 | sed 's/.*: *\([0-9,]*\).*/\1/' | tr -d ,; }
+
 # One run: prints "instructions messages [I1-misses D1-misses]".
 run() {
   local server=$1 scenario=$2 secs=$3 out=$work/run
@@ -63,14 +66,14 @@ run() {
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   local messages
-  count() { grep -E "$1" "$out.server" | head -1 | sed 's/.*: *\([0-9,]*\).*/\1/' | tr -d ,; }
   messages=$(grep -o '"messages":[0-9]*' "$out.load" | head -1 | cut -d: -f2)
-  if [ -z "$messages" ] || [ -z "$(count 'I +refs:')" ]; then
+  if [ -z "$messages" ] || [ -z "$(count "$out.server" 'I +refs:')" ]; then
     echo "instructions.sh: no result for $server $scenario:" >&2
     tail -n 5 "$out.load" "$out.server" >&2
     exit 1
   fi
-  echo "$(count 'I +refs:') $messages $(count 'I1 +misses:') $(count 'D1 +misses:')"
+  echo "$(count "$out.server" 'I +refs:') $messages $(count "$out.server" 'I1 +misses:')" \
+    "$(count "$out.server" 'D1 +misses:')"
 }
 
 while [ $# -gt 0 ]; do
