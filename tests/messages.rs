@@ -532,6 +532,53 @@ struct Enums {
     feeling: Feeling,
 }
 
+/// Scalars, optional scalars and enums: a table with no offsets in it, decoded
+/// without flatbuffers' verifier pass ([`Message::FLAT`]).
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Flat {
+    n: i64,
+    small: u8,
+    on: bool,
+    ratio: f32,
+    maybe: Option<u16>,
+    level: Level,
+    maybe_color: Option<Color>,
+    wide: f64,
+}
+
+#[test]
+fn tables_of_scalars_and_enums_are_flat_and_no_others() {
+    const { assert!(Flat::FLAT && Scalars::FLAT && Enums::FLAT && Empty::FLAT) };
+    const { assert!(!Text::FLAT && !Palette::FLAT && !Nested::FLAT && !Drawing::FLAT) };
+}
+
+/// What flatbuffers' verifier checks beyond bounds, a table of scalars is held
+/// to as well: the same buffer moved one byte on (every offset still pointing
+/// in bounds, every field misaligned) decodes as nothing.
+#[test]
+fn a_misaligned_table_of_scalars_is_refused_as_the_verifier_refuses_it() {
+    let value = Flat {
+        n: -5,
+        ratio: 1.5,
+        maybe: Some(9),
+        level: Level::Max,
+        wide: 2.25,
+        ..Flat::default()
+    };
+    let bytes = value.encode();
+    assert_eq!(Flat::decode(&bytes), Ok(value));
+    let root = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+    let mut moved = (root + 1).to_le_bytes().to_vec();
+    moved.push(0);
+    moved.extend_from_slice(&bytes[4..]);
+    let e = Flat::decode(&moved).unwrap_err();
+    assert_eq!(
+        Err::<Flat, _>(e.clone()),
+        framework::message::decode_verified::<Flat>(&moved, 1 << 20)
+    );
+    assert!(e.to_string().contains("unaligned"), "{e}");
+}
+
 #[derive(Message, Debug, Clone, Default, PartialEq)]
 struct Circle {
     radius: f32,
@@ -1574,7 +1621,64 @@ fn mutate(bytes: &mut Vec<u8>, mutations: &[Mutation]) {
     }
 }
 
+fn flats() -> impl Strategy<Value = Flat> {
+    use proptest::option::of;
+    (
+        (any::<i64>(), any::<u8>(), any::<bool>(), f32s()),
+        (of(any::<u16>()), levels(), of(colors()), f64s()),
+    )
+        .prop_map(
+            |((n, small, on, ratio), (maybe, level, maybe_color, wide))| Flat {
+                n,
+                small,
+                on,
+                ratio,
+                maybe,
+                level,
+                maybe_color,
+                wide,
+            },
+        )
+}
+
+/// `decode` of a table of scalars (no verifier pass) against the verifier's
+/// decision on the same bytes: the same value, or the same error. Compared as
+/// `Debug` text, so that a NaN made by a mutation equals itself.
+fn decodes_as_verified<M: Message + std::fmt::Debug>(bytes: &[u8]) -> Result<(), TestCaseError> {
+    assert!(M::FLAT);
+    let fast = format!("{:?}", M::decode(bytes));
+    let verified = format!(
+        "{:?}",
+        framework::message::decode_verified::<M>(bytes, 1 << 20)
+    );
+    prop_assert_eq!(fast, verified, "{:?}", bytes);
+    Ok(())
+}
+
 proptest! {
+    #[test]
+    fn tables_of_scalars_decode_exactly_as_the_verifier_decides(
+        flat in flats(),
+        scalars in scalars(),
+        muts in mutations(),
+    ) {
+        for mut bytes in [flat.encode().to_vec(), scalars.encode().to_vec()] {
+            mutate(&mut bytes, &muts);
+            decodes_as_verified::<Flat>(&bytes)?;
+            decodes_as_verified::<Scalars>(&bytes)?;
+            decodes_as_verified::<Enums>(&bytes)?;
+            decodes_as_verified::<Empty>(&bytes)?;
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_decode_as_tables_of_scalars_exactly_as_the_verifier_decides(
+        bytes in vec(any::<u8>(), 0..96),
+    ) {
+        decodes_as_verified::<Flat>(&bytes)?;
+        decodes_as_verified::<Scalars>(&bytes)?;
+    }
+
     #[test]
     fn encode_then_decode_is_the_identity(value in everything()) {
         let back = Everything::decode(&value.encode())

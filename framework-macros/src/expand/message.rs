@@ -123,6 +123,11 @@ fn table(def: &TableDef) -> TokenStream {
         let end = quote_spanned!(ts.last=> ?;);
         quote_spanned!(ts.first=> let tv = #call #end)
     });
+    let flat = live.iter().map(|f| {
+        let ts = TypeSpan::of(&f.ty);
+        let flat = ts.path(&f.ty, &field, "FLAT");
+        quote!(&& #flat)
+    });
     let read = def.fields.iter().map(|f| {
         let (ts, name, slot) = (TypeSpan::of(&f.ty), &f.ident, slot(f));
         if f.deprecated {
@@ -196,6 +201,8 @@ fn table(def: &TableDef) -> TokenStream {
                 tv.finish();
                 ::core::result::Result::Ok(())
             }
+
+            const FLAT: bool = true #(#flat)*;
 
             fn read_table(table: ::framework::__private::TableRef<'_>)
                 -> ::core::result::Result<Self, ::framework::__private::DecodeError>

@@ -69,6 +69,10 @@ pub trait Field: Sized {
     /// Whether the value is stored inline as a scalar.
     #[doc(hidden)]
     const IS_SCALAR: bool = false;
+    /// Whether the value is a scalar, or an optional one: a table whose fields
+    /// all are is [`Message::FLAT`](super::Message::FLAT).
+    #[doc(hidden)]
+    const FLAT: bool = Self::IS_SCALAR;
     /// How many field ids the field takes: 2 for a union (its type at id - 1,
     /// its value at id), else 1.
     #[doc(hidden)]
@@ -218,12 +222,15 @@ pub trait Scalar:
     fn is_default(self) -> bool;
 }
 
-/// Reads the scalar stored in `slot`, if present.
+/// Reads the scalar stored in `slot`, if present: in bounds and aligned (to its
+/// position in the buffer) as flatbuffers' verifier requires, so that a table
+/// of scalars needs no verifier pass (see [`Message::FLAT`](super::Message::FLAT)).
 pub(super) fn read_scalar<S: Scalar>(
     t: &TableRef<'_>,
     slot: u16,
 ) -> Result<Option<S>, DecodeError> {
     match t.field_pos(slot)? {
+        Some(p) if p % std::mem::align_of::<S>() != 0 => Err(super::reader::unaligned::<S>(p)),
         Some(p) => Ok(Some(S::from_le(t.bytes(p, S::SIZE)?))),
         None => Ok(None),
     }
@@ -379,6 +386,7 @@ impl Field for Uuid {
 impl<T: Field> Field for Option<T> {
     type Prepared = Option<T::Prepared>;
     const IDS: u16 = T::IDS;
+    const FLAT: bool = T::FLAT;
     fn prepare(&self, fbb: &mut FlatBufferBuilder<'_>) -> Self::Prepared {
         self.as_ref().map(|v| v.prepare(fbb))
     }

@@ -31,6 +31,9 @@
 //!         tv.finish();
 //!         Ok(())
 //!     }
+//!     // `true && ` each field's `FLAT`: false here (strings). A table of
+//!     // scalars (and enums) is decoded without the verifier pass.
+//!     const FLAT: bool = true && <String as Field>::FLAT && <String as Field>::FLAT;
 //!     fn read_table(t: TableRef<'_>) -> Result<Self, DecodeError> {
 //!         Ok(ChatLine {
 //!             room: match Field::read(&t, 4)? { Some(v) => v, None => Field::absent("room")? },
@@ -135,6 +138,19 @@ pub(crate) fn payload_options(max_size: usize) -> VerifierOptions {
     }
 }
 
+/// Decodes `buf` after flatbuffers' verifier accepted it (with the limits of a
+/// payload of at most `max_size` bytes), whatever [`Message::FLAT`] says: what
+/// [`Message::decode_limited`] does for tables with offsets, and the reference
+/// its checks for tables of scalars are tested against. Not a public API.
+#[doc(hidden)]
+pub fn decode_verified<M: Message>(buf: &[u8], max_size: usize) -> Result<M, DecodeError> {
+    let opts = payload_options(max_size);
+    let mut v = Verifier::new(&opts, buf);
+    let root = v.get_uoffset(0)? as usize;
+    M::verify_table(&mut v, root)?;
+    M::read_table(TableRef::root(buf)?)
+}
+
 /// A Rust type stored as a FlatBuffers table: a payload (the root of a buffer) or
 /// a field of another message. Implemented by `#[derive(framework::Message)]` on
 /// structs; the module docs show what it generates. Enums and unions are never
@@ -153,6 +169,16 @@ pub trait Message: Sized + Send + Sync + 'static {
 
     /// Reads a verified table. Every read is bounds-checked anyway.
     fn read_table(table: TableRef<'_>) -> Result<Self, DecodeError>;
+
+    /// Whether every field is a scalar or an enum (a table with no offsets in
+    /// it: no strings, vectors, tables or unions). Such a payload is decoded
+    /// without flatbuffers' verifier: its reads are bounds-checked and
+    /// alignment-checked, and [`decode_limited`](Message::decode_limited) makes
+    /// the verifier's other checks itself, so exactly the same buffers are
+    /// accepted (a buffer it refuses goes through the verifier, for the same
+    /// error). The derive sets it; `false` (always verify) by default.
+    #[doc(hidden)]
+    const FLAT: bool = false;
 
     /// Adds this table and the tables it refers to to `schema`.
     fn describe(schema: &mut Schema);
@@ -175,11 +201,16 @@ pub trait Message: Sized + Send + Sync + 'static {
         if buf.len() > max_size {
             return Err(DecodeError::TooLarge(buf.len()));
         }
-        let opts = payload_options(max_size);
-        let mut v = Verifier::new(&opts, buf);
-        let root = v.get_uoffset(0)? as usize;
-        Self::verify_table(&mut v, root)?;
-        Self::read_table(TableRef::root(buf)?)
+        if Self::FLAT {
+            // A table of scalars: the reads check bounds and alignment, the
+            // table's frame is checked here (a tenth of the verifier's work).
+            // A buffer refused is decoded again through the verifier, whose
+            // error names the field at fault.
+            if let Ok(message) = reader::flat_root(buf).and_then(Self::read_table) {
+                return Ok(message);
+            }
+        }
+        decode_verified(buf, max_size)
     }
 
     /// This type's schema (with its dependencies) as `.fbs` text, `root_type` set.

@@ -26,6 +26,37 @@ fn follow(buf: &[u8], pos: usize) -> Result<usize, DecodeError> {
     pos.checked_add(off).ok_or(DecodeError::OutOfBounds)
 }
 
+/// A `T` at `pos`, which is not a multiple of its alignment (the verifier's
+/// error, in the same words).
+pub(super) fn unaligned<T>(pos: usize) -> DecodeError {
+    DecodeError::from(flatbuffers::InvalidFlatbuffer::Unaligned {
+        unaligned_type: std::any::type_name::<T>().into(),
+        position: pos,
+        error_trace: Default::default(),
+    })
+}
+
+/// The root table of `buf`, a table of scalars, after the checks flatbuffers'
+/// verifier makes of a table that the reads of its fields do not: the table
+/// aligned to 4 bytes, its vtable to 2, the vtable's length even and the whole
+/// vtable inside the buffer. Each field is checked as it is read (in bounds and
+/// aligned, see `field::read_scalar`); the verifier's limits (depth, tables,
+/// apparent size) cannot be reached by one table of scalars.
+pub(super) fn flat_root(buf: &[u8]) -> Result<TableRef<'_>, DecodeError> {
+    let table = TableRef::root(buf)?;
+    if table.pos % 4 != 0 {
+        return Err(unaligned::<i32>(table.pos));
+    }
+    if table.vtable % 2 != 0 {
+        return Err(unaligned::<u16>(table.vtable));
+    }
+    if table.vtable_len % 2 != 0 {
+        return Err(unaligned::<u16>(table.vtable + table.vtable_len));
+    }
+    slice(buf, table.vtable, table.vtable_len)?;
+    Ok(table)
+}
+
 /// A table inside a buffer.
 #[derive(Debug, Clone, Copy)]
 #[doc(hidden)]
