@@ -223,6 +223,58 @@ async fn on_data_echo_keeps_binary_binary_and_text_text() {
     server.shutdown().await;
 }
 
+/// A callback set from inside another takes every message after the one that
+/// set it (a login step, then the session's real handler), and a handler that
+/// reads with `recv` first and then sets `on_data` gets the rest there.
+#[tokio::test]
+async fn a_callback_replaced_mid_session_takes_every_later_message() {
+    fn login(conn: &RawConnection, msg: RawMessage) {
+        let name = msg.as_text().unwrap_or("?").to_owned();
+        let _ = conn.send_text(format!("welcome {name}"));
+        conn.on_data(move |conn, msg| {
+            let _ = conn.send_text(format!("{name}: {}", msg.as_text().unwrap_or("?")));
+        });
+    }
+    let server = start_raw(Config::default(), |conn: RawConnection| conn.on_data(login)).await;
+    let mut ws = connect(&server).await;
+    ws.send(Message::Text("ada".into())).await.expect("send");
+    assert_eq!(
+        next_data(&mut ws).await,
+        Message::Text("welcome ada".into())
+    );
+    for n in 0..3 {
+        ws.send(Message::Text(format!("m{n}").into()))
+            .await
+            .expect("send");
+        assert_eq!(
+            next_data(&mut ws).await,
+            Message::Text(format!("ada: m{n}").into())
+        );
+    }
+    server.shutdown().await;
+
+    let server = start_raw(Config::default(), |conn: RawConnection| async move {
+        let first = conn.recv().await.expect("a first message");
+        conn.on_data(|conn, msg| {
+            let _ = conn.send_text(format!("called {}", msg.as_text().unwrap_or("?")));
+        });
+        // After the switch: what the peer sends once it has this goes there.
+        let _ = conn.send_text(format!("read {}", first.as_text().unwrap_or("?")));
+    })
+    .await;
+    let mut ws = connect(&server).await;
+    ws.send(Message::Text("a".into())).await.expect("send");
+    assert_eq!(next_data(&mut ws).await, Message::Text("read a".into()));
+    for m in ["b", "c"] {
+        ws.send(Message::Text(m.into())).await.expect("send");
+        assert_eq!(
+            next_data(&mut ws).await,
+            Message::Text(format!("called {m}").into())
+        );
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn recv_loop_gets_every_message_in_order_and_ends_with_the_connection() {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();

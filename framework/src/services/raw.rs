@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
-use crate::raw::{ErasedRawHandler, RawConnection, RawError, RawMessage};
+use crate::raw::{DataCallbackCache, ErasedRawHandler, RawConnection, RawError, RawMessage};
 use crate::session::writer::Closing;
 use crate::session::{finish, next_message, reader_waits, Connection, Keepalive, Next};
 
@@ -59,6 +59,7 @@ where
                 }
             };
         let mut handler_running = handler_task.is_some();
+        let mut data_callback = DataCallbackCache::default();
 
         reader_waits!(waits, conn, &*outlet, shutdown, keepalive);
         let closed_by_server = loop {
@@ -98,7 +99,7 @@ where
                     break close.is_some();
                 }
             };
-            match raw.data_callback() {
+            match raw.data_callback_cached(&mut data_callback) {
                 Some(callback) => {
                     let called = std::panic::catch_unwind(AssertUnwindSafe(|| callback(&raw, msg)));
                     if called.is_err() {
@@ -140,6 +141,8 @@ where
                 }
             }
         };
+        // The callback may hold the connection: give it back with the others.
+        drop(data_callback);
         finish(&conn, &*outlet, &mut stream, closed_by_server, closing).await;
         if let (true, Some(task)) = (handler_running, handler_task) {
             // A handler still looping on recv() sees `None` now; give it a moment to end.
