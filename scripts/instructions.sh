@@ -15,15 +15,26 @@
 # 2 and 10), and divides the difference in instructions by the difference in
 # messages, so that start-up and shutdown cancel out. Needs valgrind (Debian's
 # package `valgrind`).
+#
+# With --i1 SIZE,ASSOC,LINE (after --cache), the simulated L1i has that geometry
+# (cachegrind's default is this machine's: 32768,8,64). Misses that go away
+# with more ways at the same size (32768,16,64) are conflicts: hot code lines
+# that happen to share a set, which moves with every build's layout; those
+# that go away only with more size (65536,8,64) are the hot code's footprint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=no
+geometry=()
 if [ "${1:-}" = "--cache" ]; then
   cache=yes
   shift
+  if [ "${1:-}" = "--i1" ]; then
+    geometry=("--I1=${2:?--i1 needs SIZE,ASSOC,LINE}")
+    shift 2
+  fi
 fi
 if [ $# -eq 0 ] || [ $(($# % 2)) -ne 0 ]; then
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
@@ -45,7 +56,7 @@ count() { grep -E "$2" "$1" | head -1 | sed 's/.*: *\([0-9,]*\).*/\1/' | tr -d ,
 # One run: prints "instructions messages [I1-misses D1-misses]".
 run() {
   local server=$1 scenario=$2 secs=$3 out=$work/run
-  "${pin0[@]}" valgrind --tool=cachegrind --cache-sim=$cache --cachegrind-out-file=/dev/null \
+  "${pin0[@]}" valgrind --tool=cachegrind --cache-sim=$cache "${geometry[@]}" --cachegrind-out-file=/dev/null \
     "$bin" server --server "$server" --scenario "$scenario" --port 0 >"$out.server" 2>&1 &
   local pid=$! port=""
   for _ in $(seq 1 600); do
