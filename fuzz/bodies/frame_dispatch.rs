@@ -9,7 +9,9 @@
 //! session leaves its channels and drops a token's identity, so each input starts
 //! from the same state (quotas, time-based, are the exception). A frame that
 //! decodes also round-trips: its fields, encoded again with `FrameFields`, decode
-//! to the same fields, and encoding those gives the same bytes.
+//! to the same fields, and encoding those gives the same bytes. And
+//! `Frame::decode` accepts exactly what flatbuffers' generated verifier accepts
+//! under the same limits (the decoder checks with its own code first).
 //!
 //! Shared by the cargo-fuzz target (`fuzz/fuzz_targets/frame_dispatch.rs`) and the
 //! corpus replay test (`tests/fuzz_corpus.rs`), which include this file by path.
@@ -18,7 +20,9 @@ use bytes::Bytes;
 use framework::config::{AuthConfig, ChannelRule, Grant, QuotaRule, QuotaScope, Rate};
 use framework::dispatch::{Body, Table};
 use framework::node::Identity;
-use framework::protocol::{fbs, DecodeLimits, ErrorCode, Frame, FrameFields, Opcode};
+use framework::protocol::{
+    fbs, DecodeLimits, ErrorCode, Frame, FrameFields, Opcode, FILE_IDENTIFIER,
+};
 use framework::testing::TestNode;
 use framework::{App, Config, HandlerError, Message};
 use uuid::Uuid;
@@ -239,11 +243,34 @@ fn round_trip(frame: &Frame, limits: &DecodeLimits) {
     assert_eq!(decoded.encode(), encoded, "re-encoding is stable");
 }
 
+/// Whether flatbuffers' generated verifier takes `data` as a frame under
+/// `limits`, after the checks `Frame::decode` makes before verifying (not
+/// empty, within the size, the file identifier), with the verifier options
+/// `DecodeLimits` documents.
+fn the_generated_verifier_accepts(data: &[u8], limits: &DecodeLimits) -> bool {
+    if data.len() < 8 || data.len() > limits.max_size || &data[4..8] != FILE_IDENTIFIER.as_bytes() {
+        return false;
+    }
+    let opts = flatbuffers::VerifierOptions {
+        max_depth: limits.max_depth,
+        max_tables: limits.max_tables,
+        max_apparent_size: limits.max_size.saturating_mul(2),
+        ignore_missing_null_terminator: false,
+    };
+    flatbuffers::root_with_opts::<fbs::Message<'_>>(&opts, data).is_ok()
+}
+
 /// The fuzz body.
 pub fn run(data: &[u8]) {
     let bytes = Bytes::copy_from_slice(data);
     FIXTURE.with(|f| {
-        let Ok(frame) = Frame::decode(bytes.clone(), &f.limits) else {
+        let decoded = Frame::decode(bytes.clone(), &f.limits);
+        assert_eq!(
+            decoded.is_ok(),
+            the_generated_verifier_accepts(data, &f.limits),
+            "Frame::decode and the generated verifier disagree ({decoded:?}): {data:?}"
+        );
+        let Ok(frame) = decoded else {
             return;
         };
         read_all(&frame);

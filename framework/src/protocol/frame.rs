@@ -13,7 +13,9 @@ use super::{fbs, from_fbs_uuid, ErrorCode, Opcode, FILE_IDENTIFIER};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
-    /// Largest accepted frame in bytes (also the verifier's apparent-size bound).
+    /// Largest accepted frame in bytes. Twice it bounds the verifier's apparent
+    /// size (the bytes its checks cover, which count a part the frame's fields
+    /// share once for each).
     pub max_size: usize,
     /// Maximum table nesting depth.
     pub max_depth: usize,
