@@ -136,8 +136,10 @@ impl Frame {
 
     /// The parsed message (zero-copy view over the frame's bytes).
     pub fn message(&self) -> fbs::Message<'_> {
-        // SAFETY: `bytes` is immutable and passed `root_with_opts::<Message>` in
-        // `decode`, the only constructor, so it is a valid `Message` buffer.
+        // SAFETY: `bytes` is immutable and passed `decode`, the only
+        // constructor, whose checks accept what `root_with_opts::<Message>`
+        // accepts and nothing else (the tests hold both to its verdict), so it
+        // is a valid `Message` buffer.
         #[allow(unsafe_code)]
         unsafe {
             flatbuffers::root_unchecked::<fbs::Message<'_>>(&self.bytes)
