@@ -245,19 +245,12 @@ fn round_trip(frame: &Frame, limits: &DecodeLimits) {
 
 /// Whether flatbuffers' generated verifier takes `data` as a frame under
 /// `limits`, after the checks `Frame::decode` makes before verifying (not
-/// empty, within the size, the file identifier), with the verifier options
-/// `DecodeLimits` documents.
+/// empty, within the size, the file identifier).
 fn the_generated_verifier_accepts(data: &[u8], limits: &DecodeLimits) -> bool {
     if data.len() < 8 || data.len() > limits.max_size || &data[4..8] != FILE_IDENTIFIER.as_bytes() {
         return false;
     }
-    let opts = flatbuffers::VerifierOptions {
-        max_depth: limits.max_depth,
-        max_tables: limits.max_tables,
-        max_apparent_size: limits.max_size.saturating_mul(2),
-        ignore_missing_null_terminator: false,
-    };
-    flatbuffers::root_with_opts::<fbs::Message<'_>>(&opts, data).is_ok()
+    flatbuffers::root_with_opts::<fbs::Message<'_>>(&limits.verifier_options(), data).is_ok()
 }
 
 /// The fuzz body.

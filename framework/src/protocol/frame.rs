@@ -33,7 +33,15 @@ impl DecodeLimits {
         }
     }
 
-    pub(crate) fn verifier_options(&self) -> VerifierOptions {
+    /// The flatbuffers verifier options a frame is checked under (what
+    /// [`Frame::decode`] accepts is what `flatbuffers::root_with_opts` accepts
+    /// with these, after the size and identifier checks).
+    ///
+    /// ```
+    /// let opts = framework::protocol::DecodeLimits::for_max_size(1024).verifier_options();
+    /// assert_eq!(opts.max_apparent_size, 2048);
+    /// ```
+    pub fn verifier_options(&self) -> VerifierOptions {
         VerifierOptions {
             max_depth: self.max_depth,
             max_tables: self.max_tables,
@@ -400,17 +408,11 @@ fn check_message(opts: &VerifierOptions, buf: &[u8]) -> Option<usize> {
     // One table, at depth one.
     (opts.max_tables >= 1 && opts.max_depth >= 1).then_some(())?;
     let table = u32_at(0)? as usize;
-    let soffset = u32_at(table)? as i32;
-    let vtable = if soffset > 0 {
-        table.checked_sub(soffset.unsigned_abs() as usize)?
-    } else {
-        table.checked_add(soffset.unsigned_abs() as usize)?
-    };
-    (vtable < buf.len()).then_some(())?;
-    let len = usize::from(u16::from_le_bytes(at(vtable, 2, 2)?.try_into().ok()?));
-    // The vtable's length even, and all of it in the buffer.
-    let entries = at(vtable, 2, len)?;
-    len.is_multiple_of(2).then_some(())?;
+    // `visit_table`'s checks beyond `vtable_of`'s: the table's offset and the
+    // vtable aligned, the vtable's length even.
+    let (vtable, len) = vtable_of(buf, table)?;
+    (table.is_multiple_of(4) && vtable.is_multiple_of(2) && len.is_multiple_of(2)).then_some(())?;
+    let entries = &buf[vtable..vtable + len];
     let mut apparent = 4 + 4 + 2 + len;
     let mut slot = 4;
     while slot < len {
