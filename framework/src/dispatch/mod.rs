@@ -166,22 +166,19 @@ impl Dispatcher {
                 return self.ready(Some(error_reply(&err, None, None)));
             }
         };
-        let opcode = frame.opcode();
+        let head = frame.head();
+        let opcode = head.opcode;
         metrics.count_in(opcode, size);
-        let trace_id = frame.trace_id().unwrap_or_else(trace::new_trace_id);
+        let trace_id = head.trace_id.unwrap_or_else(trace::new_trace_id);
         let Some(handler) = self.table.get(opcode) else {
             let err = HandlerError::new(
                 ErrorCode::UnknownOpcode,
                 format!("no handler for opcode {opcode}"),
             );
-            return self.ready(Some(error_reply(
-                &err,
-                frame.transaction_id(),
-                Some(trace_id),
-            )));
+            return self.ready(Some(error_reply(&err, head.transaction_id, Some(trace_id))));
         };
         let mut span_id = trace::new_span_id();
-        let span = trace::frame_span(opcode, conn.id(), trace_id, &mut span_id, frame.span_id());
+        let span = trace::frame_span(opcode, conn.id(), trace_id, &mut span_id, head.span_id);
         let _entered = span.enter();
         // A frame's own token is checked for that frame only.
         let mut identity = None;
@@ -193,14 +190,14 @@ impl Dispatcher {
                         let err = HandlerError::new(ErrorCode::Unauthorized, e.to_string());
                         return self.ready(Some(error_reply(
                             &err,
-                            frame.transaction_id(),
+                            head.transaction_id,
                             Some(trace_id),
                         )));
                     }
                 }
             }
         }
-        if let Some(action) = Action::of(opcode, frame.channel()) {
+        if let Some(action) = Action::of_lazy(opcode, || frame.channel()) {
             let access = self.node.access();
             if access.governs(action) {
                 let who = identity
@@ -209,7 +206,7 @@ impl Dispatcher {
                 if let Err(denied) = access.check(action, who.as_ref()) {
                     return self.ready(Some(error_reply(
                         &authorize::denied_error(denied),
-                        frame.transaction_id(),
+                        head.transaction_id,
                         Some(trace_id),
                     )));
                 }
@@ -219,7 +216,7 @@ impl Dispatcher {
         let quota = if quotas.is_empty() {
             QuotaResult::Unlimited
         } else {
-            let payload = frame.message().payload().map_or(0, |p| p.len());
+            let payload = head.payload.as_ref().map_or(0, |p| p.len());
             let user = || {
                 identity
                     .as_ref()
@@ -234,19 +231,16 @@ impl Dispatcher {
         if let QuotaResult::Exceeded { retry_after_ms } = quota {
             if !handler.decides_quota() {
                 let err = HandlerError::rate_limited(retry_after_ms);
-                return self.ready(Some(error_reply(
-                    &err,
-                    frame.transaction_id(),
-                    Some(trace_id),
-                )));
+                return self.ready(Some(error_reply(&err, head.transaction_id, Some(trace_id))));
             }
         }
         let request = Request {
             node: self.node.clone(),
             connection: conn.clone(),
-            body: frame.payload(),
-            parent_span_id: frame.span_id(),
+            body: frame.payload_at(&head.payload),
+            parent_span_id: head.span_id,
             frame,
+            head,
             trace_id,
             span_id,
             quota,

@@ -3,7 +3,7 @@ use flatbuffers::FlatBufferBuilder;
 use uuid::Uuid;
 
 use crate::node::{AppState, Identity, Node, QuotaResult};
-use crate::protocol::{fbs, Frame};
+use crate::protocol::{fbs, Frame, Head};
 use crate::session::Connection;
 
 use super::{Reply, ReplyMeta};
@@ -27,6 +27,8 @@ pub struct Request {
     pub(crate) node: Node,
     pub(crate) connection: Connection,
     pub(crate) frame: Frame,
+    /// The envelope fields, read once from `frame`.
+    pub(crate) head: Head,
     pub(crate) body: Bytes,
     pub(crate) trace_id: Uuid,
     pub(crate) span_id: u64,
@@ -40,7 +42,7 @@ pub struct Request {
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
-            .field("opcode", &self.frame.opcode())
+            .field("opcode", &self.head.opcode)
             .field("session", &self.connection.id())
             .field("trace_id", &self.trace_id)
             .finish()
@@ -89,6 +91,7 @@ impl Request {
             node: self.node.clone(),
             connection: self.connection.clone(),
             frame: self.frame.clone(),
+            head: self.head.clone(),
             body: self.body.clone(),
             trace_id: self.trace_id,
             span_id: self.span_id,
@@ -102,22 +105,22 @@ impl Request {
     /// What the reply needs of this request (correlation, trace, span).
     pub(crate) fn reply_meta(&self) -> ReplyMeta {
         ReplyMeta {
-            opcode: self.frame.opcode(),
-            transaction_id: self.frame.transaction_id(),
+            opcode: self.head.opcode,
+            transaction_id: self.head.transaction_id,
             trace_id: self.trace_id,
             span_id: self.span_id,
-            requires_ack: self.frame.requires_ack(),
+            requires_ack: self.head.requires_ack,
         }
     }
 
     /// The frame's opcode.
     pub fn opcode(&self) -> u16 {
-        self.frame.opcode()
+        self.head.opcode
     }
 
     /// The frame's transaction id.
     pub fn transaction_id(&self) -> Option<Uuid> {
-        self.frame.transaction_id()
+        self.head.transaction_id
     }
 
     /// The trace id: the frame's, or a new one the server created (C++ `trace_id_`).

@@ -30,7 +30,16 @@ impl<'a> Action<'a> {
     /// The action of a frame with `opcode` (and `channel`); `None` for frames no
     /// rule can govern (`Ping`, `Unsubscribe`, `Auth`, ...).
     pub fn of(opcode: u16, channel: Option<&'a str>) -> Option<Action<'a>> {
-        let on = |f: fn(&'a str) -> Action<'a>| channel.map(f);
+        Self::of_lazy(opcode, || channel)
+    }
+
+    /// [`of`](Self::of), reading the channel only for the opcodes that name
+    /// one (the dispatcher asks for every frame).
+    pub(crate) fn of_lazy(
+        opcode: u16,
+        channel: impl FnOnce() -> Option<&'a str>,
+    ) -> Option<Action<'a>> {
+        let on = |f: fn(&'a str) -> Action<'a>| channel().map(f);
         match Opcode(opcode) {
             Opcode::Subscribe => on(Action::Subscribe),
             Opcode::Publish => on(Action::Publish),
