@@ -1641,6 +1641,121 @@ fn flats() -> impl Strategy<Value = Flat> {
         )
 }
 
+/// The builder's encoding of `m` (what `encode` writes for a message that is
+/// not a table of scalars).
+fn built<M: Message>(m: &M) -> Vec<u8> {
+    let mut fbb = framework::__private::flatbuffers::FlatBufferBuilder::new();
+    let root = m.build_table(&mut fbb);
+    fbb.finish_minimal(root);
+    fbb.finished_data().to_vec()
+}
+
+/// A table of scalars written without the builder (`FlatTable`, what `encode`
+/// and a handler's typed reply use for them): flatbuffers' verifier accepts it,
+/// and it reads as the builder's encoding, field by field (absent and present
+/// defaults included: `Some(0)` stays `Some(0)`).
+fn writes_as_the_builder<M: Message + std::fmt::Debug>(m: &M) -> Result<(), TestCaseError> {
+    let mut table = framework::message::FlatTable::new();
+    m.write_flat(&mut table);
+    prop_assert!(!table.refused(), "{:?} was refused", m);
+    let mut written = Vec::new();
+    table.write(&mut written);
+    prop_assert_eq!(written.len(), table.len());
+    prop_assert_eq!(&written[..], &m.encode()[..]);
+    let verified = framework::message::decode_verified::<M>(&written, 1 << 20);
+    let builders = framework::message::decode_verified::<M>(&built(m), 1 << 20);
+    prop_assert_eq!(format!("{verified:?}"), format!("{builders:?}"));
+    prop_assert_eq!(format!("{verified:?}"), format!("Ok({m:?})"));
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn tables_of_scalars_are_written_without_the_builder_as_the_builder_writes_them(
+        flat in flats(),
+        scalars in scalars(),
+        (color, level) in (colors(), levels()),
+    ) {
+        writes_as_the_builder(&flat)?;
+        writes_as_the_builder(&scalars)?;
+        writes_as_the_builder(&Enums { color, level, ..Enums::default() })?;
+        writes_as_the_builder(&Empty::default())?;
+        writes_as_the_builder(&Flat { maybe: Some(0), maybe_color: Some(Color::default()), ..flat })?;
+    }
+}
+
+/// 17 scalars: one more than a table written without the builder holds.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
+struct Seventeen {
+    f0: u8,
+    f1: u8,
+    f2: u8,
+    f3: u8,
+    f4: u8,
+    f5: u8,
+    f6: u8,
+    f7: u8,
+    f8: u8,
+    f9: u8,
+    f10: u8,
+    f11: u8,
+    f12: u8,
+    f13: u8,
+    f14: u8,
+    f15: u8,
+    f16: u8,
+}
+
+#[test]
+fn what_a_table_without_the_builder_cannot_hold_is_encoded_with_the_builder() {
+    let refused = |m: &dyn Fn(&mut framework::message::FlatTable)| {
+        let mut table = framework::message::FlatTable::new();
+        m(&mut table);
+        table.refused()
+    };
+    let text = Text {
+        s: "hi".into(),
+        ..Text::default()
+    };
+    assert!(refused(&|t| text.write_flat(t)), "a string");
+    let many = Seventeen {
+        f0: 1,
+        f16: 17,
+        ..Seventeen::default()
+    };
+    assert!(!refused(&|t| many.write_flat(t)), "two of seventeen set");
+    let all = Seventeen {
+        f0: 1,
+        f1: 1,
+        f2: 1,
+        f3: 1,
+        f4: 1,
+        f5: 1,
+        f6: 1,
+        f7: 1,
+        f8: 1,
+        f9: 1,
+        f10: 1,
+        f11: 1,
+        f12: 1,
+        f13: 1,
+        f14: 1,
+        f15: 1,
+        f16: 17,
+    };
+    assert!(refused(&|t| all.write_flat(t)), "seventeen set");
+    // Field ids past 125 (a message of more than 126 fields).
+    let mut far = framework::message::FlatTable::new();
+    far.scalar(4 + 2 * 126, 1u8);
+    assert!(far.refused(), "id 126");
+    let mut near = framework::message::FlatTable::new();
+    near.scalar(4 + 2 * 125, 1u8);
+    assert!(!near.refused(), "id 125");
+    // Each still encodes (with the builder) and decodes.
+    assert_eq!(Seventeen::decode(&all.encode()).unwrap(), all);
+    assert_eq!(Seventeen::decode(&many.encode()).unwrap(), many);
+}
+
 /// `decode` of a table of scalars (no verifier pass) against the verifier's
 /// decision on the same bytes: the same value, or the same error. Compared as
 /// `Debug` text, so that a NaN made by a mutation equals itself.

@@ -116,6 +116,12 @@ fn table(def: &TableDef) -> TokenStream {
         let end = quote_spanned!(ts.last=> ;);
         quote!(#call #end)
     });
+    let put = live.iter().map(|f| {
+        let (ts, name, slot) = (TypeSpan::of(&f.ty), &f.ident, slot(f));
+        let call = ts.call(&f.ty, &field, "put", quote!(&self.#name, table, #slot));
+        let end = quote_spanned!(ts.last=> ;);
+        quote!(#call #end)
+    });
     let verify = live.iter().map(|f| {
         let (ts, slot) = (TypeSpan::of(&f.ty), slot(f));
         let name = f.ident.unraw().to_string();
@@ -203,6 +209,10 @@ fn table(def: &TableDef) -> TokenStream {
             }
 
             const FLAT: bool = true #(#flat)*;
+
+            fn write_flat(&self, table: &mut ::framework::message::FlatTable) {
+                #(#put)*
+            }
 
             fn read_table(table: ::framework::__private::TableRef<'_>)
                 -> ::core::result::Result<Self, ::framework::__private::DecodeError>

@@ -210,6 +210,23 @@ impl ReplyMeta {
         })
     }
 
+    /// A response with the request's opcode carrying `table`, written into
+    /// the frame.
+    fn encode_flat(&self, table: &crate::message::FlatTable) -> Option<Encoded> {
+        let write = |out: &mut Vec<u8>| table.write(out);
+        Some(Encoded {
+            bytes: crate::protocol::reply_frame_with(
+                self.opcode,
+                self.transaction_id.as_ref(),
+                Some(&self.trace_id),
+                self.span_id,
+                Some((table.len(), write)),
+            ),
+            error: None,
+            opcode: self.opcode,
+        })
+    }
+
     /// A response with the request's opcode carrying `payload`.
     fn encode_payload(&self, payload: &[u8]) -> Option<Encoded> {
         Some(Encoded {
@@ -312,9 +329,17 @@ impl<M: crate::message::Message> IntoReply for M {
     fn into_reply(self) -> Reply {
         Reply::payload(self.encode())
     }
-    /// Encodes the message once, into the connection's reused builder, and copies
-    /// it once, into the frame.
+    /// Encodes a table of scalars straight into the frame
+    /// ([`FlatTable`](crate::message::FlatTable)); any other message once,
+    /// into the connection's reused builder, copied once, into the frame.
     fn encode_reply(self, ctx: &ReplyCtx<'_>) -> Option<Encoded> {
+        if M::FLAT {
+            let mut table = crate::message::FlatTable::new();
+            self.write_flat(&mut table);
+            if !table.refused() {
+                return ctx.meta.encode_flat(&table);
+            }
+        }
         let mut fbb = ctx.conn.take_builder();
         let root = self.build_table(&mut fbb);
         fbb.finish_minimal(root);

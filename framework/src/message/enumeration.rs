@@ -5,7 +5,7 @@ use flatbuffers::{FlatBufferBuilder, InvalidFlatbuffer, TableVerifier};
 
 use super::field::{read_scalar, Offset, Scalar, Storage};
 use super::vector::{read_scalars, Element, VectorStorage};
-use super::{DecodeError, Schema, TableRef};
+use super::{DecodeError, FlatTable, Schema, TableRef};
 
 /// The integer types an [`Enum`] can be stored as: `u8` (`ubyte`), `i8` (`byte`),
 /// `u16` (`ushort`), `i16` (`short`), `u32` (`uint`), `i32` (`int`), `u64`
@@ -102,6 +102,15 @@ impl<E: Enum> Storage<E> for EnumKind {
     }
     fn push_always(fbb: &mut FlatBufferBuilder<'_>, slot: u16, v: E::Repr) {
         fbb.push_slot_always::<E::Repr>(slot, v);
+    }
+    fn put(value: &E, table: &mut FlatTable, slot: u16) {
+        let v = value.to_repr();
+        if v != E::default_repr() {
+            table.scalar(slot, v);
+        }
+    }
+    fn put_always(value: &E, table: &mut FlatTable, slot: u16) {
+        table.scalar(slot, value.to_repr());
     }
     fn verify<'v, 'o, 'b>(
         tv: TableVerifier<'v, 'o, 'b>,

@@ -5,7 +5,7 @@
 use flatbuffers::{FlatBufferBuilder, InvalidFlatbuffer, TableVerifier, UnionWIPOffset, WIPOffset};
 use uuid::Uuid;
 
-use super::{DecodeError, Message, Schema, TableRef};
+use super::{DecodeError, FlatTable, Message, Schema, TableRef};
 use crate::protocol::fbs;
 
 pub(super) type Offset = WIPOffset<UnionWIPOffset>;
@@ -43,6 +43,19 @@ pub trait Field: Sized {
     #[doc(hidden)]
     fn push_always(fbb: &mut FlatBufferBuilder<'_>, slot: u16, prepared: Self::Prepared) {
         Self::push(fbb, slot, prepared)
+    }
+    /// Adds the field to a table written without the builder, as `push`
+    /// would (defaults left out): scalars and enums do; any other field
+    /// refuses the table, which is then built with the builder.
+    #[doc(hidden)]
+    fn put(&self, table: &mut FlatTable, slot: u16) {
+        let _ = slot;
+        table.refuse();
+    }
+    /// `put`, also when the value is the default (for `Option`).
+    #[doc(hidden)]
+    fn put_always(&self, table: &mut FlatTable, slot: u16) {
+        self.put(table, slot)
     }
     /// Verifies the field with flatbuffers' verifier.
     #[doc(hidden)]
@@ -127,6 +140,13 @@ pub trait Storage<T> {
     fn push_always(fbb: &mut FlatBufferBuilder<'_>, slot: u16, prepared: Self::Prepared) {
         Self::push(fbb, slot, prepared)
     }
+    fn put(value: &T, table: &mut FlatTable, slot: u16) {
+        let _ = (value, slot);
+        table.refuse();
+    }
+    fn put_always(value: &T, table: &mut FlatTable, slot: u16) {
+        Self::put(value, table, slot)
+    }
     fn verify<'v, 'o, 'b>(
         tv: TableVerifier<'v, 'o, 'b>,
         name: &'static str,
@@ -155,6 +175,12 @@ where
     }
     fn push_always(fbb: &mut FlatBufferBuilder<'_>, slot: u16, prepared: Self::Prepared) {
         <T::Kind as Storage<T>>::push_always(fbb, slot, prepared)
+    }
+    fn put(&self, table: &mut FlatTable, slot: u16) {
+        <T::Kind as Storage<T>>::put(self, table, slot)
+    }
+    fn put_always(&self, table: &mut FlatTable, slot: u16) {
+        <T::Kind as Storage<T>>::put_always(self, table, slot)
     }
     fn verify<'v, 'o, 'b>(
         tv: TableVerifier<'v, 'o, 'b>,
@@ -218,6 +244,8 @@ pub trait Scalar:
     const SIZE: usize;
     const FBS: &'static str;
     fn from_le(bytes: &[u8]) -> Self;
+    /// Writes the little-endian bytes into `out` (`SIZE` bytes long).
+    fn write_le(self, out: &mut [u8]);
     /// Whether the value is the table default (bitwise, so `-0.0` is not).
     fn is_default(self) -> bool;
 }
@@ -246,6 +274,9 @@ macro_rules! scalars {
                 a.copy_from_slice(bytes);
                 <$t>::from_le_bytes(a)
             }
+            fn write_le(self, out: &mut [u8]) {
+                out.copy_from_slice(&self.to_le_bytes());
+            }
             fn is_default(self) -> bool {
                 self.to_le_bytes().iter().all(|b| *b == 0)
             }
@@ -261,6 +292,14 @@ macro_rules! scalars {
             }
             fn push_always(fbb: &mut FlatBufferBuilder<'_>, slot: u16, v: $t) {
                 fbb.push_slot_always::<$t>(slot, v);
+            }
+            fn put(&self, table: &mut FlatTable, slot: u16) {
+                if !<$t as Scalar>::is_default(*self) {
+                    table.scalar(slot, *self);
+                }
+            }
+            fn put_always(&self, table: &mut FlatTable, slot: u16) {
+                table.scalar(slot, *self);
             }
             fn verify<'v, 'o, 'b>(tv: TableVerifier<'v, 'o, 'b>, name: &'static str, slot: u16)
                 -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
@@ -287,6 +326,9 @@ impl Scalar for bool {
     fn from_le(bytes: &[u8]) -> Self {
         bytes[0] != 0
     }
+    fn write_le(self, out: &mut [u8]) {
+        out[0] = u8::from(self);
+    }
     fn is_default(self) -> bool {
         !self
     }
@@ -303,6 +345,14 @@ impl Field for bool {
     }
     fn push_always(fbb: &mut FlatBufferBuilder<'_>, slot: u16, v: bool) {
         fbb.push_slot_always::<bool>(slot, v);
+    }
+    fn put(&self, table: &mut FlatTable, slot: u16) {
+        if *self {
+            table.scalar(slot, true);
+        }
+    }
+    fn put_always(&self, table: &mut FlatTable, slot: u16) {
+        table.scalar(slot, *self);
     }
     fn verify<'v, 'o, 'b>(
         tv: TableVerifier<'v, 'o, 'b>,
@@ -393,6 +443,11 @@ impl<T: Field> Field for Option<T> {
     fn push(fbb: &mut FlatBufferBuilder<'_>, slot: u16, p: Self::Prepared) {
         if let Some(p) = p {
             T::push_always(fbb, slot, p);
+        }
+    }
+    fn put(&self, table: &mut FlatTable, slot: u16) {
+        if let Some(v) = self {
+            v.put_always(table, slot);
         }
     }
     fn verify<'v, 'o, 'b>(

@@ -8,7 +8,7 @@
 //! written by hand (the docs of [`Message`](macro@crate::Message) show an enum's):
 //!
 //! ```
-//! use framework::message::{DecodeError, Field, FieldKind, Message, Schema, TableKind, TableRef};
+//! use framework::message::{DecodeError, Field, FieldKind, FlatTable, Message, Schema, TableKind, TableRef};
 //! use flatbuffers::{FlatBufferBuilder, InvalidFlatbuffer, TableFinishedWIPOffset, Verifier, WIPOffset};
 //!
 //! #[derive(Debug, PartialEq)]
@@ -32,8 +32,13 @@
 //!         Ok(())
 //!     }
 //!     // `true && ` each field's `FLAT`: false here (strings). A table of
-//!     // scalars (and enums) is decoded without the verifier pass.
+//!     // scalars (and enums) is decoded without the verifier pass, and encoded
+//!     // without the builder, through `write_flat` (strings refuse it).
 //!     const FLAT: bool = true && <String as Field>::FLAT && <String as Field>::FLAT;
+//!     fn write_flat(&self, table: &mut FlatTable) {
+//!         Field::put(&self.room, table, 4);
+//!         Field::put(&self.text, table, 6);
+//!     }
 //!     fn read_table(t: TableRef<'_>) -> Result<Self, DecodeError> {
 //!         Ok(ChatLine {
 //!             room: match Field::read(&t, 4)? { Some(v) => v, None => Field::absent("room")? },
@@ -60,6 +65,7 @@
 
 mod enumeration;
 mod field;
+mod flat;
 mod reader;
 mod schema;
 mod union;
@@ -73,6 +79,7 @@ use flatbuffers::{
 
 pub use enumeration::{Enum, EnumKind, EnumRepr};
 pub use field::{Field, FieldKind, Scalar, Storage, TableKind};
+pub use flat::FlatTable;
 pub use reader::TableRef;
 pub use schema::Schema;
 pub use union::{Union, UnionKind, UnionMember};
@@ -183,8 +190,26 @@ pub trait Message: Sized + Send + Sync + 'static {
     /// Adds this table and the tables it refers to to `schema`.
     fn describe(schema: &mut Schema);
 
+    /// Writes the fields into a table written without the builder, when they
+    /// all are scalars or enums ([`FLAT`](Message::FLAT)); any other field
+    /// refuses the table. The derive generates it (one `Field::put` per
+    /// field); by default the table is refused and the builder is used.
+    #[doc(hidden)]
+    fn write_flat(&self, table: &mut FlatTable) {
+        table.refuse();
+    }
+
     /// Encodes as a standalone FlatBuffers buffer (the payload of a frame).
     fn encode(&self) -> Bytes {
+        if Self::FLAT {
+            let mut table = FlatTable::new();
+            self.write_flat(&mut table);
+            if !table.refused() {
+                let mut out = Vec::with_capacity(table.len());
+                table.write(&mut out);
+                return Bytes::from(out);
+            }
+        }
         let mut fbb = FlatBufferBuilder::with_capacity(128);
         let root = self.build_table(&mut fbb);
         fbb.finish_minimal(root);

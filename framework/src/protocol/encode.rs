@@ -283,6 +283,19 @@ pub(crate) fn reply_frame(
     span_id: u64,
     payload: Option<&[u8]>,
 ) -> Bytes {
+    let payload = payload.map(|p| (p.len(), |out: &mut Vec<u8>| out.extend_from_slice(p)));
+    reply_frame_with(opcode, transaction_id, trace_id, span_id, payload)
+}
+
+/// [`reply_frame`] whose payload, of the given length, `write` appends to the
+/// frame (a typed reply's table is written there, without a copy of its own).
+pub(crate) fn reply_frame_with(
+    opcode: u16,
+    transaction_id: Option<&Uuid>,
+    trace_id: Option<&Uuid>,
+    span_id: u64,
+    payload: Option<(usize, impl FnOnce(&mut Vec<u8>))>,
+) -> Bytes {
     /// The vtable follows the root offset and the file identifier.
     const VTABLE: usize = 8;
     /// Fields 0 (opcode) to 9 (span_id).
@@ -306,7 +319,7 @@ pub(crate) fn reply_frame(
     let trace_at = place(trace_id.is_some(), 16);
     // Every field's size is a multiple of 4: the vector's length is aligned.
     let vector = end;
-    let len = vector + payload.map_or(0, |p| 4 + p.len());
+    let len = vector + payload.as_ref().map_or(0, |(n, _)| 4 + n);
     let slot = |at: Option<usize>| at.map_or(0, |a| (a - TABLE) as u16);
 
     // Everything before the payload's bytes, at fixed places on the stack:
@@ -345,13 +358,15 @@ pub(crate) fn reply_frame(
         put(at, id.as_bytes());
     }
     let mut head_len = vector;
-    if let Some(p) = payload {
-        put(vector, &(p.len() as u32).to_le_bytes());
+    if let Some((n, _)) = &payload {
+        put(vector, &(*n as u32).to_le_bytes());
         head_len += 4;
     }
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&head[..head_len]);
-    out.extend_from_slice(payload.unwrap_or_default());
+    if let Some((_, write)) = payload {
+        write(&mut out);
+    }
     debug_assert_eq!(out.len(), len);
     Bytes::from(out)
 }

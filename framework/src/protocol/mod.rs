@@ -23,8 +23,8 @@ mod encode;
 mod frame;
 
 pub(crate) use encode::finish;
-pub(crate) use encode::reply_frame;
 pub use encode::FrameFields;
+pub(crate) use encode::{reply_frame, reply_frame_with};
 pub(crate) use frame::Head;
 pub use frame::{DecodeLimits, Frame, FrameError};
 /// The flatc-generated protocol types (`Message`, `Opcode`, `ErrorCode`, `Uuid`).
