@@ -333,12 +333,8 @@ impl<M: crate::message::Message> IntoReply for M {
     /// ([`FlatTable`](crate::message::FlatTable)); any other message once,
     /// into the connection's reused builder, copied once, into the frame.
     fn encode_reply(self, ctx: &ReplyCtx<'_>) -> Option<Encoded> {
-        if M::FLAT {
-            let mut table = crate::message::FlatTable::new();
-            self.write_flat(&mut table);
-            if !table.refused() {
-                return ctx.meta.encode_flat(&table);
-            }
+        if let Some(table) = crate::message::FlatTable::of(&self) {
+            return ctx.meta.encode_flat(&table);
         }
         let mut fbb = ctx.conn.take_builder();
         let root = self.build_table(&mut fbb);

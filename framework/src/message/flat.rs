@@ -98,6 +98,19 @@ impl FlatTable {
         }
     }
 
+    /// `message`'s table written this way; `None` when the message is not
+    /// [`FLAT`](super::Message::FLAT) or one of its fields refuses it (the
+    /// builder encodes it then).
+    #[inline]
+    pub(crate) fn of<M: super::Message>(message: &M) -> Option<FlatTable> {
+        if !M::FLAT {
+            return None;
+        }
+        let mut table = FlatTable::new();
+        message.write_flat(&mut table);
+        (!table.refused).then_some(table)
+    }
+
     /// Sets the scalar in `slot` (written even when it is the default; the
     /// caller leaves defaults out, as the builder's `push` does).
     #[inline]

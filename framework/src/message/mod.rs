@@ -201,14 +201,10 @@ pub trait Message: Sized + Send + Sync + 'static {
 
     /// Encodes as a standalone FlatBuffers buffer (the payload of a frame).
     fn encode(&self) -> Bytes {
-        if Self::FLAT {
-            let mut table = FlatTable::new();
-            self.write_flat(&mut table);
-            if !table.refused() {
-                let mut out = Vec::with_capacity(table.len());
-                table.write(&mut out);
-                return Bytes::from(out);
-            }
+        if let Some(table) = FlatTable::of(self) {
+            let mut out = Vec::with_capacity(table.len());
+            table.write(&mut out);
+            return Bytes::from(out);
         }
         let mut fbb = FlatBufferBuilder::with_capacity(128);
         let root = self.build_table(&mut fbb);
