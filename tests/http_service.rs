@@ -812,6 +812,10 @@ async fn bad_upgrades_are_answered_per_rfc_6455() {
         None,
         Some("too-short"),
         Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        // 24 characters, but 18 bytes; 16 bytes without the padding; a `=` inside.
+        Some("AAAAAAAAAAAAAAAAAAAAAAAA"),
+        Some("AAAAAAAAAAAAAAAAAAAAAA"),
+        Some("AAAAAAAAAAAAAAAAAAAA=A=="),
     ] {
         let mut request = Request::get("/ws");
         request.headers = upgrade_headers();

@@ -267,6 +267,16 @@ fn extended_connect(parts: &http::request::Parts) -> Result<(), Refused> {
 
 /// The RFC 6455 handshake headers: an upgrade to `websocket`, version 13, and a
 /// 16-byte base64 key (returned).
+/// RFC 6455 §4.2.1: the key is 16 bytes, base64-encoded: 24 characters, the
+/// last two `=`. Decoded on the stack (no allocation per upgrade).
+fn is_websocket_key(key: &[u8]) -> bool {
+    let mut decoded = [0u8; 18];
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode_slice(key, &mut decoded)
+            .is_ok_and(|n| n == 16)
+}
+
 fn websocket_key(headers: &HeaderMap) -> Result<HeaderValue, Refused> {
     if !header_has_token(headers, header::UPGRADE, "websocket")
         || !header_has_token(headers, header::CONNECTION, "upgrade")
@@ -289,13 +299,7 @@ fn websocket_key(headers: &HeaderMap) -> Result<HeaderValue, Refused> {
         .with_header(header::SEC_WEBSOCKET_VERSION, "13"));
     }
     match headers.get(header::SEC_WEBSOCKET_KEY) {
-        Some(k)
-            if base64::engine::general_purpose::STANDARD
-                .decode(k.as_bytes())
-                .is_ok_and(|d| d.len() == 16) =>
-        {
-            Ok(k.clone())
-        }
+        Some(k) if is_websocket_key(k.as_bytes()) => Ok(k.clone()),
         _ => Err(Refused::new(
             StatusCode::BAD_REQUEST,
             "missing or malformed Sec-WebSocket-Key",

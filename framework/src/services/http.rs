@@ -19,7 +19,6 @@ use futures_util::future::Either;
 use futures_util::FutureExt as _;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -539,11 +538,25 @@ async fn upgrade(State(state): State<HttpState>, mut req: Request) -> Response {
     let h = response.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    let accept = derive_accept_key(key.as_bytes());
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept_key(key.as_bytes()));
     response
+}
+
+/// RFC 6455 §4.2.2: `Sec-WebSocket-Accept` is the base64 of the SHA-1 of the
+/// client's key followed by the protocol's GUID; encoded on the stack, so the
+/// header value is the upgrade's only allocation for it.
+fn accept_key(key: &[u8]) -> HeaderValue {
+    use sha1::Digest as _;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut sha1 = sha1::Sha1::new();
+    sha1.update(key);
+    sha1.update(GUID);
+    let digest = sha1.finalize();
+    let mut encoded = [0u8; 28];
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(digest, &mut encoded)
+        .expect("20 bytes are 28 in base64");
+    HeaderValue::from_bytes(&encoded[..n]).expect("base64 is a valid header value")
 }
 
 /// The session of an upgrade that is not a plain TCP stream: TLS over TCP
@@ -671,7 +684,25 @@ impl<K: SessionKind> Opening<K> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_traceparent;
+    use super::{accept_key, parse_traceparent};
+
+    #[test]
+    fn the_accept_key_is_rfc_6455s() {
+        // RFC 6455 §1.3's example.
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ==").as_bytes(),
+            b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        // The same as tungstenite's derivation (what clients check against).
+        for key in ["x3JJHMbDL1EzLkh9GBhXDw==", "AQIDBAUGBwgJCgsMDQ4PEA==", ""] {
+            assert_eq!(
+                accept_key(key.as_bytes()).as_bytes(),
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes())
+                    .as_bytes(),
+                "{key:?}"
+            );
+        }
+    }
 
     #[test]
     fn traceparent_is_read_as_w3c_trace_context_says() {
