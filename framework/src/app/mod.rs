@@ -32,7 +32,7 @@ use crate::node::{AppState, Node, Verifier};
 use crate::protocol::{Opcode, FIRST_APPLICATION_OPCODE};
 use crate::raw::{BoxedRawHandler, RawHandler};
 use crate::services::admission::Admission;
-use crate::services::http::HttpState;
+use crate::services::http::{HttpState, Routes};
 use crate::services::{Service, Shared};
 use crate::Config;
 use axum::Router;
@@ -851,11 +851,11 @@ impl App {
         }
         // With TLS, `run_service` offers HTTP/2 (for WebSockets over extended
         // CONNECT); the WebSocket-only listeners HTTP/1.1 alone.
-        let mut listen = |listener: TcpListener, router: Router, h2: bool| {
+        let mut listen = |listener: TcpListener, routes: Routes, h2: bool| {
             let acceptor = tls.as_ref().map(|t| t.acceptor(h2));
             accept_loops.push(tokio::spawn(crate::services::accept::serve(
                 listener,
-                router,
+                routes,
                 shared.clone(),
                 acceptor,
             )));
@@ -877,7 +877,7 @@ impl App {
         let service_addrs = local_addrs(&services);
         let router = crate::services::http::router(state(protocol), self.router.take());
         for l in services {
-            listen(l, router.clone(), true);
+            listen(l, Routes::Router(router.clone()), true);
         }
         tracing::info!(
             node = %node_id,

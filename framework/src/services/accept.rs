@@ -14,11 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tower::ServiceExt;
 
+use super::http::Routes;
 use super::limits::ConnSlot;
 use super::plain::{Hold, PlainIo};
 use super::proxy::Peer;
@@ -50,11 +49,11 @@ fn is_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
-/// Accepts connections until shutdown, serving each with `router`, over TLS
+/// Accepts connections until shutdown, serving each with `routes`, over TLS
 /// when the listener has an acceptor.
 pub(crate) async fn serve(
     listener: TcpListener,
-    router: Router,
+    routes: Routes,
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
@@ -102,12 +101,12 @@ pub(crate) async fn serve(
         match &tls {
             None => shared
                 .tracker
-                .spawn(serve_plain(tcp, peer, router.clone(), shared.clone())),
+                .spawn(serve_plain(tcp, peer, routes.clone(), shared.clone())),
             Some(acceptor) => shared.tracker.spawn(serve_tls(
                 acceptor.clone(),
                 tcp,
                 peer,
-                router.clone(),
+                routes.clone(),
                 shared.clone(),
             )),
         };
@@ -127,7 +126,7 @@ async fn admit(shared: &Arc<Shared>, tcp: &mut TcpStream, peer: SocketAddr) -> O
 /// request admitted for its client (over a connection limit, every request is
 /// answered with the refusal and the connection closed: never left hanging).
 struct Answer {
-    router: Router,
+    routes: Routes,
     peer: Peer,
     /// Plain connections: see [`ConnInfo::hold`].
     hold: Option<Hold>,
@@ -153,14 +152,14 @@ impl Answer {
                     info.hold.clone_from(&this.hold);
                     let slot = info.slot.clone();
                     req.extensions_mut().insert(info);
-                    Ok((this.router.clone().oneshot(req.map(Body::new)), slot))
+                    Ok((this.routes.answer(req.map(Body::new)), slot))
                 }
                 Err(refused) => Err(super::http::refused(refused)),
             };
             async move {
                 match answer {
                     // The request's slot is held until it is answered.
-                    Ok((routed, _slot)) => routed.await,
+                    Ok((routed, _slot)) => Ok(routed.await),
                     Err(response) => Ok(response),
                 }
             }
@@ -169,7 +168,7 @@ impl Answer {
 }
 
 /// A plain connection: its client, then HTTP/1.
-async fn serve_plain(mut tcp: TcpStream, peer: SocketAddr, router: Router, shared: Arc<Shared>) {
+async fn serve_plain(mut tcp: TcpStream, peer: SocketAddr, routes: Routes, shared: Arc<Shared>) {
     let Some(peer) = admit(&shared, &mut tcp, peer).await else {
         return;
     };
@@ -177,7 +176,7 @@ async fn serve_plain(mut tcp: TcpStream, peer: SocketAddr, router: Router, share
     let hold = Hold::default();
     let io = TokioIo::new(PlainIo::new(tcp, hold.clone()));
     let answer = Answer {
-        router,
+        routes,
         peer,
         hold: Some(hold),
     };
@@ -229,7 +228,7 @@ async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     mut tcp: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    routes: Routes,
     shared: Arc<Shared>,
 ) {
     let Some(client) = admit(&shared, &mut tcp, peer).await else {
@@ -242,7 +241,7 @@ async fn serve_tls(
     };
     drop(acceptor);
     let answer = Answer {
-        router,
+        routes,
         peer: client,
         hold: None,
     };
