@@ -265,8 +265,6 @@ fn extended_connect(parts: &http::request::Parts) -> Result<(), Refused> {
     Ok(())
 }
 
-/// The RFC 6455 handshake headers: an upgrade to `websocket`, version 13, and a
-/// 16-byte base64 key (returned).
 /// RFC 6455 §4.2.1: the key is 16 bytes, base64-encoded: 24 characters, the
 /// last two `=`. Decoded on the stack (no allocation per upgrade).
 fn is_websocket_key(key: &[u8]) -> bool {
@@ -277,6 +275,8 @@ fn is_websocket_key(key: &[u8]) -> bool {
             .is_ok_and(|n| n == 16)
 }
 
+/// The RFC 6455 handshake headers: an upgrade to `websocket`, version 13, and a
+/// 16-byte base64 key (returned).
 fn websocket_key(headers: &HeaderMap) -> Result<HeaderValue, Refused> {
     if !header_has_token(headers, header::UPGRADE, "websocket")
         || !header_has_token(headers, header::CONNECTION, "upgrade")
