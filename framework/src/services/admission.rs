@@ -130,6 +130,13 @@ impl Admission {
         let key = if parts.version == http::Version::HTTP_2 {
             extended_connect(&parts)?;
             None
+        } else if parts.method != http::Method::GET {
+            // RFC 6455 §4.2.1: the opening handshake is a GET.
+            return Err(Refused::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "a WebSocket upgrade is a GET request",
+            )
+            .with_header(header::ALLOW, "GET"));
         } else {
             Some(websocket_key(&parts.headers)?)
         };
