@@ -122,9 +122,11 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     })
 }
 
-/// RFC 6455's handshake headers, judged independently of the framework.
-fn handshake_ok(headers: &HeaderMap) -> bool {
-    has_token(headers, header::UPGRADE, "websocket")
+/// RFC 6455's handshake (a GET with its headers), judged independently of the
+/// framework.
+fn handshake_ok(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::GET
+        && has_token(headers, header::UPGRADE, "websocket")
         && has_token(headers, header::CONNECTION, "upgrade")
         && headers
             .get(header::SEC_WEBSOCKET_VERSION)
@@ -149,7 +151,7 @@ fn verified_sub(token: &str) -> Option<String> {
 /// The fuzz body.
 pub fn run(data: &[u8]) {
     let Some(parts) = parse(data) else { return };
-    let headers = parts.headers.clone();
+    let (method, headers) = (parts.method.clone(), parts.headers.clone());
     let query_len = parts.uri.query().map_or(0, str::len);
     FIXTURE.with(|f| {
         let peer = ([127, 0, 0, 1], 40000).into();
@@ -157,8 +159,8 @@ pub fn run(data: &[u8]) {
         match result {
             Ok((key, extensions)) => {
                 assert!(
-                    handshake_ok(&headers),
-                    "admitted without the handshake headers"
+                    handshake_ok(&method, &headers),
+                    "admitted without the handshake ({method})"
                 );
                 assert_eq!(Some(&key), headers.get(header::SEC_WEBSOCKET_KEY));
                 for origin in headers.get_all(header::ORIGIN) {
@@ -206,13 +208,29 @@ pub fn run(data: &[u8]) {
                         StatusCode::FORBIDDEN,
                         StatusCode::UPGRADE_REQUIRED,
                         StatusCode::SERVICE_UNAVAILABLE,
+                        StatusCode::METHOD_NOT_ALLOWED,
                     ]
                     .contains(&status),
                     "refused with {status}: {message}"
                 );
-                if !handshake_ok(&headers) {
+                // RFC 6455 §4.2.1: a method other than GET is refused first,
+                // whatever its headers; a GET never for its method.
+                assert_eq!(
+                    status == StatusCode::METHOD_NOT_ALLOWED,
+                    method != Method::GET,
+                    "{method} refused with {status}: {message}"
+                );
+                if status == StatusCode::METHOD_NOT_ALLOWED {
+                    assert_eq!(extra.len(), 1, "405 names the method allowed");
+                }
+                if !handshake_ok(&method, &headers) {
                     assert!(
-                        status == StatusCode::UPGRADE_REQUIRED || status == StatusCode::BAD_REQUEST,
+                        [
+                            StatusCode::UPGRADE_REQUIRED,
+                            StatusCode::BAD_REQUEST,
+                            StatusCode::METHOD_NOT_ALLOWED
+                        ]
+                        .contains(&status),
                         "bad handshake refused with {status}: {message}"
                     );
                 }
@@ -258,6 +276,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         format!("{ok}X-Refuse: 1\r\n\r\n"),
         ok.replace("GET /ws", &format!("GET /ws?token={ada}&a=b")) + "\r\n",
         ok.replace("GET /ws", "GET /ws?deny=1") + "\r\n",
+        ok.replace("GET /ws", "POST /ws") + "\r\n",
         ok.replace("GET /ws", "GET /ws?a=%ZZ&a=2") + "\r\n",
         ok.replace("Version: 13", "Version: 8") + "\r\n",
         ok.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=") + "\r\n",
