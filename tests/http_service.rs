@@ -759,16 +759,6 @@ async fn standalone_websocket_service_enforces_the_origin_allowlist() {
         .await
         .expect("server starts");
     let url = format!("ws://{}/", server.websocket_addr());
-    // RFC 6455 §4.2.1: an upgrade is a GET; this listener answers every method
-    // and path, and refuses the others' upgrades with 405.
-    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
-        let mut request = Request::get("/");
-        request.method = method;
-        request.headers = upgrade_headers();
-        let r = http::send(server.websocket_addr(), request).await;
-        assert_eq!(r.status, 405, "{method}");
-        assert_eq!(r.header("allow"), Some("GET"), "{method}");
-    }
     connect_with_origin(&url, "https://good.example")
         .await
         .expect("an allowed origin upgrades");
@@ -779,6 +769,32 @@ async fn standalone_websocket_service_enforces_the_origin_allowlist() {
         refused_status(connect_with_origin(&url, "https://evil.example").await),
         403,
         "run_websocket_service must refuse an origin outside allowed_origins"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn standalone_websocket_service_upgrades_only_a_get() {
+    let server = App::new()
+        .run_websocket_service(any_port())
+        .start()
+        .await
+        .expect("server starts");
+    // RFC 6455 §4.2.1: an upgrade is a GET. This listener answers every method
+    // and path, and refuses the others' upgrades with 405.
+    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+        let mut request = Request::get("/");
+        request.method = method;
+        request.headers = upgrade_headers();
+        let r = http::send(server.websocket_addr(), request).await;
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET"), "{method}");
+    }
+    let mut request = Request::get("/");
+    request.headers = upgrade_headers();
+    assert_eq!(
+        http::send(server.websocket_addr(), request).await.status,
+        101
     );
     server.shutdown().await;
 }
