@@ -163,7 +163,6 @@ pub mod __private {
                 uuid::Uuid::nil(),
                 std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
                 1 << 20,
-                Default::default(),
                 Charge::new(budget.clone(), Default::default()),
             );
             let (reader_end, mut writer_end) = tokio::io::duplex(64 * 1024);

@@ -52,8 +52,9 @@ impl TestNode {
             node.node_id(),
             peer,
             node.config().max_queued_bytes,
-            node.metrics().slow_consumer_closes.clone(),
-            crate::session::budget::Charge::unlimited(),
+            crate::session::budget::Charge::unlimited_counting(
+                node.metrics().slow_consumer_closes.clone(),
+            ),
         );
         node.session_opened(&conn).await.map_err(AppError::Broker)?;
         Ok(TestNode { dispatcher, conn })

@@ -85,7 +85,7 @@ pub struct NodeMetrics {
     /// Sessions ended.
     pub sessions_closed: AtomicU64,
     /// Sessions closed with 1008 because their queue overflowed (shared with the
-    /// sessions, which count themselves).
+    /// node's memory budget, through which the sessions count themselves).
     pub slow_consumer_closes: Arc<AtomicU64>,
     /// Sessions closed with 1009 for an oversized message.
     pub oversized_closes: AtomicU64,
@@ -318,6 +318,7 @@ impl Node {
             verifier.is_some(),
         );
         let welcome = WelcomeTemplate::new(broker.node_id());
+        let metrics = NodeMetrics::default();
         Node(Arc::new(NodeInner {
             welcome,
             hub,
@@ -326,10 +327,16 @@ impl Node {
             access,
             quotas: Quotas::new(&config.quotas),
             users: UserCounts::new(config.max_connections_per_user),
-            budget: MemoryBudget::new(config.max_held_bytes, config.max_held_bytes_per_ip),
+            // Sessions count their slow-consumer closes in the node's metric
+            // through their account in this budget.
+            budget: MemoryBudget::counting_slow_consumers(
+                config.max_held_bytes,
+                config.max_held_bytes_per_ip,
+                metrics.slow_consumer_closes.clone(),
+            ),
             config,
             state,
-            metrics: NodeMetrics::default(),
+            metrics,
             started: Instant::now(),
         }))
     }

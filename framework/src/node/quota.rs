@@ -276,7 +276,6 @@ mod tests {
             uuid::Uuid::nil(),
             format!("{ip}:1").parse().unwrap(),
             1 << 20,
-            Default::default(),
             crate::session::budget::Charge::unlimited(),
         )
     }

@@ -56,13 +56,7 @@ pub(crate) fn new_connection(
     peer: SocketAddr,
     charge: crate::session::budget::Charge,
 ) -> Connection {
-    Connection::new(
-        node.node_id(),
-        peer,
-        node.config().max_queued_bytes,
-        node.metrics().slow_consumer_closes.clone(),
-        charge,
-    )
+    Connection::new(node.node_id(), peer, node.config().max_queued_bytes, charge)
 }
 
 /// Creates the session of an upgraded connection: one task (the caller's) reads

@@ -23,6 +23,9 @@ pub(crate) struct MemoryBudget {
     max_per_ip: usize,
     /// Sessions closed because they would have gone over a limit.
     closes: AtomicU64,
+    /// Sessions closed as slow consumers (the node's metric, which its sessions
+    /// reach through their [`Charge`] rather than each holding it).
+    slow_consumers: Arc<AtomicU64>,
 }
 
 /// Which limit a charge would go over.
@@ -46,11 +49,22 @@ impl OverBudget {
 
 impl MemoryBudget {
     pub(crate) fn new(max: usize, max_per_ip: usize) -> Arc<Self> {
+        Self::counting_slow_consumers(max, max_per_ip, Arc::default())
+    }
+
+    /// A budget whose sessions count their slow-consumer closes in
+    /// `slow_consumers`.
+    pub(crate) fn counting_slow_consumers(
+        max: usize,
+        max_per_ip: usize,
+        slow_consumers: Arc<AtomicU64>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             held: AtomicUsize::new(0),
             max,
             max_per_ip,
             closes: AtomicU64::new(0),
+            slow_consumers,
         })
     }
 
@@ -66,6 +80,11 @@ impl MemoryBudget {
 
     pub(crate) fn count_close(&self) {
         self.closes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a session closed as a slow consumer.
+    pub(crate) fn count_slow_consumer(&self) {
+        self.slow_consumers.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -83,8 +102,19 @@ impl Charge {
 
     /// An account with no limits (connections made outside a listener: tests,
     /// `TestNode`).
+    #[cfg(test)]
     pub(crate) fn unlimited() -> Self {
-        Self::new(MemoryBudget::new(usize::MAX, usize::MAX), Arc::default())
+        Self::unlimited_counting(Arc::default())
+    }
+
+    /// An account with no limits whose slow-consumer closes are counted in
+    /// `slow_consumers` (a [`TestNode`](crate::testing::TestNode)'s, in its
+    /// node's metrics).
+    pub(crate) fn unlimited_counting(slow_consumers: Arc<AtomicU64>) -> Self {
+        Self::new(
+            MemoryBudget::counting_slow_consumers(usize::MAX, usize::MAX, slow_consumers),
+            Arc::default(),
+        )
     }
 
     /// Counts `n` more bytes, unless that would go over a limit.

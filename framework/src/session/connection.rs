@@ -116,12 +116,14 @@ pub(crate) struct ConnectionInner {
     extensions: Mutex<http::Extensions>,
     /// The builder handlers of this connection reuse (see `Request::builder`).
     builder: Mutex<Option<Box<flatbuffers::FlatBufferBuilder<'static>>>>,
-    /// The node's count of slow-consumer closes.
-    slow_consumers: Arc<AtomicU64>,
     /// The session's writing side, while its task runs: a fan-out's tasks
     /// write deliveries through it when the socket is free
     /// ([`Connection::flush`]).
     outlet: std::sync::OnceLock<std::sync::Weak<dyn super::writer::Outlet>>,
+    /// Where the session's TCP socket (tokio's, the writer's target) lives in
+    /// memory, for [`Connection::prefetch_writer`] (0: none, or not plain TCP).
+    /// Only ever an address to prefetch, never dereferenced.
+    socket_line: AtomicUsize,
 }
 
 /// A handle to one live session (the C++ guide's `websocket_connection`). Cheap to
@@ -173,6 +175,23 @@ impl std::task::Wake for ConnectionInner {
         self.shutdown_seen.store(true, Ordering::Release);
         self.outbox.wake();
     }
+}
+
+/// Asks the CPU to bring the cache line holding `at` into its caches: a hint,
+/// which reads nothing the program sees and never faults, whatever the address
+/// (nothing is done on other architectures).
+#[inline(always)]
+fn prefetch<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` only hints the cache: it has no effect the program
+    // can observe and does not fault on any address, valid or not; SSE, which
+    // it needs, is part of every x86_64 CPU (the target's baseline).
+    #[allow(unsafe_code)]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 impl PartialEq for Connection {
@@ -290,7 +309,6 @@ impl Connection {
         node_id: Uuid,
         peer: SocketAddr,
         max_queued: usize,
-        slow_consumers: Arc<AtomicU64>,
         charge: Charge,
     ) -> Connection {
         let inner = ConnectionInner {
@@ -318,8 +336,8 @@ impl Connection {
             node_state: std::sync::OnceLock::new(),
             extensions: Mutex::new(http::Extensions::new()),
             builder: Mutex::new(None),
-            slow_consumers,
             outlet: std::sync::OnceLock::new(),
+            socket_line: AtomicUsize::new(0),
         };
         Connection(Arc::new(inner))
     }
@@ -435,6 +453,54 @@ impl Connection {
         let _ = self.0.outlet.set(Arc::downgrade(outlet));
     }
 
+    /// Names `socket` (the plain TCP stream the session writes) as the memory
+    /// a fan-out's writing task is to prefetch ([`prefetch_writer`](Self::prefetch_writer)).
+    pub(crate) fn hint_socket<T>(&self, socket: &T) {
+        self.0
+            .socket_line
+            .store(std::ptr::from_ref(socket).addr(), Ordering::Relaxed);
+    }
+
+    /// A fan-out's look-ahead, first step: asks the CPU to bring in the lines
+    /// of this session's state that a delivery reads and writes (its queue,
+    /// its byte count, its abort code, its writing side), while the caller
+    /// works on the sessions before it. With thousands of subscribers their
+    /// state is not in cache when a publication comes: waiting for it was most
+    /// of a fan-out's user time to 10,000 subscribers.
+    pub(crate) fn prefetch_state(&self) {
+        let inner = &*self.0;
+        prefetch(std::ptr::from_ref(inner).cast::<u8>().wrapping_sub(16));
+        prefetch(&inner.abort_code);
+        prefetch(&inner.queued);
+        prefetch(&inner.outbox);
+        prefetch(
+            std::ptr::from_ref(&inner.outbox)
+                .cast::<u8>()
+                .wrapping_add(64),
+        );
+        prefetch(&inner.outlet);
+    }
+
+    /// The look-ahead's second step, once [`prefetch_state`](Self::prefetch_state)
+    /// brought the state in: the session's writing side and its socket, which
+    /// the write goes through.
+    pub(crate) fn prefetch_writer(&self) {
+        if let Some(outlet) = self.0.outlet.get() {
+            // The reference counts before the value (an upgrade writes them),
+            // then the value (a plain TCP session's: a lock and its half of
+            // the socket, 24 bytes).
+            let at = std::sync::Weak::as_ptr(outlet).cast::<u8>();
+            prefetch(at.wrapping_sub(16));
+            prefetch(at.wrapping_add(16));
+        }
+        let socket = self.0.socket_line.load(Ordering::Relaxed);
+        if socket != 0 {
+            let at = std::ptr::without_provenance::<u8>(socket);
+            prefetch(at);
+            prefetch(at.wrapping_add(std::mem::size_of::<tokio::net::TcpStream>() - 1));
+        }
+    }
+
     /// The session's writing side, while its task runs.
     fn outlet(&self) -> Option<Arc<dyn super::writer::Outlet>> {
         self.0.outlet.get().and_then(std::sync::Weak::upgrade)
@@ -473,7 +539,7 @@ impl Connection {
             super::close_code::POLICY,
             "slow consumer: fell too far behind",
         ) {
-            self.0.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            self.0.charge.budget().count_slow_consumer();
             tracing::info!(session = %self.0.id, "slow consumer: closing with 1008");
         }
     }
@@ -829,7 +895,6 @@ mod tests {
             Uuid::nil(),
             "127.0.0.1:1".parse().unwrap(),
             10,
-            Arc::default(),
             Charge::unlimited(),
         );
         assert!(c.send(Bytes::from(vec![0u8; 100])).is_ok());
@@ -842,7 +907,6 @@ mod tests {
             Uuid::nil(),
             "127.0.0.1:1".parse().unwrap(),
             10,
-            Arc::default(),
             Charge::unlimited(),
         );
         assert!(c.send(Bytes::from_static(b"12345")).is_ok());
@@ -855,6 +919,48 @@ mod tests {
         assert_eq!(queued.len(), 2);
         assert!(queued.iter().all(|o| matches!(o, Outbound::Binary(_))));
         assert!(c.is_closing());
+    }
+
+    #[test]
+    fn a_slow_consumer_is_counted_once_in_the_node_metric_its_account_names() {
+        let closes = Arc::new(AtomicU64::new(0));
+        let c = Connection::new(
+            Uuid::nil(),
+            "127.0.0.1:1".parse().unwrap(),
+            10,
+            Charge::unlimited_counting(closes.clone()),
+        );
+        assert!(c.send(Bytes::from_static(b"1234567890")).is_ok());
+        assert_eq!(c.send(Bytes::from_static(b"1")), Err(SendError::Overflow));
+        c.slow_consumer();
+        assert_eq!(closes.load(Ordering::Relaxed), 1, "one close, counted once");
+    }
+
+    /// The fan-out's look-ahead reads addresses, never what they hold: it is
+    /// harmless whatever state the session is in, a freed socket included.
+    #[test]
+    fn prefetching_a_session_is_harmless_in_every_state() {
+        let c = Connection::new(
+            Uuid::nil(),
+            "127.0.0.1:1".parse().unwrap(),
+            1 << 20,
+            Charge::unlimited(),
+        );
+        c.prefetch_state();
+        c.prefetch_writer(); // no writer yet, no socket named
+        let socket = Box::new([0u8; 64]);
+        c.hint_socket(&*socket);
+        let outlet: Arc<dyn super::super::writer::Outlet> =
+            super::super::writer::Shared::new(tokio::io::sink());
+        c.attach_outlet(&outlet);
+        c.prefetch_writer(); // both alive
+        drop(socket);
+        drop(outlet);
+        c.prefetch_state();
+        c.prefetch_writer(); // the writer and the socket are gone
+        assert!(c.outlet().is_none());
+        assert_eq!(c.send_shared_quiet(Bytes::from_static(b"frame")), Ok(true));
+        assert_eq!(c.0.outbox.take().len(), 1);
     }
 }
 

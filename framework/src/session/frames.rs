@@ -685,7 +685,6 @@ mod tests {
             uuid::Uuid::nil(),
             "127.0.0.1:1".parse().unwrap(),
             1 << 20,
-            Default::default(),
             Charge::new(budget.clone(), Arc::default()),
         )
     }

@@ -1070,7 +1070,6 @@ mod tests {
             uuid::Uuid::nil(),
             "127.0.0.1:1".parse().unwrap(),
             1 << 20,
-            Arc::default(),
             crate::session::budget::Charge::unlimited(),
         );
         let shared = Shared::new(w);
