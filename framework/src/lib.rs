@@ -158,7 +158,7 @@ pub mod __private {
                     .build()
                     .expect("a runtime");
             }
-            let budget = MemoryBudget::new(budget, budget);
+            let budget = MemoryBudget::standalone(budget, budget);
             let conn = crate::Connection::new(
                 uuid::Uuid::nil(),
                 std::net::SocketAddr::from(([127, 0, 0, 1], 1)),

@@ -646,7 +646,7 @@ fn session_of(
         Ok(parts) => {
             let (tcp, response) = parts.io.into_inner().into_parts();
             let (read, write) = tcp.into_split();
-            opening.conn.hint_socket::<TcpStream>(write.as_ref());
+            opening.conn.hint_socket(write.as_ref());
             let (read, write) = (
                 super::plain::TcpReader::new(read),
                 super::plain::TcpWriter::new(write),

@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn slots_are_limited_per_ip_and_released() {
-        let l = ConnLimiter::new(2, 100, MemoryBudget::new(1, 1));
+        let l = ConnLimiter::new(2, 100, MemoryBudget::standalone(1, 1));
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let a = l.acquire(ip).unwrap();
         let _b = l.acquire(ip).unwrap();
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn the_node_total_is_limited() {
-        let l = ConnLimiter::new(100, 2, MemoryBudget::new(1, 1));
+        let l = ConnLimiter::new(100, 2, MemoryBudget::standalone(1, 1));
         let a = l.acquire("10.0.0.1".parse().unwrap()).unwrap();
         let _b = l.acquire("10.0.0.2".parse().unwrap()).unwrap();
         assert_eq!(

@@ -48,7 +48,10 @@ impl OverBudget {
 }
 
 impl MemoryBudget {
-    pub(crate) fn new(max: usize, max_per_ip: usize) -> Arc<Self> {
+    /// A budget of its own, not a node's: its sessions' slow-consumer closes
+    /// are counted where no metric reads them (tests, fuzzing). A node's is
+    /// made with [`counting_slow_consumers`](Self::counting_slow_consumers).
+    pub(crate) fn standalone(max: usize, max_per_ip: usize) -> Arc<Self> {
         Self::counting_slow_consumers(max, max_per_ip, Arc::default())
     }
 
@@ -100,8 +103,7 @@ impl Charge {
         Self { node, ip }
     }
 
-    /// An account with no limits (connections made outside a listener: tests,
-    /// `TestNode`).
+    /// An account with no limits (unit tests' connections).
     #[cfg(test)]
     pub(crate) fn unlimited() -> Self {
         Self::unlimited_counting(Arc::default())
@@ -158,7 +160,7 @@ mod tests {
 
     #[test]
     fn charges_are_limited_per_address_and_per_node() {
-        let node = MemoryBudget::new(100, 60);
+        let node = MemoryBudget::standalone(100, 60);
         let (ip1, ip2) = (Arc::default(), Arc::default());
         let a = Charge::new(node.clone(), ip1);
         let b = Charge::new(node.clone(), ip2);

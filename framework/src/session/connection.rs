@@ -455,7 +455,7 @@ impl Connection {
 
     /// Names `socket` (the plain TCP stream the session writes) as the memory
     /// a fan-out's writing task is to prefetch ([`prefetch_writer`](Self::prefetch_writer)).
-    pub(crate) fn hint_socket<T>(&self, socket: &T) {
+    pub(crate) fn hint_socket(&self, socket: &tokio::net::TcpStream) {
         self.0
             .socket_line
             .store(std::ptr::from_ref(socket).addr(), Ordering::Relaxed);
@@ -936,8 +936,9 @@ mod tests {
         assert_eq!(closes.load(Ordering::Relaxed), 1, "one close, counted once");
     }
 
-    /// The fan-out's look-ahead reads addresses, never what they hold: it is
-    /// harmless whatever state the session is in, a freed socket included.
+    /// The fan-out's look-ahead prefetches addresses without reading what
+    /// they hold (it reads only the connection's own fields): it is harmless
+    /// whatever state the session is in, a freed socket and writer included.
     #[test]
     fn prefetching_a_session_is_harmless_in_every_state() {
         let c = Connection::new(
@@ -948,8 +949,17 @@ mod tests {
         );
         c.prefetch_state();
         c.prefetch_writer(); // no writer yet, no socket named
-        let socket = Box::new([0u8; 64]);
-        c.hint_socket(&*socket);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std_socket = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        std_socket.set_nonblocking(true).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let socket = runtime
+            .block_on(async { tokio::net::TcpStream::from_std(std_socket) })
+            .unwrap();
+        c.hint_socket(&socket);
         let outlet: Arc<dyn super::super::writer::Outlet> =
             super::super::writer::Shared::new(tokio::io::sink());
         c.attach_outlet(&outlet);

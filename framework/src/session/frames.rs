@@ -718,7 +718,7 @@ mod tests {
 
     #[tokio::test]
     async fn messages_small_large_and_fragmented_arrive_whole() {
-        let budget = MemoryBudget::new(usize::MAX, usize::MAX);
+        let budget = MemoryBudget::standalone(usize::MAX, usize::MAX);
         let (mut r, mut w) = reader(&budget, 1 << 20);
         let big: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
         let mut bytes = frame(true, 2, b"small");
@@ -760,7 +760,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_that_is_one_whole_message_is_that_message_and_keeps_no_buffer() {
-        let budget = MemoryBudget::new(usize::MAX, usize::MAX);
+        let budget = MemoryBudget::standalone(usize::MAX, usize::MAX);
         let medium: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
         let cases = [
             (
@@ -799,7 +799,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_fragmented_message_costs_about_its_size_and_is_counted_until_whole() {
-        let budget = MemoryBudget::new(usize::MAX, usize::MAX);
+        let budget = MemoryBudget::standalone(usize::MAX, usize::MAX);
         let (mut r, mut w) = reader(&budget, 1 << 20);
         // 100 fragments of 10,000 bytes: the buffer grows by a quarter at a time.
         for _ in 0..99 {
@@ -842,7 +842,7 @@ mod tests {
 
     #[tokio::test]
     async fn violations_are_refused_with_their_close_codes() {
-        let budget = MemoryBudget::new(10_000, 10_000);
+        let budget = MemoryBudget::standalone(10_000, 10_000);
         let cases: Vec<(Vec<u8>, u16)> = vec![
             (vec![0x82 | 0x40, 0x80, 1, 2, 3, 4], 1002), // RSV1
             (vec![0x83, 0x80, 1, 2, 3, 4], 1002),        // reserved opcode
