@@ -189,11 +189,9 @@ impl Fanout {
                         // Each write is a system call of microseconds: the
                         // next sessions' state, then their writer, come in
                         // meanwhile.
+                        slice.iter().take(2).for_each(Connection::prefetch_state);
+                        slice.iter().take(1).for_each(Connection::prefetch_writer);
                         for (i, conn) in slice.iter().enumerate() {
-                            if i == 0 {
-                                slice.iter().take(2).for_each(Connection::prefetch_state);
-                                conn.prefetch_writer();
-                            }
                             if let Some(next) = slice.get(i + 2) {
                                 next.prefetch_state();
                             }
