@@ -38,7 +38,14 @@ fn now() -> u64 {
 
 /// An HS256 token for `sub` expiring in `ttl` seconds, with `extra` claims.
 fn hs256(sub: &str, ttl: i64, extra: serde_json::Value) -> String {
-    let mut claims = json!({ "sub": sub, "exp": (now() as i64 + ttl) });
+    hs256_until(sub, now() as i64 + ttl, extra)
+}
+
+/// An HS256 token for `sub` whose `exp` is `exp`: for tests that compare the
+/// expiry the server reports with the token's own, which `now()` read again
+/// later may no longer give (the second can turn between the two reads).
+fn hs256_until(sub: &str, exp: i64, extra: serde_json::Value) -> String {
+    let mut claims = json!({ "sub": sub, "exp": exp });
     if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
     }
@@ -105,16 +112,13 @@ async fn text(c: &Client, opcode: u16) -> Result<String, ClientError> {
 #[tokio::test]
 async fn a_token_at_the_upgrade_identifies_the_connection() {
     let server = start(AuthConfig::hs256(SECRET)).await;
-    let token = hs256("ada", 3600, json!({ "role": "admin" }));
+    let exp = now() + 3600;
+    let token = hs256_until("ada", exp as i64, json!({ "role": "admin" }));
     let c = Client::connect_with_token(&ws(&server), &token)
         .await
         .unwrap();
     assert_eq!(c.user_id(), "ada", "Welcome carries the user");
-    assert_eq!(
-        c.expires_at_ms(),
-        (now() + 3600) * 1000,
-        "and the token's exp × 1000"
-    );
+    assert_eq!(c.expires_at_ms(), exp * 1000, "and the token's exp × 1000");
     assert_eq!(text(&c, 200).await.unwrap(), "ada");
     assert_eq!(text(&c, 201).await.unwrap(), "ada");
     assert_eq!(text(&c, 202).await.unwrap(), "admin");
@@ -210,8 +214,10 @@ async fn auth_frames_present_and_refresh_tokens() {
     let server = start(AuthConfig::hs256(SECRET)).await;
     let c = Client::connect(&ws(&server)).await.unwrap();
     // Answered with an Ack although the frame did not ask for one.
-    let (user, expires) = c.authenticate(&hs256("cy", 600, json!({}))).await.unwrap();
-    assert_eq!((user.as_str(), expires), ("cy", (now() + 600) * 1000));
+    let exp = now() + 600;
+    let token = hs256_until("cy", exp as i64, json!({}));
+    let (user, expires) = c.authenticate(&token).await.unwrap();
+    assert_eq!((user.as_str(), expires), ("cy", exp * 1000));
     assert_eq!(text(&c, 200).await.unwrap(), "cy");
     // A bad token: Unauthorized, and the previous identity stays.
     let err = c.authenticate(&hs256("cy", -120, json!({}))).await;
