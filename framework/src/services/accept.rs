@@ -59,10 +59,20 @@ pub(crate) async fn serve(
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut failures: u64 = 0;
+    // One wait for the shutdown for the loop's life, polled only when no
+    // connection is waiting: each poll of the token's future locks the token's
+    // mutex (and a new one registers with its `Notify`, another lock, and
+    // unregisters when dropped), which every listener and connection of the
+    // app shares. A flood still sees the shutdown: tokio's cooperative budget
+    // makes `accept` return `Pending` after a run of accepts.
+    let shutdown = shared.shutdown.clone();
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
+            biased;
             accepted = listener.accept() => accepted,
+            _ = &mut cancelled => break,
         };
         let (tcp, peer) = match accepted {
             Ok(a) => a,
@@ -82,7 +92,7 @@ pub(crate) async fn serve(
                     tracing::debug!(error = %e, ?backoff, "accept still failing");
                 }
                 tokio::select! {
-                    _ = shared.shutdown.cancelled() => break,
+                    _ = &mut cancelled => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -116,9 +126,12 @@ pub(crate) async fn serve(
 /// Who the connection's client is (see [`proxy::admit`](super::proxy::admit));
 /// `None` when the connection ends first (or the app shuts down).
 async fn admit(shared: &Arc<Shared>, tcp: &mut TcpStream, peer: SocketAddr) -> Option<Peer> {
+    // Without a PROXY header to read, `admit` is ready at once and the
+    // shutdown's future is never polled (polling it locks the token's mutex).
     tokio::select! {
-        _ = shared.shutdown.cancelled() => None,
+        biased;
         peer = super::proxy::admit(shared, tcp, peer) => peer,
+        _ = shared.shutdown.cancelled() => None,
     }
 }
 
@@ -207,7 +220,11 @@ where
         .serve_connection(io, answer.into_service())
         .with_upgrades();
     tokio::pin!(conn);
+    // The connection first: an upgrade whose request was already there is
+    // served in the first poll, without the shutdown's future ever being
+    // polled (each poll locks the token's mutex, shared by every connection).
     tokio::select! {
+        biased;
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "http connection ended");
