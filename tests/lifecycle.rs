@@ -338,3 +338,56 @@ async fn every_listener_queues_listen_backlog_connections() {
     assert_eq!(backlog, 300.min(somaxconn));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_prompt_during_a_connection_flood() {
+    // Connections keep arriving while the server shuts down, none of them
+    // sending its upgrade request: the accept loop, which takes whole bursts
+    // off the listen queue, still stops, and the hundreds of connections in
+    // their handshake do not hold the shutdown up (nor wait out
+    // `handshake_timeout`).
+    let server = start(App::new().config(Config {
+        // Short turns: the loop checks for the shutdown at the end of each.
+        listen_backlog: 128,
+        ..shutdown_config()
+    }))
+    .await;
+    let addr = server.websocket_addr();
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let connected = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let (flooding, connected) = (flooding.clone(), connected.clone());
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                while flooding.load(Relaxed) {
+                    match TcpStream::connect(addr).await {
+                        Ok(tcp) => {
+                            connected.fetch_add(1, Relaxed);
+                            held.push(tcp);
+                            if held.len() >= 200 {
+                                held.clear();
+                            }
+                        }
+                        // Refused once the listener is closed.
+                        Err(_) => tokio::task::yield_now().await,
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually("the flood is under way", DEADLINE, || {
+        connected.load(Relaxed) > 1_000
+    })
+    .await;
+    let took = timed_shutdown(server).await;
+    flooding.store(false, Relaxed);
+    for f in flooders {
+        f.await.expect("flooder");
+    }
+    assert!(took < PROMPT, "shutdown took {took:?} during a flood");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the port still accepts"
+    );
+}

@@ -115,13 +115,17 @@ pub struct Config {
     /// they are accepted — every client of a restarted node reconnecting at
     /// once — a connection that finds the queue full has its SYN dropped, and
     /// its client waits a second before trying again. Default 4096 (the
-    /// standard library's and tokio's 128 drops the 129th of a burst).
+    /// standard library's and tokio's 128 drops the 129th of a burst). The
+    /// accept loop takes up to this many queued connections at a time before it
+    /// lets their handshakes run, so a full queue is emptied in one turn.
     pub listen_backlog: u32,
     /// Read buffer of each connection. Default 512 bytes, sized for real-time
     /// traffic of small messages, many of which are read at once into it
-    /// (tungstenite's 128 KiB would cost that much per idle connection). A message
-    /// that does not fit is read straight into a buffer of its own size, in large
-    /// reads, so large messages do not need a larger value.
+    /// (tungstenite's 128 KiB would cost that much per idle connection). An idle
+    /// session holds none: it reads into the stack and keeps only what waits
+    /// for the rest of its message. A message that does not fit is read
+    /// straight into a buffer of its own size, in large reads, so large
+    /// messages do not need a larger value.
     pub read_buffer_size: usize,
     /// Bytes gathered before the writer writes to the socket mid-batch (small
     /// frames are copied together; a payload over 1 KiB is written from where it

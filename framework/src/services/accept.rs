@@ -43,6 +43,17 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// explicit): requests and WebSockets together.
 const MAX_H2_STREAMS: u32 = 200;
 
+/// The fewest connections the accept loop takes off the listen queue in one
+/// turn before it lets the tasks it spawned run (a turn takes as many as the
+/// queue holds, `listen_backlog`, when that is more). tokio's cooperative
+/// budget alone would stop it after 128: with every client of a restarted node
+/// reconnecting at once, the loop then ran once per round of the runtime's
+/// queue (the 128 handshakes it had just spawned, and their sessions), the
+/// listen queue filled meanwhile, and the kernel dropped SYNs, each client so
+/// dropped waiting a second or three to try again. Taken off the queue at once,
+/// connections wait as tasks instead, and are served in the order they came.
+const MIN_ACCEPT_BURST: u32 = 128;
+
 /// Errors that mean the process or system is out of a resource: waiting helps.
 fn is_exhaustion(e: &io::Error) -> bool {
     // EMFILE 24, ENFILE 23, ENOBUFS 105, ENOMEM 12 (Linux values).
@@ -63,17 +74,35 @@ pub(crate) async fn serve(
     // connection is waiting: each poll of the token's future locks the token's
     // mutex (and a new one registers with its `Notify`, another lock, and
     // unregisters when dropped), which every listener and connection of the
-    // app shares. A flood still sees the shutdown: tokio's cooperative budget
-    // makes `accept` return `Pending` after a run of accepts.
+    // app shares. A flood still sees the shutdown: it is checked at the end of
+    // every burst.
     let shutdown = shared.shutdown.clone();
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
+    let max_burst = shared.node.config().listen_backlog.max(MIN_ACCEPT_BURST);
+    let mut burst: u32 = 0;
     loop {
+        if burst >= max_burst {
+            burst = 0;
+            if shutdown.is_cancelled() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         let accepted = tokio::select! {
             biased;
-            accepted = listener.accept() => accepted,
+            // Outside the cooperative budget: see `MIN_ACCEPT_BURST`. A turn
+            // ends when the queue is empty.
+            accepted = tokio::task::coop::unconstrained(std::future::poll_fn(|cx| {
+                let polled = listener.poll_accept(cx);
+                if polled.is_pending() {
+                    burst = 0;
+                }
+                polled
+            })) => accepted,
             _ = &mut cancelled => break,
         };
+        burst += 1;
         let (tcp, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
