@@ -76,15 +76,14 @@ pub(crate) async fn serve(
     // unregisters when dropped), which every listener and connection of the
     // app shares. A flood still sees the shutdown: it is checked at the end of
     // every burst.
-    let shutdown = shared.shutdown.clone();
-    let cancelled = shutdown.cancelled();
+    let cancelled = shared.shutdown.cancelled();
     tokio::pin!(cancelled);
     let max_burst = shared.node.config().listen_backlog.max(MIN_ACCEPT_BURST);
     let mut burst: u32 = 0;
     loop {
         if burst >= max_burst {
             burst = 0;
-            if shutdown.is_cancelled() {
+            if shared.shutdown.is_cancelled() {
                 break;
             }
             tokio::task::yield_now().await;
