@@ -75,40 +75,48 @@ pub(crate) enum Outbound {
     Carried(Box<super::writer::Carry>),
 }
 
+/// A session's state. `repr(C)`, in this order: what every message reads or
+/// writes comes first, side by side (the queue, its counts, the closing flags,
+/// the message counters), the rest after. With many sessions, a session's
+/// state is not in the CPU's caches when its message comes, and each line it
+/// touches is a miss: the compiler's own order spread those fields over six
+/// of the struct's nine lines (cachegrind of echo, 100 connections).
+#[repr(C)]
 pub(crate) struct ConnectionInner {
-    pub(crate) id: Uuid,
-    pub(crate) node_id: Uuid,
-    pub(crate) peer: SocketAddr,
     pub(crate) outbox: Outbox,
     queued: AtomicUsize,
-    max_queued: usize,
-    /// Non-zero once an immediate close (dropping what is queued) was requested.
-    abort_code: AtomicU16,
-    /// The reason the abort's close frame gives.
-    abort_reason: std::sync::OnceLock<&'static str>,
     /// Bytes of `queued` that are counted in the node's memory budget.
     charged: AtomicUsize,
+    max_queued: usize,
     /// The node's memory budget, this connection's address's share.
     charge: Charge,
+    /// Non-zero once an immediate close (dropping what is queued) was requested.
+    abort_code: AtomicU16,
     /// Cancelled when the session must end now: stops both its reader and writer.
     ended: AtomicBool,
     /// The server's shutdown woke this session (see [`Connection::shutdown_waker`]).
     shutdown_seen: AtomicBool,
+    /// Set when `deadline_ms` changes, so the reader re-arms its timer.
+    deadline_changed: AtomicBool,
     /// The session's closing writes ran (`writer::run`).
     pub(super) closing_written: AtomicBool,
+    pub(crate) metrics: SessionMetrics,
+    // What is read now and then, or once.
+    pub(crate) id: Uuid,
+    pub(crate) node_id: Uuid,
+    pub(crate) peer: SocketAddr,
+    /// The reason the abort's close frame gives.
+    abort_reason: std::sync::OnceLock<&'static str>,
     /// Wakes everything waiting for the end (the reader, a raw handler's `recv`).
     end_notify: Notify,
     /// Woken by `abort`: the writer stops whatever it is doing.
     abort_waker: AtomicWaker,
-    pub(crate) metrics: SessionMetrics,
     pub(crate) channels: Mutex<HashSet<Arc<str>>>,
     /// When the unfinished fragmented message being received started (ms into
     /// the session, 1-based; 0: none).
     message_since_ms: AtomicU64,
     /// When the session must end (Unix ms; 0: never), e.g. its token's expiry.
     deadline_ms: AtomicU64,
-    /// Set when `deadline_ms` changes, so the reader re-arms its timer.
-    deadline_changed: AtomicBool,
     /// State a higher layer keeps per session (the node's quota limiters), made
     /// on first use.
     node_state: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
@@ -214,13 +222,14 @@ impl Eq for Connection {}
 ///   before it waits for anything; meanwhile a push does not wake it.
 /// - `claimed`: something is writing to the socket; the rest keeps off it.
 #[derive(Default)]
+#[repr(C)]
 pub(crate) struct Outbox {
     items: Mutex<super::Queue>,
     /// Whether `items` is non-empty; set and cleared under the lock.
     pending: AtomicBool,
-    waker: AtomicWaker,
     active: AtomicBool,
     claimed: AtomicBool,
+    waker: AtomicWaker,
 }
 
 impl Outbox {

@@ -13,17 +13,20 @@ use crate::protocol::Opcode;
 /// assert!(m.since_last_activity() < std::time::Duration::from_secs(5));
 /// ```
 #[derive(Debug)]
+// `repr(C)`: what every message updates first, on as few cache lines as can be
+// (see `ConnectionInner`).
+#[repr(C)]
 pub struct SessionMetrics {
     messages_in: AtomicU64,
     bytes_in: AtomicU64,
     messages_out: AtomicU64,
     bytes_out: AtomicU64,
-    dropped: AtomicU64,
-    connected_at: SystemTime,
     /// [`coarse_ms`] when the session started.
     started_ms: u64,
     // Milliseconds since `started_ms`, so "last activity" is one relaxed store per frame.
     last_activity_ms: AtomicU64,
+    dropped: AtomicU64,
+    connected_at: SystemTime,
 }
 
 /// Milliseconds of a monotonic clock read at a few milliseconds' resolution
