@@ -123,6 +123,8 @@ pub struct WsConn {
     stamps: bool,
     /// `CLOCK_REALTIME` nanoseconds at which the kernel received the last bytes read.
     last_rx: Option<u64>,
+    /// Room for a read's control message (its timestamp), made once.
+    cmsg: Vec<u8>,
 }
 
 fn err(msg: impl Into<String>) -> io::Error {
@@ -164,6 +166,7 @@ impl WsConn {
             mask: mask_key(),
             stamps: false,
             last_rx: None,
+            cmsg: Vec::new(),
         };
         conn.handshake(addr, path).await?;
         Ok(conn)
@@ -321,6 +324,7 @@ impl WsConn {
         use nix::sys::socket::{setsockopt, sockopt};
         let tcp = self.stream.plain().ok_or_else(no_stamps)?;
         setsockopt(tcp, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+        self.cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
         self.stamps = true;
         Ok(())
     }
@@ -330,6 +334,15 @@ impl WsConn {
         self.last_rx
     }
 
+    /// One `recvmsg` of what has arrived, and its kernel timestamp.
+    ///
+    /// A read shorter than the buffer left the socket empty: it makes tokio
+    /// clear the socket's readiness, as tokio's own reads do, so that the next
+    /// read waits for the socket instead of trying a `recvmsg` that finds
+    /// nothing. Without that, every delivery cost the load generator a second,
+    /// failed `recvmsg` (`EAGAIN`), and the fan-out's peak was the load
+    /// generator's. The control-message buffer is the connection's, not one
+    /// allocated per call.
     async fn read_stamped(&mut self) -> io::Result<usize> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         use std::os::fd::AsRawFd;
@@ -338,10 +351,12 @@ impl WsConn {
             stream.readable().await?;
             let fd = stream.as_raw_fd();
             let buf = &mut self.buf[self.end..];
-            let got = stream.try_io(tokio::io::Interest::READABLE, || {
-                let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+            let room = buf.len();
+            let cmsg = &mut self.cmsg;
+            let mut read = None;
+            let tried = stream.try_io(tokio::io::Interest::READABLE, || {
                 let mut iov = [std::io::IoSliceMut::new(buf)];
-                let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
+                let msg = recvmsg::<()>(fd, &mut iov, Some(cmsg.as_mut_slice()), MsgFlags::empty())
                     .map_err(io::Error::from)?;
                 let mut stamp = None;
                 for c in msg.cmsgs().map_err(io::Error::from)? {
@@ -349,17 +364,22 @@ impl WsConn {
                         stamp = Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
                     }
                 }
-                Ok((msg.bytes, stamp))
-            });
-            match got {
-                Ok((n, stamp)) => {
-                    if stamp.is_some() {
-                        self.last_rx = stamp;
-                    }
-                    return Ok(n);
+                read = Some((msg.bytes, stamp));
+                if 0 < msg.bytes && msg.bytes < room {
+                    return Err(io::ErrorKind::WouldBlock.into());
                 }
+                Ok(())
+            });
+            if let Some((n, stamp)) = read {
+                if stamp.is_some() {
+                    self.last_rx = stamp;
+                }
+                return Ok(n);
+            }
+            match tried {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
+                Ok(()) => continue,
             }
         }
     }
