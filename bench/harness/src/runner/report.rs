@@ -600,6 +600,8 @@ pub(super) fn report(args: &RunArgs, pin: &Pinning, all: &[Done], took: Duration
     let _ = writeln!(w, "## Profile-driven changes\n");
     let notes = std::fs::read_to_string("bench/profile-driven-changes.md")
         .unwrap_or_else(|_| "_bench/profile-driven-changes.md is missing._\n".to_string());
+    // Its links to kept runs are relative to `bench/`, where it lives.
+    let notes = notes.replace("](runs/", "](bench/runs/");
     let _ = writeln!(w, "{}", notes.trim_end());
     let _ = writeln!(w);
 
