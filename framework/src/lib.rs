@@ -121,6 +121,11 @@ pub mod __private {
             }
         }
 
+        /// How far the frame reader reads past a large frame; a message's buffer
+        /// is its size (then growth by at most a quarter) and this much more, all
+        /// of it counted in the memory budget.
+        pub const READ_PAST: usize = crate::session::frames::READ_PAST;
+
         /// What the session's WebSocket frame reader made of a byte stream.
         #[derive(Debug)]
         pub struct FramesRead {

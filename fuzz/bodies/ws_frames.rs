@@ -28,17 +28,19 @@
 //! of it without being counted, so whether the budget refuses a message depends
 //! on the pieces; a run the budget stopped read a prefix of the model's messages,
 //! only when `max_message_size` is over the budget (the reader never holds more
-//! than `max_message_size` for one message), and only at a message the model saw
-//! need more than 4/5 of the budget (its buffer grows by at most a quarter). In
-//! the structured mode the stream the body built is read back exactly: every
-//! message, in order, and nothing held after, never refused by a budget of 5/4 of
-//! the largest message (a message's buffer is its first frame's size, then grows
-//! by at most a quarter).
+//! than `max_message_size` for one message, and [`READ_PAST`] bytes), and only at
+//! a message whose need the model saw, plus a quarter and [`READ_PAST`] bytes, go
+//! over the budget (its buffer grows by at most a quarter, and has room to read
+//! that far past a frame). In the structured mode the stream the body built is
+//! read back exactly: every message, in order, and nothing held after, never
+//! refused by a budget of 5/4 of the largest message and [`READ_PAST`] bytes (a
+//! message's buffer is its first frame's size, then grows by at most a quarter,
+//! with room to read that far past a frame).
 //!
 //! Shared by the cargo-fuzz target (`fuzz/fuzz_targets/ws_frames.rs`) and the
 //! corpus replay test (`tests/fuzz_corpus.rs`), which include this file by path.
 
-use framework::__private::fuzz::{read_ws_frames, FramesRead};
+use framework::__private::fuzz::{read_ws_frames, FramesRead, READ_PAST};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A message or control frame as the model and the checks see it.
@@ -246,11 +248,11 @@ fn check(what: &str, read: &FramesRead, want: &Expected, max_message: usize, bud
         "{what}: the budget decides, no close code"
     );
     assert!(
-        max_message > budget,
+        max_message + READ_PAST > budget,
         "{what}: over a budget of {budget} with max_message_size {max_message}"
     );
     assert!(
-        want.max_need * 5 > budget as u64 * 4,
+        want.max_need * 5 + 4 * READ_PAST as u64 > budget as u64 * 4,
         "{what}: over a budget of {budget}, yet no message needed more than {}",
         want.max_need
     );
@@ -514,10 +516,11 @@ fn structured(data: &[u8]) {
         } else {
             usize::from(slack)
         };
-    // A message of L bytes never holds more than L + L/4 (its first frame's size,
-    // then growth by at most a quarter of less than L), whatever the pieces: a
-    // budget of that much, often far below `max_message_size`, is never refused.
-    let budget = largest + largest / 4 + usize::from(src.byte() % 4);
+    // A message of L bytes never holds more than L + L/4 + READ_PAST (its first
+    // frame's size, then growth by at most a quarter of less than L, and room to
+    // read past a frame), whatever the pieces: a budget of that much, often far
+    // below `max_message_size`, is never refused.
+    let budget = largest + largest / 4 + READ_PAST + usize::from(src.byte() % 4);
     // A long stream comes in proportionately longer pieces (about 512 at most per
     // cycle of 1-byte pieces): every piece is a read.
     let scale = 1 + stream.len() / 512;

@@ -139,7 +139,7 @@ const STACK_READ: usize = 4096;
 /// read waits for the socket rather than trying it first: reading exactly the
 /// frame's rest cost a failed `recv` (`EAGAIN`) per large message (64 KiB
 /// echo: 3 `recv` per message, 2 with this, as fastwebsockets).
-const READ_PAST: usize = 128;
+pub(crate) const READ_PAST: usize = 128;
 
 impl<R: SessionRead> FrameReader<R> {
     /// A reader of `io`, which starts with `prefix` (bytes read ahead during the
