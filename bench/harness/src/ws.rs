@@ -340,9 +340,9 @@ impl WsConn {
     /// clear the socket's readiness, as tokio's own reads do, so that the next
     /// read waits for the socket instead of trying a `recvmsg` that finds
     /// nothing. Without that, every delivery cost the load generator a second,
-    /// failed `recvmsg` (`EAGAIN`), and the fan-out's peak was the load
-    /// generator's. The control-message buffer is the connection's, not one
-    /// allocated per call.
+    /// failed `recvmsg` (`EAGAIN`), on the side that bounds the fan-out's peak.
+    /// The control-message buffer is the connection's, not one allocated per
+    /// call.
     async fn read_stamped(&mut self) -> io::Result<usize> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         use std::os::fd::AsRawFd;
