@@ -376,10 +376,11 @@ impl WsConn {
                 }
                 return Ok(n);
             }
-            match tried {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-                Ok(()) => continue,
+            // Nothing read: the socket was empty (its readiness is now cleared).
+            if let Err(e) = tried {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    return Err(e);
+                }
             }
         }
     }
